@@ -1,0 +1,3 @@
+"""rejoinder: resumable chatbot conversations."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,187 @@
+"""The engine's vocabulary: conversation state, inputs, outputs and effects.
+
+Everything here is plain data so that the shell (service, store, server) can persist and pass it around.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+# ----------------------------------------------------------------------------------------- state
+
+Status = Literal["active", "closed"]
+Waiting = Literal["nothing", "customer", "http"]
+
+
+@dataclass
+class ConversationState:
+    """Where a conversation stands between turns. Serialised as JSON in the store."""
+
+    variables: dict[str, Any] = field(default_factory=dict)
+    skill_id: str | None = None
+    node_id: str | None = None  # the question waited at, or the integrate node whose call is outstanding
+    waiting: Waiting = "nothing"
+    retries: int = 0  # invalid answers given at the current question
+    status: Status = "active"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ConversationState:
+        return cls(**data)
+
+    def copy(self) -> ConversationState:
+        return ConversationState(
+            variables=dict(self.variables),
+            skill_id=self.skill_id,
+            node_id=self.node_id,
+            waiting=self.waiting,
+            retries=self.retries,
+            status=self.status,
+        )
+
+
+# ----------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class StartEvent:
+    """Start the skill whose triggers list ``name``."""
+
+    name: str
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CustomerText:
+    text: str
+
+
+@dataclass(frozen=True)
+class CustomerChoice:
+    """A click on a quick-reply button: the choice's value."""
+
+    value: str
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """The outcome of an :class:`HttpCall`: a response (any status) or a transport error."""
+
+    status: int | None = None
+    body: Any = None  # parsed JSON when the response was JSON, else the text
+    error: str | None = None  # set when no usable response came (timeout, refused, SSRF guard, too large…)
+    elapsed_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status is not None and 200 <= self.status < 300
+
+
+Input = StartEvent | CustomerText | CustomerChoice | HttpResponse
+
+# ----------------------------------------------------------------------------------------- outputs
+
+
+@dataclass(frozen=True)
+class BotMessage:
+    """One message from the bot as the customer sees it."""
+
+    text: str
+    type: Literal["text", "buttons"] = "text"
+    buttons: list[dict[str, str]] | None = None  # {label, url} links or {label, value} quick replies
+    sender: Literal["bot", "system"] = "bot"
+
+    def to_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"type": self.type, "text": self.text}
+        if self.buttons is not None:
+            payload["buttons"] = self.buttons
+        return payload
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What the bot waits for: the question node, its input kind, and its choices if any."""
+
+    node: str
+    input: str = "text"
+    choices: list[dict[str, str]] | None = None  # [{label, value}]
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"node": self.node, "input": self.input}
+        if self.choices is not None:
+            data["choices"] = self.choices
+        return data
+
+
+# ----------------------------------------------------------------------------------------- effects
+
+
+@dataclass(frozen=True)
+class HttpCall:
+    """An outbound HTTP request an ``integrate`` node needs. The shell performs it and feeds back HttpResponse."""
+
+    node_id: str
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+    json_body: Any = None  # sent as JSON when not None
+    content: str | None = None  # a text body from a string template (sent as is)
+    timeout: float = 10.0
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class IssueToken:
+    """A conversation token that ``generate_token()`` created this turn; persist it with the turn."""
+
+    token_id: str
+    token_hash: str  # SHA-256 hex of the secret; the secret itself never leaves the turn except in variables
+    ttl_seconds: float
+    max_uses: int | None
+
+
+@dataclass(frozen=True)
+class CloseConversation:
+    """The skill ended with ``close: true``."""
+
+
+Effect = IssueToken | CloseConversation
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A freshly minted token: the secret for the skill, the id and hash for storage."""
+
+    secret: str
+    token_id: str
+    token_hash: str
+
+
+@dataclass
+class TurnContext:
+    """What the shell tells the engine about the world for one turn (read-only to skills)."""
+
+    conversation_id: str
+    started_at: datetime
+    now: datetime
+    user: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # only the names the bot allows
+    mint_token: Callable[[], NewToken] | None = None  # default: rejoinder.tokens.mint
+
+
+@dataclass
+class StepResult:
+    """What one call of :meth:`Engine.step` produced."""
+
+    state: ConversationState
+    messages: list[BotMessage] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
+    http_call: HttpCall | None = None  # when set, perform it and call step() again with its HttpResponse
+    pending: Pending | None = None  # when set, the bot waits for the customer
+    steps: int = 0  # nodes executed

@@ -1,0 +1,315 @@
+"""The skill language as Pydantic models: a bot's settings, its skills and every node type.
+
+These models check shape only (types, required fields, unknown fields). Whole-graph rules such as
+missing targets, unreachable nodes or loops that never wait live in :mod:`rejoinder.skills.validate`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ID_PATTERN = r"^[a-z0-9_]+$"
+BOT_ID_PATTERN = r"^[a-z0-9_-]+$"
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | int | float) -> timedelta:
+    """Parse ``"15m"``, ``"24h"``, ``"7d"`` (or a number of seconds) into a timedelta."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as '15m', '24h' or '7d', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"expected a duration such as '15m', '24h' or '7d', got {value!r}")
+        seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+class Strict(BaseModel):
+    """Base for every model of the language: unknown fields are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------------------------- nodes
+
+
+class Button(Strict):
+    """A button under a bot message: a link (``url``) or a quick reply (``value`` sent as the customer's text)."""
+
+    label: str
+    url: str | None = None
+    value: str | None = None
+
+    @model_validator(mode="after")
+    def _link_or_reply(self) -> Button:
+        if self.url is not None and self.value is not None:
+            raise ValueError("a button is either a link (url) or a quick reply (value), not both")
+        return self
+
+
+class NodeBase(Strict):
+    description: str | None = None
+
+
+class MessageNode(NodeBase):
+    type: Literal["message"]
+    text: str | None = None
+    messages: list[str] | None = None
+    buttons: list[Button] | None = None
+    next: str | None = None
+
+    @model_validator(mode="after")
+    def _text_or_messages(self) -> MessageNode:
+        if (self.text is None) == (self.messages is None):
+            raise ValueError("a message node needs exactly one of 'text' or 'messages'")
+        return self
+
+
+class Choice(Strict):
+    label: str
+    value: str | None = None
+    next: str | None = None
+
+    @property
+    def effective_value(self) -> str:
+        return self.label if self.value is None else self.value
+
+
+class RegexInput(Strict):
+    regex: str
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+        return pattern
+
+
+InputKind = Literal["text", "number", "email"]
+
+
+class QuestionNode(NodeBase):
+    type: Literal["question"]
+    text: str
+    save_to: str | None = None
+    choices: list[Choice] | None = None
+    buttons: list[Button] | None = None
+    input: InputKind | RegexInput = "text"
+    retry_text: str | None = None
+    max_retries: int | None = Field(default=None, ge=0)
+    on_invalid: str | None = None
+    else_: str | None = Field(default=None, alias="else")
+    next: str | None = None
+
+    @property
+    def input_name(self) -> str:
+        return self.input if isinstance(self.input, str) else "regex"
+
+
+AssignValue = str | int | float | bool | None | list[Any] | dict[str, Any]
+
+
+class AssignNode(NodeBase):
+    type: Literal["assign"]
+    set: dict[str, AssignValue]
+    next: str | None = None
+
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+class IntegrateNode(NodeBase):
+    type: Literal["integrate"]
+    method: HttpMethod = "GET"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    send: list[str] | None = None
+    body: str | dict[str, Any] | list[Any] | None = None
+    query: dict[str, str] = Field(default_factory=dict)
+    timeout: float | None = Field(default=None, gt=0, le=120)
+    retries: int = Field(default=0, ge=0, le=10)
+    save: dict[str, str] = Field(default_factory=dict)
+    save_status: str | None = None
+    on_error: str | None = None
+    next: str | None = None
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, method: Any) -> Any:
+        return method.upper() if isinstance(method, str) else method
+
+    @model_validator(mode="after")
+    def _send_or_body(self) -> IntegrateNode:
+        if self.send is not None and self.body is not None:
+            raise ValueError("an integrate node takes 'send' (variables to send) or 'body', not both")
+        return self
+
+
+class Branch(Strict):
+    if_: str = Field(alias="if")
+    next: str
+
+
+class ConditionNode(NodeBase):
+    type: Literal["condition"]
+    branches: list[Branch] = Field(min_length=1)
+    else_: str | None = Field(default=None, alias="else")
+
+
+class JumpNode(NodeBase):
+    type: Literal["jump"]
+    to: str | None = None
+    skill: str | None = None
+    node: str | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> JumpNode:
+        if (self.to is None) == (self.skill is None):
+            raise ValueError("a jump node needs exactly one of 'to' (a node) or 'skill' (another skill)")
+        if self.node is not None and self.skill is None:
+            raise ValueError("'node' goes with 'skill'; to jump inside this skill use 'to'")
+        return self
+
+
+class EndNode(NodeBase):
+    type: Literal["end"]
+    text: str | None = None
+    close: bool = False
+
+
+Node = Annotated[
+    MessageNode | QuestionNode | AssignNode | IntegrateNode | ConditionNode | JumpNode | EndNode,
+    Field(discriminator="type"),
+]
+NODE_TYPES = ("message", "question", "assign", "integrate", "condition", "jump", "end")
+
+
+def node_targets(node: Node) -> list[tuple[str, str]]:
+    """Every (field, target node id) a node may go to within its own skill."""
+    targets: list[tuple[str, str]] = []
+
+    def add(field: str, target: str | None) -> None:
+        if target is not None:
+            targets.append((field, target))
+
+    if isinstance(node, MessageNode | AssignNode | IntegrateNode | QuestionNode):
+        add("next", node.next)
+    if isinstance(node, QuestionNode):
+        for i, choice in enumerate(node.choices or []):
+            add(f"choices[{i}].next", choice.next)
+        add("on_invalid", node.on_invalid)
+        add("else", node.else_)
+    if isinstance(node, IntegrateNode):
+        add("on_error", node.on_error)
+    if isinstance(node, ConditionNode):
+        for i, branch in enumerate(node.branches):
+            add(f"branches[{i}].next", branch.next)
+        add("else", node.else_)
+    if isinstance(node, JumpNode):
+        add("to", node.to)
+    return targets
+
+
+# --------------------------------------------------------------------------------------------- skills
+
+
+class Triggers(Strict):
+    events: list[str] = Field(default_factory=list)
+    default: bool = False
+
+
+class VariableDecl(Strict):
+    default: Any = None
+    settable: bool = False
+
+
+class Skill(Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str | None = None
+    description: str | None = None
+    triggers: Triggers = Field(default_factory=Triggers)
+    start: str
+    variables: dict[str, VariableDecl] = Field(default_factory=dict)
+    nodes: dict[str, Node] = Field(min_length=1)
+
+
+# --------------------------------------------------------------------------------------------- bot
+
+
+class TokenDefaults(Strict):
+    ttl: str = "24h"
+    max_uses: int | None = Field(default=None, ge=1)
+
+    @field_validator("ttl")
+    @classmethod
+    def _duration(cls, ttl: str) -> str:
+        parse_duration(ttl)
+        return ttl
+
+
+class SessionSettings(Strict):
+    ttl: str = "12h"
+
+    @field_validator("ttl")
+    @classmethod
+    def _duration(cls, ttl: str) -> str:
+        parse_duration(ttl)
+        return ttl
+
+
+class IntegrateSettings(Strict):
+    allow_hosts: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=10, gt=0, le=120)
+    signing_secret_env: str | None = None
+    max_response_bytes: int = Field(default=1_048_576, gt=0)
+
+
+class IdentitySettings(Strict):
+    secret_env: str
+
+
+class BotConfig(Strict):
+    """``rejoinder.yaml``: a bot's settings."""
+
+    id: str = Field(pattern=BOT_ID_PATTERN)
+    name: str | None = None
+    allowed_origins: list[str] = Field(default_factory=list)
+    tokens: TokenDefaults = Field(default_factory=TokenDefaults)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
+    integrate: IntegrateSettings = Field(default_factory=IntegrateSettings)
+    env: list[str] = Field(default_factory=list)
+    identity: IdentitySettings | None = None
+
+
+class Bot(BaseModel):
+    """A loaded bot: its settings and its skills by id (what the engine runs)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    config: BotConfig
+    skills: dict[str, Skill]
+    version: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    def event_skill(self, event: str) -> Skill | None:
+        return next((s for s in self.skills.values() if event in s.triggers.events), None)
+
+    def default_skill(self) -> Skill | None:
+        return next((s for s in self.skills.values() if s.triggers.default), None)

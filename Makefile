@@ -19,8 +19,12 @@ $(BIN)/rejoinder: $(UV) pyproject.toml uv.lock
 
 setup: $(BIN)/rejoinder
 
+SHOP_PORT ?= 8700
+
 run: setup
-	$(BIN)/rejoinder chat examples/shop
+	@$(BIN)/python examples/shop/backend.py --port $(SHOP_PORT) & backend=$$!; \
+	trap "kill $$backend 2>/dev/null" EXIT INT TERM; sleep 0.5; \
+	SHOP_BACKEND=http://127.0.0.1:$(SHOP_PORT) $(BIN)/rejoinder chat examples/shop
 
 test: setup lint
 	$(BIN)/pytest

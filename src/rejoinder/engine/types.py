@@ -185,3 +185,4 @@ class StepResult:
     http_call: HttpCall | None = None  # when set, perform it and call step() again with its HttpResponse
     pending: Pending | None = None  # when set, the bot waits for the customer
     steps: int = 0  # nodes executed
+    errors: list[str] = field(default_factory=list)  # skill faults met this step, for logs and the designer

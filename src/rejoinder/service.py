@@ -1,0 +1,444 @@
+"""The turn service: the imperative shell around the engine.
+
+One turn = load the conversation → run the engine → perform its outside calls → save everything the turn produced in
+one short transaction → publish. Turns of one conversation are serialised by a lock held for the whole turn, with the
+store's version check at commit as the last line of defence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rejoinder.engine import (
+    ConversationState,
+    CustomerChoice,
+    CustomerText,
+    Engine,
+    EngineError,
+    HttpResponse,
+    Input,
+    IssueToken,
+    StartEvent,
+    StepResult,
+    TurnContext,
+)
+from rejoinder.integrations import IntegratePolicy, IntegrationClient
+from rejoinder.skills.model import Bot, parse_duration
+from rejoinder.store import (
+    CommittedTurn,
+    DuplicateClientMessage,
+    MessageRecord,
+    NewMessage,
+    NewToken,
+    Store,
+    TurnWrite,
+    VersionConflict,
+)
+from rejoinder.tokens import TokenOutcome, TokenRecord, hash_token, is_well_formed, judge, mint
+
+log = logging.getLogger("rejoinder.service")
+
+_COMMIT_ATTEMPTS = 5
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_conversation_id() -> str:
+    return "cnv_" + secrets.token_hex(12)
+
+
+class ServiceError(Exception):
+    """A request the service refuses; ``code`` is the API's problem type."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class ConversationNotFound(ServiceError):
+    code = "conversation_not_found"
+    status = 404
+
+
+class UnknownBot(ServiceError):
+    code = "bot_not_found"
+    status = 404
+
+
+class TurnConflict(ServiceError):
+    code = "conflict"
+    status = 409
+
+
+class TokenRefused(ServiceError):
+    """A resume by token failed; ``outcome`` says how (API.md's table)."""
+
+    def __init__(self, outcome: TokenOutcome, message: str):
+        super().__init__(message)
+        self.outcome = outcome
+        self.code = outcome.value
+        self.status = outcome.http_status
+
+
+@dataclass
+class TurnOutcome:
+    """What a turn answered: the messages it stored (customer echo first), what the bot waits for, and its status."""
+
+    conversation_id: str
+    bot_id: str
+    messages: list[MessageRecord]
+    pending: dict[str, Any] | None
+    status: str
+    errors: list[str] = field(default_factory=list)
+    replayed: bool = False  # answered from an earlier turn with the same client_message_id
+
+
+@dataclass
+class ResumeOutcome:
+    conversation_id: str
+    bot_id: str
+    token_id: str
+    messages: list[MessageRecord]
+    pending: dict[str, Any] | None
+    status: str
+
+
+class ConversationService:
+    """Starts, continues and resumes conversations for a set of loaded bots."""
+
+    def __init__(
+        self,
+        store: Store,
+        bots: Mapping[str, Bot],
+        *,
+        http: IntegrationClient | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        on_commit: Callable[[str, list[MessageRecord]], Any] | None = None,
+    ):
+        self.store = store
+        self.environ = os.environ if environ is None else environ
+        self.clock = clock
+        self.http = http or IntegrationClient()
+        self.on_commit = on_commit
+        self._bots: dict[str, Bot] = {}
+        self._engines: dict[str, Engine] = {}
+        self._policies: dict[str, IntegratePolicy] = {}
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        for bot in bots.values():
+            self.add_bot(bot)
+
+    def add_bot(self, bot: Bot) -> None:
+        self._bots[bot.id] = bot
+        self._engines[bot.id] = Engine(bot)
+        self._policies[bot.id] = IntegratePolicy.from_settings(bot.config.integrate, self.environ)
+
+    def bot(self, bot_id: str) -> Bot:
+        try:
+            return self._bots[bot_id]
+        except KeyError:
+            raise UnknownBot(f"no bot {bot_id!r} is loaded") from None
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # ------------------------------------------------------------------------------------ turns
+
+    async def start(
+        self,
+        bot_id: str,
+        *,
+        event: str | None = None,
+        text: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        user: Mapping[str, Any] | None = None,
+        client_message_id: str | None = None,
+    ) -> TurnOutcome:
+        """Start a conversation by a skill trigger (``event``) or by a first customer message (``text``)."""
+        if (event is None) == (text is None):
+            raise ServiceError("start a conversation with an event or with a first message, not both or neither")
+        engine = self._engine(bot_id)
+        conversation_id = new_conversation_id()
+        state = ConversationState()
+        now = self.clock()
+        ctx = self._context(bot_id, conversation_id, now, now, dict(user or {}))
+        inbound: NewMessage | None = None
+        if event is not None:
+            first: Input = StartEvent(event, dict(variables or {}))
+        else:
+            assert text is not None
+            first = CustomerText(text)
+            inbound = NewMessage("customer", "text", {"text": text}, client_message_id)
+            if variables:
+                engine.check_settable(variables)
+                state.variables.update(variables)
+        result = await self._run(engine, bot_id, state, first, ctx)
+        committed = await self._commit(
+            bot_id, conversation_id, None, result, inbound, ctx, now, user=dict(user or {}), created=True
+        )
+        return self._outcome(bot_id, conversation_id, committed, result)
+
+    async def send(
+        self,
+        conversation_id: str,
+        *,
+        text: str | None = None,
+        choice: str | None = None,
+        client_message_id: str | None = None,
+        bot_id: str | None = None,
+    ) -> TurnOutcome:
+        """Take one customer message (text or a choice's value) and run the turn it causes."""
+        if (text is None) == (choice is None):
+            raise ServiceError("send either text or a choice")
+        async with self._lock(conversation_id):
+            for _attempt in range(_COMMIT_ATTEMPTS):
+                conversation = await self.store.get_conversation(conversation_id)
+                if conversation is None or (bot_id is not None and conversation.bot_id != bot_id):
+                    raise ConversationNotFound(f"no conversation {conversation_id!r}")
+                if client_message_id is not None:
+                    replay = await self._replay(conversation.bot_id, conversation_id, client_message_id)
+                    if replay is not None:
+                        return replay
+                engine = self._engine(conversation.bot_id)
+                state = ConversationState.from_json(conversation.state)
+                now = self.clock()
+                ctx = self._context(
+                    conversation.bot_id, conversation_id, conversation.created_at, now, conversation.user
+                )
+                shown = text if text is not None else self._choice_label(engine, state, choice or "")
+                event: Input = CustomerText(text) if text is not None else CustomerChoice(choice or "")
+                inbound = NewMessage(
+                    "customer",
+                    "text",
+                    {"text": shown} if text is not None else {"text": shown, "choice": choice},
+                    client_message_id,
+                )
+                result = await self._run(engine, conversation.bot_id, state, event, ctx)
+                try:
+                    committed = await self._commit(
+                        conversation.bot_id, conversation_id, conversation.version, result, inbound, ctx, now
+                    )
+                except VersionConflict:
+                    log.info("turn on %s lost a version race; running it again", conversation_id)
+                    continue
+                except DuplicateClientMessage:
+                    replay = await self._replay(conversation.bot_id, conversation_id, client_message_id or "")
+                    if replay is not None:
+                        return replay
+                    raise
+                return self._outcome(conversation.bot_id, conversation_id, committed, result)
+        raise TurnConflict("the conversation is changing too fast; send the message again")
+
+    async def _run(self, engine: Engine, bot_id: str, state: ConversationState, event: Input, ctx: TurnContext) -> StepResult:
+        """Step the engine, performing its outside calls, until it waits for the customer or the skill ends."""
+        result = engine.step(state, event, ctx)
+        messages, effects, errors, steps = list(result.messages), list(result.effects), list(result.errors), result.steps
+        while result.http_call is not None:
+            response: HttpResponse = await self.http.perform(result.http_call, self._policies[bot_id])
+            result = engine.step(result.state, response, ctx)
+            messages += result.messages
+            effects += result.effects
+            errors += result.errors
+            steps += result.steps
+        for error in errors:
+            log.warning("bot %s conversation %s: %s", bot_id, ctx.conversation_id, error)
+        return StepResult(result.state, messages, effects, None, result.pending, steps, errors)
+
+    async def _commit(
+        self,
+        bot_id: str,
+        conversation_id: str,
+        expected_version: int | None,
+        result: StepResult,
+        inbound: NewMessage | None,
+        ctx: TurnContext,
+        now: datetime,
+        *,
+        user: dict[str, Any] | None = None,
+        created: bool = False,
+    ) -> CommittedTurn:
+        messages = [inbound] if inbound is not None else []
+        messages += [NewMessage(m.sender, m.type, m.to_payload()) for m in result.messages]
+        tokens = [
+            NewToken(e.token_id, e.token_hash, now + timedelta(seconds=e.ttl_seconds), e.max_uses)
+            for e in result.effects
+            if isinstance(e, IssueToken)
+        ]
+        state = result.state
+        committed = await self.store.commit_turn(
+            TurnWrite(
+                conversation_id=conversation_id,
+                bot_id=bot_id,
+                create=created,
+                expected_version=expected_version or 0,
+                state=state.to_json(),
+                status=state.status,
+                skill_id=state.skill_id,
+                node_id=state.node_id,
+                messages=messages,
+                tokens=tokens,
+                pending=result.pending.to_json() if result.pending else None,
+                now=now,
+                user=user,
+            )
+        )
+        for token in tokens:
+            log.info("issued token %s for conversation %s", token.id, conversation_id)
+        if self.on_commit is not None and committed.messages:
+            self.on_commit(conversation_id, committed.messages)
+        return committed
+
+    async def _replay(self, bot_id: str, conversation_id: str, client_message_id: str) -> TurnOutcome | None:
+        found = await self.store.turn_by_client_message_id(conversation_id, client_message_id)
+        if found is None:
+            return None
+        messages, pending = found
+        conversation = await self.store.get_conversation(conversation_id)
+        status = conversation.status if conversation else "active"
+        return TurnOutcome(conversation_id, bot_id, messages, pending, status, replayed=True)
+
+    @staticmethod
+    def _outcome(bot_id: str, conversation_id: str, committed: CommittedTurn, result: StepResult) -> TurnOutcome:
+        return TurnOutcome(
+            conversation_id=conversation_id,
+            bot_id=bot_id,
+            messages=committed.messages,
+            pending=result.pending.to_json() if result.pending else None,
+            status=result.state.status,
+            errors=result.errors,
+        )
+
+    # ------------------------------------------------------------------------------------ resume and history
+
+    async def resume(
+        self,
+        bot_id: str,
+        token: str,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        history_limit: int = 500,
+    ) -> ResumeOutcome:
+        """Verify a conversation token and load its conversation: history (oldest first) and what it waits for.
+
+        Every attempt is audited by token id (never the secret). Unknown and foreign tokens answer alike.
+        """
+        now = self.clock()
+        record: TokenRecord | None = None
+        if not is_well_formed(token):
+            outcome = TokenOutcome.MALFORMED
+        else:
+            record = await self.store.find_token_by_hash(hash_token(token))
+            outcome = judge(record, bot_id=bot_id, now=now)
+            if outcome is TokenOutcome.OK and record is not None:
+                conversation = await self.store.get_conversation(record.conversation_id)
+                if conversation is None:
+                    outcome = TokenOutcome.NOT_FOUND
+                elif not await self.store.consume_token(record.id, now):
+                    # A concurrent resume used the last use, or it expired/was revoked meanwhile.
+                    fresh = await self.store.find_token_by_hash(hash_token(token))
+                    outcome = judge(fresh, bot_id=bot_id, now=now)
+                    if outcome is TokenOutcome.OK:
+                        outcome = TokenOutcome.USED_UP
+        visible = record is not None and record.bot_id == bot_id
+        await self.store.add_audit(
+            kind="resume",
+            bot_id=bot_id,
+            outcome=outcome.value,
+            at=now,
+            conversation_id=record.conversation_id if visible and record else None,
+            token_id=record.id if visible and record else None,
+            ip=ip,
+            user_agent=user_agent,
+        )
+        if outcome is not TokenOutcome.OK or record is None:
+            log.info("resume refused for bot %s: %s (token %s)", bot_id, outcome.value, record.id if record else "-")
+            raise TokenRefused(outcome, _TOKEN_MESSAGES[outcome])
+        log.info("resumed conversation %s with token %s", record.conversation_id, record.id)
+        conversation = await self.store.get_conversation(record.conversation_id)
+        assert conversation is not None
+        history = await self.store.last_messages(conversation.id, history_limit)
+        pending = self._engine(bot_id).pending(ConversationState.from_json(conversation.state))
+        return ResumeOutcome(
+            conversation_id=conversation.id,
+            bot_id=bot_id,
+            token_id=record.id,
+            messages=history,
+            pending=pending.to_json() if pending else None,
+            status=conversation.status,
+        )
+
+    async def issue_token(
+        self, conversation_id: str, *, ttl: str | None = None, uses: int | None = None
+    ) -> tuple[str, TokenRecord]:
+        """Issue a token for an existing conversation outside any turn (admin API); returns (secret, metadata)."""
+        conversation = await self.store.get_conversation(conversation_id)
+        if conversation is None:
+            raise ConversationNotFound(f"no conversation {conversation_id!r}")
+        defaults = self.bot(conversation.bot_id).config.tokens
+        try:
+            lifetime = parse_duration(ttl or defaults.ttl)
+        except ValueError as exc:
+            raise ServiceError(str(exc)) from exc
+        minted = mint()
+        now = self.clock()
+        record = await self.store.insert_token(
+            conversation.bot_id,
+            conversation_id,
+            NewToken(minted.token_id, minted.token_hash, now + lifetime, uses or defaults.max_uses),
+            now,
+        )
+        log.info("issued token %s for conversation %s", record.id, conversation_id)
+        return minted.secret, record
+
+    async def history(self, conversation_id: str, *, after: int = 0, limit: int = 100) -> list[MessageRecord]:
+        return await self.store.messages_after(conversation_id, after, limit)
+
+    # ------------------------------------------------------------------------------------ helpers
+
+    def _engine(self, bot_id: str) -> Engine:
+        engine = self._engines.get(bot_id)
+        if engine is None:
+            raise UnknownBot(f"no bot {bot_id!r} is loaded")
+        return engine
+
+    def _lock(self, conversation_id: str) -> asyncio.Lock:
+        lock = self._locks.get(conversation_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[conversation_id] = lock
+        return lock
+
+    def _context(
+        self, bot_id: str, conversation_id: str, started_at: datetime, now: datetime, user: dict[str, Any]
+    ) -> TurnContext:
+        allowed = self._bots[bot_id].config.env
+        env = {name: self.environ[name] for name in allowed if name in self.environ}
+        return TurnContext(conversation_id=conversation_id, started_at=started_at, now=now, user=user, env=env)
+
+    @staticmethod
+    def _choice_label(engine: Engine, state: ConversationState, value: str) -> str:
+        pending = engine.pending(state)
+        for choice in (pending.choices if pending else None) or []:
+            if choice["value"] == value:
+                return choice["label"]
+        return value
+
+
+_TOKEN_MESSAGES = {
+    TokenOutcome.MALFORMED: "This is not a conversation token. Check that the whole token was passed.",
+    TokenOutcome.NOT_FOUND: "No conversation belongs to this token. It may have been erased, or be for another bot.",
+    TokenOutcome.EXPIRED: "This conversation token has expired. Start a new conversation.",
+    TokenOutcome.REVOKED: "This conversation token was revoked. Start a new conversation.",
+    TokenOutcome.USED_UP: "This conversation token has been used as many times as it allows.",
+}
+

@@ -20,22 +20,38 @@ SKILL = {
     "id": "basket",
     "triggers": {"events": ["basket"]},
     "start": "greet",
-    "variables": {"name": {"default": "Ann"}, "items": {"default": 0}, "total": {"default": 0}, "price": {"default": 12}},
+    "variables": {
+        "name": {"default": "Ann"},
+        "items": {"default": 0},
+        "total": {"default": 0},
+        "price": {"default": 12},
+    },
     "nodes": {
         "greet": {"type": "message", "text": "Hi {{ name }}! Let's fill your basket.", "next": "add"},
-        "add": {"type": "assign", "set": {"items": "items + 1", "total": "total + price * 2"}, "next": "check"},
+        "add": {
+            "type": "assign",
+            "set": {"items": "items + 1", "total": "total + price * 2"},
+            "next": "check",
+        },
         "check": {
             "type": "condition",
             "branches": [{"if": "total > 100", "next": "big"}],
             "else": "small",
         },
-        "big": {"type": "message", "text": "{{ items }} items, {{ total }} EUR: free shipping!", "next": "more"},
+        "big": {
+            "type": "message",
+            "text": "{{ items }} items, {{ total }} EUR: free shipping!",
+            "next": "more",
+        },
         "small": {"type": "message", "text": "{{ items }} items, {{ total }} EUR so far.", "next": "more"},
         "more": {
             "type": "question",
             "text": "Add another?",
             "save_to": "again",
-            "choices": [{"label": "Yes", "value": "yes", "next": "add"}, {"label": "No", "value": "no", "next": "bye"}],
+            "choices": [
+                {"label": "Yes", "value": "yes", "next": "add"},
+                {"label": "No", "value": "no", "next": "bye"},
+            ],
         },
         "bye": {"type": "end", "text": "Thanks, {{ name }}!"},
     },
@@ -90,7 +106,9 @@ def main() -> None:
     base_nodes, base_s = run_baseline(args.turns)
     engine_rate, base_rate = engine_nodes / engine_s, base_nodes / base_s
     print(f"engine:   {engine_nodes:>9,} nodes in {engine_s:.3f} s = {engine_rate:>12,.0f} nodes/s")
-    print(f"baseline: {base_nodes:>9,} nodes in {base_s:.3f} s = {base_rate:>12,.0f} nodes/s (plain Python loop)")
+    print(
+        f"baseline: {base_nodes:>9,} nodes in {base_s:.3f} s = {base_rate:>12,.0f} nodes/s (plain Python loop)"
+    )
     print(f"ratio engine/baseline: {engine_rate / base_rate:.3f}   target: engine >= 50,000 nodes/s")
 
 

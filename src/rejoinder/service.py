@@ -22,7 +22,6 @@ from rejoinder.engine import (
     CustomerChoice,
     CustomerText,
     Engine,
-    EngineError,
     HttpResponse,
     Input,
     IssueToken,
@@ -165,7 +164,9 @@ class ConversationService:
     ) -> TurnOutcome:
         """Start a conversation by a skill trigger (``event``) or by a first customer message (``text``)."""
         if (event is None) == (text is None):
-            raise ServiceError("start a conversation with an event or with a first message, not both or neither")
+            raise ServiceError(
+                "start a conversation with an event or with a first message, not both or neither"
+            )
         engine = self._engine(bot_id)
         conversation_id = new_conversation_id()
         state = ConversationState()
@@ -238,10 +239,17 @@ class ConversationService:
                 return self._outcome(conversation.bot_id, conversation_id, committed, result)
         raise TurnConflict("the conversation is changing too fast; send the message again")
 
-    async def _run(self, engine: Engine, bot_id: str, state: ConversationState, event: Input, ctx: TurnContext) -> StepResult:
+    async def _run(
+        self, engine: Engine, bot_id: str, state: ConversationState, event: Input, ctx: TurnContext
+    ) -> StepResult:
         """Step the engine, performing its outside calls, until it waits for the customer or the skill ends."""
         result = engine.step(state, event, ctx)
-        messages, effects, errors, steps = list(result.messages), list(result.effects), list(result.errors), result.steps
+        messages, effects, errors, steps = (
+            list(result.messages),
+            list(result.effects),
+            list(result.errors),
+            result.steps,
+        )
         while result.http_call is not None:
             response: HttpResponse = await self.http.perform(result.http_call, self._policies[bot_id])
             result = engine.step(result.state, response, ctx)
@@ -307,7 +315,9 @@ class ConversationService:
         return TurnOutcome(conversation_id, bot_id, messages, pending, status, replayed=True)
 
     @staticmethod
-    def _outcome(bot_id: str, conversation_id: str, committed: CommittedTurn, result: StepResult) -> TurnOutcome:
+    def _outcome(
+        bot_id: str, conversation_id: str, committed: CommittedTurn, result: StepResult
+    ) -> TurnOutcome:
         return TurnOutcome(
             conversation_id=conversation_id,
             bot_id=bot_id,
@@ -361,7 +371,12 @@ class ConversationService:
             user_agent=user_agent,
         )
         if outcome is not TokenOutcome.OK or record is None:
-            log.info("resume refused for bot %s: %s (token %s)", bot_id, outcome.value, record.id if record else "-")
+            log.info(
+                "resume refused for bot %s: %s (token %s)",
+                bot_id,
+                outcome.value,
+                record.id if record else "-",
+            )
             raise TokenRefused(outcome, _TOKEN_MESSAGES[outcome])
         log.info("resumed conversation %s with token %s", record.conversation_id, record.id)
         conversation = await self.store.get_conversation(record.conversation_id)
@@ -423,7 +438,9 @@ class ConversationService:
     ) -> TurnContext:
         allowed = self._bots[bot_id].config.env
         env = {name: self.environ[name] for name in allowed if name in self.environ}
-        return TurnContext(conversation_id=conversation_id, started_at=started_at, now=now, user=user, env=env)
+        return TurnContext(
+            conversation_id=conversation_id, started_at=started_at, now=now, user=user, env=env
+        )
 
     @staticmethod
     def _choice_label(engine: Engine, state: ConversationState, value: str) -> str:
@@ -441,4 +458,3 @@ _TOKEN_MESSAGES = {
     TokenOutcome.REVOKED: "This conversation token was revoked. Start a new conversation.",
     TokenOutcome.USED_UP: "This conversation token has been used as many times as it allows.",
 }
-

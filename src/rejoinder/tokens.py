@@ -14,11 +14,18 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from rejoinder.engine.types import NewToken
-
 TOKEN_PREFIX = "rjt_"
 _TOKEN_BYTES = 32
 _TOKEN_RE = re.compile(r"^rjt_[A-Za-z0-9_-]{43}$")
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A freshly minted token: the secret for the skill, the id and hash for storage."""
+
+    secret: str
+    token_id: str
+    token_hash: str
 
 
 def hash_token(secret: str) -> str:

@@ -44,10 +44,18 @@ def texts(result: StepResult) -> list[str]:
 
 
 def skill(nodes: dict[str, Any], *, start: str = "a", id: str = "main", **extra: Any) -> dict[str, Any]:
-    return {"id": id, "start": start, "triggers": {"events": [id], "default": id == "main"}, "nodes": nodes, **extra}
+    return {
+        "id": id,
+        "start": start,
+        "triggers": {"events": [id], "default": id == "main"},
+        "nodes": nodes,
+        **extra,
+    }
 
 
-def run(engine: Engine, *inputs: Any, state: ConversationState | None = None) -> tuple[ConversationState, list[StepResult]]:
+def run(
+    engine: Engine, *inputs: Any, state: ConversationState | None = None
+) -> tuple[ConversationState, list[StepResult]]:
     state = state or ConversationState()
     results = []
     for event in inputs:
@@ -110,7 +118,10 @@ def test_choices_by_click_label_or_value_case_insensitive() -> None:
     engine = Engine(make_bot(skill(nodes)))
     first = engine.step(ConversationState(), StartEvent("main"), ctx())
     assert first.messages[0].type == "buttons"
-    assert first.messages[0].buttons == [{"label": "Red wine", "value": "red"}, {"label": "Water", "value": "Water"}]
+    assert first.messages[0].buttons == [
+        {"label": "Red wine", "value": "red"},
+        {"label": "Water", "value": "Water"},
+    ]
     assert first.pending is not None and first.pending.input == "choice"
     for answer, expected in [
         (CustomerChoice("red"), "red"),
@@ -135,7 +146,7 @@ def test_unmatched_text_at_choices_goes_to_else_when_present() -> None:
         "x": {"type": "message", "text": "x"},
         "other": {"type": "message", "text": "you said {{ pick }}"},
     }
-    state, [_, result] = run(Engine(make_bot(skill(nodes))), StartEvent("main"), CustomerText("something"))
+    _state, [_, result] = run(Engine(make_bot(skill(nodes))), StartEvent("main"), CustomerText("something"))
     assert texts(result) == ["you said something"]
 
 
@@ -150,10 +161,19 @@ def test_unmatched_text_at_choices_goes_to_else_when_present() -> None:
 )
 def test_input_kinds_reask_then_accept(kind: Any, bad: str, good: str, saved: Any) -> None:
     nodes = {
-        "a": {"type": "question", "text": "Q?", "save_to": "v", "input": kind, "retry_text": "Again?", "next": "b"},
+        "a": {
+            "type": "question",
+            "text": "Q?",
+            "save_to": "v",
+            "input": kind,
+            "retry_text": "Again?",
+            "next": "b",
+        },
         "b": {"type": "message", "text": "ok"},
     }
-    state, [_, retry, done] = run(Engine(make_bot(skill(nodes))), StartEvent("main"), CustomerText(bad), CustomerText(good))
+    state, [_, retry, done] = run(
+        Engine(make_bot(skill(nodes))), StartEvent("main"), CustomerText(bad), CustomerText(good)
+    )
     assert texts(retry) == ["Again?"]
     assert retry.pending is not None and retry.pending.node == "a"
     assert texts(done) == ["ok"]
@@ -269,7 +289,7 @@ def test_jump_across_skills_with_defaults() -> None:
         start="x",
         variables={"v": {"default": 7}},
     )
-    state, [result] = run(Engine(make_bot(main, other)), StartEvent("main"))
+    _state, [result] = run(Engine(make_bot(main, other)), StartEvent("main"))
     assert texts(result) == ["y=7"]
 
 
@@ -327,7 +347,10 @@ def test_message_list_and_buttons() -> None:
         "a": {
             "type": "message",
             "messages": ["one", "two {{ 1 + 1 }}"],
-            "buttons": [{"label": "Docs", "url": "https://example.org/{{ 'x' }}"}, {"label": "Again", "value": "again"}],
+            "buttons": [
+                {"label": "Docs", "url": "https://example.org/{{ 'x' }}"},
+                {"label": "Again", "value": "again"},
+            ],
         }
     }
     result = Engine(make_bot(skill(nodes))).step(ConversationState(), StartEvent("main"), ctx())
@@ -340,7 +363,11 @@ def test_message_list_and_buttons() -> None:
 
 
 def test_state_round_trips_through_json_and_input_is_not_mutated() -> None:
-    engine = Engine(make_bot(skill({"a": {"type": "question", "text": "?", "save_to": "x", "next": "b"}, "b": {"type": "end"}})))
+    engine = Engine(
+        make_bot(
+            skill({"a": {"type": "question", "text": "?", "save_to": "x", "next": "b"}, "b": {"type": "end"}})
+        )
+    )
     start = ConversationState()
     first = engine.step(start, StartEvent("main"), ctx())
     assert start.waiting == "nothing"  # the caller's state is untouched
@@ -350,5 +377,7 @@ def test_state_round_trips_through_json_and_input_is_not_mutated() -> None:
 
 
 def test_now_comes_from_the_turn_clock() -> None:
-    engine = Engine(make_bot(skill({"a": {"type": "message", "text": "{{ now().year }}-{{ conversation.id }}"}})))
+    engine = Engine(
+        make_bot(skill({"a": {"type": "message", "text": "{{ now().year }}-{{ conversation.id }}"}}))
+    )
     assert texts(engine.step(ConversationState(), StartEvent("main"), ctx())) == ["2026-cnv_1"]

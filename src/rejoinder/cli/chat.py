@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,9 +17,11 @@ from rich.markup import escape
 
 from rejoinder.config import get_settings
 from rejoinder.engine import EngineError
-from rejoinder.service import ConversationService, ServiceError, TurnOutcome
 from rejoinder.skills import BotLoadError, load_bot
-from rejoinder.store import MessageRecord, Store, StoreUnavailable
+
+if TYPE_CHECKING:
+    from rejoinder.service import ConversationService, TurnOutcome
+    from rejoinder.store import MessageRecord
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -27,9 +29,12 @@ err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 def chat(
     bot_dir: Annotated[Path, typer.Argument(help="The bot directory (with rejoinder.yaml).")],
-    event: Annotated[str | None, typer.Option("--event", help="Start with the skill this event triggers.")] = None,
+    event: Annotated[
+        str | None, typer.Option("--event", help="Start with the skill this event triggers.")
+    ] = None,
     resume: Annotated[
-        str | None, typer.Option("--resume", help="Resume the conversation this conversation token belongs to.")
+        str | None,
+        typer.Option("--resume", help="Resume the conversation this conversation token belongs to."),
     ] = None,
 ) -> None:
     """Talk to a bot in the terminal (each line of a piped stdin is one customer message)."""
@@ -40,6 +45,8 @@ def chat(
     except BotLoadError as exc:
         err.print(escape(str(exc)))
         raise typer.Exit(1) from None
+    from rejoinder.store import StoreUnavailable
+
     try:
         code = asyncio.run(_chat(bot, event=event, resume=resume))
     except StoreUnavailable as exc:
@@ -50,6 +57,10 @@ def chat(
 
 
 async def _chat(bot: Any, *, event: str | None, resume: str | None) -> int:
+    # Imported here so that `rejoinder --help` and the other commands start fast.
+    from rejoinder.service import ConversationService
+    from rejoinder.store import Store
+
     store = Store.from_url(get_settings().database_url)
     await store.upgrade()
     service = ConversationService(store, {bot.id: bot})
@@ -71,6 +82,8 @@ class _Session:
         self.status = "active"
 
     async def run(self, *, event: str | None, resume: str | None) -> int:
+        from rejoinder.service import ServiceError
+
         try:
             if resume is not None:
                 resumed = await self.service.resume(self.bot_id, resume.strip(), user_agent="rejoinder-chat")

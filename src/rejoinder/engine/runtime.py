@@ -36,7 +36,6 @@ from rejoinder.skills.model import (
     IntegrateNode,
     JumpNode,
     MessageNode,
-    Node,
     QuestionNode,
     RegexInput,
     Skill,
@@ -84,7 +83,9 @@ class _SkillFault(Exception):
 class Engine:
     """Runs one bot's skills. Cheap to keep for the bot's lifetime; holds no per-conversation data."""
 
-    def __init__(self, bot: Bot, expressions: Expressions | None = None, *, step_budget: int = DEFAULT_STEP_BUDGET):
+    def __init__(
+        self, bot: Bot, expressions: Expressions | None = None, *, step_budget: int = DEFAULT_STEP_BUDGET
+    ):
         self.bot = bot
         self.expressions = expressions or Expressions()
         self.step_budget = step_budget
@@ -138,7 +139,9 @@ class Engine:
         skill = self.bot.event_skill(event.name)
         if skill is None:
             known = sorted({e for s in self.bot.skills.values() for e in s.triggers.events})
-            raise UnknownEvent(f"no skill is triggered by event {event.name!r} (known events: {', '.join(known)})")
+            raise UnknownEvent(
+                f"no skill is triggered by event {event.name!r} (known events: {', '.join(known)})"
+            )
         self.check_settable(event.variables)
         turn.state.variables.update(event.variables)
         turn.run_skill(skill, skill.start)
@@ -191,7 +194,9 @@ class Engine:
 
     # ------------------------------------------------------------------------------------ answers
 
-    def _answer(self, turn: _Turn, node_id: str, node: QuestionNode, event: CustomerText | CustomerChoice) -> str | None:
+    def _answer(
+        self, turn: _Turn, node_id: str, node: QuestionNode, event: CustomerText | CustomerChoice
+    ) -> str | None:
         """Check the customer's answer; return the node to go to, or None after re-asking."""
         if node.choices:
             wanted = event.value if isinstance(event, CustomerChoice) else event.text
@@ -481,7 +486,9 @@ class _Turn:
         except ValueError as exc:
             raise ExpressionError(f"generate_token(ttl={ttl!r}): {exc}") from exc
         max_uses = uses if uses is not None else defaults.max_uses
-        if max_uses is not None and (not isinstance(max_uses, int) or isinstance(max_uses, bool) or max_uses < 1):
+        if max_uses is not None and (
+            not isinstance(max_uses, int) or isinstance(max_uses, bool) or max_uses < 1
+        ):
             raise ExpressionError(f"generate_token(uses={uses!r}): uses must be a whole number of at least 1")
         token = (self.ctx.mint_token or mint)()
         self.effects.append(IssueToken(token.token_id, token.token_hash, lifetime.total_seconds(), max_uses))

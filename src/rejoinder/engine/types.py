@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from rejoinder.tokens import NewToken
+
 # ----------------------------------------------------------------------------------------- state
 
 Status = Literal["active", "closed"]
@@ -152,15 +154,6 @@ class CloseConversation:
 
 
 Effect = IssueToken | CloseConversation
-
-
-@dataclass(frozen=True)
-class NewToken:
-    """A freshly minted token: the secret for the skill, the id and hash for storage."""
-
-    secret: str
-    token_id: str
-    token_hash: str
 
 
 @dataclass

@@ -1,0 +1,82 @@
+"""The seed's story through the real `rejoinder chat` process: start, leave, log in, resume by token."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from tests.shop_backend import SHOP_DIR, running_backend
+
+REJOINDER = Path(sys.executable).parent / "rejoinder"
+
+
+def chat(args: list[str], stdin: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REJOINDER), "chat", str(SHOP_DIR), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_login_and_resume_through_the_terminal(tmp_path: Path) -> None:
+    with running_backend() as (base_url, shop):
+        env = {
+            **os.environ,
+            "REJOINDER_DATABASE_URL": f"sqlite:///{tmp_path / 'chat.db'}",
+            "SHOP_BACKEND": base_url,
+            "COLUMNS": "200",
+        }
+        first = chat([], "hello\nMy orders\n", env)
+        assert first.returncode == 0, first.stderr
+        assert "What can I do for you?" in first.stdout
+        assert "[1] My orders" in first.stdout
+        assert "you › My orders" in first.stdout  # a piped transcript shows the customer's lines
+        assert "To see your orders you need to log in first." in first.stdout
+        assert "Please log in here: http://127.0.0.1:" in first.stdout
+
+        # The bot sent the token to the shop's backend with its Integrate node; the customer logs in there.
+        [(conversation_id, token)] = shop.tokens.items()
+        assert token.startswith("rjt_") and token not in first.stdout
+        with urllib.request.urlopen(f"{base_url}/login?conversation={conversation_id}&name=Ann") as page:
+            assert token in page.read().decode()
+
+        resumed = chat(["--resume", token], "RESUME\n", env)
+        assert resumed.returncode == 0, resumed.stderr
+        assert f"resumed conversation {conversation_id}" in resumed.stdout
+        # the whole earlier history comes back first, then the bot goes on from the question it waited at
+        assert resumed.stdout.index("What can I do for you?") < resumed.stdout.index("Welcome back, Ann!")
+        assert "Your orders: A-1001 (shipped), A-1002 (being packed)." in resumed.stdout
+
+
+def test_choices_by_number_and_an_unknown_token(tmp_path: Path) -> None:
+    env = {**os.environ, "REJOINDER_DATABASE_URL": f"sqlite:///{tmp_path / 'chat.db'}", "COLUMNS": "200"}
+    hours = chat(["--event", "welcome"], "2\n", env)
+    assert hours.returncode == 0, hours.stderr
+    assert "We're open every day from 9:00 to 18:00." in hours.stdout
+
+    refused = chat(["--resume", "rjt_" + "x" * 43], "", env)
+    assert refused.returncode == 1
+    assert "No conversation belongs to this token" in refused.stderr
+
+
+def test_a_broken_bot_says_where(tmp_path: Path) -> None:
+    bot = tmp_path / "bot"
+    (bot / "skills").mkdir(parents=True)
+    (bot / "rejoinder.yaml").write_text("id: broken\n")
+    (bot / "skills" / "a.yaml").write_text("id: a\nstart: x\nnodes:\n  x:\n    type: mesage\n    text: hi\n")
+    result = subprocess.run(
+        [str(REJOINDER), "chat", str(bot)],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "REJOINDER_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}"},
+    )
+    assert result.returncode == 1
+    assert "a.yaml:5" in result.stderr and "mesage" in result.stderr

@@ -1,0 +1,187 @@
+"""The turn service on a real SQLite store, with the example shop bot and its real (local) backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rejoinder.service import ConversationNotFound, ConversationService, TokenRefused
+from rejoinder.skills import load_bot
+from rejoinder.skills.model import Bot
+from rejoinder.store import Store
+from rejoinder.tokens import TokenOutcome, hash_token
+from tests.shop_backend import SHOP_DIR, running_backend
+
+
+@pytest.fixture(scope="module")
+def shop() -> Bot:
+    return load_bot(SHOP_DIR)
+
+
+@pytest.fixture
+def backend() -> Iterator[tuple[str, Any]]:
+    with running_backend() as running:
+        yield running
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = Store.from_url(f"sqlite:///{tmp_path / 'turns.db'}")
+    await store.upgrade()
+    yield store
+    await store.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def service(store: Store, shop: Bot, backend: tuple[str, Any]) -> AsyncIterator[ConversationService]:
+    service = ConversationService(store, {shop.id: shop}, environ={"SHOP_BACKEND": backend[0]}, clock=Clock())
+    yield service
+    await service.aclose()
+
+
+def texts(outcome: Any) -> list[str]:
+    return [m.payload["text"] for m in outcome.messages]
+
+
+async def test_login_and_resume_story(
+    service: ConversationService, store: Store, backend: tuple[str, Any]
+) -> None:
+    _, shop_state = backend
+    started = await service.start("shop", event="orders")
+    assert any("need to log in first" in t for t in texts(started))
+    assert started.pending == {"node": "wait_login", "input": "text"}
+    [(conversation_ref, token)] = shop_state.tokens.items()
+    assert conversation_ref == started.conversation_id
+    assert token.startswith("rjt_")
+
+    # The token is stored hashed only, and its secret is not kept in the conversation's variables.
+    record = await store.find_token_by_hash(hash_token(token))
+    assert record is not None and record.conversation_id == started.conversation_id
+    conversation = await store.get_conversation(started.conversation_id)
+    assert conversation is not None and token not in str(conversation.state)
+
+    shop_state.logged_in[conversation_ref] = "Ann"  # the customer logs in on the shop's own page
+    resumed = await service.resume("shop", token, ip="127.0.0.1", user_agent="pytest")
+    assert resumed.conversation_id == started.conversation_id
+    assert [m.seq for m in resumed.messages] == [m.seq for m in started.messages]
+    assert resumed.pending == {"node": "wait_login", "input": "text"}
+
+    answered = await service.send(resumed.conversation_id, text="RESUME", client_message_id="m1")
+    assert answered.messages[0].sender == "customer" and answered.messages[0].payload["text"] == "RESUME"
+    assert texts(answered)[1] == "Welcome back, Ann! You're logged in."
+    assert "A-1001 (shipped)" in texts(answered)[2]
+    seqs = [m.seq for m in answered.messages]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert seqs[0] == started.messages[-1].seq + 1
+
+
+async def test_same_client_message_id_is_answered_from_the_first_time(service: ConversationService) -> None:
+    started = await service.start("shop", event="welcome")
+    first = await service.send(started.conversation_id, text="opening hours", client_message_id="c-1")
+    again = await service.send(started.conversation_id, text="opening hours", client_message_id="c-1")
+    assert again.replayed and not first.replayed
+    assert [m.seq for m in again.messages] == [m.seq for m in first.messages]
+    history = await service.history(started.conversation_id)
+    assert sum(1 for m in history if m.sender == "customer") == 1
+
+
+async def test_concurrent_turns_on_one_conversation_never_interleave(service: ConversationService) -> None:
+    started = await service.start("shop", event="welcome")
+    outcomes = await asyncio.gather(
+        *(
+            service.send(started.conversation_id, text=f"hello {i}", client_message_id=f"c{i}")
+            for i in range(8)
+        )
+    )
+    history = await service.history(started.conversation_id, limit=1000)
+    assert [m.seq for m in history] == list(range(1, len(history) + 1))
+    for outcome in outcomes:  # each turn's messages are contiguous: nothing of another turn in between
+        seqs = [m.seq for m in outcome.messages]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert sum(1 for m in history if m.sender == "customer") == 8
+
+
+async def test_a_failed_commit_leaves_no_token_behind(
+    service: ConversationService, store: Store, backend: tuple[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken_commit(turn: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store, "commit_turn", broken_commit)
+    with pytest.raises(RuntimeError):
+        await service.start("shop", event="orders")
+    [token] = backend[1].tokens.values()  # the backend got it, but the turn did not commit…
+    assert await store.find_token_by_hash(hash_token(token)) is None  # …so the token never existed
+
+
+async def test_backend_down_routes_to_on_error(store: Store, shop: Bot) -> None:
+    service = ConversationService(store, {shop.id: shop}, environ={"SHOP_BACKEND": "http://127.0.0.1:9"})
+    try:
+        outcome = await service.start("shop", event="orders")
+    finally:
+        await service.aclose()
+    assert "logging in is not possible right now" in texts(outcome)[-1]
+    assert outcome.pending is None and outcome.errors
+
+
+async def test_token_outcomes(service: ConversationService, store: Store) -> None:
+    started = await service.start("shop", event="welcome")
+    clock: Clock = service.clock  # type: ignore[assignment]
+
+    with pytest.raises(TokenRefused) as malformed:
+        await service.resume("shop", "not-a-token")
+    assert malformed.value.outcome is TokenOutcome.MALFORMED
+
+    with pytest.raises(TokenRefused) as unknown:
+        await service.resume("shop", "rjt_" + "A" * 43)
+    assert unknown.value.outcome is TokenOutcome.NOT_FOUND
+
+    once, _ = await service.issue_token(started.conversation_id, ttl="1h", uses=1)
+    await service.resume("shop", once)
+    with pytest.raises(TokenRefused) as used_up:
+        await service.resume("shop", once)
+    assert used_up.value.outcome is TokenOutcome.USED_UP
+
+    short, _ = await service.issue_token(started.conversation_id, ttl="15m")
+    clock.now += timedelta(minutes=16)
+    with pytest.raises(TokenRefused) as expired:
+        await service.resume("shop", short)
+    assert expired.value.outcome is TokenOutcome.EXPIRED
+
+    revoked, meta = await service.issue_token(started.conversation_id)
+    await store.revoke_token(meta.id, clock.now)
+    with pytest.raises(TokenRefused) as was_revoked:
+        await service.resume("shop", revoked)
+    assert was_revoked.value.outcome is TokenOutcome.REVOKED
+
+    audit, _ = await store.list_audit(conversation_id=started.conversation_id)
+    assert {a.outcome for a in audit} >= {"ok", "token_used_up", "token_expired", "token_revoked"}
+    assert all(once not in str(a) for a in audit)
+
+
+async def test_another_bots_token_is_not_found(service: ConversationService, shop: Bot) -> None:
+    started = await service.start("shop", event="welcome")
+    token, _ = await service.issue_token(started.conversation_id)
+    other = shop.model_copy(update={"config": shop.config.model_copy(update={"id": "other"})})
+    service.add_bot(other)
+    with pytest.raises(TokenRefused) as refused:
+        await service.resume("other", token)
+    assert refused.value.outcome is TokenOutcome.NOT_FOUND
+
+
+async def test_unknown_conversation(service: ConversationService) -> None:
+    with pytest.raises(ConversationNotFound):
+        await service.send("cnv_missing", text="hi")

@@ -27,7 +27,7 @@ from rejoinder.engine.types import (
     TurnContext,
 )
 from rejoinder.expr import ExpressionError, Expressions
-from rejoinder.expr.jsonpath import PathNotFound, lookup
+from rejoinder.expr.jsonpath import InvalidPath, PathNotFound, lookup
 from rejoinder.skills.model import (
     AssignNode,
     Bot,
@@ -181,6 +181,9 @@ class Engine:
                 try:
                     turn.set_variable(variable, lookup(response.body, path))
                 except PathNotFound:
+                    turn.set_variable(variable, None)
+                except InvalidPath as exc:
+                    turn.errors.append(f"node {state.node_id!r}: save path {path!r}: {exc}")
                     turn.set_variable(variable, None)
             turn.resume_at(node.next)
             return

@@ -1,5 +1,28 @@
-"""Jinja2-sandboxed expressions and templates, and the function library."""
+"""Jinja2-sandboxed expressions and templates, the function library and JSON paths."""
 
-from rejoinder.expr.environment import CompiledExpression, Expressions, ExpressionError, ExpressionSyntaxError
+from rejoinder.expr.environment import (
+    CompiledExpression,
+    ExpressionError,
+    Expressions,
+    ExpressionSyntaxError,
+    LimitExceeded,
+    is_template,
+)
+from rejoinder.expr.functions import FILTERS, FUNCTIONS, TURN_FUNCTIONS, FunctionError
+from rejoinder.expr.jsonpath import InvalidPath, PathNotFound, lookup
 
-__all__ = ["CompiledExpression", "ExpressionError", "ExpressionSyntaxError", "Expressions"]
+__all__ = [
+    "FILTERS",
+    "FUNCTIONS",
+    "TURN_FUNCTIONS",
+    "CompiledExpression",
+    "ExpressionError",
+    "ExpressionSyntaxError",
+    "Expressions",
+    "FunctionError",
+    "InvalidPath",
+    "LimitExceeded",
+    "PathNotFound",
+    "is_template",
+    "lookup",
+]

@@ -15,13 +15,14 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from rejoinder.engine import (
     ConversationState,
     CustomerChoice,
     CustomerText,
     Engine,
+    HttpCall,
     HttpResponse,
     Input,
     IssueToken,
@@ -111,6 +112,14 @@ class ResumeOutcome:
     status: str
 
 
+class HttpPerformer(Protocol):
+    """What performs the engine's outside calls: the real IntegrationClient, or a test's fake backend."""
+
+    async def perform(self, call: HttpCall, policy: IntegratePolicy) -> HttpResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
 class ConversationService:
     """Starts, continues and resumes conversations for a set of loaded bots."""
 
@@ -119,7 +128,7 @@ class ConversationService:
         store: Store,
         bots: Mapping[str, Bot],
         *,
-        http: IntegrationClient | None = None,
+        http: HttpPerformer | None = None,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = utcnow,
         on_commit: Callable[[str, list[MessageRecord]], Any] | None = None,
@@ -127,7 +136,7 @@ class ConversationService:
         self.store = store
         self.environ = os.environ if environ is None else environ
         self.clock = clock
-        self.http = http or IntegrationClient()
+        self.http: HttpPerformer = http or IntegrationClient()
         self.on_commit = on_commit
         self._bots: dict[str, Bot] = {}
         self._engines: dict[str, Engine] = {}

@@ -1,5 +1,104 @@
 """``rejoinder skills check|graph``."""
 
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+
+from rejoinder.skills import Problem, check_report, read_skill, render_svg, to_dot, to_mermaid
 
 app = typer.Typer(help="Validate and draw skills.", no_args_is_help=True)
+
+_COLORS = {"error": "red", "warning": "yellow"}
+
+
+class GraphFormat(StrEnum):
+    mermaid = "mermaid"
+    dot = "dot"
+    svg = "svg"
+
+
+def _console(*, stderr: bool = False) -> Console:
+    # soft_wrap: a long "file:line:" line stays one line when piped or read by an editor.
+    return Console(soft_wrap=True, highlight=False, emoji=False, stderr=stderr)
+
+
+@app.command()
+def check(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Bot directories and/or skill files.", metavar="PATH", show_default=False),
+    ],
+) -> None:
+    """Validate bot directories and skill files; exit 1 on any error (warnings are shown, not fatal)."""
+    report = check_report(paths)
+    console = _console()
+    for problem in report.problems:
+        _print_problem(console, problem)
+    errors, warnings = len(report.errors), len(report.warnings)
+    summary = f"{_count(errors, 'error')}, {_count(warnings, 'warning')} in {_count(report.skills, 'skill')}"
+    style = "red" if errors else "yellow" if warnings else "green"
+    console.print(f"[{style}]{escape(summary)}[/{style}]")
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def graph(
+    skill_file: Annotated[
+        Path, typer.Argument(help="The skill file to draw.", metavar="SKILL_FILE", show_default=False)
+    ],
+    fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format.")] = GraphFormat.mermaid,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Draw a skill as a Mermaid flowchart, Graphviz dot, or SVG (needs Graphviz's `dot`)."""
+    try:
+        text = skill_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"{skill_file}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+    source, problems = read_skill(text, filename=str(skill_file))
+    if source is None:
+        console = _console(stderr=True)
+        for problem in problems:
+            _print_problem(console, problem)
+        _fail(f"{skill_file}: cannot draw a skill that does not load; fix the errors above")
+    if fmt is GraphFormat.mermaid:
+        drawing: str | bytes = to_mermaid(source.skill)
+    elif fmt is GraphFormat.dot:
+        drawing = to_dot(source.skill)
+    else:
+        try:
+            drawing = render_svg(to_dot(source.skill))
+        except RuntimeError as exc:  # GraphvizMissing included: its message says what to do
+            _fail(str(exc))
+    if output is not None:
+        try:
+            if isinstance(drawing, bytes):
+                output.write_bytes(drawing)
+            else:
+                output.write_text(drawing, encoding="utf-8")
+        except OSError as exc:
+            _fail(f"{output}: cannot write: {exc.strerror or exc}")
+        return
+    typer.echo(drawing, nl=False)
+
+
+def _print_problem(console: Console, problem: Problem) -> None:
+    color = _COLORS.get(problem.severity, "default")
+    console.print(f"[{color}]{escape(problem.format(severity=True))}[/{color}]")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _fail(reason: str) -> NoReturn:
+    typer.echo(f"rejoinder skills: {reason}", err=True)
+    raise typer.Exit(1)

@@ -45,7 +45,7 @@ class Strict(BaseModel):
 
 
 class Button(Strict):
-    """A button under a bot message: a link (``url``) or a quick reply (``value`` sent as the customer's text)."""
+    """A button under a bot message: a link (``url``) or a quick reply (``value``: the customer's text)."""
 
     label: str
     url: str | None = None

@@ -1,0 +1,509 @@
+"""Whole-skill and whole-bot rules (SKILLS.md, "Validation") on skills whose shape is already valid.
+
+Targets that do not exist, nodes never reached, questions that keep no answer, expressions that do not
+compile, loops that never wait for the customer (also through jumps between skills), triggers two skills
+claim, ``env.NAME`` the bot does not allow, and variables read but never set.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import deque
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, TemplateSyntaxError, nodes
+
+from rejoinder.expr import Expressions
+from rejoinder.expr.environment import is_template
+from rejoinder.expr.jsonpath import InvalidPath
+from rejoinder.expr.jsonpath import parse as parse_path
+from rejoinder.skills.graph import node_edges, skill_jump
+from rejoinder.skills.model import (
+    AssignNode,
+    Bot,
+    BotConfig,
+    Button,
+    ConditionNode,
+    EndNode,
+    IntegrateNode,
+    MessageNode,
+    Node,
+    QuestionNode,
+    Skill,
+)
+from rejoinder.skills.problems import ERROR, WARNING, Problem, field_label
+
+if TYPE_CHECKING:
+    from rejoinder.skills.loader import SkillSource
+
+BUILTIN_NAMES = frozenset({"env", "conversation", "user"})
+
+_expressions = Expressions()
+_CACHE_SIZE = 4096  # many skills repeat the same texts and conditions
+_parser = Environment()  # the sandbox's syntax, used to read ``env.NAME`` out of expressions
+
+FieldPath = tuple[str | int, ...]
+Vertex = tuple[str, str]  # (skill id, node id)
+Successors = Callable[[Vertex], list[Vertex]]
+
+
+@dataclass(frozen=True)
+class Expression:
+    """One expression or template written in a node."""
+
+    path: FieldPath
+    source: str
+    template: bool
+
+
+def node_expressions(node: Node) -> Iterator[Expression]:
+    """Every expression (``if:``, ``assign`` values) and template (texts, urls, headers…) a node holds."""
+    if isinstance(node, MessageNode | QuestionNode | EndNode) and node.text is not None:
+        yield Expression(("text",), node.text, True)
+    if isinstance(node, MessageNode):
+        for index, text in enumerate(node.messages or []):
+            yield Expression(("messages", index), text, True)
+    if isinstance(node, MessageNode | QuestionNode):
+        yield from _button_templates(node.buttons or [])
+    if isinstance(node, QuestionNode) and node.retry_text is not None:
+        yield Expression(("retry_text",), node.retry_text, True)
+    if isinstance(node, AssignNode):
+        for name, value in node.set.items():
+            if isinstance(value, str):
+                yield Expression(("set", name), value, False)
+    if isinstance(node, ConditionNode):
+        for index, branch in enumerate(node.branches):
+            yield Expression(("branches", index, "if"), branch.if_, False)
+    if isinstance(node, IntegrateNode):
+        yield Expression(("url",), node.url, True)
+        for field, values in (("headers", node.headers), ("query", node.query)):
+            for key, value in values.items():
+                yield Expression((field, key), value, True)
+        yield from _tree_templates(("body",), node.body)
+
+
+def _button_templates(buttons: Sequence[Button]) -> Iterator[Expression]:
+    for index, button in enumerate(buttons):
+        yield Expression(("buttons", index, "label"), button.label, True)
+        if button.url is not None:
+            yield Expression(("buttons", index, "url"), button.url, True)
+
+
+def _tree_templates(path: FieldPath, value: Any) -> Iterator[Expression]:
+    if isinstance(value, str):
+        yield Expression(path, value, True)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tree_templates((*path, key), item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _tree_templates((*path, index), item)
+
+
+def variables_set(skill: Skill) -> Iterator[tuple[str | None, FieldPath, str]]:
+    """``(node id or None, where, variable)`` for every variable a skill declares or sets."""
+    for name in skill.variables:
+        yield None, ("variables", name), name
+    for node_id, node in skill.nodes.items():
+        if isinstance(node, AssignNode):
+            for name in node.set:
+                yield node_id, ("set", name), name
+        if isinstance(node, QuestionNode) and node.save_to is not None:
+            yield node_id, ("save_to",), node.save_to
+        if isinstance(node, IntegrateNode):
+            for path, name in node.save.items():
+                yield node_id, ("save", path), name
+            if node.save_status is not None:
+                yield node_id, ("save_status",), node.save_status
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def env_names(source: str, *, template: bool) -> frozenset[str]:
+    """The ``NAME`` of every ``env.NAME`` or ``env["NAME"]`` a source reads."""
+    if template and not is_template(source):
+        return frozenset()
+    try:
+        ast = _parser.parse(source if template else "{{ " + source + " }}")
+    except TemplateSyntaxError:
+        return frozenset()
+    names = {
+        item.attr
+        for item in ast.find_all(nodes.Getattr)
+        if isinstance(item.node, nodes.Name) and item.node.name == "env"
+    }
+    for item in ast.find_all(nodes.Getitem):
+        if (
+            isinstance(item.node, nodes.Name)
+            and item.node.name == "env"
+            and isinstance(item.arg, nodes.Const)
+            and isinstance(item.arg.value, str)
+        ):
+            names.add(item.arg.value)
+    return frozenset(names)
+
+
+# ------------------------------------------------------------------------------------------ entry points
+
+
+def validate_bot(
+    bot: Bot, sources: Mapping[str, SkillSource] | None = None, *, unparsed: Collection[str] = ()
+) -> list[Problem]:
+    """All whole-bot rules for ``bot``; ``sources`` (by skill id) give problems their file and line.
+
+    ``unparsed`` names skills that exist but failed to load: jumps to them are not reported again.
+    """
+    return validate_skills(bot.skills, config=bot.config, sources=sources, whole_bot=True, unparsed=unparsed)
+
+
+def validate_skill(skill: Skill, source: SkillSource | None = None) -> list[Problem]:
+    """The rules that hold for one skill on its own (jumps to other skills and env names are not checked)."""
+    return validate_skills({skill.id: skill}, sources={skill.id: source} if source else None)
+
+
+def validate_skills(
+    skills: Mapping[str, Skill],
+    *,
+    config: BotConfig | None = None,
+    sources: Mapping[str, SkillSource] | None = None,
+    whole_bot: bool = False,
+    unparsed: Collection[str] = (),
+) -> list[Problem]:
+    """Check ``skills`` together.
+
+    ``whole_bot``: they are all of a bot's skills, so jumps and triggers are checked; ``config``: the bot's
+    settings, which ``env.NAME`` is checked against.
+    """
+    return _Checker(skills, config, sources or {}, whole_bot, frozenset(unparsed)).run()
+
+
+# ------------------------------------------------------------------------------------------ the checks
+
+
+class _Checker:
+    def __init__(
+        self,
+        skills: Mapping[str, Skill],
+        config: BotConfig | None,
+        sources: Mapping[str, SkillSource],
+        whole_bot: bool,
+        unparsed: frozenset[str],
+    ) -> None:
+        self.skills = skills
+        self.config = config
+        self.sources = sources
+        self.whole_bot = whole_bot
+        self.unparsed = unparsed
+        self.problems: list[Problem] = []
+        self._seen: set[Problem] = set()
+        self._skill_order = {skill_id: index for index, skill_id in enumerate(skills)}
+        self._entries: dict[str, list[str]] = {}  # skill id -> nodes other skills jump to
+        for other in skills.values():
+            for node in other.nodes.values():
+                jump = skill_jump(node)
+                if jump is not None and jump[0] in skills:
+                    self._entries.setdefault(jump[0], []).append(jump[1] or skills[jump[0]].start)
+
+    def run(self) -> list[Problem]:
+        for skill in self.skills.values():
+            self._targets(skill)
+            self._jumps(skill)
+            self._reachable(skill)
+            self._questions(skill)
+            self._expressions(skill)
+            self._read_only(skill)
+            self._save_paths(skill)
+        self._loops()
+        if self.whole_bot:
+            self._triggers()
+        self._undefined_variables()
+        return sorted(self.problems, key=self._position)
+
+    def _position(self, problem: Problem) -> tuple[int, int, int]:
+        """File order: by skill, then line; without lines, the order nodes are written in."""
+        skill = self.skills.get(problem.skill or "")
+        if skill is None:
+            return len(self.skills), problem.line or 0, -1
+        node_index = list(skill.nodes).index(problem.node) if problem.node in skill.nodes else -1
+        return self._skill_order[skill.id], problem.line or 0, node_index
+
+    def _report(
+        self, severity: str, skill: Skill, message: str, node: str | None = None, path: FieldPath = ()
+    ) -> None:
+        source = self.sources.get(skill.id)
+        where = ("nodes", node, *path) if node is not None else path
+        problem = Problem(
+            severity,
+            message,
+            file=source.file if source else None,
+            line=source.line(where) if source else None,
+            skill=skill.id,
+            node=node,
+        )
+        if problem not in self._seen:
+            self._seen.add(problem)
+            self.problems.append(problem)
+
+    # ---------------------------------------------------------------------------- graph
+
+    def _targets(self, skill: Skill) -> None:
+        if skill.start not in skill.nodes:
+            message = f"start: no node {skill.start!r} in this skill{_did_you_mean(skill.start, skill.nodes)}"
+            self._report(ERROR, skill, message, path=("start",))
+        for node_id, node in skill.nodes.items():
+            for edge in node_edges(node):
+                if edge.target not in skill.nodes:
+                    hint = _did_you_mean(edge.target, skill.nodes)
+                    message = f"{field_label(edge.path)}: no node {edge.target!r} in this skill{hint}"
+                    self._report(ERROR, skill, message, node_id, edge.path)
+
+    def _jumps(self, skill: Skill) -> None:
+        for node_id, node in skill.nodes.items():
+            jump = skill_jump(node)
+            if jump is None:
+                continue
+            target_id, target_node = jump
+            target = self.skills.get(target_id)
+            if target is None:
+                if target_id in self.unparsed or not (self.whole_bot or target_id == skill.id):
+                    continue
+                known = ", ".join(self.skills)
+                hint = _did_you_mean(target_id, self.skills) or f" (skills: {known})"
+                message = f"skill: no skill {target_id!r} in this bot{hint}"
+                self._report(ERROR, skill, message, node_id, ("skill",))
+            elif target_node is not None and target_node not in target.nodes:
+                hint = _did_you_mean(target_node, target.nodes)
+                message = f"node: skill {target_id!r} has no node {target_node!r}{hint}"
+                self._report(ERROR, skill, message, node_id, ("node",))
+
+    def _reachable(self, skill: Skill) -> None:
+        if skill.start not in skill.nodes:
+            return  # already an error; every node would look unreachable
+        entries = [skill.start, *self._entries.get(skill.id, [])]
+        nodes_ = skill.nodes
+        seen = _walk(entries, lambda node_id: [edge.target for edge in node_edges(nodes_[node_id])], nodes_)
+        for node_id in skill.nodes:
+            if node_id not in seen:
+                message = f"unreachable: no path leads here from start {skill.start!r}"
+                self._report(WARNING, skill, message, node_id)
+
+    def _loops(self) -> None:
+        """Cycles of nodes none of which waits for the customer (a question), also across skill jumps."""
+
+        def successors(vertex: Vertex) -> list[Vertex]:
+            skill_id, node_id = vertex
+            node = self.skills[skill_id].nodes[node_id]
+            found = [(skill_id, edge.target) for edge in node_edges(node)]
+            jump = skill_jump(node)
+            if jump is not None and jump[0] in self.skills:
+                found.append((jump[0], jump[1] or self.skills[jump[0]].start))
+            return [v for v in found if v in vertices]
+
+        every_node = [
+            (skill.id, node_id, node)
+            for skill in self.skills.values()
+            for node_id, node in skill.nodes.items()
+        ]
+        vertices = {
+            (skill_id, node_id): index
+            for index, (skill_id, node_id, node) in enumerate(every_node)
+            if not isinstance(node, QuestionNode)  # a question waits: a cycle through one is fine
+        }
+        for component in _strongly_connected(list(vertices), successors):
+            first = min(component, key=vertices.__getitem__)
+            if len(component) == 1 and first not in successors(first):
+                continue
+            cycle = _cycle_through(first, set(component), successors)
+            skill = self.skills[first[0]]
+            shown = " → ".join(node if owner == skill.id else f"{owner}.{node}" for owner, node in cycle)
+            message = f"can loop forever without waiting for the customer: {shown} (no question on the way)"
+            self._report(ERROR, skill, message, first[1])
+
+    # ---------------------------------------------------------------------------- nodes
+
+    def _questions(self, skill: Skill) -> None:
+        for node_id, node in skill.nodes.items():
+            if isinstance(node, QuestionNode) and node.save_to is None:
+                message = "a question needs 'save_to': the variable that keeps the customer's answer"
+                self._report(ERROR, skill, message, node_id)
+
+    def _expressions(self, skill: Skill) -> None:
+        allowed = set(self.config.env) if self.config is not None else None
+        for node_id, node in skill.nodes.items():
+            for expression in node_expressions(node):
+                label = field_label(expression.path)
+                error = _expressions.syntax_error(expression.source, template=expression.template)
+                if error is not None:
+                    self._report(ERROR, skill, f"{label}: {error.message}", node_id, expression.path)
+                    continue
+                if allowed is None:
+                    continue
+                for name in sorted(env_names(expression.source, template=expression.template) - allowed):
+                    listed = (
+                        ", ".join(sorted(allowed))
+                        if allowed
+                        else "none; list it under env: in rejoinder.yaml"
+                    )
+                    message = f"{label}: env.{name} is not allowed by the bot's config (allowed: {listed})"
+                    self._report(ERROR, skill, message, node_id, expression.path)
+
+    def _read_only(self, skill: Skill) -> None:
+        for node_id, path, name in variables_set(skill):
+            if name in BUILTIN_NAMES:
+                message = f"{field_label(path)}: {name!r} is built in and read-only; choose another name"
+                self._report(ERROR, skill, message, node_id, path)
+
+    def _save_paths(self, skill: Skill) -> None:
+        for node_id, node in skill.nodes.items():
+            if not isinstance(node, IntegrateNode):
+                continue
+            for path in node.save:
+                try:
+                    parse_path(path)
+                except InvalidPath as exc:
+                    self._report(ERROR, skill, f"save: {exc}", node_id, ("save", path))
+
+    def _undefined_variables(self) -> None:
+        known = BUILTIN_NAMES | {name for skill in self.skills.values() for *_, name in variables_set(skill)}
+        for skill in self.skills.values():
+            for node_id, node in skill.nodes.items():
+                for path, name in _reads(node):
+                    if name in known:
+                        continue
+                    hint = _did_you_mean(name, sorted(known - BUILTIN_NAMES)) or (
+                        " (declare it under 'variables:' or set it with an assign, a save_to or a save)"
+                    )
+                    message = f"{field_label(path)}: variable {name!r} is never set{hint}"
+                    self._report(WARNING, skill, message, node_id, path)
+
+    # ---------------------------------------------------------------------------- bot
+
+    def _triggers(self) -> None:
+        events: dict[str, Skill] = {}
+        default: Skill | None = None
+        for skill in self.skills.values():
+            for index, event in enumerate(skill.triggers.events):
+                first = events.setdefault(event, skill)
+                if first is not skill:
+                    message = (
+                        f"triggers: event {event!r} already starts skill {first.id!r}{self._where(first)}"
+                    )
+                    self._report(ERROR, skill, message, path=("triggers", "events", index))
+            if skill.triggers.default:
+                if default is None:
+                    default = skill
+                else:
+                    message = (
+                        f"triggers: skill {default.id!r}{self._where(default)} is already the default skill; "
+                        "only one skill may have default: true"
+                    )
+                    self._report(ERROR, skill, message, path=("triggers", "default"))
+
+    def _where(self, skill: Skill) -> str:
+        source = self.sources.get(skill.id)
+        return f" ({source.file})" if source is not None and source.file else ""
+
+
+def _reads(node: Node) -> Iterator[tuple[FieldPath, str]]:
+    """``(where, variable)`` for each variable a node reads, once per place."""
+    for expression in node_expressions(node):
+        for name in sorted(_names_read(expression.source, expression.template)):
+            yield expression.path, name
+    if isinstance(node, IntegrateNode):
+        for index, name in enumerate(node.send or []):
+            yield ("send", index), name
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _names_read(source: str, template: bool) -> frozenset[str]:
+    if template and not is_template(source):
+        return frozenset()
+    return frozenset(_expressions.names_used(source, template=template))
+
+
+def _did_you_mean(name: str, candidates: Collection[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _walk(
+    starts: Sequence[str], successors: Callable[[str], list[str]], universe: Collection[str]
+) -> set[str]:
+    seen: set[str] = set()
+    queue = deque(start for start in starts if start in universe)
+    while queue:
+        current = queue.popleft()
+        if current in seen:
+            continue
+        seen.add(current)
+        queue.extend(target for target in successors(current) if target in universe and target not in seen)
+    return seen
+
+
+def _strongly_connected(vertices: list[Vertex], successors: Successors) -> list[list[Vertex]]:
+    """Tarjan's algorithm, iterative (a long chain of nodes must not hit Python's recursion limit)."""
+    index_of: dict[Vertex, int] = {}
+    low: dict[Vertex, int] = {}
+    stack: list[Vertex] = []
+    on_stack: set[Vertex] = set()
+    components: list[list[Vertex]] = []
+    counter = 0
+    for root in vertices:
+        if root in index_of:
+            continue
+        work: list[tuple[Vertex, Iterator[Vertex]]] = []
+        index_of[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        work.append((root, iter(successors(root))))
+        while work:
+            vertex, pending = work[-1]
+            advanced = False
+            for target in pending:
+                if target not in index_of:
+                    index_of[target] = low[target] = counter
+                    counter += 1
+                    stack.append(target)
+                    on_stack.add(target)
+                    work.append((target, iter(successors(target))))
+                    advanced = True
+                    break
+                if target in on_stack:
+                    low[vertex] = min(low[vertex], index_of[target])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[vertex])
+            if low[vertex] == index_of[vertex]:
+                component: list[Vertex] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == vertex:
+                        break
+                components.append(component)
+    return components
+
+
+def _cycle_through(start: Vertex, members: set[Vertex], successors: Successors) -> list[Vertex]:
+    """The shortest cycle from ``start`` back to itself inside one strongly connected component."""
+    previous: dict[Vertex, Vertex] = {}
+    queue = deque([start])
+    while queue:
+        current = queue.popleft()
+        for target in successors(current):
+            if target == start:
+                path = [current]
+                while path[-1] != start:
+                    path.append(previous[path[-1]])
+                return [*reversed(path), start]
+            if target in members and target not in previous:
+                previous[target] = current
+                queue.append(target)
+    return [start, start]

@@ -1,6 +1,66 @@
 """``rejoinder serve``: run the HTTP server for one or more bots."""
 
+from __future__ import annotations
 
-def serve() -> None:
-    """Run the server."""
-    raise SystemExit("rejoinder serve: not available yet")
+import os
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import uvicorn
+from sqlalchemy import make_url
+
+from rejoinder.config import Settings
+from rejoinder.server.app import BOT_DIRS_ENV, create_app, load_bots
+from rejoinder.server.ops import logging_config
+from rejoinder.skills import BotLoadError
+from rejoinder.store import InvalidDatabaseURL, Store, normalize_url
+
+# In-flight requests get this long to finish once a shutdown signal arrives.
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+def serve(
+    bot_dirs: Annotated[list[Path], typer.Argument(help="Bot directories (each with rejoinder.yaml).")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (use PostgreSQL and Redis for more than one).")
+    ] = 1,
+) -> None:
+    """Run the server for bots (database from REJOINDER_DATABASE_URL; migrations are applied on start)."""
+    try:
+        bots = load_bots(bot_dirs)
+    except BotLoadError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        _fail(str(exc))
+    settings = Settings()
+    try:
+        normalize_url(settings.database_url)
+    except InvalidDatabaseURL as exc:
+        _fail(f"REJOINDER_DATABASE_URL: {exc}")
+
+    shown_host = f"[{host}]" if ":" in host else host
+    typer.echo(f"rejoinder: serving {', '.join(sorted(bots))} at http://{shown_host}:{port}")
+    typer.echo(f"rejoinder: database {make_url(settings.database_url).render_as_string(hide_password=True)}")
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": logging_config(settings.log_level),
+        "access_log": False,  # requests are logged by the app, without query strings
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        "server_header": False,
+    }
+    if workers == 1:
+        app = create_app(bots, store=Store.from_url(settings.database_url), settings=settings)
+        uvicorn.run(app, **options)
+        return
+    os.environ[BOT_DIRS_ENV] = os.pathsep.join(str(path.resolve()) for path in bot_dirs)
+    uvicorn.run("rejoinder.server.app:app_from_env", factory=True, workers=workers, **options)
+
+
+def _fail(reason: str) -> NoReturn:
+    typer.echo(f"rejoinder serve: {reason}", err=True)
+    raise typer.Exit(1)

@@ -1,0 +1,177 @@
+"""The FastAPI application: routes, middleware, error handlers, and the lifespan that owns the store.
+
+On start the lifespan applies migrations, records the bots and creates the turn service and the realtime hub;
+on shutdown (after uvicorn has let in-flight requests finish) it closes the hub, the Integrate client and the
+store.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+
+from rejoinder import __version__
+from rejoinder.config import Settings
+from rejoinder.realtime import commit_publisher, create_hub
+from rejoinder.server import client_api, errors, ops
+from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, BodyLimit
+from rejoinder.server.ops import AccessLog, MeteredIntegrationClient, Metrics
+from rejoinder.server.ratelimit import ResumeGuard
+from rejoinder.service import ConversationService
+from rejoinder.skills import Bot, load_bot
+from rejoinder.store import Store
+
+# Bot directories for worker processes started by `rejoinder serve --workers N` (os.pathsep-separated).
+BOT_DIRS_ENV = "REJOINDER_SERVE_BOT_DIRS"
+
+# Routers of the admin API and the WebSocket stream, included when present.
+_OPTIONAL_ROUTERS = ("rejoinder.server.admin", "rejoinder.server.stream")
+
+_DESCRIPTION = (
+    "Resumable chatbot conversations. Errors are RFC 9457 `application/problem+json` documents with a stable "
+    "`type` slug. Credentials travel as `Authorization: Bearer <key or session>`."
+)
+
+
+def create_app(
+    bots: Mapping[str, Bot],
+    *,
+    store: Store,
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+    resume_guard: ResumeGuard | None = None,
+) -> FastAPI:
+    """The server for ``bots`` on ``store`` (which the app closes on shutdown)."""
+    environment: Mapping[str, str] = os.environ if environ is None else environ
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.upgrade()
+        now = datetime.now(UTC)
+        for bot in bots.values():
+            await store.upsert_bot(
+                bot.id, bot.config.name, bot.version, bot.config.model_dump(mode="json"), now
+            )
+        hub = create_hub(settings.redis_url)
+        service = ConversationService(
+            store,
+            bots,
+            http=MeteredIntegrationClient(metrics),
+            environ=environment,
+            on_commit=commit_publisher(hub),
+        )
+        app.state.hub = hub
+        app.state.service = service
+        try:
+            yield
+        finally:
+            await hub.close()
+            await service.aclose()
+            await store.close()
+
+    app = FastAPI(
+        title="rejoinder",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "client", "description": "What the web widget calls (SDK key, then a session)."},
+            {"name": "admin", "description": "Skills, conversations, tokens and audit (secret key)."},
+            {"name": "operations", "description": "Health, readiness and metrics."},
+        ],
+    )
+    app.state.store = store
+    app.state.bots = dict(bots)
+    app.state.settings = settings
+    app.state.environ = environment
+    app.state.metrics = metrics
+    app.state.resume_guard = resume_guard or ResumeGuard.in_memory()
+
+    errors.install(app)
+    app.include_router(client_api.router)
+    for module_name in _OPTIONAL_ROUTERS:
+        module = _optional_module(module_name)
+        if module is not None:
+            app.include_router(module.router)
+    app.include_router(ops.router)
+
+    # Added innermost first: the access log sees every answer, CORS headers reach even a 413.
+    app.add_middleware(BodyLimit, limit=errors.MAX_BODY_BYTES)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=sorted({origin for bot in bots.values() for origin in bot.config.allowed_origins}),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"],
+        expose_headers=["Retry-After"],
+        max_age=600,
+    )
+    app.add_middleware(AccessLog, metrics=metrics)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _problem_openapi(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def load_bots(paths: Iterable[str | Path]) -> dict[str, Bot]:
+    """Load and validate bot directories; raises :class:`~rejoinder.skills.BotLoadError` or ValueError."""
+    loaded: dict[str, Bot] = {}
+    for path in paths:
+        bot = load_bot(path)
+        if bot.id in loaded:
+            raise ValueError(f"two bot directories have the id {bot.id!r}; bot ids must be unique per server")
+        loaded[bot.id] = bot
+    return loaded
+
+
+def app_from_env() -> FastAPI:
+    """An app for the bot directories in ``REJOINDER_SERVE_BOT_DIRS`` (the uvicorn factory of workers)."""
+    dirs = [part for part in os.environ.get(BOT_DIRS_ENV, "").split(os.pathsep) if part]
+    if not dirs:
+        raise RuntimeError(f"set {BOT_DIRS_ENV} to the bot directories to serve")
+    settings = Settings()
+    return create_app(load_bots(dirs), store=Store.from_url(settings.database_url), settings=settings)
+
+
+def _optional_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as missing:
+        if missing.name != name:
+            raise
+        return None
+
+
+def _problem_openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with every error answer described as a problem document."""
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+    )
+    problem = {"$ref": "#/components/schemas/ProblemDocument"}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            for status, response in operation.get("responses", {}).items():
+                if status.isdigit() and int(status) >= 400:
+                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem}}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    # FastAPI's own validation-error schemas are replaced by ProblemDocument above.
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    return schema

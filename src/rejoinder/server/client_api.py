@@ -1,0 +1,350 @@
+"""The client API of API.md: what the web widget (or any customer-facing client) calls.
+
+Starting or resuming takes the bot's SDK key and answers with a session; everything after takes that session,
+which opens exactly one conversation. Answers are built as plain JSON; the models below describe them for
+/openapi.json.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rejoinder.realtime import Hub, status_event, typing_event
+from rejoinder.server.auth import (
+    KeyCaller,
+    SessionCaller,
+    open_session,
+    require_sdk_key,
+    require_session,
+    verify_user,
+)
+from rejoinder.server.errors import Problem, problem_responses
+from rejoinder.server.ops import Metrics
+from rejoinder.server.ratelimit import ResumeGuard
+from rejoinder.service import ConversationService, TokenRefused
+from rejoinder.store import MessageRecord, Store
+
+MAX_TEXT_CHARS = 4000
+MAX_SEQ = 2**31 - 1
+
+router = APIRouter(prefix="/v1/conversations", tags=["client"])
+
+
+# ------------------------------------------------------------------------------------------------ requests
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are errors; text holds no NUL or unpaired surrogate, numbers are finite."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _storable_text(self) -> Body:
+        for value in self.__dict__.values():
+            _check_storable(value)
+        return self
+
+
+class UserIn(Body):
+    """Who the customer is, as the page knows it. ``id`` is kept only with a valid ``hash``."""
+
+    id: str | None = Field(default=None, min_length=1, max_length=256)
+    name: str | None = Field(default=None, max_length=200)
+    hash: str | None = Field(
+        default=None, max_length=128, description="Hex HMAC-SHA256 of `id` with the bot's identity secret."
+    )
+
+
+class StartRequest(Body):
+    event: str | None = Field(
+        default=None, min_length=1, max_length=100, description="Start the skill this event triggers."
+    )
+    text: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Start with a first customer message (at most 4,000 characters).",
+        json_schema_extra={"maxLength": MAX_TEXT_CHARS},
+    )
+    variables: dict[str, Any] | None = Field(
+        default=None, description="Values for the skill's settable variables."
+    )
+    user: UserIn | None = None
+
+    @model_validator(mode="after")
+    def _event_or_text(self) -> StartRequest:
+        if (self.event is None) == (self.text is None):
+            raise ValueError("give either 'event' or 'text'")
+        return self
+
+
+class ResumeRequest(Body):
+    token: str = Field(max_length=512, description="The conversation token (`rjt_…`).")
+
+
+class SendRequest(Body):
+    text: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The customer's message (at most 4,000 characters).",
+        json_schema_extra={"maxLength": MAX_TEXT_CHARS},
+    )
+    choice: str | None = Field(
+        default=None, min_length=1, max_length=200, description="The value of a choice."
+    )
+    client_message_id: str = Field(
+        min_length=1, max_length=128, description="Chosen by the client; the same id twice is answered once."
+    )
+
+    @model_validator(mode="after")
+    def _text_or_choice(self) -> SendRequest:
+        if (self.text is None) == (self.choice is None):
+            raise ValueError("give either 'text' or 'choice'")
+        return self
+
+
+# ------------------------------------------------------------------------------------------------ answers
+
+
+class ButtonOut(BaseModel):
+    label: str
+    url: str | None = None
+    value: str | None = None
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    seq: int
+    sender: Literal["customer", "bot", "system"]
+    type: str = Field(examples=["text", "buttons"])
+    text: str
+    buttons: list[ButtonOut] | None = None
+    created_at: str = Field(examples=["2026-01-01T12:00:00.000Z"])
+
+
+class ChoiceOut(BaseModel):
+    label: str
+    value: str
+
+
+class PendingOut(BaseModel):
+    node: str
+    input: str = Field(examples=["text", "number", "email", "regex"])
+    choices: list[ChoiceOut] | None = None
+
+
+class ConversationOut(BaseModel):
+    conversation_id: str
+    session: str = Field(description="Use as `Authorization: Bearer <session>` for this conversation.")
+    status: Literal["active", "closed"]
+    messages: list[MessageOut]
+    pending: PendingOut | None
+
+
+class TurnOut(BaseModel):
+    messages: list[MessageOut] = Field(description="The customer's message, then the bot's replies.")
+    pending: PendingOut | None
+
+
+class HistoryOut(BaseModel):
+    messages: list[MessageOut]
+    next_after: int = Field(description="Pass as `after` to read on from here.")
+
+
+class SessionOut(BaseModel):
+    session: str
+
+
+# ------------------------------------------------------------------------------------------------ routes
+
+SdkCaller = Annotated[KeyCaller, Depends(require_sdk_key)]
+Session = Annotated[SessionCaller, Depends(require_session)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ConversationOut,
+    summary="Start a conversation by event or by a first message",
+    responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
+)
+async def start_conversation(body: StartRequest, request: Request, caller: SdkCaller) -> JSONResponse:
+    _check_text_length(body.text)
+    service = _service(request)
+    user = verify_user(caller.bot, body.user.model_dump() if body.user else None, request.app.state.environ)
+    with _metrics(request).turn(caller.bot.id, "start"):
+        outcome = await service.start(
+            caller.bot.id, event=body.event, text=body.text, variables=body.variables, user=user
+        )
+    opened = await open_session(
+        _store(request), caller.bot, outcome.conversation_id, token_id=None, now=service.clock()
+    )
+    return JSONResponse(
+        {
+            "conversation_id": outcome.conversation_id,
+            "session": opened.secret,
+            "status": outcome.status,
+            "messages": _items(outcome.messages),
+            "pending": outcome.pending,
+        },
+        status_code=201,
+    )
+
+
+@router.post(
+    "/resume",
+    response_model=ConversationOut,
+    summary="Resume a conversation by its token",
+    responses=problem_responses(400, 401, 403, 404, 410, 413, 415, 422, 429, 503),
+)
+async def resume_conversation(body: ResumeRequest, request: Request, caller: SdkCaller) -> JSONResponse:
+    service, guard, bot_id = _service(request), _guard(request), caller.bot.id
+    ip = request.client.host if request.client else None
+    started = time.perf_counter()
+    try:
+        await guard.check(ip, bot_id)
+    except Problem:
+        _metrics(request).resume(bot_id, "rate_limited", time.perf_counter() - started)
+        raise
+    try:
+        outcome = await service.resume(
+            bot_id, body.token, ip=ip, user_agent=(request.headers.get("user-agent") or "")[:500] or None
+        )
+    except TokenRefused as refused:
+        await guard.failed(ip, bot_id)
+        _metrics(request).resume(bot_id, refused.code, time.perf_counter() - started)
+        raise
+    opened = await open_session(
+        _store(request), caller.bot, outcome.conversation_id, token_id=outcome.token_id, now=service.clock()
+    )
+    _metrics(request).resume(bot_id, "ok", time.perf_counter() - started)
+    return JSONResponse(
+        {
+            "conversation_id": outcome.conversation_id,
+            "session": opened.secret,
+            "status": outcome.status,
+            "messages": _items(outcome.messages),
+            "pending": outcome.pending,
+        }
+    )
+
+
+@router.post(
+    "/{conversation_id}/messages",
+    response_model=TurnOut,
+    summary="Send a message or a choice",
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+)
+async def send_message(
+    conversation_id: str, body: SendRequest, request: Request, caller: Session
+) -> JSONResponse:
+    _check_text_length(body.text)
+    hub = _hub(request)
+    hub.publish_nowait(conversation_id, typing_event())
+    with _metrics(request).turn(caller.bot.id, "message"):
+        outcome = await _service(request).send(
+            conversation_id,
+            text=body.text,
+            choice=body.choice,
+            client_message_id=body.client_message_id,
+            bot_id=caller.bot.id,
+        )
+    if not outcome.replayed and outcome.messages:
+        hub.publish_nowait(
+            conversation_id, status_event(outcome.status, outcome.pending, outcome.messages[-1].seq)
+        )
+    return JSONResponse({"messages": _items(outcome.messages), "pending": outcome.pending})
+
+
+@router.get(
+    "/{conversation_id}/messages",
+    response_model=HistoryOut,
+    summary="Read the history after a watermark",
+    responses=problem_responses(401, 403, 422, 503),
+)
+async def read_history(
+    conversation_id: str,
+    request: Request,
+    caller: Session,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Only messages with a greater seq.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500, description="At most this many messages.")] = 100,
+) -> JSONResponse:
+    messages = await _service(request).history(conversation_id, after=after, limit=limit)
+    return JSONResponse({"messages": _items(messages), "next_after": messages[-1].seq if messages else after})
+
+
+@router.post(
+    "/{conversation_id}/session/refresh",
+    response_model=SessionOut,
+    summary="Exchange the session for a fresh one",
+    responses=problem_responses(401, 403, 503),
+)
+async def refresh_session(conversation_id: str, request: Request, caller: Session) -> JSONResponse:
+    store, now = _store(request), _service(request).clock()
+    opened = await open_session(store, caller.bot, conversation_id, token_id=caller.session.token_id, now=now)
+    await store.revoke_session(caller.session.id, now)
+    return JSONResponse({"session": opened.secret})
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _check_text_length(text: str | None) -> None:
+    if text is not None and len(text) > MAX_TEXT_CHARS:
+        raise Problem(
+            413, "too_large", f"The message has {len(text)} characters; the limit is {MAX_TEXT_CHARS:,}."
+        )
+
+
+def _check_storable(value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no unpaired surrogates)") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key)
+            _check_storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_storable(item)
+
+
+def _items(messages: list[MessageRecord]) -> list[dict[str, Any]]:
+    return [message.to_api() for message in messages]
+
+
+def _service(request: Request) -> ConversationService:
+    service: ConversationService = request.app.state.service
+    return service
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def _guard(request: Request) -> ResumeGuard:
+    guard: ResumeGuard = request.app.state.resume_guard
+    return guard
+
+
+def _hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub

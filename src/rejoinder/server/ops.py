@@ -1,0 +1,234 @@
+"""Operating the server: health and readiness probes, Prometheus metrics, one structured log line per request.
+
+Metrics live in a registry of their own per app (several apps in one process never collide). The counters are
+fed where the work happens: the client API times turns and resumes, :class:`MeteredIntegrationClient` times
+Integrate calls, and :class:`AccessLog` times every request. Log lines carry paths without query strings, so a
+credential passed as a query parameter (the WebSocket's ``?session=``) never reaches a log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rejoinder.engine import HttpCall, HttpResponse
+from rejoinder.integrations import IntegratePolicy, IntegrationClient
+from rejoinder.server.errors import problem_responses, unavailable
+from rejoinder.store import Store
+
+access_log = logging.getLogger("rejoinder.access")
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The server's Prometheus metrics."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.turns = Counter(
+            "rejoinder_turns",
+            "Conversation turns run, by bot and kind (start or message).",
+            ["bot", "kind"],
+            registry=r,
+        )
+        self.turn_seconds = Histogram(
+            "rejoinder_turn_duration_seconds",
+            "Time to run and save one turn.",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.resumes = Counter(
+            "rejoinder_resumes",
+            "Resume attempts by bot and outcome (ok or the problem type).",
+            ["bot", "outcome"],
+            registry=r,
+        )
+        self.resume_seconds = Histogram(
+            "rejoinder_resume_duration_seconds",
+            "Time to verify a token and load its conversation.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.integrate_calls = Counter(
+            "rejoinder_integrate_calls",
+            "Integrate calls by outcome: ok (2xx), http_error (other status) or error (no usable answer).",
+            ["outcome"],
+            registry=r,
+        )
+        self.integrate_seconds = Histogram(
+            "rejoinder_integrate_duration_seconds",
+            "Integrate call time, retries included.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests = Histogram(
+            "rejoinder_http_request_duration_seconds",
+            "HTTP request time by method, route template and status.",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    @contextmanager
+    def turn(self, bot_id: str, kind: str) -> Iterator[None]:
+        """Count and time a turn; a turn that raises is timed but not counted."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.turn_seconds.labels(kind).observe(time.perf_counter() - started)
+        self.turns.labels(bot_id, kind).inc()
+
+    def resume(self, bot_id: str, outcome: str, seconds: float) -> None:
+        self.resumes.labels(bot_id, outcome).inc()
+        self.resume_seconds.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MeteredIntegrationClient(IntegrationClient):
+    """The Integrate client, counting and timing every call by outcome."""
+
+    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metrics = metrics
+
+    async def perform(self, call: HttpCall, policy: IntegratePolicy) -> HttpResponse:
+        response = await super().perform(call, policy)
+        outcome = "ok" if response.ok else "error" if response.error is not None else "http_error"
+        self.metrics.integrate_calls.labels(outcome).inc()
+        self.metrics.integrate_seconds.observe(response.elapsed_ms / 1000)
+        return response
+
+
+# ------------------------------------------------------------------------------------------------ routes
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database is reachable", responses=problem_responses(503))
+async def readyz(request: Request) -> dict[str, str]:
+    store: Store = request.app.state.store
+    if not await store.ping():
+        raise unavailable()
+    return {"status": "ready"}
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request) -> Response:
+    registry: Metrics = request.app.state.metrics
+    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+# ------------------------------------------------------------------------------------------------ request log
+
+
+class AccessLog:
+    """ASGI middleware: one log line and one latency observation per HTTP request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def tracked(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        finally:
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.requests.labels(scope["method"], route, str(status)).observe(seconds)
+            client = scope.get("client")
+            access_log.info(
+                "%s %s %d",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "client": client[0] if client else None,
+                },
+            )
+
+
+# ------------------------------------------------------------------------------------------------ log format
+
+# Standard record attributes, and uvicorn's ANSI-coloured duplicate of its message.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and any ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update((key, value) for key, value in vars(record).items() if key not in _RECORD_FIELDS)
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def logging_config(level: str = "info") -> dict[str, Any]:
+    """A :func:`logging.config.dictConfig` (also uvicorn's ``log_config``): JSON lines on stderr."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+        },
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+        },
+    }

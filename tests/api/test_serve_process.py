@@ -1,0 +1,117 @@
+"""``rejoinder keys create`` and ``rejoinder serve`` as real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+EXAMPLE_BOT = Path(__file__).resolve().parents[2] / "examples" / "shop"
+REJOINDER = str(Path(sys.executable).with_name("rejoinder"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def environment(database: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REJOINDER_")}
+    return {**env, "REJOINDER_DATABASE_URL": f"sqlite:///{database}", "SHOP_BACKEND": "http://127.0.0.1:9"}
+
+
+def wait_until_up(base: str, process: subprocess.Popen[str], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}: {process.communicate()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the server did not become ready")
+
+
+def test_keys_then_serve_then_a_conversation_then_a_clean_shutdown(tmp_path: Path) -> None:
+    env = environment(tmp_path / "served.db")
+    created = subprocess.run(
+        [REJOINDER, "keys", "create", str(EXAMPLE_BOT), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    keys = json.loads(created.stdout)
+    assert set(keys) == {"bot", "sdk_key", "secret_key"}
+    assert (
+        keys["bot"] == "shop" and keys["sdk_key"].startswith("pk_") and keys["secret_key"].startswith("sk_")
+    )
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [REJOINDER, "serve", str(EXAMPLE_BOT), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_up(base, server)
+        auth = {"Authorization": f"Bearer {keys['sdk_key']}"}
+        started = httpx.post(f"{base}/v1/conversations", json={"event": "welcome"}, headers=auth, timeout=10)
+        assert started.status_code == 201, started.text
+        conversation = started.json()
+        reply = httpx.post(
+            f"{base}/v1/conversations/{conversation['conversation_id']}/messages",
+            json={"choice": "hours", "client_message_id": "c-1"},
+            headers={"Authorization": f"Bearer {conversation['session']}"},
+            timeout=10,
+        )
+        assert reply.status_code == 200
+        assert reply.json()["messages"][-1]["text"] == "We're open every day from 9:00 to 18:00."
+    finally:
+        server.send_signal(signal.SIGTERM)
+        stdout, stderr = server.communicate(timeout=30)
+    # uvicorn re-raises the signal once it has shut down gracefully.
+    assert server.returncode in (0, -signal.SIGTERM), stderr
+    assert "Application shutdown complete" in stderr
+    assert f"http://127.0.0.1:{port}" in stdout
+    log_lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    requests = [line for line in log_lines if line["logger"] == "rejoinder.access"]
+    assert {"method": "POST", "status": 201, "route": "/v1/conversations"}.items() <= requests[-2].items()
+    for secret in (keys["sdk_key"], conversation["session"]):
+        assert secret not in stderr
+
+
+def test_a_broken_bot_stops_start_up_with_file_and_line(tmp_path: Path) -> None:
+    bot = tmp_path / "broken"
+    (bot / "skills").mkdir(parents=True)
+    (bot / "rejoinder.yaml").write_text("id: broken\n")
+    (bot / "skills" / "hello.yaml").write_text(
+        "id: hello\nstart: greet\nnodes:\n  greet:\n    type: message\n    text: hi\n    next: nowhere\n"
+    )
+
+    result = subprocess.run(
+        [REJOINDER, "serve", str(bot), "--port", str(free_port())],
+        env=environment(tmp_path / "unused.db"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "hello.yaml:7" in result.stderr
+    assert "nowhere" in result.stderr

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export UV_PYTHON := $(shell command -v $(PYTHON))
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run chat test lint format bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -20,11 +20,18 @@ $(BIN)/rejoinder: $(UV) pyproject.toml uv.lock
 setup: $(BIN)/rejoinder
 
 SHOP_PORT ?= 8700
+PORT      ?= 8000
+SHOP_ENV  := SHOP_BACKEND=http://127.0.0.1:$(SHOP_PORT)
+# The example shop's stand-in backend runs beside the bot for as long as the command in $(1) runs.
+with_shop_backend = $(BIN)/python examples/shop/backend.py --port $(SHOP_PORT) & backend=$$!; \
+	trap "kill $$backend 2>/dev/null" EXIT INT TERM; sleep 0.5; export $(SHOP_ENV); $(1)
 
 run: setup
-	@$(BIN)/python examples/shop/backend.py --port $(SHOP_PORT) & backend=$$!; \
-	trap "kill $$backend 2>/dev/null" EXIT INT TERM; sleep 0.5; \
-	SHOP_BACKEND=http://127.0.0.1:$(SHOP_PORT) $(BIN)/rejoinder chat examples/shop
+	@$(call with_shop_backend,$(BIN)/rejoinder keys create examples/shop && \
+	  $(BIN)/rejoinder serve examples/shop --port $(PORT))
+
+chat: setup
+	@$(call with_shop_backend,$(BIN)/rejoinder chat examples/shop)
 
 test: setup lint
 	$(BIN)/pytest

@@ -94,14 +94,28 @@ def _write(conversation_id: str, *, create: bool, version: int) -> TurnWrite:
     )
 
 
-async def long_conversation(service: ConversationService, turns: int) -> tuple[float, float]:
-    conversation_id = (await service.start("shop", event="welcome")).conversation_id
-    latencies = []
-    for _ in range(turns):
+async def long_conversation(
+    service: ConversationService, turns: int, samples: int = 200
+) -> tuple[float, float]:
+    """p50 of a turn on a conversation at turn ~10 and at turn ~``turns``, measured interleaved (noise hits both)."""
+
+    async def conversation_at(n: int) -> str:
+        conversation_id = (await service.start("shop", event="welcome")).conversation_id
+        for _ in range(n):
+            await service.send(conversation_id, text="something else")
+        return conversation_id
+
+    async def timed(conversation_id: str) -> float:
         started = time.perf_counter()
         await service.send(conversation_id, text="something else")
-        latencies.append(time.perf_counter() - started)
-    return statistics.median(latencies[5:15]), statistics.median(latencies[-10:])
+        return time.perf_counter() - started
+
+    long_one = await conversation_at(turns)
+    short, long = [], []
+    for _ in range(samples):
+        short.append(await timed(await conversation_at(9)))
+        long.append(await timed(long_one))
+    return statistics.median(short), statistics.median(long)
 
 
 async def main(turns: int, concurrency: int, long_turns: int) -> None:

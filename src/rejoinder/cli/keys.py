@@ -6,14 +6,15 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from rejoinder.config import get_settings
-from rejoinder.server.auth import IssuedKeys, create_keys
 from rejoinder.skills import BotLoadError, load_bot
-from rejoinder.store import InvalidDatabaseURL, Store, StoreUnavailable
+
+if TYPE_CHECKING:
+    from rejoinder.server.auth import IssuedKeys
 
 app = typer.Typer(help="SDK and secret keys.", no_args_is_help=True)
 
@@ -24,6 +25,8 @@ def create(
     as_json: Annotated[bool, typer.Option("--json", help="Print the keys as one JSON object.")] = False,
 ) -> None:
     """Create an SDK key and a secret key for a bot in the configured database and print them once."""
+    from rejoinder.store import InvalidDatabaseURL, StoreUnavailable
+
     try:
         bot = load_bot(bot_dir)
     except BotLoadError as exc:
@@ -44,6 +47,9 @@ def create(
 
 
 async def _create(bot_id: str) -> IssuedKeys:
+    from rejoinder.server.auth import create_keys
+    from rejoinder.store import Store
+
     store = Store.from_url(get_settings().database_url)
     try:
         await store.upgrade()

@@ -7,14 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-import uvicorn
-from sqlalchemy import make_url
 
 from rejoinder.config import Settings
-from rejoinder.server.app import BOT_DIRS_ENV, create_app, load_bots
-from rejoinder.server.ops import logging_config
 from rejoinder.skills import BotLoadError
-from rejoinder.store import InvalidDatabaseURL, Store, normalize_url
 
 # In-flight requests get this long to finish once a shutdown signal arrives.
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -29,6 +24,14 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the server for bots (database from REJOINDER_DATABASE_URL; migrations are applied on start)."""
+    # Imported here so that the other commands start fast.
+    import uvicorn
+    from sqlalchemy import make_url
+
+    from rejoinder.server.app import BOT_DIRS_ENV, create_app, load_bots
+    from rejoinder.server.ops import logging_config
+    from rejoinder.store import InvalidDatabaseURL, Store, normalize_url
+
     try:
         bots = load_bots(bot_dirs)
     except BotLoadError as exc:

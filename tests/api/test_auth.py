@@ -186,6 +186,7 @@ def test_verify_user_keeps_an_id_only_with_the_right_hash(
     assert verify_user(shop_bot, {"id": "u-1", "hash": good}, environ) == {"id": "u-1", "verified": True}
     assert verify_user(shop_bot, {"id": "u-1", "hash": good.upper()}, environ)["verified"] is True
     assert verify_user(shop_bot, {"id": "u-2", "hash": good}, environ) == {"verified": False}
+    assert verify_user(shop_bot, {"id": "u-1", "hash": "é" * 64}, environ) == {"verified": False}
     assert verify_user(shop_bot, {"id": "u-1", "hash": good}, {}) == {"verified": False}
     assert verify_user(shop_bot, {"name": "Ada"}, environ) == {"name": "Ada", "verified": False}
     assert verify_user(shop_bot, None, environ) == {}

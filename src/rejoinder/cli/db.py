@@ -1,5 +1,65 @@
 """``rejoinder db upgrade``."""
 
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, NoReturn
+
 import typer
 
+from rejoinder.config import get_settings
+
+if TYPE_CHECKING:
+    from rejoinder.store.migrate import Revision
+
 app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+
+
+@app.command()
+def upgrade() -> None:
+    """Apply the database migrations that are missing (REJOINDER_DATABASE_URL; safe to run again)."""
+    # Imported here so that the other commands start fast.
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from rejoinder.store import InvalidDatabaseURL, StoreUnavailable, normalize_url
+    from rejoinder.store.migrate import revisions_between
+
+    url = get_settings().database_url
+    try:
+        shown = normalize_url(url).render_as_string(hide_password=True)
+    except InvalidDatabaseURL as error:
+        _fail(f"REJOINDER_DATABASE_URL: {error}")
+    try:
+        before, after = asyncio.run(_upgrade(url))
+    except (StoreUnavailable, SQLAlchemyError, CommandError) as error:
+        _fail(f"{shown}: {getattr(error, 'orig', None) or error}")
+    applied = revisions_between(before, after)
+    if not applied:
+        typer.echo(f"{shown}: already at the newest schema ({after}); nothing to do.")
+        return
+    done = f"upgraded from {before} to {after}" if before else f"created the schema ({after})"
+    typer.echo(f"{shown}: {done}:")
+    for revision in applied:
+        typer.echo(f"  applied {_describe(revision)}")
+
+
+async def _upgrade(url: str) -> tuple[str | None, str | None]:
+    from rejoinder.store import Store
+
+    store = Store.from_url(url)
+    try:
+        before = await store.current_revision()
+        await store.upgrade()
+        return before, await store.current_revision()
+    finally:
+        await store.close()
+
+
+def _fail(reason: str) -> NoReturn:
+    typer.echo(f"rejoinder db upgrade: {reason}", err=True)
+    raise typer.Exit(1)
+
+
+def _describe(revision: Revision) -> str:
+    return f"{revision.id} ({revision.title})" if revision.title else revision.id

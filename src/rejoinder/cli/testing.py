@@ -15,9 +15,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from rejoinder.store import StoreError
-from rejoinder.testing import NoTestsFound, Reporter, run_tests
-
 USAGE_ERROR = 2
 
 
@@ -40,6 +37,10 @@ def test(
     ] = False,
 ) -> None:
     """Run conversation tests (BOT_DIR/tests/*.yaml); the bot's Integrate calls are answered by fakes."""
+    # Imported here so that the other commands start fast.
+    from rejoinder.store import StoreError
+    from rejoinder.testing import NoTestsFound, Reporter, run_tests
+
     out = Console(soft_wrap=True, highlight=False)
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     # Skill faults are part of the report; the service's log lines would only repeat them on stderr.

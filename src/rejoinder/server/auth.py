@@ -266,7 +266,8 @@ def _unverified_reason(bot: Bot, user_id: str, given: Any, environ: Mapping[str,
     if not isinstance(given, str) or not given:
         return "no hash was given"
     expected = hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, given.strip().lower()):
+    # Compared as bytes: compare_digest refuses non-ASCII text, and a hash from a client may be anything.
+    if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
         return "the hash does not match"
     return None
 

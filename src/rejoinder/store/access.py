@@ -1,0 +1,244 @@
+"""Who may reach a conversation: tokens, sessions, API keys, the bots they belong to, and the audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from rejoinder.store.database import Database
+from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
+from rejoinder.store.records import ApiKeyRecord, AuditRecord, BotRecord, NewToken, SessionRecord, as_utc
+from rejoinder.store.tables import api_keys, audit_events, bots, sessions, tokens
+from rejoinder.tokens import TokenRecord
+
+_TOKEN_COLUMNS = [tokens.c[name] for name in TokenRecord.__dataclass_fields__]
+
+
+class Access(Database):
+    """Conversation tokens, sessions, API keys, bots and audit events."""
+
+    async def insert_token(
+        self, bot_id: str, conversation_id: str, token: NewToken, now: datetime
+    ) -> TokenRecord:
+        """Store a token issued outside a turn (the admin API)."""
+        now = as_utc(now)
+        async with self._write() as conn:
+            await conn.execute(tokens.insert().values(token_row(bot_id, conversation_id, token, now)))
+        return TokenRecord(
+            id=token.id,
+            bot_id=bot_id,
+            conversation_id=conversation_id,
+            created_at=now,
+            expires_at=as_utc(token.expires_at),
+            max_uses=token.max_uses,
+            uses=0,
+            revoked_at=None,
+            last_used_at=None,
+        )
+
+    async def find_token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(sa.select(*_TOKEN_COLUMNS).where(tokens.c.token_hash == token_hash))
+            ).first()
+        return TokenRecord(**row._mapping) if row else None
+
+    async def consume_token(self, token_id: str, now: datetime) -> bool:
+        """Count one use, only if the token is still valid at ``now``. Concurrent calls never overspend it."""
+        now = as_utc(now)
+        statement = (
+            sa.update(tokens)
+            .where(
+                tokens.c.id == token_id,
+                tokens.c.revoked_at.is_(None),
+                tokens.c.expires_at > now,
+                sa.or_(tokens.c.max_uses.is_(None), tokens.c.uses < tokens.c.max_uses),
+            )
+            .values(uses=tokens.c.uses + 1, last_used_at=now)
+        )
+        async with self._write() as conn:
+            result = await conn.execute(statement)
+        return result.rowcount == 1
+
+    async def list_tokens(self, conversation_id: str) -> list[TokenRecord]:
+        statement = (
+            sa.select(*_TOKEN_COLUMNS)
+            .where(tokens.c.conversation_id == conversation_id)
+            .order_by(tokens.c.created_at, tokens.c.id)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [TokenRecord(**row._mapping) for row in rows]
+
+    async def revoke_token(self, token_id: str, now: datetime) -> TokenRecord | None:
+        """Revoke a token (idempotent) and end the sessions opened with it. None if there is no such token."""
+        now = as_utc(now)
+        async with self._write() as conn:
+            await conn.execute(
+                sa.update(tokens)
+                .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.token_id == token_id, sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            row = (await conn.execute(sa.select(*_TOKEN_COLUMNS).where(tokens.c.id == token_id))).first()
+        return TokenRecord(**row._mapping) if row else None
+
+    async def add_audit(
+        self,
+        *,
+        kind: str,
+        bot_id: str,
+        outcome: str,
+        at: datetime,
+        conversation_id: str | None = None,
+        token_id: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        row = {
+            "at": as_utc(at),
+            "kind": kind,
+            "bot_id": bot_id,
+            "outcome": outcome,
+            "conversation_id": conversation_id,
+            "token_id": token_id,
+            "ip": ip,
+            "user_agent": user_agent,
+            "detail": detail,
+        }
+        async with self._write() as conn:
+            await conn.execute(audit_events.insert().values(row))
+
+    async def list_audit(
+        self,
+        *,
+        bot_id: str | None = None,
+        conversation_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[AuditRecord], str | None]:
+        """A page of audit events, newest first, and the cursor of the next page."""
+        statement = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(check_limit(limit) + 1)
+        if bot_id is not None:
+            statement = statement.where(audit_events.c.bot_id == bot_id)
+        if conversation_id is not None:
+            statement = statement.where(audit_events.c.conversation_id == conversation_id)
+        if cursor is not None:
+            (last_id,) = decode_cursor(cursor, int)
+            statement = statement.where(audit_events.c.id < last_id)
+        async with self._read() as conn:
+            rows = (await conn.execute(statement)).all()
+        page = [AuditRecord(**row._mapping) for row in rows[:limit]]
+        return page, encode_cursor(page[-1].id) if len(rows) > limit else None
+
+    async def upsert_bot(
+        self, bot_id: str, name: str | None, version: str, config: dict[str, Any], now: datetime
+    ) -> None:
+        """Record a bot's current definition (created once, updated on every change)."""
+        now = as_utc(now)
+        insert = self._insert_on_conflict(bots).values(
+            id=bot_id, name=name, version=version, config=config, created_at=now, updated_at=now
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=["id"],
+            set_={"name": name, "version": version, "config": config, "updated_at": now},
+        )
+        async with self._write() as conn:
+            await conn.execute(statement)
+
+    async def get_bot(self, bot_id: str) -> BotRecord | None:
+        async with self._read() as conn:
+            row = (await conn.execute(sa.select(bots).where(bots.c.id == bot_id))).first()
+        return BotRecord(**row._mapping) if row else None
+
+    async def create_api_key(
+        self, bot_id: str, kind: str, key_hash: str, key_id: str, now: datetime
+    ) -> ApiKeyRecord:
+        record = ApiKeyRecord(
+            id=key_id, bot_id=bot_id, kind=kind, key_hash=key_hash, created_at=as_utc(now), revoked_at=None
+        )
+        async with self._write() as conn:
+            await conn.execute(api_keys.insert().values(_as_row(record)))
+        return record
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        async with self._read() as conn:
+            row = (await conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == key_hash))).first()
+        return ApiKeyRecord(**row._mapping) if row else None
+
+    async def create_session(
+        self,
+        *,
+        session_id: str,
+        session_hash: str,
+        bot_id: str,
+        conversation_id: str,
+        token_id: str | None,
+        now: datetime,
+        expires_at: datetime,
+    ) -> SessionRecord:
+        record = SessionRecord(
+            id=session_id,
+            session_hash=session_hash,
+            bot_id=bot_id,
+            conversation_id=conversation_id,
+            token_id=token_id,
+            created_at=as_utc(now),
+            expires_at=as_utc(expires_at),
+            revoked_at=None,
+        )
+        async with self._write() as conn:
+            await conn.execute(sessions.insert().values(_as_row(record)))
+        return record
+
+    async def find_session(self, session_hash: str) -> SessionRecord | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(sa.select(sessions).where(sessions.c.session_hash == session_hash))
+            ).first()
+        return SessionRecord(**row._mapping) if row else None
+
+    async def revoke_session(self, session_id: str, now: datetime) -> bool:
+        """End one session; False if it does not exist or was already ended."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+                .values(revoked_at=as_utc(now))
+            )
+        return result.rowcount == 1
+
+    async def revoke_sessions_for_conversation(self, conversation_id: str, now: datetime) -> int:
+        """End every open session of a conversation; returns how many were ended."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.conversation_id == conversation_id, sessions.c.revoked_at.is_(None))
+                .values(revoked_at=as_utc(now))
+            )
+        return int(result.rowcount)
+
+
+def token_row(bot_id: str, conversation_id: str, token: NewToken, now: datetime) -> dict[str, Any]:
+    """The ``tokens`` row of a token issued at ``now`` (in a turn or by the admin API)."""
+    return {
+        "id": token.id,
+        "token_hash": token.token_hash,
+        "bot_id": bot_id,
+        "conversation_id": conversation_id,
+        "created_at": now,
+        "expires_at": as_utc(token.expires_at),
+        "max_uses": token.max_uses,
+        "uses": 0,
+    }
+
+
+def _as_row(record: ApiKeyRecord | SessionRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}

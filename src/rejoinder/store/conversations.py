@@ -1,0 +1,254 @@
+"""Conversations and their messages: committing turns, reading history, listing and erasing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rejoinder.store.access import token_row
+from rejoinder.store.database import Database
+from rejoinder.store.errors import DuplicateClientMessage, VersionConflict
+from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
+from rejoinder.store.records import CommittedTurn, ConversationRecord, MessageRecord, TurnWrite, as_utc
+from rejoinder.store.tables import conversations, messages, sessions, tokens
+
+_MESSAGE_COLUMNS = [
+    messages.c.conversation_id,
+    messages.c.seq,
+    messages.c.turn_seq,
+    messages.c.sender,
+    messages.c.type,
+    messages.c.payload,
+    messages.c.client_message_id,
+    messages.c.created_at,
+]
+
+
+class Conversations(Database):
+    """Conversation rows and their append-only message history."""
+
+    async def commit_turn(self, turn: TurnWrite) -> CommittedTurn:
+        """Save one turn atomically: the conversation row, its new messages, its tokens.
+
+        The conversation row is updated only if it is still at ``turn.expected_version`` (else
+        :class:`VersionConflict`); new messages get the next ``seq`` numbers. Earlier history is never read.
+        """
+        now = as_utc(turn.now)
+        count = len(turn.messages)
+        async with self._write() as conn:
+            if turn.create:
+                version, last_seq = await self._create_conversation(conn, turn, now, count)
+            else:
+                version, last_seq = await self._advance_conversation(conn, turn, now, count)
+            first_seq = last_seq - count + 1
+            records = [
+                MessageRecord(
+                    conversation_id=turn.conversation_id,
+                    seq=first_seq + offset,
+                    turn_seq=first_seq,
+                    sender=message.sender,
+                    type=message.type,
+                    payload=message.payload,
+                    client_message_id=message.client_message_id,
+                    created_at=now,
+                )
+                for offset, message in enumerate(turn.messages)
+            ]
+            if records:
+                await self._insert_messages(conn, records, turn.pending)
+            if turn.tokens:
+                await conn.execute(
+                    tokens.insert(),
+                    [token_row(turn.bot_id, turn.conversation_id, token, now) for token in turn.tokens],
+                )
+        return CommittedTurn(version=version, messages=records)
+
+    async def _create_conversation(
+        self, conn: AsyncConnection, turn: TurnWrite, now: datetime, count: int
+    ) -> tuple[int, int]:
+        statement = (
+            self._insert_on_conflict(conversations)
+            .values(
+                id=turn.conversation_id,
+                bot_id=turn.bot_id,
+                status=turn.status,
+                state=turn.state,
+                skill_id=turn.skill_id,
+                node_id=turn.node_id,
+                version=1,
+                last_seq=count,
+                user=turn.user or {},
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(conversations.c.id)
+        )
+        if (await conn.execute(statement)).first() is None:
+            raise VersionConflict(f"conversation {turn.conversation_id} already exists")
+        return 1, count
+
+    async def _advance_conversation(
+        self, conn: AsyncConnection, turn: TurnWrite, now: datetime, count: int
+    ) -> tuple[int, int]:
+        changes: dict[str, Any] = {
+            "version": conversations.c.version + 1,
+            "last_seq": conversations.c.last_seq + count,
+            "status": turn.status,
+            "state": turn.state,
+            "skill_id": turn.skill_id,
+            "node_id": turn.node_id,
+            "updated_at": now,
+        }
+        if turn.user is not None:
+            changes["user"] = turn.user
+        statement = (
+            sa.update(conversations)
+            .where(conversations.c.id == turn.conversation_id)
+            .where(conversations.c.version == turn.expected_version)
+            .values(changes)
+            .returning(conversations.c.version, conversations.c.last_seq)
+        )
+        row = (await conn.execute(statement)).first()
+        if row is None:
+            raise VersionConflict(
+                f"conversation {turn.conversation_id} is no longer at version {turn.expected_version} "
+                "(changed or erased since it was read)"
+            )
+        return row.version, row.last_seq
+
+    async def _insert_messages(
+        self, conn: AsyncConnection, records: list[MessageRecord], pending: dict[str, Any] | None
+    ) -> None:
+        rows = [
+            {
+                "conversation_id": record.conversation_id,
+                "seq": record.seq,
+                "turn_seq": record.turn_seq,
+                "sender": record.sender,
+                "type": record.type,
+                "payload": record.payload,
+                "client_message_id": record.client_message_id,
+                "pending": pending if index == 0 else None,
+                "created_at": record.created_at,
+            }
+            for index, record in enumerate(records)
+        ]
+        try:
+            await conn.execute(messages.insert(), rows)
+        except sa_exc.IntegrityError as error:
+            if "client_message_id" in str(error.orig):
+                ids = [record.client_message_id for record in records if record.client_message_id]
+                raise DuplicateClientMessage(
+                    f"conversation {records[0].conversation_id} already has a message with "
+                    f"client_message_id {', '.join(map(repr, ids))}"
+                ) from error
+            raise
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(sa.select(conversations).where(conversations.c.id == conversation_id))
+            ).first()
+        return ConversationRecord(**row._mapping) if row else None
+
+    async def messages_after(
+        self, conversation_id: str, after: int = 0, limit: int = 100
+    ) -> list[MessageRecord]:
+        """Up to ``limit`` messages with ``seq > after``, oldest first."""
+        statement = (
+            sa.select(*_MESSAGE_COLUMNS)
+            .where(messages.c.conversation_id == conversation_id, messages.c.seq > after)
+            .order_by(messages.c.seq)
+            .limit(check_limit(limit))
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [MessageRecord(**row._mapping) for row in rows]
+
+    async def last_messages(self, conversation_id: str, limit: int) -> list[MessageRecord]:
+        """The newest ``limit`` messages, oldest first."""
+        statement = (
+            sa.select(*_MESSAGE_COLUMNS)
+            .where(messages.c.conversation_id == conversation_id)
+            .order_by(messages.c.seq.desc())
+            .limit(check_limit(limit))
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [MessageRecord(**row._mapping) for row in reversed(rows)]
+
+    async def turn_by_client_message_id(
+        self, conversation_id: str, client_message_id: str
+    ) -> tuple[list[MessageRecord], dict[str, Any] | None] | None:
+        """The whole turn that stored ``client_message_id`` and what the bot waited for after it."""
+        turn_seq = (
+            sa.select(messages.c.turn_seq)
+            .where(
+                messages.c.conversation_id == conversation_id,
+                messages.c.client_message_id == client_message_id,
+            )
+            .scalar_subquery()
+        )
+        # A turn's messages are contiguous from its turn_seq: the range keeps the scan on the (conversation, seq) key.
+        statement = (
+            sa.select(*_MESSAGE_COLUMNS, messages.c.pending)
+            .where(
+                messages.c.conversation_id == conversation_id,
+                messages.c.seq >= turn_seq,
+                messages.c.turn_seq == turn_seq,
+            )
+            .order_by(messages.c.seq)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(statement)).all()
+        if not rows:
+            return None
+        turn = [MessageRecord(**{k: v for k, v in row._mapping.items() if k != "pending"}) for row in rows]
+        return turn, rows[0].pending
+
+    async def list_conversations(
+        self,
+        *,
+        bot_id: str,
+        status: str | None = None,
+        updated_after: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[ConversationRecord], str | None]:
+        """A page of a bot's conversations, most recently updated first, and the cursor of the next page."""
+        statement = (
+            sa.select(conversations)
+            .where(conversations.c.bot_id == bot_id)
+            .order_by(conversations.c.updated_at.desc(), conversations.c.id)
+            .limit(check_limit(limit) + 1)
+        )
+        if status is not None:
+            statement = statement.where(conversations.c.status == status)
+        if updated_after is not None:
+            statement = statement.where(conversations.c.updated_at > as_utc(updated_after))
+        if cursor is not None:
+            at, last_id = decode_cursor(cursor, datetime, str)
+            statement = statement.where(
+                sa.or_(
+                    conversations.c.updated_at < at,
+                    sa.and_(conversations.c.updated_at == at, conversations.c.id > last_id),
+                )
+            )
+        async with self._read() as conn:
+            rows = (await conn.execute(statement)).all()
+        page = [ConversationRecord(**row._mapping) for row in rows[:limit]]
+        more = len(rows) > limit
+        return page, encode_cursor(page[-1].updated_at, page[-1].id) if more else None
+
+    async def delete_conversation(self, conversation_id: str) -> bool:
+        """Erase a conversation with its messages, tokens and sessions. False if there was none."""
+        async with self._write() as conn:
+            for table in (sessions, tokens, messages):
+                await conn.execute(sa.delete(table).where(table.c.conversation_id == conversation_id))
+            result = await conn.execute(sa.delete(conversations).where(conversations.c.id == conversation_id))
+        return bool(result.rowcount)

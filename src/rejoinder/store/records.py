@@ -1,0 +1,145 @@
+"""Plain frozen records that cross the store's boundary (never ORM or Row objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+_RESERVED_API_KEYS = frozenset({"seq", "sender", "type", "created_at", "pending"})
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive datetime is refused rather than guessed at."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware datetime")
+    return moment.astimezone(UTC)
+
+
+def iso_z(moment: datetime) -> str:
+    """ISO-8601 in UTC with a ``Z`` suffix and millisecond precision, as the API shows times."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class ConversationRecord:
+    id: str
+    bot_id: str
+    status: str
+    state: dict[str, Any]
+    skill_id: str | None
+    node_id: str | None
+    version: int
+    last_seq: int
+    user: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    conversation_id: str
+    seq: int
+    turn_seq: int  # seq of the first message of the turn that made this one
+    sender: str
+    type: str
+    payload: dict[str, Any]
+    client_message_id: str | None
+    created_at: datetime
+
+    def to_api(self) -> dict[str, Any]:
+        """The API's message item: ``{seq, sender, type, text, buttons?, …, created_at}``."""
+        item: dict[str, Any] = {"seq": self.seq, "sender": self.sender, "type": self.type}
+        item["text"] = self.payload.get("text", "")
+        item.update((k, v) for k, v in self.payload.items() if k not in _RESERVED_API_KEYS)
+        item["created_at"] = iso_z(self.created_at)
+        return item
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    sender: str  # customer | bot | system
+    type: str
+    payload: dict[str, Any]
+    client_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A token to store: its public id and the SHA-256 of its secret."""
+
+    id: str
+    token_hash: str
+    expires_at: datetime
+    max_uses: int | None
+
+
+@dataclass(frozen=True)
+class TurnWrite:
+    """Everything one turn changes, committed together by :meth:`Store.commit_turn`."""
+
+    conversation_id: str
+    bot_id: str
+    create: bool
+    expected_version: int  # ignored on create (a new conversation starts at version 1)
+    state: dict[str, Any]
+    status: str
+    skill_id: str | None
+    node_id: str | None
+    messages: list[NewMessage]
+    tokens: list[NewToken]
+    pending: dict[str, Any] | None  # what the bot waits for after this turn
+    now: datetime
+    user: dict[str, Any] | None = None  # None keeps the stored user on update
+
+
+@dataclass(frozen=True)
+class CommittedTurn:
+    version: int
+    messages: list[MessageRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    kind: str
+    bot_id: str
+    conversation_id: str | None
+    token_id: str | None
+    ip: str | None
+    user_agent: str | None
+    outcome: str
+    detail: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class BotRecord:
+    id: str
+    name: str | None
+    version: str
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    id: str
+    bot_id: str
+    kind: str  # sdk | secret
+    key_hash: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    id: str
+    session_hash: str
+    bot_id: str
+    conversation_id: str
+    token_id: str | None
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None

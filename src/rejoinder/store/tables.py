@@ -1,0 +1,163 @@
+"""The schema as SQLAlchemy Core tables. Migrations must produce exactly this (a test compares them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, whatever the database gives back.
+
+    SQLite has no time zones: values are stored as naive UTC and get their ``tzinfo`` back on the way out.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store only takes timezone-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _json() -> sa.types.TypeEngine[Any]:
+    # none_as_null: Python None is SQL NULL, not the JSON text 'null'.
+    return sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT one.
+_SERIAL = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+bots = sa.Table(
+    "bots",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("name", sa.String, nullable=True),
+    sa.Column("version", sa.String, nullable=False),
+    sa.Column("config", _json(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("bot_id", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("state", _json(), nullable=False),
+    sa.Column("skill_id", sa.String, nullable=True),
+    sa.Column("node_id", sa.String, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("last_seq", sa.Integer, nullable=False),
+    sa.Column("user", _json(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint("status IN ('active', 'closed')", name="status"),
+    sa.Index(None, "bot_id", "updated_at"),
+    sa.Index(None, "status"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.String, sa.ForeignKey("conversations.id"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("turn_seq", sa.Integer, nullable=False),
+    sa.Column("sender", sa.String, nullable=False),
+    sa.Column("type", sa.String, nullable=False),
+    sa.Column("payload", _json(), nullable=False),
+    sa.Column("client_message_id", sa.String, nullable=True),
+    sa.Column("pending", _json(), nullable=True),  # only on a turn's first message
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint("sender IN ('customer', 'bot', 'system')", name="sender"),
+    sa.UniqueConstraint("conversation_id", "seq"),
+    sa.UniqueConstraint("conversation_id", "client_message_id"),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("token_hash", sa.String, nullable=False, unique=True),
+    sa.Column("bot_id", sa.String, nullable=False),
+    sa.Column("conversation_id", sa.String, sa.ForeignKey("conversations.id"), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("max_uses", sa.Integer, nullable=True),
+    sa.Column("uses", sa.Integer, nullable=False),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Column("last_used_at", UTCDateTime(), nullable=True),
+    sa.Index(None, "conversation_id"),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("bot_id", sa.String, nullable=False),
+    sa.Column("conversation_id", sa.String, nullable=True),  # no foreign key: the trail outlives an erasure
+    sa.Column("token_id", sa.String, nullable=True),
+    sa.Column("ip", sa.String, nullable=True),
+    sa.Column("user_agent", sa.String, nullable=True),
+    sa.Column("outcome", sa.String, nullable=False),
+    sa.Column("detail", _json(), nullable=True),
+    sa.Index(None, "bot_id", "id"),
+    sa.Index(None, "conversation_id", "id"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("bot_id", sa.String, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("key_hash", sa.String, nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.CheckConstraint("kind IN ('sdk', 'secret')", name="kind"),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("session_hash", sa.String, nullable=False, unique=True),
+    sa.Column("bot_id", sa.String, nullable=False),
+    sa.Column("conversation_id", sa.String, sa.ForeignKey("conversations.id"), nullable=False),
+    sa.Column("token_id", sa.String, sa.ForeignKey("tokens.id"), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Index(None, "conversation_id"),
+    sa.Index(None, "token_id"),
+)

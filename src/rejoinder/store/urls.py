@@ -1,0 +1,46 @@
+"""Database URLs: accept the usual SQLAlchemy spellings, run on the async drivers we ship."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.exc import ArgumentError
+
+ACCEPTED_FORMS = (
+    "sqlite:///path/to/file.db or postgresql://user@host/db "
+    "(driver suffixes +aiosqlite, +pysqlite, +asyncpg, +psycopg, +psycopg2 and the scheme postgres:// are accepted)"
+)
+
+_SQLITE_DRIVERS = {"sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"}
+_POSTGRES_DRIVERS = {
+    f"{scheme}{suffix}"
+    for scheme in ("postgresql", "postgres")
+    for suffix in ("", "+asyncpg", "+psycopg", "+psycopg2")
+}
+_MEMORY_DATABASES = {"", ":memory:"}
+
+
+class InvalidDatabaseURL(ValueError):
+    """The database URL is not one this server can use."""
+
+
+def normalize_url(url: str) -> sa.URL:
+    """Parse ``url`` and point it at ``sqlite+aiosqlite`` or ``postgresql+asyncpg``."""
+    try:
+        parsed = sa.make_url(url.strip())
+    except ArgumentError:
+        raise InvalidDatabaseURL(f"not a database URL; use {ACCEPTED_FORMS}") from None
+    driver = parsed.drivername.lower()
+    if driver in _SQLITE_DRIVERS:
+        if parsed.database in _MEMORY_DATABASES or parsed.database is None:
+            raise InvalidDatabaseURL(
+                "in-memory SQLite databases are not supported (every connection would see its own database); "
+                "use a file, e.g. sqlite:///./rejoinder.db"
+            )
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if driver in _POSTGRES_DRIVERS:
+        query = dict(parsed.query)
+        # libpq spells it sslmode, asyncpg spells it ssl (same values).
+        if "sslmode" in query:
+            query["ssl"] = query.pop("sslmode")
+        return parsed.set(drivername="postgresql+asyncpg", query=query)
+    raise InvalidDatabaseURL(f"unsupported database {parsed.drivername!r}; use {ACCEPTED_FORMS}")

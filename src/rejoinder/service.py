@@ -211,10 +211,12 @@ class ConversationService:
             raise ServiceError("send either text or a choice")
         async with self._lock(conversation_id):
             for _attempt in range(_COMMIT_ATTEMPTS):
-                conversation = await self.store.get_conversation(conversation_id)
+                conversation, answered = await self.store.conversation_for_turn(
+                    conversation_id, client_message_id
+                )
                 if conversation is None or (bot_id is not None and conversation.bot_id != bot_id):
                     raise ConversationNotFound(f"no conversation {conversation_id!r}")
-                if client_message_id is not None:
+                if answered and client_message_id is not None:
                     replay = await self._replay(conversation.bot_id, conversation_id, client_message_id)
                     if replay is not None:
                         return replay

@@ -307,3 +307,15 @@ async def test_a_turn_in_a_long_conversation_runs_the_same_sql_as_in_a_short_one
     assert long_sql == short_sql
     touching_messages = [s for s in long_sql if "messages" in s]
     assert touching_messages and all(s.startswith("INSERT INTO messages") for s in touching_messages)
+
+
+async def test_conversation_for_turn_tells_whether_a_client_message_id_was_answered(store: Store) -> None:
+    await start(store, "cnv_a", client_message_id="m-1")
+    await start(store, "cnv_b", client_message_id="m-2")
+
+    conversation, answered = await store.conversation_for_turn("cnv_a", "m-1")
+    assert conversation is not None and conversation.id == "cnv_a" and answered
+    assert conversation == await store.get_conversation("cnv_a")
+    assert (await store.conversation_for_turn("cnv_a", "m-2"))[1] is False  # another conversation's id
+    assert (await store.conversation_for_turn("cnv_a", None))[1] is False
+    assert await store.conversation_for_turn("cnv_missing", "m-1") == (None, False)

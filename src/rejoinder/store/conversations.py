@@ -28,6 +28,44 @@ _MESSAGE_COLUMNS = [
 ]
 
 
+def _advance_statement(*, with_user: bool) -> sa.Update:
+    """The versioned update of a turn, built once: building it per turn costs more than running it."""
+    values: dict[str, Any] = {
+        "version": conversations.c.version + 1,
+        "last_seq": conversations.c.last_seq + sa.bindparam("count", type_=sa.Integer),
+        "status": sa.bindparam("status"),
+        "state": sa.bindparam("state", type_=conversations.c.state.type),
+        "skill_id": sa.bindparam("skill_id"),
+        "node_id": sa.bindparam("node_id"),
+        "updated_at": sa.bindparam("updated_at", type_=conversations.c.updated_at.type),
+    }
+    if with_user:
+        values["user"] = sa.bindparam("user", type_=conversations.c.user.type)
+    return (
+        sa.update(conversations)
+        .where(conversations.c.id == sa.bindparam("conversation"))
+        .where(conversations.c.version == sa.bindparam("expected"))
+        .values(values)
+        .returning(conversations.c.version, conversations.c.last_seq)
+    )
+
+
+_ADVANCE = _advance_statement(with_user=False)
+_ADVANCE_WITH_USER = _advance_statement(with_user=True)
+
+_GET_CONVERSATION = sa.select(conversations).where(conversations.c.id == sa.bindparam("conversation"))
+_CONVERSATION_FOR_TURN = sa.select(
+    conversations,
+    sa.select(messages.c.seq)
+    .where(
+        messages.c.conversation_id == conversations.c.id,
+        messages.c.client_message_id == sa.bindparam("client_message_id"),
+    )
+    .scalar_subquery()
+    .label("answered"),
+).where(conversations.c.id == sa.bindparam("conversation"))
+
+
 class Conversations(Database):
     """Conversation rows and their append-only message history."""
 
@@ -95,9 +133,10 @@ class Conversations(Database):
     async def _advance_conversation(
         self, conn: AsyncConnection, turn: TurnWrite, now: datetime, count: int
     ) -> tuple[int, int]:
-        changes: dict[str, Any] = {
-            "version": conversations.c.version + 1,
-            "last_seq": conversations.c.last_seq + count,
+        params: dict[str, Any] = {
+            "conversation": turn.conversation_id,
+            "expected": turn.expected_version,
+            "count": count,
             "status": turn.status,
             "state": turn.state,
             "skill_id": turn.skill_id,
@@ -105,15 +144,9 @@ class Conversations(Database):
             "updated_at": now,
         }
         if turn.user is not None:
-            changes["user"] = turn.user
-        statement = (
-            sa.update(conversations)
-            .where(conversations.c.id == turn.conversation_id)
-            .where(conversations.c.version == turn.expected_version)
-            .values(changes)
-            .returning(conversations.c.version, conversations.c.last_seq)
-        )
-        row = (await conn.execute(statement)).first()
+            params["user"] = turn.user
+        statement = _ADVANCE_WITH_USER if turn.user is not None else _ADVANCE
+        row = (await conn.execute(statement, params)).first()
         if row is None:
             raise VersionConflict(
                 f"conversation {turn.conversation_id} is no longer at version {turn.expected_version} "
@@ -151,10 +184,21 @@ class Conversations(Database):
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
         async with self._read() as conn:
-            row = (
-                await conn.execute(sa.select(conversations).where(conversations.c.id == conversation_id))
-            ).first()
+            row = (await conn.execute(_GET_CONVERSATION, {"conversation": conversation_id})).first()
         return ConversationRecord(**row._mapping) if row else None
+
+    async def conversation_for_turn(
+        self, conversation_id: str, client_message_id: str | None
+    ) -> tuple[ConversationRecord | None, bool]:
+        """The conversation, and whether a message with ``client_message_id`` is already stored — one query."""
+        params = {"conversation": conversation_id, "client_message_id": client_message_id}
+        async with self._read() as conn:
+            row = (await conn.execute(_CONVERSATION_FOR_TURN, params)).first()
+        if row is None:
+            return None, False
+        fields = dict(row._mapping)
+        answered = fields.pop("answered") is not None
+        return ConversationRecord(**fields), answered
 
     async def messages_after(
         self, conversation_id: str, after: int = 0, limit: int = 100

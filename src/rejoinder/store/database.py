@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Self
@@ -21,9 +22,13 @@ class Database:
     """An async engine with short read and write transactions; database errors that mean "try again later"
     come out as :class:`StoreUnavailable`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, busy_timeout: float = 5.0) -> None:
         self.engine = engine
         self._writer = writer(engine)
+        self._busy_timeout = busy_timeout
+        # SQLite has one writer at a time. Queueing this process's writers here, instead of letting each take a
+        # pooled connection and spin in SQLite's busy handler (which sleeps), keeps writes back to back.
+        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         # INSERT … ON CONFLICT is spelled the same on both databases, but built by each dialect's own insert().
         self._insert_on_conflict: Callable[[sa.Table], Any] = (
             postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
@@ -36,7 +41,7 @@ class Database:
         ``busy_timeout``: how long to wait for SQLite's write lock or a free pooled connection before giving up
         with :class:`StoreUnavailable`.
         """
-        return cls(create_engine(normalize_url(url), busy_timeout=busy_timeout))
+        return cls(create_engine(normalize_url(url), busy_timeout=busy_timeout), busy_timeout=busy_timeout)
 
     async def upgrade(self) -> None:
         """Bring the schema to the newest migration (a no-op when it is already there)."""
@@ -68,5 +73,17 @@ class Database:
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that commits when the block ends and rolls back if it raises."""
-        async with unavailable_as_store_error(), self._writer.begin() as conn:
-            yield conn
+        if self._write_turn is None:
+            async with unavailable_as_store_error(), self._writer.begin() as conn:
+                yield conn
+            return
+        try:
+            async with asyncio.timeout(self._busy_timeout):
+                await self._write_turn.acquire()
+        except TimeoutError:
+            raise StoreUnavailable("database busy: no write slot within the busy timeout") from None
+        try:
+            async with unavailable_as_store_error(), self._writer.begin() as conn:
+                yield conn
+        finally:
+            self._write_turn.release()

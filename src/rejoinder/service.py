@@ -34,6 +34,7 @@ from rejoinder.integrations import IntegratePolicy, IntegrationClient
 from rejoinder.skills.model import Bot, parse_duration
 from rejoinder.store import (
     CommittedTurn,
+    ConversationRecord,
     DuplicateClientMessage,
     MessageRecord,
     NewMessage,
@@ -42,6 +43,7 @@ from rejoinder.store import (
     TurnWrite,
     VersionConflict,
 )
+from rejoinder.store.skill_versions import SkillVersions
 from rejoinder.tokens import TokenOutcome, TokenRecord, hash_token, is_well_formed, judge, mint
 
 log = logging.getLogger("rejoinder.service")
@@ -139,15 +141,21 @@ class ConversationService:
         self.http: HttpPerformer = http or IntegrationClient()
         self.on_commit = on_commit
         self._bots: dict[str, Bot] = {}
-        self._engines: dict[str, Engine] = {}
+        self._engines: dict[str, Engine] = {}  # the newest version of each bot
+        # Every bot version met so far: a conversation finishes on the version it began on.
+        self._versions: dict[tuple[str, str], Engine] = {}
+        self.skill_versions = SkillVersions(store.engine)
         self._policies: dict[str, IntegratePolicy] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         for bot in bots.values():
             self.add_bot(bot)
 
     def add_bot(self, bot: Bot) -> None:
+        """Make ``bot`` the version new conversations start on; those begun on earlier versions keep theirs."""
         self._bots[bot.id] = bot
-        self._engines[bot.id] = Engine(bot)
+        engine = self._versions.get((bot.id, bot.version)) or Engine(bot)
+        self._versions[(bot.id, bot.version)] = engine
+        self._engines[bot.id] = engine
         self._policies[bot.id] = IntegratePolicy.from_settings(bot.config.integrate, self.environ)
 
     def bot(self, bot_id: str) -> Bot:
@@ -178,7 +186,7 @@ class ConversationService:
             )
         engine = self._engine(bot_id)
         conversation_id = new_conversation_id()
-        state = ConversationState()
+        state = ConversationState(bot_version=engine.bot.version)
         now = self.clock()
         ctx = self._context(bot_id, conversation_id, now, now, dict(user or {}))
         inbound: NewMessage | None = None
@@ -220,8 +228,9 @@ class ConversationService:
                     replay = await self._replay(conversation.bot_id, conversation_id, client_message_id)
                     if replay is not None:
                         return replay
-                engine = self._engine(conversation.bot_id)
+                engine = await self._engine_for(conversation)
                 state = ConversationState.from_json(conversation.state)
+                state.bot_version = engine.bot.version
                 now = self.clock()
                 ctx = self._context(
                     conversation.bot_id, conversation_id, conversation.created_at, now, conversation.user
@@ -393,7 +402,9 @@ class ConversationService:
         conversation = await self.store.get_conversation(record.conversation_id)
         assert conversation is not None
         history = await self.store.last_messages(conversation.id, history_limit)
-        pending = self._engine(bot_id).pending(ConversationState.from_json(conversation.state))
+        pending = (await self._engine_for(conversation)).pending(
+            ConversationState.from_json(conversation.state)
+        )
         return ResumeOutcome(
             conversation_id=conversation.id,
             bot_id=bot_id,
@@ -430,6 +441,32 @@ class ConversationService:
         return await self.store.messages_after(conversation_id, after, limit)
 
     # ------------------------------------------------------------------------------------ helpers
+
+    async def pending(self, conversation: ConversationRecord) -> dict[str, Any] | None:
+        """What a stored conversation waits for, on the bot version it runs on."""
+        engine = await self._engine_for(conversation)
+        pending = engine.pending(ConversationState.from_json(conversation.state))
+        return pending.to_json() if pending else None
+
+    async def _engine_for(self, conversation: ConversationRecord) -> Engine:
+        """The engine of the bot version the conversation began on (the newest when that one is not kept)."""
+        newest = self._engine(conversation.bot_id)
+        version = conversation.state.get("bot_version")
+        if not isinstance(version, str) or version == newest.bot.version:
+            return newest
+        engine = self._versions.get((conversation.bot_id, version))
+        if engine is None:
+            bot = await self.skill_versions.find_bot(newest.bot.config, version)
+            if bot is None:
+                log.warning(
+                    "conversation %s began on version %s of bot %s, which is not kept; it goes on with the newest",
+                    conversation.id,
+                    version,
+                    conversation.bot_id,
+                )
+                return newest
+            engine = self._versions[(conversation.bot_id, version)] = Engine(bot)
+        return engine
 
     def _engine(self, bot_id: str) -> Engine:
         engine = self._engines.get(bot_id)

@@ -28,6 +28,7 @@ class ConversationState:
     waiting: Waiting = "nothing"
     retries: int = 0  # invalid answers given at the current question
     status: Status = "active"
+    bot_version: str | None = None  # the bot version it began on: kept by the shell, never read by the engine
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,6 +45,7 @@ class ConversationState:
             waiting=self.waiting,
             retries=self.retries,
             status=self.status,
+            bot_version=self.bot_version,
         )
 
 

@@ -1,0 +1,218 @@
+"""Which skills each bot runs: its directory's skills overlaid with every upload and deletion, newest wins.
+
+Every change is validated against the whole bot, stored as a new version of the skill, and makes a new bot
+version that the turn service starts new conversations on. Conversations already under way keep the version they
+began on. Changes made on another worker are picked up by :meth:`SkillCatalog.follow`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rejoinder.engine import ConversationState, Engine
+from rejoinder.service import ConversationService
+from rejoinder.skills import ERROR, Bot, SkillSource, read_skill, validate_bot
+from rejoinder.skills import Problem as SkillProblem
+from rejoinder.skills.loader import bot_version
+from rejoinder.skills.problems import errors
+from rejoinder.store import ConversationRecord, StoreError
+from rejoinder.store.skill_versions import (
+    STATE_VERSION_KEY,
+    SkillChange,
+    SkillsChanged,
+    SkillVersionRecord,
+    SkillVersions,
+    compose,
+)
+
+log = logging.getLogger("rejoinder.skills")
+
+_CHANGE_ATTEMPTS = 5
+JSON_MEDIA_TYPE = "application/json"
+
+
+class CatalogError(Exception):
+    """A skill change the catalog refuses."""
+
+
+class SkillNotFound(CatalogError):
+    """The bot has no skill with this id."""
+
+
+class SkillInUse(CatalogError):
+    """Deleting the skill would break the bot (other skills jump to it, say); ``problems`` says how."""
+
+    def __init__(self, skill_id: str, problems: list[SkillProblem]) -> None:
+        super().__init__(f"other skills still need {skill_id!r}")
+        self.problems = problems
+
+
+class SkillsBusy(CatalogError):
+    """The bot's skills kept changing under the request; send it again."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """What an upload did: the stored version (None when refused), every problem found, whether it replaced one."""
+
+    record: SkillVersionRecord | None
+    problems: list[SkillProblem]
+    replaced: bool
+
+
+class SkillCatalog:
+    """Keeps the turn service on each bot's newest skills, and records every change as a new version."""
+
+    def __init__(
+        self,
+        versions: SkillVersions,
+        service: ConversationService,
+        directory_bots: Mapping[str, Bot],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.versions = versions
+        self.service = service
+        self.directory_bots = dict(directory_bots)
+        self.clock = clock
+        self._heads: dict[str, int] = {}
+        self._older: dict[tuple[str, str], Bot] = {}
+        self._engines: dict[tuple[str, str], Engine] = {}
+
+    async def sync(self, bot_id: str) -> Bot:
+        """The bot's newest version, loaded into the service when it changed (here or on another worker)."""
+        head, changes = await self.versions.current(bot_id)
+        if head == self._heads.get(bot_id):
+            return self.service.bot(bot_id)
+        bot = compose(self.directory_bots[bot_id], changes)
+        await self.versions.save_bot(bot, self.clock())
+        self._install(bot, head)
+        return bot
+
+    async def follow(self, interval: float) -> None:
+        """Apply changes made by other workers, checking every ``interval`` seconds."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                heads = await self.versions.heads()
+                for bot_id in self.directory_bots:
+                    if heads.get(bot_id, 0) != self._heads.get(bot_id):
+                        await self.sync(bot_id)
+            except StoreError as error:
+                log.warning("cannot check for skill changes: %s", error)
+            except Exception:
+                log.exception("checking for skill changes failed")
+
+    async def check(self, bot_id: str, text: str, media_type: str) -> list[SkillProblem]:
+        """Every problem the upload of ``text`` would meet; nothing is stored."""
+        source, problems = _parse(None, text, media_type)
+        if source is None:
+            return problems
+        _, problems = _with_skill(await self.sync(bot_id), source, problems)
+        return problems
+
+    async def upload(self, bot_id: str, skill_id: str, text: str, media_type: str) -> Upload:
+        """Store ``text`` as the skill's next version, unless it has errors."""
+        source, problems = _parse(skill_id, text, media_type)
+        if source is None:
+            return Upload(None, problems, replaced=False)
+        for _attempt in range(_CHANGE_ATTEMPTS):
+            base = await self.sync(bot_id)
+            candidate, found = _with_skill(base, source, problems)
+            if candidate is None:
+                return Upload(None, found, replaced=False)
+            change = SkillChange(candidate, skill_id, source.skill, text, media_type)
+            try:
+                record = await self.versions.record(
+                    change, expected_head=self._heads[bot_id], now=self.clock()
+                )
+            except SkillsChanged:
+                continue
+            self._install(candidate, record.id)
+            return Upload(record, found, replaced=skill_id in base.skills)
+        raise SkillsBusy("the bot's skills changed at the same moment")
+
+    async def delete(self, bot_id: str, skill_id: str) -> SkillVersionRecord:
+        """Record the skill's deletion, unless other skills still need it."""
+        for _attempt in range(_CHANGE_ATTEMPTS):
+            base = await self.sync(bot_id)
+            if skill_id not in base.skills:
+                raise SkillNotFound(skill_id)
+            skills = {key: skill for key, skill in base.skills.items() if key != skill_id}
+            candidate = Bot(config=base.config, skills=skills, version=bot_version(base.config, skills))
+            problems = errors(validate_bot(candidate))
+            if problems:
+                raise SkillInUse(skill_id, problems)
+            change = SkillChange(candidate, skill_id, None)
+            try:
+                record = await self.versions.record(
+                    change, expected_head=self._heads[bot_id], now=self.clock()
+                )
+            except SkillsChanged:
+                continue
+            self._install(candidate, record.id)
+            return record
+        raise SkillsBusy("the bot's skills changed at the same moment")
+
+    async def bot_for(self, conversation: ConversationRecord) -> Bot:
+        """The bot version a conversation runs on (the newest when that version is not known)."""
+        newest = self.service.bot(conversation.bot_id)
+        version = conversation.state.get(STATE_VERSION_KEY)
+        if not isinstance(version, str) or version == newest.version:
+            return newest
+        key = (conversation.bot_id, version)
+        if key not in self._older:
+            found = await self.versions.find_bot(newest.config, version)
+            if found is None:
+                return newest
+            self._older[key] = found
+        return self._older[key]
+
+    async def pending(self, conversation: ConversationRecord) -> dict[str, Any] | None:
+        """What a stored conversation waits for, on the bot version it runs on."""
+        bot = await self.bot_for(conversation)
+        engine = self._engines.get((bot.id, bot.version))
+        if engine is None:
+            engine = self._engines[(bot.id, bot.version)] = Engine(bot)
+        fields = ConversationState.__dataclass_fields__
+        state = ConversationState.from_json({k: v for k, v in conversation.state.items() if k in fields})
+        try:
+            pending = engine.pending(state)
+        except KeyError:  # its version is not kept and the newest lacks its node
+            return None
+        return pending.to_json() if pending is not None else None
+
+    def _install(self, bot: Bot, head: int) -> None:
+        self._heads[bot.id] = head
+        if self.service.bot(bot.id).version != bot.version:
+            log.info("bot %s now runs version %s", bot.id, bot.version)
+            self.service.add_bot(bot)
+
+
+def _parse(skill_id: str | None, text: str, media_type: str) -> tuple[SkillSource | None, list[SkillProblem]]:
+    """Read one skill; with ``skill_id``, its ``id`` must be that one."""
+    filename = f"{skill_id or 'skill'}.{'json' if media_type == JSON_MEDIA_TYPE else 'yaml'}"
+    source, problems = read_skill(text, filename=filename, content_type=media_type)
+    if source is not None and skill_id is not None and source.skill.id != skill_id:
+        message = (
+            f"id: the skill's id is {source.skill.id!r} but the URL names {skill_id!r}; make them the same"
+        )
+        mismatch = SkillProblem(
+            ERROR, message, file=filename, line=source.line(("id",)), skill=source.skill.id
+        )
+        return None, [*problems, mismatch]
+    return source, problems
+
+
+def _with_skill(
+    base: Bot, source: SkillSource, problems: list[SkillProblem]
+) -> tuple[Bot | None, list[SkillProblem]]:
+    """``base`` with the skill added or replaced, checked as a whole bot; None when there are errors."""
+    skills = {**base.skills, source.skill.id: source.skill}
+    candidate = Bot(config=base.config, skills=skills, version=bot_version(base.config, skills))
+    problems = problems + validate_bot(candidate, {source.skill.id: source})
+    return (None if errors(problems) else candidate), problems

@@ -1,0 +1,510 @@
+"""The WebSocket stream, driven through a real uvicorn server on 127.0.0.1 with a real WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
+
+from rejoinder.config import Settings
+from rejoinder.realtime import MemoryHub, commit_publisher
+from rejoinder.server.app import create_app, load_bots
+from rejoinder.server.auth import create_keys
+from rejoinder.server.stream import StreamSettings
+from rejoinder.store import Store
+
+# One event loop (and one server) for the module: starting a server per test would cost more than the tests.
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
+
+BOT_CONFIG = """\
+id: chat
+allowed_origins: ["http://allowed.example"]
+"""
+TALK_SKILL = """\
+id: talk
+triggers: {events: [hello], default: true}
+start: greet
+nodes:
+  greet: {type: message, text: "Hello!", next: ask}
+  ask: {type: question, text: "Say something", save_to: said, next: echo}
+  echo: {type: message, text: "You said {{ said }}", next: ask}
+"""
+# Generous timings: a test client that never answers pings must not be cut off by accident.
+CALM = StreamSettings(heartbeat=10, liveness=30, auth_timeout=2)
+
+
+def write_bot(root: Path) -> Path:
+    (root / "skills").mkdir(parents=True)
+    (root / "rejoinder.yaml").write_text(BOT_CONFIG)
+    (root / "skills" / "talk.yaml").write_text(TALK_SKILL)
+    return root
+
+
+@dataclass
+class Server:
+    """A running server and what a test needs to talk to it."""
+
+    app: Any
+    port: int
+    sdk_key: str
+    secret_key: str
+    http: httpx.AsyncClient
+
+    def ws_url(self, conversation_id: str, **query: str | int) -> str:
+        params = "&".join(f"{name}={value}" for name, value in query.items())
+        return f"ws://127.0.0.1:{self.port}/v1/conversations/{conversation_id}/stream" + (
+            f"?{params}" if params else ""
+        )
+
+    async def start(self) -> tuple[str, str]:
+        """A new conversation started by event: (conversation id, session). Its messages are seq 1 and 2."""
+        answer = await self.http.post(
+            "/v1/conversations", json={"event": "hello"}, headers={"Authorization": f"Bearer {self.sdk_key}"}
+        )
+        assert answer.status_code == 201, answer.text
+        return answer.json()["conversation_id"], answer.json()["session"]
+
+    async def say(self, conversation_id: str, session: str, text: str, message_id: str) -> dict[str, Any]:
+        answer = await self.http.post(
+            f"/v1/conversations/{conversation_id}/messages",
+            json={"text": text, "client_message_id": message_id},
+            headers={"Authorization": f"Bearer {session}"},
+        )
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+
+async def run_server(app: Any, store: Store, *, bot_id: str = "chat") -> AsyncIterator[Server]:
+    """Serve ``app`` with uvicorn on a free loopback port for the duration of the test."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_per_message_deflate=False))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started:
+        assert not serving.done(), "the server did not start"
+        await asyncio.sleep(0.005)
+    keys = await create_keys(store, bot_id, now=datetime.now(UTC))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        yield Server(app=app, port=port, sdk_key=keys.sdk_key, secret_key=keys.secret_key, http=http)
+    server.should_exit = True
+    await serving
+    listener.close()
+
+
+def make_app(bot_dir: Path, database: Path, redis_url: str | None = None) -> tuple[Any, Store]:
+    url = f"sqlite:///{database}"
+    store = Store.from_url(url)
+    app = create_app(
+        load_bots([bot_dir]), store=store, settings=Settings(database_url=url, redis_url=redis_url)
+    )
+    app.state.stream_settings = CALM
+    return app, store
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+    root = tmp_path_factory.mktemp("stream")
+    app, store = make_app(write_bot(root / "bot"), root / "rejoinder.db")
+    async for running in run_server(app, store):
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def server(shared_server: Server) -> AsyncIterator[Server]:
+    """The module's server, with the timings and hub a test may change put back afterwards."""
+    state = shared_server.app.state
+    hub, on_commit = state.hub, state.service.on_commit
+    yield shared_server
+    state.stream_settings = CALM
+    state.hub, state.service.on_commit = hub, on_commit
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+async def frame(ws: ClientConnection, within: float = 3.0) -> dict[str, Any]:
+    data = await asyncio.wait_for(ws.recv(), within)
+    decoded: dict[str, Any] = json.loads(data)
+    return decoded
+
+
+async def frames_until(ws: ClientConnection, done: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    """Every frame up to and including the first one for which ``done`` is true."""
+    got = [await frame(ws)]
+    while not done(got[-1]):
+        got.append(await frame(ws))
+    return got
+
+
+def seqs(frames: list[dict[str, Any]]) -> list[int]:
+    return [f["message"]["seq"] for f in frames if f["type"] == "message"]
+
+
+def texts(frames: list[dict[str, Any]]) -> list[str]:
+    return [f["message"]["text"] for f in frames if f["type"] == "message"]
+
+
+def is_status_at(seq: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda f: f["type"] == "status" and f["last_seq"] >= seq
+
+
+async def closed(ws: ClientConnection, within: float = 3.0) -> tuple[int | None, str | None]:
+    """Read until the server closes the socket; the close code and reason."""
+    with pytest.raises(ConnectionClosed):
+        async with asyncio.timeout(within):
+            while True:
+                await ws.recv()
+    return ws.close_code, ws.close_reason
+
+
+async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = check()
+        if await result if isinstance(result, Awaitable) else result:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+# ---------------------------------------------------------------------------------------------- live and replay
+
+
+async def test_bot_messages_are_pushed_live(server: Server) -> None:
+    conversation, session = await server.start()
+    async with connect(server.ws_url(conversation, session=session, after=2)) as ws:
+        first = await frame(ws)
+        assert first == {
+            "type": "status",
+            "status": "active",
+            "pending": {"node": "ask", "input": "text"},
+            "last_seq": 2,
+        }
+        answer = await server.say(conversation, session, "hi there", "m1")
+        pushed = await frames_until(ws, is_status_at(5))
+    assert [f["type"] for f in pushed] == ["typing", "message", "message", "message", "status"]
+    assert seqs(pushed) == [3, 4, 5]
+    assert texts(pushed) == ["hi there", "You said hi there", "Say something"]
+    assert [f["message"] for f in pushed if f["type"] == "message"] == answer["messages"]
+    assert pushed[1]["message"]["sender"] == "customer"
+
+
+async def test_reconnecting_with_after_replays_every_missed_message_once_and_in_order(server: Server) -> None:
+    conversation, session = await server.start()
+    async with connect(server.ws_url(conversation, session=session)) as ws:
+        replayed = await frames_until(ws, lambda f: f["type"] == "status")
+        assert seqs(replayed) == [1, 2]
+        last_seen = replayed[-1]["last_seq"]
+    # While disconnected: two turns (seq 3 to 8).
+    await server.say(conversation, session, "one", "m1")
+    await server.say(conversation, session, "two", "m2")
+    async with connect(server.ws_url(conversation, session=session, after=last_seen)) as ws:
+        caught_up = await frames_until(ws, lambda f: f["type"] == "status")
+        assert seqs(caught_up) == [3, 4, 5, 6, 7, 8]
+        assert texts(caught_up) == [
+            "one",
+            "You said one",
+            "Say something",
+            "two",
+            "You said two",
+            "Say something",
+        ]
+        assert caught_up[-1]["last_seq"] == 8
+        # Then live, going on from there with nothing repeated.
+        await server.say(conversation, session, "three", "m3")
+        live = await frames_until(ws, is_status_at(11))
+        assert seqs(live) == [9, 10, 11]
+
+
+async def test_messages_committed_while_replaying_are_neither_lost_nor_repeated(server: Server) -> None:
+    conversation, session = await server.start()
+    for n in range(5):
+        await server.say(conversation, session, f"before {n}", f"b{n}")
+    # Turns keep landing while clients connect and replay; each client must see 1..N exactly once, in order.
+    sending = asyncio.create_task(_say_many(server, conversation, session, 5))
+    clients = [_collect_until(server, conversation, session, last=2 + 3 * 10) for _ in range(4)]
+    results = await asyncio.gather(*clients)
+    await sending
+    for got in results:
+        assert got == list(range(1, 33))
+
+
+async def _say_many(server: Server, conversation: str, session: str, count: int) -> None:
+    for n in range(count):
+        await server.say(conversation, session, f"during {n}", f"d{n}")
+
+
+async def _collect_until(server: Server, conversation: str, session: str, *, last: int) -> list[int]:
+    async with connect(server.ws_url(conversation, session=session)) as ws:
+        got: list[int] = []
+        while not got or got[-1] < last:
+            received = await frame(ws, within=5)
+            if received["type"] == "message":
+                got.append(received["message"]["seq"])
+        return got
+
+
+async def test_two_sockets_on_one_conversation_see_each_others_turns(server: Server) -> None:
+    conversation, session = await server.start()
+    async with (
+        connect(server.ws_url(conversation, session=session, after=2)) as tab1,
+        connect(server.ws_url(conversation, session=session, after=2)) as tab2,
+    ):
+        await frame(tab1)
+        await frame(tab2)
+        await tab1.send(json.dumps({"type": "message", "text": "from tab 1", "client_message_id": "t1"}))
+        seen_by_2 = await frames_until(tab2, is_status_at(5))
+        assert texts(seen_by_2) == ["from tab 1", "You said from tab 1", "Say something"]
+
+
+# ---------------------------------------------------------------------------------------------- sending
+
+
+async def test_a_message_sent_over_the_socket_runs_a_turn_and_is_acknowledged(server: Server) -> None:
+    conversation, session = await server.start()
+    async with connect(server.ws_url(conversation, session=session, after=2)) as ws:
+        await frame(ws)
+        await ws.send(json.dumps({"type": "message", "text": "over ws", "client_message_id": "w1"}))
+        answered = await frames_until(ws, lambda f: f["type"] == "ack")
+        assert seqs(answered) == [3, 4, 5]
+        assert texts(answered) == ["over ws", "You said over ws", "Say something"]
+        assert answered[-1] == {"type": "ack", "client_message_id": "w1", "seq": 3}
+        # The same client_message_id again: answered from the first time, nothing runs or is sent twice.
+        await ws.send(json.dumps({"type": "message", "text": "over ws", "client_message_id": "w1"}))
+        again = await frames_until(ws, lambda f: f["type"] == "ack")
+        assert seqs(again) == []
+        assert again[-1] == {"type": "ack", "client_message_id": "w1", "seq": 3}
+    history = await server.http.get(
+        f"/v1/conversations/{conversation}/messages", headers={"Authorization": f"Bearer {session}"}
+    )
+    assert [m["text"] for m in history.json()["messages"]][2:] == [
+        "over ws",
+        "You said over ws",
+        "Say something",
+    ]
+
+
+async def test_bad_frames_get_error_frames_and_the_socket_stays_open(server: Server) -> None:
+    conversation, session = await server.start()
+    async with connect(server.ws_url(conversation, session=session, after=2)) as ws:
+        await frame(ws)
+        await ws.send("{not json")
+        assert (await frame(ws))["code"] == "malformed_body"
+        await ws.send(json.dumps({"type": "message", "text": "no id"}))
+        missing_id = await frame(ws)
+        assert missing_id["code"] == "validation_error"
+        assert "client_message_id" in missing_id["detail"]
+        await ws.send(json.dumps({"type": "message", "text": "x" * 4001, "client_message_id": "long"}))
+        assert await frame(ws) == {
+            "type": "error",
+            "code": "too_large",
+            "detail": "the message has 4001 characters; the limit is 4,000",
+            "client_message_id": "long",
+        }
+        await ws.send(
+            json.dumps({"type": "message", "choice": "nope", "text": "both", "client_message_id": "c"})
+        )
+        assert (await frame(ws))["code"] == "validation_error"
+        await ws.send(json.dumps({"type": "subscribe"}))
+        assert (await frame(ws))["code"] == "invalid_request"
+        await ws.send(b"\x00binary")
+        assert (await frame(ws))["code"] == "unsupported_frame"
+        # Still open, and still working.
+        await ws.send(json.dumps({"type": "message", "text": "fine", "client_message_id": "ok"}))
+        answered = await frames_until(ws, lambda f: f["type"] == "ack")
+        assert texts(answered) == ["fine", "You said fine", "Say something"]
+
+
+# ---------------------------------------------------------------------------------------------- auth
+
+
+async def test_the_session_may_come_in_a_first_auth_frame(server: Server) -> None:
+    conversation, session = await server.start()
+    async with connect(server.ws_url(conversation, after=1)) as ws:
+        await ws.send(json.dumps({"type": "auth", "session": session}))
+        replayed = await frames_until(ws, lambda f: f["type"] == "status")
+        assert seqs(replayed) == [2]
+
+
+@pytest.mark.parametrize(
+    ("query", "first_frame", "code", "reason_starts"),
+    [
+        ({"session": "ses_unknown"}, None, 4401, "unauthorized: This session is not known"),
+        ({"session": "pk_not_a_session"}, None, 4401, "unauthorized: This route takes a session"),
+        (
+            {},
+            {"type": "auth", "token": "x"},
+            4401,
+            'unauthorized: send ?session= or a first frame {"type": "auth"',
+        ),
+        ({}, "garbage", 4401, "unauthorized: send ?session="),
+        ({"after": "-1"}, None, 4400, "validation_error: after must be a message seq"),
+    ],
+)
+async def test_refused_connections_close_with_a_code_and_a_reason(
+    server: Server, query: dict[str, str], first_frame: Any, code: int, reason_starts: str
+) -> None:
+    conversation, _ = await server.start()
+    async with connect(server.ws_url(conversation, **query)) as ws:
+        if first_frame is not None:
+            await ws.send(first_frame if isinstance(first_frame, str) else json.dumps(first_frame))
+        close_code, reason = await closed(ws)
+    assert close_code == code
+    assert reason is not None and reason.startswith(reason_starts)
+
+
+async def test_no_authentication_in_time_closes_the_socket(server: Server) -> None:
+    server.app.state.stream_settings = replace(CALM, auth_timeout=0.2)
+    conversation, _ = await server.start()
+    async with connect(server.ws_url(conversation)) as ws:
+        code, reason = await closed(ws)
+    assert code == 4408
+    assert reason is not None and "no authentication within 0.2 s" in reason
+
+
+async def test_another_conversations_session_is_refused(server: Server) -> None:
+    mine, _ = await server.start()
+    _, other_session = await server.start()
+    async with connect(server.ws_url(mine, session=other_session)) as ws:
+        code, reason = await closed(ws)
+    assert (code, reason) == (4403, "forbidden: This session belongs to another conversation.")
+
+
+async def test_a_page_from_a_foreign_origin_is_refused(server: Server) -> None:
+    conversation, session = await server.start()
+    async with connect(
+        server.ws_url(conversation, session=session), origin=Origin("http://evil.example")
+    ) as ws:
+        code, reason = await closed(ws)
+    assert code == 4403
+    assert reason is not None and reason.startswith("origin_not_allowed:")
+    async with connect(
+        server.ws_url(conversation, session=session), origin=Origin("http://allowed.example")
+    ) as ws:
+        assert (await frame(ws))["type"] == "message"
+
+
+# ---------------------------------------------------------------------------------------------- liveness
+
+
+async def test_a_client_that_stops_answering_pings_is_closed_and_cleaned_up(server: Server) -> None:
+    server.app.state.stream_settings = replace(CALM, heartbeat=0.1, liveness=0.35)
+    conversation, session = await server.start()
+    hub = server.app.state.hub
+    async with connect(server.ws_url(conversation, session=session, after=2)) as ws:
+        await frame(ws)  # status
+        # A live client answers pings and stays connected well past the liveness window.
+        for _ in range(5):
+            ping = await frame(ws)
+            assert ping == {"type": "ping"}
+            await ws.send(json.dumps({"type": "pong"}))
+        assert hub.subscriber_count(conversation) == 1
+        # Then it goes silent.
+        code, reason = await closed(ws)
+    assert code == 4408
+    assert reason is not None and "answer pings" in reason
+    await eventually(lambda: hub.subscriber_count(conversation) == 0)
+
+
+async def test_a_client_that_falls_behind_is_told_to_reconnect_and_then_catches_up(server: Server) -> None:
+    # A hub that keeps a single undelivered event per subscriber: a turn's burst of events overflows it.
+    tiny = MemoryHub(queue_size=1)
+    server.app.state.hub = tiny
+    server.app.state.service.on_commit = commit_publisher(tiny)
+    conversation, session = await server.start()
+    async with connect(server.ws_url(conversation, session=session, after=2)) as ws:
+        await frame(ws)
+        await server.say(conversation, session, "burst", "b1")
+        code, reason = await closed(ws)
+    assert code == 1013
+    assert reason is not None and "reconnect with after=" in reason
+    after = int(reason.rsplit("after=", 1)[1])
+    async with connect(server.ws_url(conversation, session=session, after=after)) as ws:
+        caught_up = await frames_until(ws, lambda f: f["type"] == "status")
+    assert seqs(caught_up) == list(range(after + 1, 6))
+
+
+async def test_closing_the_socket_unsubscribes(server: Server) -> None:
+    conversation, session = await server.start()
+    hub = server.app.state.hub
+    async with connect(server.ws_url(conversation, session=session, after=2)) as ws:
+        await frame(ws)
+        assert hub.subscriber_count(conversation) == 1
+    await eventually(lambda: hub.subscriber_count(conversation) == 0)
+
+
+# ---------------------------------------------------------------------------------------------- ended by the admin
+
+
+async def test_revoking_a_token_closes_the_sockets_of_sessions_opened_with_it(server: Server) -> None:
+    conversation, own_session = await server.start()
+    admin = {"Authorization": f"Bearer {server.secret_key}"}
+    token = (
+        await server.http.post(f"/v1/conversations/{conversation}/tokens", json={}, headers=admin)
+    ).json()
+    resumed = await server.http.post(
+        "/v1/conversations/resume",
+        json={"token": token["token"]},
+        headers={"Authorization": f"Bearer {server.sdk_key}"},
+    )
+    async with (
+        connect(server.ws_url(conversation, session=resumed.json()["session"], after=2)) as from_token,
+        connect(server.ws_url(conversation, session=own_session, after=2)) as own,
+    ):
+        await frame(from_token)
+        await frame(own)
+        assert (await server.http.delete(f"/v1/tokens/{token['id']}", headers=admin)).status_code == 200
+        code, reason = await closed(from_token)
+        assert code == 4401
+        assert reason is not None and "session has ended" in reason
+        # The session that did not come from the token keeps its socket.
+        await own.send(json.dumps({"type": "message", "text": "still here", "client_message_id": "s1"}))
+        assert texts(await frames_until(own, lambda f: f["type"] == "ack"))[0] == "still here"
+
+
+async def test_erasing_a_conversation_closes_its_sockets(server: Server) -> None:
+    conversation, session = await server.start()
+    async with connect(server.ws_url(conversation, session=session, after=2)) as ws:
+        await frame(ws)
+        erased = await server.http.delete(
+            f"/v1/conversations/{conversation}", headers={"Authorization": f"Bearer {server.secret_key}"}
+        )
+        assert erased.status_code == 204
+        code, reason = await closed(ws)
+    assert (code, reason) == (4404, "conversation_not_found: the conversation was erased")
+
+
+# ---------------------------------------------------------------------------------------------- two workers
+
+
+async def test_a_socket_on_one_worker_sees_turns_run_on_another_through_redis(
+    tmp_path: Path, redis_url: str
+) -> None:
+    bot_dir = write_bot(tmp_path / "bot")
+    database = tmp_path / "shared.db"
+    app_a, store_a = make_app(bot_dir, database, redis_url)
+    app_b, store_b = make_app(bot_dir, database, redis_url)
+    async for worker_a in run_server(app_a, store_a):
+        async for worker_b in run_server(app_b, store_b):
+            conversation, session = await worker_a.start()
+            async with connect(worker_b.ws_url(conversation, session=session, after=2)) as ws:
+                await frame(ws)
+                await worker_a.say(conversation, session, "from A", "a1")
+                seen_on_b = await frames_until(ws, is_status_at(5))
+            assert seqs(seen_on_b) == [3, 4, 5]
+            assert texts(seen_on_b) == ["from A", "You said from A", "Say something"]

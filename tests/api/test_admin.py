@@ -527,3 +527,11 @@ async def test_the_audit_trail_records_resume_attempts_and_admin_actions(api: Ap
         (e["kind"], e["outcome"]) for e in everything["items"] + older["items"]
     ]
     assert token["token"] not in json.dumps(everything) + json.dumps(older)
+
+
+async def test_skill_files_larger_than_a_chat_message_can_be_uploaded(api: Api) -> None:
+    described = FAQ + "description: " + repr("x" * 40_000) + "\n"
+    assert (await api.put_skill("faq", described)).status_code == 201
+    huge = FAQ + "description: " + repr("x" * 300_000) + "\n"
+    refused = await api.put_skill("faq", huge)
+    assert refused.status_code == 413 and refused.json()["type"] == "too_large"

@@ -197,3 +197,22 @@ async def test_credentials_never_reach_the_logs(server: Server, caplog: pytest.L
     assert "/v1/conversations/resume" in logged  # the access log saw the requests
     for secret in secrets:
         assert secret not in logged
+
+
+def test_log_lines_never_carry_credentials() -> None:
+    import logging
+
+    from rejoinder.server.ops import JsonFormatter
+
+    secret = "ses_" + "A" * 43
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '"WebSocket /v1/x/stream?session=%s" [accepted]',
+        (secret,),
+        None,
+    )
+    line = JsonFormatter().format(record)
+    assert secret not in line and "session=ses_[redacted]" in line

@@ -274,6 +274,9 @@ class _BodyTooLarge(StarletteHTTPException):
         super().__init__(413, _too_large_detail(limit))
 
 
+MAX_SKILL_BYTES = 256 * 1024
+
+
 class BodyLimit:
     """ASGI middleware: refuse request bodies over ``limit`` bytes (413) without ever holding more than that.
 
@@ -281,16 +284,19 @@ class BodyLimit:
     one is counted as it arrives and refused at the first byte over.
     """
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES, skill_limit: int = MAX_SKILL_BYTES) -> None:
         self.app = app
         self.limit = limit
+        self.skill_limit = skill_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if _declared_length(scope) > self.limit:
-            response = Problem(413, "too_large", _too_large_detail(self.limit)).to_response()
+        # Skill files are documents, not chat messages: their uploads get a larger allowance.
+        limit = self.skill_limit if scope["path"].startswith("/v1/skills") else self.limit
+        if _declared_length(scope) > limit:
+            response = Problem(413, "too_large", _too_large_detail(limit)).to_response()
             await response(scope, receive, send)
             return
         received = 0
@@ -300,8 +306,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLarge(self.limit)
+                if received > limit:
+                    raise _BodyTooLarge(limit)
             return message
 
         await self.app(scope, limited, send)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -200,8 +201,17 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
 }
 
 
+# Credentials that must never reach a log line, whoever logs them (uvicorn logs WebSocket paths with their query).
+_SECRET = re.compile(r"\b(rjt|ses|sk|pk)_[A-Za-z0-9_-]{16,}")
+
+
+def redact(text: str) -> str:
+    """``text`` with every token, session and key replaced by its prefix."""
+    return _SECRET.sub(r"\1_[redacted]", text)
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and any ``extra`` fields."""
+    """One JSON object per line: time, level, logger, message, and any ``extra`` fields; secrets redacted."""
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
@@ -213,7 +223,7 @@ class JsonFormatter(logging.Formatter):
         data.update((key, value) for key, value in vars(record).items() if key not in _RECORD_FIELDS)
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+        return redact(json.dumps(data, default=str))
 
 
 def logging_config(level: str = "info") -> dict[str, Any]:

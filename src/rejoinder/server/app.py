@@ -7,7 +7,6 @@ store.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -22,7 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from rejoinder import __version__
 from rejoinder.config import Settings
 from rejoinder.realtime import commit_publisher, create_hub
-from rejoinder.server import client_api, errors, ops
+from rejoinder.server import admin, client_api, errors, ops, stream
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, BodyLimit
 from rejoinder.server.ops import AccessLog, MeteredIntegrationClient, Metrics
 from rejoinder.server.ratelimit import ResumeGuard
@@ -34,12 +33,25 @@ from rejoinder.store import Store
 BOT_DIRS_ENV = "REJOINDER_SERVE_BOT_DIRS"
 
 # Routers of the admin API and the WebSocket stream, included when present.
-_OPTIONAL_ROUTERS = ("rejoinder.server.admin", "rejoinder.server.stream")
-
 _DESCRIPTION = (
     "Resumable chatbot conversations. Errors are RFC 9457 `application/problem+json` documents with a stable "
     "`type` slug. Credentials travel as `Authorization: Bearer <key or session>`."
 )
+
+
+class _App(FastAPI):
+    """The app; WebSockets go straight to the router.
+
+    The HTTP middleware (body limit, CORS, access log) has nothing to do for a socket, and each layer it passes
+    through stays in the memory of every idle connection for as long as it is open.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            scope["app"] = self
+            await self.router(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -79,7 +91,7 @@ def create_app(
             await service.aclose()
             await store.close()
 
-    app = FastAPI(
+    app = _App(
         title="rejoinder",
         version=__version__,
         description=_DESCRIPTION,
@@ -99,10 +111,8 @@ def create_app(
 
     errors.install(app)
     app.include_router(client_api.router)
-    for module_name in _OPTIONAL_ROUTERS:
-        module = _optional_module(module_name)
-        if module is not None:
-            app.include_router(module.router)
+    app.include_router(admin.router)
+    app.include_router(stream.router)
     app.include_router(ops.router)
 
     # Added innermost first: the access log sees every answer, CORS headers reach even a 413.
@@ -144,15 +154,6 @@ def app_from_env() -> FastAPI:
         raise RuntimeError(f"set {BOT_DIRS_ENV} to the bot directories to serve")
     settings = Settings()
     return create_app(load_bots(dirs), store=Store.from_url(settings.database_url), settings=settings)
-
-
-def _optional_module(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as missing:
-        if missing.name != name:
-            raise
-        return None
 
 
 def _problem_openapi(app: FastAPI) -> dict[str, Any]:

@@ -381,3 +381,11 @@ def test_now_comes_from_the_turn_clock() -> None:
         make_bot(skill({"a": {"type": "message", "text": "{{ now().year }}-{{ conversation.id }}"}}))
     )
     assert texts(engine.step(ConversationState(), StartEvent("main"), ctx())) == ["2026-cnv_1"]
+
+
+def test_a_huge_token_ttl_from_a_customer_variable_is_a_skill_error() -> None:
+    nodes = {"a": {"type": "assign", "set": {"tok": "generate_token(ttl=ttl)"}}}
+    bot = make_bot(skill(nodes, variables={"ttl": {"default": "1h", "settable": True}}))
+    result = Engine(bot).step(ConversationState(), StartEvent("main", {"ttl": "9999999d"}), ctx())
+    assert texts(result) == [FALLBACK_REPLY] and "at most 10 years" in result.errors[0]
+    assert result.effects == []

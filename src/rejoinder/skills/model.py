@@ -17,6 +17,7 @@ BOT_ID_PATTERN = r"^[a-z0-9_-]+$"
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = timedelta(days=3660)  # ten years: longer is a mistake, and dates that far out overflow
 
 
 def parse_duration(value: str | int | float) -> timedelta:
@@ -24,7 +25,7 @@ def parse_duration(value: str | int | float) -> timedelta:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as '15m', '24h' or '7d', got {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds: float = value
     else:
         match = _DURATION.match(str(value))
         if not match:
@@ -32,6 +33,8 @@ def parse_duration(value: str | int | float) -> timedelta:
         seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
     if seconds <= 0:
         raise ValueError(f"a duration must be positive, got {value!r}")
+    if not seconds <= MAX_DURATION.total_seconds():  # also refuses NaN and infinity
+        raise ValueError(f"a duration may be at most 10 years, got {value!r}")
     return timedelta(seconds=seconds)
 
 

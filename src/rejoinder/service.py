@@ -364,6 +364,7 @@ class ConversationService:
         """
         now = self.clock()
         record: TokenRecord | None = None
+        conversation: ConversationRecord | None = None
         if not is_well_formed(token):
             outcome = TokenOutcome.MALFORMED
         else:
@@ -399,7 +400,6 @@ class ConversationService:
             )
             raise TokenRefused(outcome, _TOKEN_MESSAGES[outcome])
         log.info("resumed conversation %s with token %s", record.conversation_id, record.id)
-        conversation = await self.store.get_conversation(record.conversation_id)
         assert conversation is not None
         history = await self.store.last_messages(conversation.id, history_limit)
         pending = (await self._engine_for(conversation)).pending(

@@ -19,7 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from rejoinder.engine import ConversationState
-from rejoinder.realtime import Hub, sessions_ended_event
+from rejoinder.realtime import sessions_ended_event
+from rejoinder.server import state
 from rejoinder.server.auth import KeyCaller, require_secret_key
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, Problem, problem_responses
 from rejoinder.server.skill_catalog import (
@@ -166,7 +167,7 @@ def _conversation_not_found(conversation_id: str) -> Problem:
 async def put_skill(skill_id: SkillId, request: Request, caller: Admin) -> JSONResponse:
     text, media_type = await _skill_body(request)
     try:
-        upload = await _catalog(request).upload(caller.bot.id, skill_id, text, media_type)
+        upload = await state.skill_catalog(request).upload(caller.bot.id, skill_id, text, media_type)
     except SkillsBusy:
         raise _busy() from None
     if upload.record is None:
@@ -189,14 +190,14 @@ async def put_skill(skill_id: SkillId, request: Request, caller: Admin) -> JSONR
 )
 async def validate_skill_upload(request: Request, caller: Admin) -> JSONResponse:
     text, media_type = await _skill_body(request)
-    problems = await _catalog(request).check(caller.bot.id, text, media_type)
+    problems = await state.skill_catalog(request).check(caller.bot.id, text, media_type)
     valid = not errors(problems)
     return JSONResponse({"valid": valid, "problems": [_problem_item(problem) for problem in problems]})
 
 
 @router.get("/skills", summary="List the bot's skills", responses=problem_responses(401, 403, 503))
 async def list_skills(request: Request, caller: Admin) -> JSONResponse:
-    catalog = _catalog(request)
+    catalog = state.skill_catalog(request)
     bot = await catalog.sync(caller.bot.id)
     _, changes = await catalog.versions.current(caller.bot.id)
     items = [_skill_item(bot, skill_id, changes.get(skill_id)) for skill_id in sorted(bot.skills)]
@@ -209,7 +210,7 @@ async def list_skills(request: Request, caller: Admin) -> JSONResponse:
     responses=problem_responses(401, 403, 404, 503),
 )
 async def get_skill(skill_id: SkillId, request: Request, caller: Admin) -> JSONResponse:
-    catalog = _catalog(request)
+    catalog = state.skill_catalog(request)
     bot = await catalog.sync(caller.bot.id)
     if skill_id not in bot.skills:
         raise _skill_not_found(skill_id)
@@ -238,7 +239,7 @@ async def get_skill(skill_id: SkillId, request: Request, caller: Admin) -> JSONR
 )
 async def delete_skill(skill_id: SkillId, request: Request, caller: Admin) -> Response:
     try:
-        await _catalog(request).delete(caller.bot.id, skill_id)
+        await state.skill_catalog(request).delete(caller.bot.id, skill_id)
     except SkillNotFound:
         raise _skill_not_found(skill_id) from None
     except SkillInUse as in_use:
@@ -307,7 +308,7 @@ async def list_conversations(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JSONResponse:
-    page, next_cursor = await _store(request).list_conversations(
+    page, next_cursor = await state.store(request).list_conversations(
         bot_id=caller.bot.id, status=status, updated_after=updated_after, limit=limit, cursor=cursor
     )
     return JSONResponse({"items": [_conversation_item(c) for c in page], "next_cursor": next_cursor})
@@ -328,8 +329,8 @@ async def get_conversation(
     limit: Annotated[int, Query(ge=1, le=1000, description="Transcript: at most this many messages.")] = 500,
 ) -> JSONResponse:
     conversation = await _own_conversation(request, caller, conversation_id)
-    messages = await _store(request).messages_after(conversation_id, after, limit)
-    state = {
+    messages = await state.store(request).messages_after(conversation_id, after, limit)
+    saved = {
         key: value
         for key, value in conversation.state.items()
         if key in ConversationState.__dataclass_fields__
@@ -337,13 +338,13 @@ async def get_conversation(
     position = {
         "skill_id": conversation.skill_id,
         "node_id": conversation.node_id,
-        "waiting": state.get("waiting"),
-        "pending": await _catalog(request).pending(conversation),
+        "waiting": saved.get("waiting"),
+        "pending": await state.skill_catalog(request).pending(conversation),
     }
     more = bool(messages) and messages[-1].seq < conversation.last_seq
     body = _conversation_item(conversation) | {
         "bot_version": conversation.state.get(STATE_VERSION_KEY),
-        "variables": state.get("variables", {}),
+        "variables": saved.get("variables", {}),
         "position": position,
         "messages": [message.to_api() for message in messages],
         "next_after": messages[-1].seq if more else None,
@@ -359,10 +360,10 @@ async def get_conversation(
 )
 async def erase_conversation(conversation_id: str, request: Request, caller: Admin) -> Response:
     await _own_conversation(request, caller, conversation_id)
-    store = _store(request)
+    store = state.store(request)
     if not await store.delete_conversation(conversation_id):
         raise _conversation_not_found(conversation_id)
-    _hub(request).publish_nowait(conversation_id, sessions_ended_event("conversation_erased"))
+    state.hub(request).publish_nowait(conversation_id, sessions_ended_event("conversation_erased"))
     await _audit(request, caller, "conversation_erased", conversation_id=conversation_id)
     return Response(status_code=204)
 
@@ -417,7 +418,7 @@ async def issue_token(
 ) -> JSONResponse:
     await _own_conversation(request, caller, conversation_id)
     ttl = None if body.ttl is None else str(body.ttl)
-    secret, record = await _service(request).issue_token(conversation_id, ttl=ttl, uses=body.uses)
+    secret, record = await state.service(request).issue_token(conversation_id, ttl=ttl, uses=body.uses)
     await _audit(request, caller, "token_issued", conversation_id=conversation_id, token_id=record.id)
     return JSONResponse({"token": secret} | _token_item(record), status_code=201)
 
@@ -429,7 +430,7 @@ async def issue_token(
 )
 async def list_tokens(conversation_id: str, request: Request, caller: Admin) -> JSONResponse:
     await _own_conversation(request, caller, conversation_id)
-    records = await _store(request).list_tokens(conversation_id)
+    records = await state.store(request).list_tokens(conversation_id)
     return JSONResponse({"items": [_token_item(record) for record in records], "next_cursor": None})
 
 
@@ -441,13 +442,13 @@ async def list_tokens(conversation_id: str, request: Request, caller: Admin) -> 
 async def revoke_token(
     token_id: Annotated[str, Path(max_length=100)], request: Request, caller: Admin
 ) -> JSONResponse:
-    store = _store(request)
+    store = state.store(request)
     if await _token_bot(store, token_id) != caller.bot.id:
         raise Problem(404, "token_not_found", f"The bot has no token {token_id!r}.")
-    record = await store.revoke_token(token_id, _service(request).clock())
+    record = await store.revoke_token(token_id, state.service(request).clock())
     if record is None:
         raise Problem(404, "token_not_found", f"The bot has no token {token_id!r}.")
-    _hub(request).publish_nowait(
+    state.hub(request).publish_nowait(
         record.conversation_id, sessions_ended_event("token_revoked", token_id=token_id)
     )
     await _audit(request, caller, "token_revoked", conversation_id=record.conversation_id, token_id=token_id)
@@ -488,7 +489,7 @@ async def list_audit(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> JSONResponse:
-    page, next_cursor = await _store(request).list_audit(
+    page, next_cursor = await state.store(request).list_audit(
         bot_id=caller.bot.id, conversation_id=conversation_id, limit=limit, cursor=cursor
     )
     return JSONResponse({"items": [_audit_item(event) for event in page], "next_cursor": next_cursor})
@@ -511,11 +512,11 @@ def _audit_item(event: AuditRecord) -> dict[str, Any]:
 async def _audit(
     request: Request, caller: KeyCaller, kind: str, *, conversation_id: str, token_id: str | None = None
 ) -> None:
-    await _store(request).add_audit(
+    await state.store(request).add_audit(
         kind=kind,
         bot_id=caller.bot.id,
         outcome="ok",
-        at=_service(request).clock(),
+        at=state.service(request).clock(),
         conversation_id=conversation_id,
         token_id=token_id,
         ip=request.client.host if request.client else None,
@@ -528,7 +529,7 @@ async def _audit(
 
 
 async def _own_conversation(request: Request, caller: KeyCaller, conversation_id: str) -> ConversationRecord:
-    conversation = await _store(request).get_conversation(conversation_id)
+    conversation = await state.store(request).get_conversation(conversation_id)
     if conversation is None or conversation.bot_id != caller.bot.id:
         raise _conversation_not_found(conversation_id)
     return conversation
@@ -536,23 +537,3 @@ async def _own_conversation(request: Request, caller: KeyCaller, conversation_id
 
 def _iso(moment: datetime | None) -> str | None:
     return iso_z(moment) if moment is not None else None
-
-
-def _catalog(request: Request) -> SkillCatalog:
-    catalog: SkillCatalog = request.app.state.skill_catalog
-    return catalog
-
-
-def _service(request: Request) -> ConversationService:
-    service: ConversationService = request.app.state.service
-    return service
-
-
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def _hub(request: Request) -> Hub:
-    hub: Hub = request.app.state.hub
-    return hub

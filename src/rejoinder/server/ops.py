@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rejoinder.engine import HttpCall, HttpResponse
 from rejoinder.integrations import IntegratePolicy, IntegrationClient
+from rejoinder.server import state
 from rejoinder.server.errors import problem_responses, unavailable
-from rejoinder.store import Store
 
 access_log = logging.getLogger("rejoinder.access")
 
@@ -128,7 +128,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="The database is reachable", responses=problem_responses(503))
 async def readyz(request: Request) -> dict[str, str]:
-    store: Store = request.app.state.store
+    store = state.store(request)
     if not await store.ping():
         raise unavailable()
     return {"status": "ready"}
@@ -141,7 +141,7 @@ async def readyz(request: Request) -> dict[str, str]:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
 async def metrics(request: Request) -> Response:
-    registry: Metrics = request.app.state.metrics
+    registry = state.metrics(request)
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -40,7 +40,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from rejoinder.engine import EngineError
 from rejoinder.realtime import (
     Event,
-    Hub,
     HubClosed,
     HubUnavailable,
     Subscription,
@@ -49,12 +48,12 @@ from rejoinder.realtime import (
     typing_event,
 )
 from rejoinder.realtime.events import CLIENT_EVENT_TYPES, SESSIONS_ENDED
+from rejoinder.server import state
 from rejoinder.server.auth import SessionCaller, authenticate_session, hash_secret
 from rejoinder.server.client_api import MAX_TEXT_CHARS, SendRequest
 from rejoinder.server.errors import Problem
-from rejoinder.server.skill_catalog import SkillCatalog
-from rejoinder.service import ConversationService, ServiceError
-from rejoinder.store import MessageRecord, Store, StoreError, StoreUnavailable
+from rejoinder.service import ServiceError
+from rejoinder.store import MessageRecord, StoreError, StoreUnavailable
 
 log = logging.getLogger("rejoinder.stream")
 
@@ -193,16 +192,15 @@ class _Stream:
     def __init__(
         self, websocket: WebSocket, caller: SessionCaller, secret: str, settings: StreamSettings
     ) -> None:
-        app_state = websocket.app.state
         self.websocket = websocket
         self.caller = caller
         self.conversation_id = caller.conversation_id
         self.session_hash = hash_secret(secret)
         self.settings = settings
-        self.service: ConversationService = app_state.service
-        self.store: Store = app_state.store
-        self.hub: Hub = app_state.hub
-        self.catalog: SkillCatalog = app_state.skill_catalog
+        self.service = state.service(websocket)
+        self.store = state.store(websocket)
+        self.hub = state.hub(websocket)
+        self.catalog = state.skill_catalog(websocket)
         self.last_seq = 0
         self._send_lock = asyncio.Lock()
         self._turns: list[SendRequest] = []

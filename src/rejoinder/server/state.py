@@ -1,0 +1,39 @@
+"""Typed access to what the app factory keeps on ``app.state`` (for HTTP requests and WebSockets alike)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from starlette.requests import HTTPConnection
+
+if TYPE_CHECKING:
+    from rejoinder.realtime import Hub
+    from rejoinder.server.ops import Metrics
+    from rejoinder.server.ratelimit import ResumeGuard
+    from rejoinder.server.skill_catalog import SkillCatalog
+    from rejoinder.service import ConversationService
+    from rejoinder.store import Store
+
+
+def service(conn: HTTPConnection) -> ConversationService:
+    return cast("ConversationService", conn.app.state.service)
+
+
+def store(conn: HTTPConnection) -> Store:
+    return cast("Store", conn.app.state.store)
+
+
+def hub(conn: HTTPConnection) -> Hub:
+    return cast("Hub", conn.app.state.hub)
+
+
+def metrics(conn: HTTPConnection) -> Metrics:
+    return cast("Metrics", conn.app.state.metrics)
+
+
+def resume_guard(conn: HTTPConnection) -> ResumeGuard:
+    return cast("ResumeGuard", conn.app.state.resume_guard)
+
+
+def skill_catalog(conn: HTTPConnection) -> SkillCatalog:
+    return cast("SkillCatalog", conn.app.state.skill_catalog)

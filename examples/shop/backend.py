@@ -14,6 +14,7 @@ import json
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,13 +22,25 @@ ORDERS = [{"id": "A-1001", "status": "shipped"}, {"id": "A-1002", "status": "bei
 
 
 class ShopState:
-    """Remembers, per conversation, the token the bot sent and whether its customer has logged in."""
+    """Remembers, per conversation, the token the bot sent and whether its customer has logged in.
 
-    def __init__(self) -> None:
+    With a ``path``, it is kept in that JSON file too, so that a restarted backend still knows who logged in.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
         self.lock = threading.Lock()
+        self.path = path
         self.tokens: dict[str, str] = {}
         self.logged_in: dict[str, str] = {}
         self.requests: list[dict[str, Any]] = []
+        if path is not None and path.exists():
+            saved = json.loads(path.read_text())
+            self.tokens, self.logged_in = saved["tokens"], saved["logged_in"]
+
+    def save(self) -> None:
+        """Write the state to its file (call with the lock held)."""
+        if self.path is not None:
+            self.path.write_text(json.dumps({"tokens": self.tokens, "logged_in": self.logged_in}))
 
 
 def make_handler(state: ShopState, signing_secret: bytes | None) -> type[BaseHTTPRequestHandler]:
@@ -61,6 +74,7 @@ def make_handler(state: ShopState, signing_secret: bytes | None) -> type[BaseHTT
             with state.lock:
                 state.tokens[conversation] = token
                 state.requests.append({"path": url.path, "body": body, "headers": dict(self.headers)})
+                state.save()
             host = self.headers.get("Host", "127.0.0.1")
             self._send(200, {"login_url": f"http://{host}/login?conversation={conversation}"})
 
@@ -73,14 +87,15 @@ def make_handler(state: ShopState, signing_secret: bytes | None) -> type[BaseHTT
                     token = state.tokens.get(conversation)
                     if token is not None:
                         state.logged_in[conversation] = query.get("name", "Ann")
+                        state.save()
                 if token is None:
                     self._send(404, "No chat is waiting for this login.\n", "text/plain")
                     return
                 self._send(
                     200,
                     "You are logged in. Your shop would now resume the chat on its account page;\n"
-                    "in the terminal, do it with:\n\n"
-                    f"  rejoinder chat examples/shop --resume {token}\n",
+                    "in the terminal, leave the chat (Ctrl-D) and resume it with:\n\n"
+                    f"  make chat RESUME={token}\n",
                     "text/plain",
                 )
             elif url.path == "/chat/orders":
@@ -106,9 +121,11 @@ def _signed(secret: bytes, headers: Any, body: bytes) -> bool:
     )
 
 
-def serve(host: str = "127.0.0.1", port: int = 8700) -> tuple[ThreadingHTTPServer, ShopState]:
+def serve(
+    host: str = "127.0.0.1", port: int = 8700, state_file: Path | None = None
+) -> tuple[ThreadingHTTPServer, ShopState]:
     """Start the backend in a background thread; returns the server (``server_address`` has the port) and its state."""
-    state = ShopState()
+    state = ShopState(state_file)
     secret = os.environ.get("SHOP_SIGNING_SECRET")
     server = ThreadingHTTPServer((host, port), make_handler(state, secret.encode() if secret else None))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -119,8 +136,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8700)
+    parser.add_argument("--state", type=Path, help="keep tokens and logins in this JSON file across restarts")
     args = parser.parse_args()
-    server, _ = serve(args.host, args.port)
+    server, _ = serve(args.host, args.port, args.state)
     print(f"shop backend on http://{args.host}:{server.server_address[1]}", flush=True)
     try:
         threading.Event().wait()

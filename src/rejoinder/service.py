@@ -39,10 +39,12 @@ from rejoinder.store import (
     MessageRecord,
     NewMessage,
     NewToken,
+    SessionRecord,
     Store,
     TurnWrite,
     VersionConflict,
 )
+from rejoinder.store.access import NewAudit
 from rejoinder.store.skill_versions import SkillVersions
 from rejoinder.tokens import TokenOutcome, TokenRecord, hash_token, is_well_formed, judge, mint
 
@@ -112,6 +114,29 @@ class ResumeOutcome:
     messages: list[MessageRecord]
     pending: dict[str, Any] | None
     status: str
+    session: SessionRecord | None = None  # the session opened with it, when one was asked for
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """A session for a resume to open: its public id, the hash of its secret, and how long it lasts."""
+
+    id: str
+    session_hash: str
+    lifetime: timedelta
+
+
+def _session_record(session: NewSession, token: TokenRecord, now: datetime) -> SessionRecord:
+    return SessionRecord(
+        id=session.id,
+        session_hash=session.session_hash,
+        bot_id=token.bot_id,
+        conversation_id=token.conversation_id,
+        token_id=token.id,
+        created_at=now,
+        expires_at=now + session.lifetime,
+        revoked_at=None,
+    )
 
 
 class HttpPerformer(Protocol):
@@ -357,41 +382,59 @@ class ConversationService:
         ip: str | None = None,
         user_agent: str | None = None,
         history_limit: int = 500,
+        session: NewSession | None = None,
     ) -> ResumeOutcome:
         """Verify a conversation token and load its conversation: history (oldest first) and what it waits for.
 
-        Every attempt is audited by token id (never the secret). Unknown and foreign tokens answer alike.
+        Every attempt is audited by token id (never the secret). Unknown and foreign tokens answer alike. With
+        ``session``, a successful resume also opens that session, in the same transaction as the token's use.
         """
         now = self.clock()
         record: TokenRecord | None = None
         conversation: ConversationRecord | None = None
+        opened: SessionRecord | None = None
+        history: list[MessageRecord] = []
         if not is_well_formed(token):
             outcome = TokenOutcome.MALFORMED
         else:
-            record = await self.store.find_token_by_hash(hash_token(token))
+            # History is read with the token (one connection), before spending a use, as it only ever grows.
+            record, conversation, history = await self.store.token_with_conversation(
+                hash_token(token), history=history_limit
+            )
             outcome = judge(record, bot_id=bot_id, now=now)
             if outcome is TokenOutcome.OK and record is not None:
-                conversation = await self.store.get_conversation(record.conversation_id)
                 if conversation is None:
                     outcome = TokenOutcome.NOT_FOUND
-                elif not await self.store.consume_token(record.id, now):
-                    # A concurrent resume used the last use, or it expired/was revoked meanwhile.
-                    fresh = await self.store.find_token_by_hash(hash_token(token))
-                    outcome = judge(fresh, bot_id=bot_id, now=now)
-                    if outcome is TokenOutcome.OK:
-                        outcome = TokenOutcome.USED_UP
-        visible = record is not None and record.bot_id == bot_id
-        await self.store.add_audit(
-            kind="resume",
-            bot_id=bot_id,
-            outcome=outcome.value,
-            at=now,
-            conversation_id=record.conversation_id if visible and record else None,
-            token_id=record.id if visible and record else None,
-            ip=ip,
-            user_agent=user_agent,
-        )
+                else:
+                    opened = _session_record(session, record, now) if session else None
+                    audit = NewAudit(
+                        kind="resume",
+                        bot_id=bot_id,
+                        outcome=TokenOutcome.OK.value,
+                        at=now,
+                        conversation_id=record.conversation_id,
+                        token_id=record.id,
+                        ip=ip,
+                        user_agent=user_agent,
+                    )
+                    if not await self.store.spend_token(record.id, now, audit=audit, session=opened):
+                        # A concurrent resume used the last use, or it expired/was revoked meanwhile.
+                        fresh = await self.store.find_token_by_hash(hash_token(token))
+                        outcome = judge(fresh, bot_id=bot_id, now=now)
+                        if outcome is TokenOutcome.OK:
+                            outcome = TokenOutcome.USED_UP
         if outcome is not TokenOutcome.OK or record is None:
+            visible = record is not None and record.bot_id == bot_id
+            await self.store.add_audit(
+                kind="resume",
+                bot_id=bot_id,
+                outcome=outcome.value,
+                at=now,
+                conversation_id=record.conversation_id if visible and record else None,
+                token_id=record.id if visible and record else None,
+                ip=ip,
+                user_agent=user_agent,
+            )
             log.info(
                 "resume refused for bot %s: %s (token %s)",
                 bot_id,
@@ -401,7 +444,6 @@ class ConversationService:
             raise TokenRefused(outcome, _TOKEN_MESSAGES[outcome])
         log.info("resumed conversation %s with token %s", record.conversation_id, record.id)
         assert conversation is not None
-        history = await self.store.last_messages(conversation.id, history_limit)
         pending = (await self._engine_for(conversation)).pending(
             ConversationState.from_json(conversation.state)
         )
@@ -412,6 +454,7 @@ class ConversationService:
             messages=history,
             pending=pending.to_json() if pending else None,
             status=conversation.status,
+            session=opened,
         )
 
     async def issue_token(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from rejoinder.store import Store
+from rejoinder.store import SessionRecord, Store
+from rejoinder.store.access import NewAudit
 from rejoinder.tokens import TokenOutcome, hash_token, judge
 from tests.store.factories import BOT, NOW, new_token, start, turn
 
@@ -129,3 +130,109 @@ async def test_list_tokens_shows_a_conversations_tokens_oldest_first(store: Stor
     assert [t.id for t in listed] == [first.id, second.id]
     assert [t.max_uses for t in listed] == [None, 5]
     assert await store.list_tokens("cnv_none") == []
+
+
+async def test_a_token_and_its_conversation_are_read_together(store: Store) -> None:
+    secret, token = new_token(max_uses=2)
+    await start(store, "cnv_a", tokens=[token], user={"name": "Ada"})
+
+    await store.commit_turn(turn("cnv_a", version=1, customer="more", replies=["one", "two"]))
+
+    found, conversation, history = await store.token_with_conversation(hash_token(secret), history=3)
+
+    assert found == await store.find_token_by_hash(token.token_hash)
+    assert conversation == await store.get_conversation("cnv_a")
+    assert conversation is not None and conversation.user == {"name": "Ada"}
+    assert [message.seq for message in history] == [3, 4, 5]
+    assert history == await store.last_messages("cnv_a", 3)
+    assert (await store.token_with_conversation(hash_token(secret)))[1:] == (conversation, [])
+    assert await store.token_with_conversation(hash_token(secret + "x"), history=3) == (None, None, [])
+
+
+def _resume_audit(token_id: str, at: datetime = NOW) -> NewAudit:
+    return NewAudit(
+        kind="resume",
+        bot_id=BOT,
+        outcome="ok",
+        at=at,
+        conversation_id="cnv_a",
+        token_id=token_id,
+        ip="203.0.113.9",
+        user_agent="pytest",
+    )
+
+
+def _session(session_id: str, token_id: str, at: datetime = NOW) -> SessionRecord:
+    return SessionRecord(
+        id=session_id,
+        session_hash=f"hash-{session_id}",
+        bot_id=BOT,
+        conversation_id="cnv_a",
+        token_id=token_id,
+        created_at=at,
+        expires_at=at + timedelta(hours=12),
+        revoked_at=None,
+    )
+
+
+async def test_spending_a_token_counts_the_use_writes_the_audit_and_opens_the_session(store: Store) -> None:
+    _, token = new_token(max_uses=1)
+    await start(store, "cnv_a", tokens=[token])
+    used_at = NOW + timedelta(minutes=1)
+
+    spent = await store.spend_token(
+        token.id,
+        used_at,
+        audit=_resume_audit(token.id, used_at),
+        session=_session("sid_1", token.id, used_at),
+    )
+
+    assert spent
+    found = await store.find_token_by_hash(token.token_hash)
+    assert found is not None and (found.uses, found.last_used_at) == (1, used_at)
+    (event,), _ = await store.list_audit(conversation_id="cnv_a")
+    assert (event.kind, event.outcome, event.at, event.token_id) == ("resume", "ok", used_at, token.id)
+    assert (event.ip, event.user_agent) == ("203.0.113.9", "pytest")
+    assert await store.find_session("hash-sid_1") == _session("sid_1", token.id, used_at)
+
+
+async def test_a_token_no_longer_valid_is_not_spent_and_nothing_is_written(store: Store) -> None:
+    _, used = new_token(max_uses=1)
+    _, expiring = new_token(ttl=timedelta(minutes=10))
+    await start(store, "cnv_a", tokens=[used, expiring])
+    assert await store.spend_token(used.id, NOW, audit=_resume_audit(used.id))
+    late = NOW + timedelta(minutes=10)
+
+    assert not await store.spend_token(
+        used.id, NOW, audit=_resume_audit(used.id), session=_session("s1", used.id)
+    )
+    assert not await store.spend_token(
+        expiring.id, late, audit=_resume_audit(expiring.id, late), session=_session("s2", expiring.id, late)
+    )
+
+    events, _ = await store.list_audit(conversation_id="cnv_a")
+    assert [event.token_id for event in events] == [used.id]  # only the first, successful spend
+    assert await store.find_session("hash-s1") is None
+    assert await store.find_session("hash-s2") is None
+    found = await store.find_token_by_hash(expiring.token_hash)
+    assert found is not None and found.uses == 0
+
+
+async def test_concurrent_spends_of_a_one_use_token_open_exactly_one_session(store: Store) -> None:
+    _, token = new_token(max_uses=1)
+    await start(store, "cnv_a", tokens=[token])
+
+    results = await asyncio.gather(
+        *(
+            store.spend_token(
+                token.id, NOW, audit=_resume_audit(token.id), session=_session(f"s{i}", token.id)
+            )
+            for i in range(8)
+        )
+    )
+
+    assert sorted(results) == [False] * 7 + [True]
+    opened = [await store.find_session(f"hash-s{i}") for i in range(8)]
+    assert [f"s{i}" for i, session in enumerate(opened) if session] == [f"s{results.index(True)}"]
+    events, _ = await store.list_audit(conversation_id="cnv_a")
+    assert len(events) == 1

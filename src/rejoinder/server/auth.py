@@ -3,6 +3,8 @@
 Every credential is 256 random bits with a readable prefix (``pk_`` SDK key, ``sk_`` secret key, ``ses_``
 session) and is stored only as its SHA-256, so lookups go by hash and no secret is ever compared character by
 character. Credentials never appear in logs or error texts; sessions are named by their public id (``sid_…``).
+A valid API key is remembered by each server process for ``KEY_CACHE_SECONDS`` after it was read, so revoking
+a key in the database takes effect within that time.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from rejoinder.server.errors import Problem
-from rejoinder.service import ConversationService, UnknownBot
+from rejoinder.service import ConversationService, NewSession, UnknownBot
 from rejoinder.skills.model import Bot, parse_duration
 from rejoinder.store import ApiKeyRecord, SessionRecord, Store
 
@@ -34,6 +38,9 @@ SESSION_PREFIX = "ses_"
 _SECRET_BYTES = 32  # 256 bits
 
 _KINDS = {SDK_KEY_PREFIX: "sdk", SECRET_KEY_PREFIX: "secret"}
+
+# A key revoked in the database may go on working this long in a server process that has already seen it.
+KEY_CACHE_SECONDS = 30.0
 
 sdk_key_scheme = HTTPBearer(
     scheme_name="sdk_key",
@@ -126,13 +133,51 @@ async def _key_caller(conn: HTTPConnection, credentials: Credentials, prefix: st
         if secret.startswith((SDK_KEY_PREFIX, SECRET_KEY_PREFIX, SESSION_PREFIX)):
             raise Problem(403, "forbidden", f"This route takes the bot's {wanted}.")
         raise _unauthorized(f"This route takes the bot's {wanted} as `Authorization: Bearer <key>`.")
-    key = await _store(conn).find_api_key(hash_secret(secret))
+    key = await _find_key(_store(conn), hash_secret(secret))
     bot = _bot(conn, key.bot_id) if key is not None else None
     if key is None or key.revoked_at is not None or key.kind != _KINDS[prefix] or bot is None:
         raise _unauthorized(
             f"This {wanted} is not valid on this server. Create keys with `rejoinder keys create`."
         )
     return KeyCaller(bot=bot, key=key)
+
+
+class _KeyCache:
+    """Valid keys found by hash in one store, each kept for ``KEY_CACHE_SECONDS`` after it was read.
+
+    Every request takes a key; reading it from the database each time costs a store round trip. Only keys that
+    were valid when read are kept, so an unknown key is always looked up.
+    """
+
+    def __init__(self) -> None:
+        self._found: dict[str, tuple[float, ApiKeyRecord]] = {}
+
+    def get(self, key_hash: str) -> ApiKeyRecord | None:
+        entry = self._found.get(key_hash)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key_hash: str, key: ApiKeyRecord) -> None:
+        now = time.monotonic()
+        # Keys are few; expired entries are dropped as new ones come so the cache stays that small.
+        self._found = {h: entry for h, entry in self._found.items() if entry[0] > now}
+        self._found[key_hash] = (now + KEY_CACHE_SECONDS, key)
+
+
+_key_caches: weakref.WeakKeyDictionary[Store, _KeyCache] = weakref.WeakKeyDictionary()
+
+
+async def _find_key(store: Store, key_hash: str) -> ApiKeyRecord | None:
+    cache = _key_caches.get(store)
+    if cache is None:
+        cache = _key_caches[store] = _KeyCache()
+    key = cache.get(key_hash)
+    if key is None:
+        key = await store.find_api_key(key_hash)
+        if key is not None and key.revoked_at is None:
+            cache.put(key_hash, key)
+    return key
 
 
 # ------------------------------------------------------------------------------------------------ origins
@@ -183,19 +228,30 @@ class OpenedSession:
     record: SessionRecord
 
 
+def new_session(bot: Bot) -> tuple[str, NewSession]:
+    """A fresh session secret and what the store keeps of it, valid for the bot's ``sessions.ttl``."""
+    secret = new_secret(SESSION_PREFIX)
+    session = NewSession(
+        id="sid_" + secrets.token_hex(12),
+        session_hash=hash_secret(secret),
+        lifetime=parse_duration(bot.config.sessions.ttl),
+    )
+    return secret, session
+
+
 async def open_session(
     store: Store, bot: Bot, conversation_id: str, *, token_id: str | None, now: datetime
 ) -> OpenedSession:
     """A new session for one conversation, valid for the bot's ``sessions.ttl``."""
-    secret = new_secret(SESSION_PREFIX)
+    secret, session = new_session(bot)
     record = await store.create_session(
-        session_id="sid_" + secrets.token_hex(12),
-        session_hash=hash_secret(secret),
+        session_id=session.id,
+        session_hash=session.session_hash,
         bot_id=bot.id,
         conversation_id=conversation_id,
         token_id=token_id,
         now=now,
-        expires_at=now + parse_duration(bot.config.sessions.ttl),
+        expires_at=now + session.lifetime,
     )
     return OpenedSession(secret=secret, record=record)
 

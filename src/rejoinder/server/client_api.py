@@ -19,6 +19,7 @@ from rejoinder.realtime import Hub, status_event, typing_event
 from rejoinder.server.auth import (
     KeyCaller,
     SessionCaller,
+    new_session,
     open_session,
     require_sdk_key,
     require_session,
@@ -212,22 +213,24 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
     except Problem:
         _metrics(request).resume(bot_id, "rate_limited", time.perf_counter() - started)
         raise
+    secret, session = new_session(caller.bot)
     try:
         outcome = await service.resume(
-            bot_id, body.token, ip=ip, user_agent=(request.headers.get("user-agent") or "")[:500] or None
+            bot_id,
+            body.token,
+            ip=ip,
+            user_agent=(request.headers.get("user-agent") or "")[:500] or None,
+            session=session,
         )
     except TokenRefused as refused:
         await guard.failed(ip, bot_id)
         _metrics(request).resume(bot_id, refused.code, time.perf_counter() - started)
         raise
-    opened = await open_session(
-        _store(request), caller.bot, outcome.conversation_id, token_id=outcome.token_id, now=service.clock()
-    )
     _metrics(request).resume(bot_id, "ok", time.perf_counter() - started)
     return JSONResponse(
         {
             "conversation_id": outcome.conversation_id,
-            "session": opened.secret,
+            "session": secret,
             "status": outcome.status,
             "messages": _items(outcome.messages),
             "pending": outcome.pending,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,36 @@ from rejoinder.store.tables import api_keys, audit_events, bots, sessions, token
 from rejoinder.tokens import TokenRecord
 
 _TOKEN_COLUMNS = [tokens.c[name] for name in TokenRecord.__dataclass_fields__]
+
+# One use of a token, counted only while it is still valid; built once like the turn's statements.
+_CONSUME_TOKEN = (
+    sa.update(tokens)
+    .where(
+        tokens.c.id == sa.bindparam("token_id"),
+        tokens.c.revoked_at.is_(None),
+        tokens.c.expires_at > sa.bindparam("now", type_=tokens.c.expires_at.type),
+        sa.or_(tokens.c.max_uses.is_(None), tokens.c.uses < tokens.c.max_uses),
+    )
+    .values(uses=tokens.c.uses + 1, last_used_at=sa.bindparam("now", type_=tokens.c.last_used_at.type))
+)
+
+
+@dataclass(frozen=True)
+class NewAudit:
+    """An audit event to write (the fields of :meth:`Access.add_audit`)."""
+
+    kind: str
+    bot_id: str
+    outcome: str
+    at: datetime
+    conversation_id: str | None = None
+    token_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    detail: dict[str, Any] | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {**asdict(self), "at": as_utc(self.at)}
 
 
 class Access(Database):
@@ -47,20 +78,23 @@ class Access(Database):
 
     async def consume_token(self, token_id: str, now: datetime) -> bool:
         """Count one use, only if the token is still valid at ``now``. Concurrent calls never overspend it."""
-        now = as_utc(now)
-        statement = (
-            sa.update(tokens)
-            .where(
-                tokens.c.id == token_id,
-                tokens.c.revoked_at.is_(None),
-                tokens.c.expires_at > now,
-                sa.or_(tokens.c.max_uses.is_(None), tokens.c.uses < tokens.c.max_uses),
-            )
-            .values(uses=tokens.c.uses + 1, last_used_at=now)
-        )
         async with self._write() as conn:
-            result = await conn.execute(statement)
+            result = await conn.execute(_CONSUME_TOKEN, {"token_id": token_id, "now": as_utc(now)})
         return result.rowcount == 1
+
+    async def spend_token(
+        self, token_id: str, now: datetime, *, audit: NewAudit, session: SessionRecord | None = None
+    ) -> bool:
+        """Count one use as :meth:`consume_token` does and, only if it was counted, write ``audit`` and create
+        ``session`` — all in one transaction. False (and nothing written) when the token is no longer valid."""
+        async with self._write() as conn:
+            result = await conn.execute(_CONSUME_TOKEN, {"token_id": token_id, "now": as_utc(now)})
+            if result.rowcount != 1:
+                return False
+            await conn.execute(audit_events.insert(), audit.row())
+            if session is not None:
+                await conn.execute(sessions.insert(), _as_row(session))
+        return True
 
     async def list_tokens(self, conversation_id: str) -> list[TokenRecord]:
         statement = (
@@ -102,19 +136,19 @@ class Access(Database):
         user_agent: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        row = {
-            "at": as_utc(at),
-            "kind": kind,
-            "bot_id": bot_id,
-            "outcome": outcome,
-            "conversation_id": conversation_id,
-            "token_id": token_id,
-            "ip": ip,
-            "user_agent": user_agent,
-            "detail": detail,
-        }
+        entry = NewAudit(
+            kind=kind,
+            bot_id=bot_id,
+            outcome=outcome,
+            at=at,
+            conversation_id=conversation_id,
+            token_id=token_id,
+            ip=ip,
+            user_agent=user_agent,
+            detail=detail,
+        )
         async with self._write() as conn:
-            await conn.execute(audit_events.insert().values(row))
+            await conn.execute(audit_events.insert(), entry.row())
 
     async def list_audit(
         self,

@@ -15,6 +15,7 @@ from rejoinder.store.errors import DuplicateClientMessage, VersionConflict
 from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
 from rejoinder.store.records import CommittedTurn, ConversationRecord, MessageRecord, TurnWrite, as_utc
 from rejoinder.store.tables import conversations, messages, sessions, tokens
+from rejoinder.tokens import TokenRecord
 
 _MESSAGE_COLUMNS = [
     messages.c.conversation_id,
@@ -64,6 +65,24 @@ _CONVERSATION_FOR_TURN = sa.select(
     .scalar_subquery()
     .label("answered"),
 ).where(conversations.c.id == sa.bindparam("conversation"))
+_LAST_MESSAGES = (
+    sa.select(*_MESSAGE_COLUMNS)
+    .where(messages.c.conversation_id == sa.bindparam("conversation"))
+    .order_by(messages.c.seq.desc())
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+
+_TOKEN_FIELDS = list(TokenRecord.__dataclass_fields__)
+_CONVERSATION_FIELDS = list(ConversationRecord.__dataclass_fields__)
+# Both tables have id, bot_id and created_at: the conversation's columns get a prefix of their own.
+_TOKEN_WITH_CONVERSATION = (
+    sa.select(
+        *(tokens.c[name] for name in _TOKEN_FIELDS),
+        *(conversations.c[name].label("conv_" + name) for name in _CONVERSATION_FIELDS),
+    )
+    .select_from(tokens.outerjoin(conversations, conversations.c.id == tokens.c.conversation_id))
+    .where(tokens.c.token_hash == sa.bindparam("token_hash"))
+)
 
 
 class Conversations(Database):
@@ -187,6 +206,25 @@ class Conversations(Database):
             row = (await conn.execute(_GET_CONVERSATION, {"conversation": conversation_id})).first()
         return ConversationRecord(**row._mapping) if row else None
 
+    async def token_with_conversation(
+        self, token_hash: str, *, history: int = 0
+    ) -> tuple[TokenRecord | None, ConversationRecord | None, list[MessageRecord]]:
+        """The token with this hash, the conversation it opens (None when erased) and, with ``history``, that
+        conversation's newest ``history`` messages, oldest first — all on one connection."""
+        async with self._read() as conn:
+            row = (await conn.execute(_TOKEN_WITH_CONVERSATION, {"token_hash": token_hash})).first()
+            if row is None:
+                return None, None, []
+            fields = row._mapping
+            token = TokenRecord(**{name: fields[name] for name in _TOKEN_FIELDS})
+            if fields["conv_id"] is None:
+                return token, None, []
+            conversation = ConversationRecord(
+                **{name: fields["conv_" + name] for name in _CONVERSATION_FIELDS}
+            )
+            recent = await _last_messages(conn, conversation.id, history) if history else []
+        return token, conversation, recent
+
     async def conversation_for_turn(
         self, conversation_id: str, client_message_id: str | None
     ) -> tuple[ConversationRecord | None, bool]:
@@ -216,15 +254,8 @@ class Conversations(Database):
 
     async def last_messages(self, conversation_id: str, limit: int) -> list[MessageRecord]:
         """The newest ``limit`` messages, oldest first."""
-        statement = (
-            sa.select(*_MESSAGE_COLUMNS)
-            .where(messages.c.conversation_id == conversation_id)
-            .order_by(messages.c.seq.desc())
-            .limit(check_limit(limit))
-        )
         async with self._read() as conn:
-            rows = (await conn.execute(statement)).all()
-        return [MessageRecord(**row._mapping) for row in reversed(rows)]
+            return await _last_messages(conn, conversation_id, limit)
 
     async def turn_by_client_message_id(
         self, conversation_id: str, client_message_id: str
@@ -296,3 +327,9 @@ class Conversations(Database):
                 await conn.execute(sa.delete(table).where(table.c.conversation_id == conversation_id))
             result = await conn.execute(sa.delete(conversations).where(conversations.c.id == conversation_id))
         return bool(result.rowcount)
+
+
+async def _last_messages(conn: AsyncConnection, conversation_id: str, limit: int) -> list[MessageRecord]:
+    params = {"conversation": conversation_id, "limit": check_limit(limit)}
+    rows = (await conn.execute(_LAST_MESSAGES, params)).all()
+    return [MessageRecord(**row._mapping) for row in reversed(rows)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import secrets
 import weakref
 from collections.abc import Callable, Mapping
@@ -50,7 +51,8 @@ from rejoinder.tokens import TokenOutcome, TokenRecord, hash_token, is_well_form
 
 log = logging.getLogger("rejoinder.service")
 
-_COMMIT_ATTEMPTS = 5
+_COMMIT_ATTEMPTS = 8
+_RETRY_PAUSE = 0.005  # seconds, doubled each attempt and jittered: racing workers fall out of step
 
 
 def utcnow() -> datetime:
@@ -243,7 +245,7 @@ class ConversationService:
         if (text is None) == (choice is None):
             raise ServiceError("send either text or a choice")
         async with self._lock(conversation_id):
-            for _attempt in range(_COMMIT_ATTEMPTS):
+            for attempt in range(_COMMIT_ATTEMPTS):
                 conversation, answered = await self.store.conversation_for_turn(
                     conversation_id, client_message_id
                 )
@@ -275,6 +277,7 @@ class ConversationService:
                     )
                 except VersionConflict:
                     log.info("turn on %s lost a version race; running it again", conversation_id)
+                    await asyncio.sleep(random.uniform(0, _RETRY_PAUSE * 2**attempt))
                     continue
                 except DuplicateClientMessage:
                     replay = await self._replay(conversation.bot_id, conversation_id, client_message_id or "")

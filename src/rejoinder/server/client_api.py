@@ -15,7 +15,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rejoinder.realtime import Hub, status_event, typing_event
+from rejoinder.realtime import status_event, typing_event
+from rejoinder.server import state
 from rejoinder.server.auth import (
     KeyCaller,
     SessionCaller,
@@ -26,10 +27,8 @@ from rejoinder.server.auth import (
     verify_user,
 )
 from rejoinder.server.errors import Problem, problem_responses
-from rejoinder.server.ops import Metrics
-from rejoinder.server.ratelimit import ResumeGuard
-from rejoinder.service import ConversationService, TokenRefused
-from rejoinder.store import MessageRecord, Store
+from rejoinder.service import TokenRefused
+from rejoinder.store import MessageRecord
 
 MAX_TEXT_CHARS = 4000
 MAX_SEQ = 2**31 - 1
@@ -177,14 +176,14 @@ Session = Annotated[SessionCaller, Depends(require_session)]
 )
 async def start_conversation(body: StartRequest, request: Request, caller: SdkCaller) -> JSONResponse:
     _check_text_length(body.text)
-    service = _service(request)
+    service = state.service(request)
     user = verify_user(caller.bot, body.user.model_dump() if body.user else None, request.app.state.environ)
-    with _metrics(request).turn(caller.bot.id, "start"):
+    with state.metrics(request).turn(caller.bot.id, "start"):
         outcome = await service.start(
             caller.bot.id, event=body.event, text=body.text, variables=body.variables, user=user
         )
     opened = await open_session(
-        _store(request), caller.bot, outcome.conversation_id, token_id=None, now=service.clock()
+        state.store(request), caller.bot, outcome.conversation_id, token_id=None, now=service.clock()
     )
     return JSONResponse(
         {
@@ -205,13 +204,13 @@ async def start_conversation(body: StartRequest, request: Request, caller: SdkCa
     responses=problem_responses(400, 401, 403, 404, 410, 413, 415, 422, 429, 503),
 )
 async def resume_conversation(body: ResumeRequest, request: Request, caller: SdkCaller) -> JSONResponse:
-    service, guard, bot_id = _service(request), _guard(request), caller.bot.id
+    service, guard, bot_id = state.service(request), state.resume_guard(request), caller.bot.id
     ip = request.client.host if request.client else None
     started = time.perf_counter()
     try:
         await guard.check(ip, bot_id)
     except Problem:
-        _metrics(request).resume(bot_id, "rate_limited", time.perf_counter() - started)
+        state.metrics(request).resume(bot_id, "rate_limited", time.perf_counter() - started)
         raise
     secret, session = new_session(caller.bot)
     try:
@@ -224,9 +223,9 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
         )
     except TokenRefused as refused:
         await guard.failed(ip, bot_id)
-        _metrics(request).resume(bot_id, refused.code, time.perf_counter() - started)
+        state.metrics(request).resume(bot_id, refused.code, time.perf_counter() - started)
         raise
-    _metrics(request).resume(bot_id, "ok", time.perf_counter() - started)
+    state.metrics(request).resume(bot_id, "ok", time.perf_counter() - started)
     return JSONResponse(
         {
             "conversation_id": outcome.conversation_id,
@@ -248,10 +247,10 @@ async def send_message(
     conversation_id: str, body: SendRequest, request: Request, caller: Session
 ) -> JSONResponse:
     _check_text_length(body.text)
-    hub = _hub(request)
+    hub = state.hub(request)
     hub.publish_nowait(conversation_id, typing_event())
-    with _metrics(request).turn(caller.bot.id, "message"):
-        outcome = await _service(request).send(
+    with state.metrics(request).turn(caller.bot.id, "message"):
+        outcome = await state.service(request).send(
             conversation_id,
             text=body.text,
             choice=body.choice,
@@ -278,7 +277,7 @@ async def read_history(
     after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Only messages with a greater seq.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="At most this many messages.")] = 100,
 ) -> JSONResponse:
-    messages = await _service(request).history(conversation_id, after=after, limit=limit)
+    messages = await state.service(request).history(conversation_id, after=after, limit=limit)
     return JSONResponse({"messages": _items(messages), "next_after": messages[-1].seq if messages else after})
 
 
@@ -289,7 +288,7 @@ async def read_history(
     responses=problem_responses(401, 403, 503),
 )
 async def refresh_session(conversation_id: str, request: Request, caller: Session) -> JSONResponse:
-    store, now = _store(request), _service(request).clock()
+    store, now = state.store(request), state.service(request).clock()
     opened = await open_session(store, caller.bot, conversation_id, token_id=caller.session.token_id, now=now)
     await store.revoke_session(caller.session.id, now)
     return JSONResponse({"session": opened.secret})
@@ -326,28 +325,3 @@ def _check_storable(value: Any) -> None:
 
 def _items(messages: list[MessageRecord]) -> list[dict[str, Any]]:
     return [message.to_api() for message in messages]
-
-
-def _service(request: Request) -> ConversationService:
-    service: ConversationService = request.app.state.service
-    return service
-
-
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def _metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
-
-
-def _guard(request: Request) -> ResumeGuard:
-    guard: ResumeGuard = request.app.state.resume_guard
-    return guard
-
-
-def _hub(request: Request) -> Hub:
-    hub: Hub = request.app.state.hub
-    return hub

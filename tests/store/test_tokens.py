@@ -40,9 +40,9 @@ async def test_consuming_counts_uses_until_the_limit(store: Store) -> None:
     await start(store, "cnv_a", tokens=[token])
     used_at = NOW + timedelta(minutes=1)
 
-    assert await store.consume_token(token.id, used_at)
-    assert await store.consume_token(token.id, used_at)
-    assert not await store.consume_token(token.id, used_at)
+    assert await store.spend_token(token.id, used_at)
+    assert await store.spend_token(token.id, used_at)
+    assert not await store.spend_token(token.id, used_at)
 
     found = await store.find_token_by_hash(token.token_hash)
     assert found is not None and (found.uses, found.last_used_at) == (2, used_at)
@@ -53,7 +53,7 @@ async def test_concurrent_consumes_of_a_one_use_token_let_exactly_one_through(st
     _, token = new_token(max_uses=1)
     await start(store, "cnv_a", tokens=[token])
 
-    results = await asyncio.gather(*(store.consume_token(token.id, NOW) for _ in range(8)))
+    results = await asyncio.gather(*(store.spend_token(token.id, NOW) for _ in range(8)))
 
     assert sorted(results) == [False] * 7 + [True]
     found = await store.find_token_by_hash(token.token_hash)
@@ -65,8 +65,8 @@ async def test_concurrent_consumes_never_exceed_the_limit(store: Store) -> None:
     _, unlimited = new_token(max_uses=None)
     await start(store, "cnv_a", tokens=[limited, unlimited])
 
-    limited_results = await asyncio.gather(*(store.consume_token(limited.id, NOW) for _ in range(8)))
-    unlimited_results = await asyncio.gather(*(store.consume_token(unlimited.id, NOW) for _ in range(5)))
+    limited_results = await asyncio.gather(*(store.spend_token(limited.id, NOW) for _ in range(8)))
+    unlimited_results = await asyncio.gather(*(store.spend_token(unlimited.id, NOW) for _ in range(5)))
 
     assert limited_results.count(True) == 3
     assert all(unlimited_results)
@@ -78,8 +78,8 @@ async def test_an_expired_token_is_not_consumed(store: Store) -> None:
     _, token = new_token(ttl=timedelta(minutes=10))
     await start(store, "cnv_a", tokens=[token])
 
-    assert not await store.consume_token(token.id, NOW + timedelta(minutes=10))
-    assert await store.consume_token(token.id, NOW + timedelta(minutes=9, seconds=59))
+    assert not await store.spend_token(token.id, NOW + timedelta(minutes=10))
+    assert await store.spend_token(token.id, NOW + timedelta(minutes=9, seconds=59))
     found = await store.find_token_by_hash(token.token_hash)
     assert found is not None and found.uses == 1
     assert judge(found, bot_id=BOT, now=NOW + timedelta(minutes=11)) is TokenOutcome.EXPIRED
@@ -105,7 +105,7 @@ async def test_revoking_a_token_blocks_it_and_ends_its_sessions_only(store: Stor
 
     assert revoked is not None and revoked.id == token.id and revoked.revoked_at == revoked_at
     assert judge(revoked, bot_id=BOT, now=revoked_at) is TokenOutcome.REVOKED
-    assert not await store.consume_token(token.id, revoked_at)
+    assert not await store.spend_token(token.id, revoked_at)
     sessions = {s: await store.find_session(f"hash-{s}") for s in ("ses_1", "ses_2", "ses_3")}
     assert {s: r.revoked_at if r else "missing" for s, r in sessions.items()} == {
         "ses_1": revoked_at,

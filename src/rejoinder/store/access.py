@@ -76,22 +76,23 @@ class Access(Database):
             ).first()
         return TokenRecord(**row._mapping) if row else None
 
-    async def consume_token(self, token_id: str, now: datetime) -> bool:
-        """Count one use, only if the token is still valid at ``now``. Concurrent calls never overspend it."""
-        async with self._write() as conn:
-            result = await conn.execute(_CONSUME_TOKEN, {"token_id": token_id, "now": as_utc(now)})
-        return result.rowcount == 1
-
     async def spend_token(
-        self, token_id: str, now: datetime, *, audit: NewAudit, session: SessionRecord | None = None
+        self,
+        token_id: str,
+        now: datetime,
+        *,
+        audit: NewAudit | None = None,
+        session: SessionRecord | None = None,
     ) -> bool:
-        """Count one use as :meth:`consume_token` does and, only if it was counted, write ``audit`` and create
-        ``session`` — all in one transaction. False (and nothing written) when the token is no longer valid."""
+        """Count one use, only if the token is still valid at ``now`` (concurrent calls never overspend it), and
+        only then write ``audit`` and create ``session`` — all in one transaction. False, and nothing written,
+        when the token is no longer valid."""
         async with self._write() as conn:
             result = await conn.execute(_CONSUME_TOKEN, {"token_id": token_id, "now": as_utc(now)})
             if result.rowcount != 1:
                 return False
-            await conn.execute(audit_events.insert(), audit.row())
+            if audit is not None:
+                await conn.execute(audit_events.insert(), audit.row())
             if session is not None:
                 await conn.execute(sessions.insert(), _as_row(session))
         return True

@@ -46,7 +46,6 @@ from rejoinder.store import (
     VersionConflict,
 )
 from rejoinder.store.access import NewAudit
-from rejoinder.store.skill_versions import SkillVersions
 from rejoinder.tokens import TokenOutcome, TokenRecord, hash_token, is_well_formed, judge, mint
 
 log = logging.getLogger("rejoinder.service")
@@ -171,7 +170,6 @@ class ConversationService:
         self._engines: dict[str, Engine] = {}  # the newest version of each bot
         # Every bot version met so far: a conversation finishes on the version it began on.
         self._versions: dict[tuple[str, str], Engine] = {}
-        self.skill_versions = SkillVersions(store.engine)
         self._policies: dict[str, IntegratePolicy] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         for bot in bots.values():
@@ -502,7 +500,7 @@ class ConversationService:
             return newest
         engine = self._versions.get((conversation.bot_id, version))
         if engine is None:
-            bot = await self.skill_versions.find_bot(newest.bot.config, version)
+            bot = await self.store.find_bot(newest.bot.config, version)
             if bot is None:
                 log.warning(
                     "conversation %s began on version %s of bot %s, which is not kept; it goes on with the newest",

@@ -37,7 +37,7 @@ from rejoinder.skills.model import ID_PATTERN, parse_duration
 from rejoinder.skills.problems import errors
 from rejoinder.store import AuditRecord, ConversationRecord, Store
 from rejoinder.store.records import iso_z
-from rejoinder.store.skill_versions import STATE_VERSION_KEY, SkillVersionRecord, SkillVersions
+from rejoinder.store.skill_versions import STATE_VERSION_KEY, SkillVersionRecord
 from rejoinder.store.tables import tokens
 from rejoinder.tokens import TokenRecord
 
@@ -60,7 +60,7 @@ _SKILL_BODY = {
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     service: ConversationService = app.state.service
     store: Store = app.state.store
-    catalog = SkillCatalog(SkillVersions(store.engine), service, app.state.bots, service.clock)
+    catalog = SkillCatalog(store, service, app.state.bots, service.clock)
     for bot_id in app.state.bots:
         await catalog.sync(bot_id)
     app.state.skill_catalog = catalog

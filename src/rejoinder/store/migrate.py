@@ -29,9 +29,7 @@ class Revision:
 
 
 def schema() -> sa.MetaData:
-    """Every table the migrations build: the modules that declare tables register them on one MetaData."""
-    from rejoinder.store import skill_versions  # noqa: F401  (skill_versions, bot_versions)
-
+    """Every table the migrations build."""
     return metadata
 
 

@@ -8,55 +8,20 @@ that began on an older version can be finished on it by any worker, after any re
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rejoinder.skills.loader import bot_version
 from rejoinder.skills.model import Bot, BotConfig, Skill
-from rejoinder.store.engine import writer
-from rejoinder.store.errors import StoreError, StoreUnavailable, is_unavailable
-from rejoinder.store.tables import UTCDateTime, metadata
-
-
-def _json() -> sa.types.TypeEngine[Any]:
-    return sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
-
-
-skill_versions = sa.Table(
-    "skill_versions",
-    metadata,
-    sa.Column(
-        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
-    ),
-    sa.Column("bot_id", sa.String, nullable=False),
-    sa.Column("skill_id", sa.String, nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("deleted", sa.Boolean, nullable=False),
-    sa.Column("definition", _json(), nullable=True),  # the parsed skill; NULL for a deletion
-    sa.Column("source", sa.Text, nullable=True),  # the text as uploaded
-    sa.Column("media_type", sa.String, nullable=True),  # application/yaml or application/json
-    sa.Column("bot_version", sa.String, nullable=False),  # the bot version this change made
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.UniqueConstraint("bot_id", "skill_id", "version"),
-    sa.Index(None, "bot_id", "id"),
-)
-
-bot_versions = sa.Table(
-    "bot_versions",
-    metadata,
-    sa.Column("bot_id", sa.String, primary_key=True),
-    sa.Column("version", sa.String, primary_key=True),
-    sa.Column("skills", _json(), nullable=False),  # {skill id: skill as JSON}
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-)
-
+from rejoinder.store.database import Database
+from rejoinder.store.errors import StoreError
+from rejoinder.store.records import as_utc
+from rejoinder.store.tables import bot_versions, skill_versions
 
 # Where a conversation's stored state records the bot version it runs on.
 STATE_VERSION_KEY = "bot_version"
@@ -113,12 +78,8 @@ def compose(directory_bot: Bot, changes: Mapping[str, SkillVersionRecord]) -> Bo
     return Bot(config=directory_bot.config, skills=skills, version=bot_version(directory_bot.config, skills))
 
 
-class SkillVersions:
+class SkillVersions(Database):
     """The history of each bot's skill changes, and the bot versions they made."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._writer = writer(engine)
 
     async def heads(self) -> dict[str, int]:
         """The id of each bot's newest change: it moves whenever the bot's skills change."""
@@ -184,7 +145,7 @@ class SkillVersions:
                 "source": change.source,
                 "media_type": change.media_type,
                 "bot_version": change.bot.version,
-                "created_at": _utc(now),
+                "created_at": as_utc(now),
             }
             new_id = await conn.scalar(skill_versions.insert().values(row).returning(skill_versions.c.id))
         return SkillVersionRecord(id=int(new_id), **row)
@@ -204,44 +165,17 @@ class SkillVersions:
         return None if skills is None else bot_from_json(config, version, skills)
 
     async def _insert_snapshot(self, conn: AsyncConnection, bot: Bot, now: datetime) -> None:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         statement = (
-            insert(bot_versions)
-            .values(bot_id=bot.id, version=bot.version, skills=skills_json(bot.skills), created_at=_utc(now))
+            self._insert_on_conflict(bot_versions)
+            .values(
+                bot_id=bot.id, version=bot.version, skills=skills_json(bot.skills), created_at=as_utc(now)
+            )
             .on_conflict_do_nothing(index_elements=["bot_id", "version"])
         )
         await conn.execute(statement)
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with _unavailable_as_store_error(), self.engine.connect() as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with _unavailable_as_store_error(), self._writer.begin() as conn:
-            yield conn
-
-
-@asynccontextmanager
-async def _unavailable_as_store_error() -> AsyncIterator[None]:
-    try:
-        yield
-    except StoreError:
-        raise
-    except Exception as error:
-        if is_unavailable(error):
-            raise StoreUnavailable(f"database unavailable: {error}") from error
-        raise
 
 
 def _lock_key(bot_id: str) -> int:
     return int.from_bytes(
         hashlib.sha256(f"rejoinder-skills:{bot_id}".encode()).digest()[:8], "big", signed=True
     )
-
-
-def _utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware datetime")
-    return moment.astimezone(UTC)

@@ -161,3 +161,32 @@ sessions = sa.Table(
     sa.Index(None, "conversation_id"),
     sa.Index(None, "token_id"),
 )
+
+# Skills uploaded through the admin API: every change, and every bot version a conversation may run on.
+skill_versions = sa.Table(
+    "skill_versions",
+    metadata,
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column("bot_id", sa.String, nullable=False),
+    sa.Column("skill_id", sa.String, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False),
+    sa.Column("definition", _json(), nullable=True),  # the parsed skill; NULL for a deletion
+    sa.Column("source", sa.Text, nullable=True),  # the text as uploaded
+    sa.Column("media_type", sa.String, nullable=True),  # application/yaml or application/json
+    sa.Column("bot_version", sa.String, nullable=False),  # the bot version this change made
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("bot_id", "skill_id", "version"),
+    sa.Index(None, "bot_id", "id"),
+)
+
+bot_versions = sa.Table(
+    "bot_versions",
+    metadata,
+    sa.Column("bot_id", sa.String, primary_key=True),
+    sa.Column("version", sa.String, primary_key=True),
+    sa.Column("skills", _json(), nullable=False),  # {skill id: skill as JSON}
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)

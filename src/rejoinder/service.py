@@ -445,15 +445,13 @@ class ConversationService:
             raise TokenRefused(outcome, _TOKEN_MESSAGES[outcome])
         log.info("resumed conversation %s with token %s", record.conversation_id, record.id)
         assert conversation is not None
-        pending = (await self._engine_for(conversation)).pending(
-            ConversationState.from_json(conversation.state)
-        )
+        pending = await self.pending(conversation)
         return ResumeOutcome(
             conversation_id=conversation.id,
             bot_id=bot_id,
             token_id=record.id,
             messages=history,
-            pending=pending.to_json() if pending else None,
+            pending=pending,
             status=conversation.status,
             session=opened,
         )

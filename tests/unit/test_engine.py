@@ -389,3 +389,12 @@ def test_a_huge_token_ttl_from_a_customer_variable_is_a_skill_error() -> None:
     result = Engine(bot).step(ConversationState(), StartEvent("main", {"ttl": "9999999d"}), ctx())
     assert texts(result) == [FALLBACK_REPLY] and "at most 10 years" in result.errors[0]
     assert result.effects == []
+
+
+def test_pending_of_a_question_the_bot_no_longer_has_is_none() -> None:
+    engine = Engine(make_bot(skill({"a": {"type": "question", "text": "?", "save_to": "x"}})))
+    waiting = engine.step(ConversationState(), StartEvent("main"), ctx()).state
+    assert engine.pending(waiting) is not None
+    gone = ConversationState(skill_id="main", node_id="removed", waiting="customer")
+    assert engine.pending(gone) is None
+    assert engine.pending(ConversationState(skill_id="old_skill", node_id="a", waiting="customer")) is None

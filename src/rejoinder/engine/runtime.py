@@ -120,10 +120,14 @@ class Engine:
         return turn.finish()
 
     def pending(self, state: ConversationState) -> Pending | None:
-        """What a stored conversation waits for (for resume and history answers)."""
+        """What a stored conversation waits for (for resume and history answers).
+
+        None also when this bot no longer has the question (a conversation from a version that was not kept).
+        """
         if state.waiting != "customer" or state.skill_id is None or state.node_id is None:
             return None
-        node = self.bot.skills[state.skill_id].nodes[state.node_id]
+        skill = self.bot.skills.get(state.skill_id)
+        node = skill.nodes.get(state.node_id) if skill is not None else None
         return _pending_for(state.node_id, node) if isinstance(node, QuestionNode) else None
 
     def check_settable(self, variables: Mapping[str, Any]) -> None:

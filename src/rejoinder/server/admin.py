@@ -339,7 +339,7 @@ async def get_conversation(
         "skill_id": conversation.skill_id,
         "node_id": conversation.node_id,
         "waiting": saved.get("waiting"),
-        "pending": await state.skill_catalog(request).pending(conversation),
+        "pending": await state.service(request).pending(conversation),
     }
     more = bool(messages) and messages[-1].seq < conversation.last_seq
     body = _conversation_item(conversation) | {

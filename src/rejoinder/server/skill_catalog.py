@@ -12,17 +12,14 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from rejoinder.engine import ConversationState, Engine
 from rejoinder.service import ConversationService
 from rejoinder.skills import ERROR, Bot, SkillSource, read_skill, validate_bot
 from rejoinder.skills import Problem as SkillProblem
 from rejoinder.skills.loader import bot_version
 from rejoinder.skills.problems import errors
-from rejoinder.store import ConversationRecord, StoreError
+from rejoinder.store import StoreError
 from rejoinder.store.skill_versions import (
-    STATE_VERSION_KEY,
     SkillChange,
     SkillsChanged,
     SkillVersionRecord,
@@ -80,8 +77,6 @@ class SkillCatalog:
         self.directory_bots = dict(directory_bots)
         self.clock = clock
         self._heads: dict[str, int] = {}
-        self._older: dict[tuple[str, str], Bot] = {}
-        self._engines: dict[tuple[str, str], Engine] = {}
 
     async def sync(self, bot_id: str) -> Bot:
         """The bot's newest version, loaded into the service when it changed (here or on another worker)."""
@@ -120,26 +115,24 @@ class SkillCatalog:
         source, problems = _parse(skill_id, text, media_type)
         if source is None:
             return Upload(None, problems, replaced=False)
-        for _attempt in range(_CHANGE_ATTEMPTS):
-            base = await self.sync(bot_id)
+        found: list[SkillProblem] = problems
+
+        def add(base: Bot) -> SkillChange | None:
+            nonlocal found
             candidate, found = _with_skill(base, source, problems)
-            if candidate is None:
-                return Upload(None, found, replaced=False)
-            change = SkillChange(candidate, skill_id, source.skill, text, media_type)
-            try:
-                record = await self.versions.record(
-                    change, expected_head=self._heads[bot_id], now=self.clock()
-                )
-            except SkillsChanged:
-                continue
-            self._install(candidate, record.id)
-            return Upload(record, found, replaced=skill_id in base.skills)
-        raise SkillsBusy("the bot's skills changed at the same moment")
+            return (
+                None
+                if candidate is None
+                else SkillChange(candidate, skill_id, source.skill, text, media_type)
+            )
+
+        record, base = await self._change(bot_id, add)
+        return Upload(record, found, replaced=record is not None and skill_id in base.skills)
 
     async def delete(self, bot_id: str, skill_id: str) -> SkillVersionRecord:
         """Record the skill's deletion, unless other skills still need it."""
-        for _attempt in range(_CHANGE_ATTEMPTS):
-            base = await self.sync(bot_id)
+
+        def remove(base: Bot) -> SkillChange:
             if skill_id not in base.skills:
                 raise SkillNotFound(skill_id)
             skills = {key: skill for key, skill in base.skills.items() if key != skill_id}
@@ -147,44 +140,30 @@ class SkillCatalog:
             problems = errors(validate_bot(candidate))
             if problems:
                 raise SkillInUse(skill_id, problems)
-            change = SkillChange(candidate, skill_id, None)
+            return SkillChange(candidate, skill_id, None)
+
+        record, _ = await self._change(bot_id, remove)
+        assert record is not None
+        return record
+
+    async def _change(
+        self, bot_id: str, make: Callable[[Bot], SkillChange | None]
+    ) -> tuple[SkillVersionRecord | None, Bot]:
+        """Apply ``make`` to the newest bot and record its change; redo both if another change landed first."""
+        for _attempt in range(_CHANGE_ATTEMPTS):
+            base = await self.sync(bot_id)
+            change = make(base)
+            if change is None:
+                return None, base
             try:
                 record = await self.versions.record(
                     change, expected_head=self._heads[bot_id], now=self.clock()
                 )
             except SkillsChanged:
                 continue
-            self._install(candidate, record.id)
-            return record
+            self._install(change.bot, record.id)
+            return record, base
         raise SkillsBusy("the bot's skills changed at the same moment")
-
-    async def bot_for(self, conversation: ConversationRecord) -> Bot:
-        """The bot version a conversation runs on (the newest when that version is not known)."""
-        newest = self.service.bot(conversation.bot_id)
-        version = conversation.state.get(STATE_VERSION_KEY)
-        if not isinstance(version, str) or version == newest.version:
-            return newest
-        key = (conversation.bot_id, version)
-        if key not in self._older:
-            found = await self.versions.find_bot(newest.config, version)
-            if found is None:
-                return newest
-            self._older[key] = found
-        return self._older[key]
-
-    async def pending(self, conversation: ConversationRecord) -> dict[str, Any] | None:
-        """What a stored conversation waits for, on the bot version it runs on."""
-        bot = await self.bot_for(conversation)
-        engine = self._engines.get((bot.id, bot.version))
-        if engine is None:
-            engine = self._engines[(bot.id, bot.version)] = Engine(bot)
-        fields = ConversationState.__dataclass_fields__
-        state = ConversationState.from_json({k: v for k, v in conversation.state.items() if k in fields})
-        try:
-            pending = engine.pending(state)
-        except KeyError:  # its version is not kept and the newest lacks its node
-            return None
-        return pending.to_json() if pending is not None else None
 
     def _install(self, bot: Bot, head: int) -> None:
         self._heads[bot.id] = head

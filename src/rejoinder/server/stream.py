@@ -266,7 +266,7 @@ class _Stream:
         conversation = await self.store.get_conversation(self.conversation_id)
         if conversation is None:
             raise _Close(4404, "conversation_not_found", "the conversation was erased")
-        pending = await self.catalog.pending(conversation)
+        pending = await self.service.pending(conversation)
         return status_event(conversation.status, pending, conversation.last_seq)
 
     def _on_events(self) -> None:

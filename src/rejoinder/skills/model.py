@@ -201,32 +201,6 @@ Node = Annotated[
 NODE_TYPES = ("message", "question", "assign", "integrate", "condition", "jump", "end")
 
 
-def node_targets(node: Node) -> list[tuple[str, str]]:
-    """Every (field, target node id) a node may go to within its own skill."""
-    targets: list[tuple[str, str]] = []
-
-    def add(field: str, target: str | None) -> None:
-        if target is not None:
-            targets.append((field, target))
-
-    if isinstance(node, MessageNode | AssignNode | IntegrateNode | QuestionNode):
-        add("next", node.next)
-    if isinstance(node, QuestionNode):
-        for i, choice in enumerate(node.choices or []):
-            add(f"choices[{i}].next", choice.next)
-        add("on_invalid", node.on_invalid)
-        add("else", node.else_)
-    if isinstance(node, IntegrateNode):
-        add("on_error", node.on_error)
-    if isinstance(node, ConditionNode):
-        for i, branch in enumerate(node.branches):
-            add(f"branches[{i}].next", branch.next)
-        add("else", node.else_)
-    if isinstance(node, JumpNode):
-        add("to", node.to)
-    return targets
-
-
 # --------------------------------------------------------------------------------------------- skills
 
 

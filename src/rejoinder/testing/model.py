@@ -116,9 +116,6 @@ class PendingExpectation(Strict):
         }
 
 
-TURN_STEPS = ("say", "choose", "resume")
-
-
 class Step(Located):
     """One step: a customer action (``say``, ``choose``, ``resume``) or an expectation. Exactly one key."""
 
@@ -167,10 +164,6 @@ class Step(Located):
     @property
     def value(self) -> Any:
         return getattr(self, self.kind)
-
-    @property
-    def is_turn(self) -> bool:
-        return self.kind in TURN_STEPS
 
 
 class ConversationTest(Located):

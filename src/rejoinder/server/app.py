@@ -21,7 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from rejoinder import __version__
 from rejoinder.config import Settings
 from rejoinder.realtime import commit_publisher, create_hub
-from rejoinder.server import admin, client_api, errors, ops, stream
+from rejoinder.server import admin, assets, client_api, errors, ops, stream
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, BodyLimit
 from rejoinder.server.ops import AccessLog, MeteredIntegrationClient, Metrics
 from rejoinder.server.ratelimit import ResumeGuard
@@ -114,6 +114,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(stream.router)
     app.include_router(ops.router)
+    app.include_router(assets.router)
 
     # Added innermost first: the access log sees every answer, CORS headers reach even a 413.
     app.add_middleware(BodyLimit, limit=errors.MAX_BODY_BYTES)

@@ -1,0 +1,67 @@
+"""Static files shipped in the wheel: the JavaScript SDK at ``/sdk/alli.js``.
+
+The file is read and gzipped once per process. Answers carry a strong ETag (a hash of the content) and a short
+cache lifetime, so that pages pick up a new SDK within minutes of an upgrade and otherwise revalidate cheaply.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+SDK_CACHE_SECONDS = 300
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A file's bytes, its gzipped bytes and its ETag."""
+
+    body: bytes
+    gzipped: bytes
+    etag: str
+    media_type: str
+
+    @classmethod
+    def of(cls, body: bytes, media_type: str) -> Asset:
+        digest = hashlib.sha256(body).hexdigest()[:20]
+        return cls(body, gzip.compress(body, compresslevel=9, mtime=0), f'"{digest}"', media_type)
+
+    def response(self, request: Request, cache_seconds: int) -> Response:
+        headers = {
+            "ETag": self.etag,
+            "Cache-Control": f"public, max-age={cache_seconds}",
+            "Vary": "Accept-Encoding",
+            "X-Content-Type-Options": "nosniff",
+            # The SDK is loaded by other sites' pages.
+            "Cross-Origin-Resource-Policy": "cross-origin",
+        }
+        if self.etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+            return Response(self.gzipped, media_type=self.media_type, headers=headers)
+        return Response(self.body, media_type=self.media_type, headers=headers)
+
+
+def web_file(*parts: str) -> bytes:
+    """The bytes of a file under ``rejoinder/web/``."""
+    return resources.files("rejoinder").joinpath("web", *parts).read_bytes()
+
+
+@cache
+def sdk() -> Asset:
+    """The SDK file, loaded once per process."""
+    return Asset.of(web_file("sdk", "alli.js"), "text/javascript; charset=utf-8")
+
+
+@router.get("/sdk/alli.js")
+async def alli_js(request: Request) -> Response:
+    return sdk().response(request, SDK_CACHE_SECONDS)

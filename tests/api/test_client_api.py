@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rejoinder.server.ratelimit import ResumeGuard
 from rejoinder.skills import Bot
+from rejoinder.skills.model import parse_duration
 from rejoinder.tokens import hash_token
 
 if TYPE_CHECKING:
@@ -57,6 +58,25 @@ async def test_start_by_event_answers_the_conversation_a_session_and_the_questio
     assert ISO_Z.match(greeting["created_at"])
     assert started["pending"]["node"] == "menu"
     assert started["pending"]["choices"] == MENU_CHOICES
+
+
+async def test_every_session_says_when_it_expires_so_a_client_can_refresh_in_time(server: Server) -> None:
+    ttl = parse_duration(server.app.state.bots["shop"].config.sessions.ttl)
+    started = await server.start(event="welcome")
+    secret, _ = await server.service.issue_token(started["conversation_id"])
+    resumed = (await resume(server, secret)).json()
+    refreshed = (
+        await server.client.post(
+            f"/v1/conversations/{started['conversation_id']}/session/refresh",
+            headers=server.bearer(started["session"]),
+        )
+    ).json()
+
+    now = datetime.now(UTC)
+    for answer in (started, resumed, refreshed):
+        expires = datetime.fromisoformat(answer["session_expires_at"])
+        assert ISO_Z.match(answer["session_expires_at"])
+        assert abs((expires - now) - ttl) < timedelta(seconds=30)
 
 
 async def test_start_by_text_echoes_the_customer_first(server: Server) -> None:

@@ -29,6 +29,7 @@ from rejoinder.server.auth import (
 from rejoinder.server.errors import Problem, problem_responses
 from rejoinder.service import TokenRefused
 from rejoinder.store import MessageRecord
+from rejoinder.store.records import iso_z
 
 MAX_TEXT_CHARS = 4000
 MAX_SEQ = 2**31 - 1
@@ -142,6 +143,9 @@ class PendingOut(BaseModel):
 class ConversationOut(BaseModel):
     conversation_id: str
     session: str = Field(description="Use as `Authorization: Bearer <session>` for this conversation.")
+    session_expires_at: str = Field(
+        examples=["2026-01-01T12:00:00.000Z"], description="Refresh the session before this moment."
+    )
     status: Literal["active", "closed"]
     messages: list[MessageOut]
     pending: PendingOut | None
@@ -159,6 +163,7 @@ class HistoryOut(BaseModel):
 
 class SessionOut(BaseModel):
     session: str
+    session_expires_at: str = Field(examples=["2026-01-01T12:00:00.000Z"])
 
 
 # ------------------------------------------------------------------------------------------------ routes
@@ -189,6 +194,7 @@ async def start_conversation(body: StartRequest, request: Request, caller: SdkCa
         {
             "conversation_id": outcome.conversation_id,
             "session": opened.secret,
+            "session_expires_at": iso_z(opened.record.expires_at),
             "status": outcome.status,
             "messages": _items(outcome.messages),
             "pending": outcome.pending,
@@ -213,6 +219,7 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
         state.metrics(request).resume(bot_id, "rate_limited", time.perf_counter() - started)
         raise
     secret, session = new_session(caller.bot)
+    session_expires_at = service.clock() + session.lifetime
     try:
         outcome = await service.resume(
             bot_id,
@@ -230,6 +237,7 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
         {
             "conversation_id": outcome.conversation_id,
             "session": secret,
+            "session_expires_at": iso_z(session_expires_at),
             "status": outcome.status,
             "messages": _items(outcome.messages),
             "pending": outcome.pending,
@@ -291,7 +299,7 @@ async def refresh_session(conversation_id: str, request: Request, caller: Sessio
     store, now = state.store(request), state.service(request).clock()
     opened = await open_session(store, caller.bot, conversation_id, token_id=caller.session.token_id, now=now)
     await store.revoke_session(caller.session.id, now)
-    return JSONResponse({"session": opened.secret})
+    return JSONResponse({"session": opened.secret, "session_expires_at": iso_z(opened.record.expires_at)})
 
 
 # ------------------------------------------------------------------------------------------------ helpers

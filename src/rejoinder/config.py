@@ -17,6 +17,12 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(default=None, description="redis://host:port/db; optional")
     log_level: str = Field(default="info")
+    max_concurrent_requests: int = Field(
+        default=256, ge=1, description="API requests one worker runs at once; more wait, then get a fast 503"
+    )
+    queue_timeout: float = Field(
+        default=0.5, ge=0, le=60, description="seconds a request waits for a free slot before its 503"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -192,24 +192,34 @@ class Server:
         self.sdk_key, self.secret_key = keys["sdk_key"], keys["secret_key"]
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [REJOINDER, "serve", str(self.bot_dir), "--port", str(self.port)],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        # The log goes to a file: a pipe nobody reads would fill up and stall the server.
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [REJOINDER, "serve", str(self.bot_dir), "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                text=True,
+            )
         wait_until_up(self.base, self.process)
+
+    @property
+    def log_path(self) -> Path:
+        return self.database.with_name("server.log")
+
+    def log_text(self) -> str:
+        """What the server has logged so far (JSON lines)."""
+        return self.log_path.read_text() if self.log_path.exists() else ""
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         if self.process is None:
             return
         self.process.send_signal(sig)
         try:
-            self.process.communicate(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.communicate()
+            self.process.wait()
         self.process = None
 
     def admin(self) -> httpx.Client:

@@ -22,6 +22,7 @@ from rejoinder import __version__
 from rejoinder.config import Settings
 from rejoinder.realtime import commit_publisher, create_hub
 from rejoinder.server import admin, assets, client_api, errors, ops, stream
+from rejoinder.server.admission import Admission
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, BodyLimit
 from rejoinder.server.ops import AccessLog, MeteredIntegrationClient, Metrics
 from rejoinder.server.ratelimit import ResumeGuard
@@ -116,7 +117,8 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(assets.router)
 
-    # Added innermost first: the access log sees every answer, CORS headers reach even a 413.
+    # Added innermost first: the access log sees every answer, CORS headers reach even a 413 or a busy 503.
+    app.add_middleware(Admission, limit=settings.max_concurrent_requests, max_wait=settings.queue_timeout)
     app.add_middleware(BodyLimit, limit=errors.MAX_BODY_BYTES)
     app.add_middleware(
         CORSMiddleware,

@@ -8,9 +8,13 @@ credential passed as a query parameter (the WebSocket's ``?session=``) never rea
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -226,15 +230,27 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(data, default=str))
 
 
+def queued_stderr() -> logging.Handler:
+    """A handler that hands records to a thread which writes them to stderr.
+
+    Logging is called from the event loop; a slow or full stderr (a pipe nobody reads fast enough) must stall
+    that thread, not every conversation. Records are formatted when queued, so the line is what it was then.
+    """
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    writer = logging.StreamHandler(sys.stderr)
+    listener = logging.handlers.QueueListener(records, writer)
+    listener.start()
+    atexit.register(listener.stop)  # writes out what is queued
+    return logging.handlers.QueueHandler(records)
+
+
 def logging_config(level: str = "info") -> dict[str, Any]:
     """A :func:`logging.config.dictConfig` (also uvicorn's ``log_config``): JSON lines on stderr."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
-        "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
-        },
+        "handlers": {"stderr": {"()": f"{__name__}.queued_stderr", "formatter": "json"}},
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {
             "uvicorn": {"handlers": [], "propagate": True},

@@ -1,0 +1,45 @@
+"""The server's log: JSON lines on stderr, written by a thread so that a slow stderr never stalls the event loop."""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import logging.config, sys, time
+    from rejoinder.server.ops import logging_config
+
+    logging.config.dictConfig(logging_config("info"))
+    log = logging.getLogger("rejoinder.test")
+    started = time.perf_counter()
+    for number in range(300):
+        log.info("line %d %s", number, "x" * 1000)  # 300 KB: far more than a pipe holds
+    print(f"{time.perf_counter() - started:.3f}", flush=True)
+    """
+)
+
+
+def test_log_lines_are_json_and_a_full_stderr_does_not_hold_up_the_caller() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    # Read stdout first: stderr stays unread (and full) while the logging calls are made.
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], 20)
+    if not ready:
+        process.kill()
+        process.communicate()
+        raise AssertionError("the logging calls were held up by the full stderr")
+    seconds = float(process.stdout.readline())
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 0
+    assert seconds < 5.0
+    lines = [json.loads(line) for line in stderr.splitlines()]
+    assert len(lines) == 300  # nothing queued is lost at exit
+    assert lines[0]["logger"] == "rejoinder.test"
+    assert lines[-1]["message"].startswith("line 299 xxx")

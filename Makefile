@@ -27,8 +27,7 @@ with_shop_backend = $(BIN)/python examples/shop/backend.py --port $(SHOP_PORT) -
 	trap "kill $$backend 2>/dev/null" EXIT INT TERM; sleep 0.5; export $(SHOP_ENV); $(1)
 
 run: setup
-	@$(call with_shop_backend,$(BIN)/rejoinder keys create examples/shop && \
-	  $(BIN)/rejoinder serve examples/shop --port $(PORT))
+	@$(BIN)/rejoinder demo --port $(PORT)
 
 chat: setup
 	@$(call with_shop_backend,$(BIN)/rejoinder chat examples/shop $(if $(RESUME),--resume $(RESUME),--event welcome))

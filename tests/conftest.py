@@ -35,6 +35,16 @@ REDIS_TEST_DB = 15  # kept apart from db 0, which a developer's own server may u
 T = TypeVar("T")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last.
+
+    Playwright's sync API keeps an event loop running in the main thread for as long as the (session-wide)
+    browser is open, and pytest-asyncio cannot run a test's loop beside it.
+    """
+    browser_tests = Path(__file__).resolve().parent / "e2e"
+    items.sort(key=lambda item: browser_tests in Path(item.path).parents)
+
+
 def _unreachable(what: str, error: BaseException) -> NoReturn:
     message = f"{what}: {type(error).__name__}: {error}"
     if os.environ.get("REJOINDER_REQUIRE_SERVICES") == "1":

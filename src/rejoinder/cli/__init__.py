@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rejoinder.cli import chat, db, keys, serve, skills, testing
+from rejoinder.cli import chat, db, demo, keys, serve, skills, testing
 
 app = typer.Typer(
     name="rejoinder",
@@ -17,6 +17,7 @@ app.add_typer(skills.app, name="skills")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.command("serve")(serve.serve)
+app.command("demo")(demo.demo)
 app.command("chat")(chat.chat)
 app.command("test")(testing.test)
 

@@ -1,1 +1,1578 @@
-/* placeholder */
+/**
+ * rejoinder web SDK and chat widget: `window.Alli`.
+ *
+ * One dependency-free file. Pages written for the Alli guide work unchanged:
+ *
+ *   Alli.initialize({ sdkKey: "pk_…" });
+ *   Alli.event("login_help");                                    // a new conversation, by a skill trigger
+ *   Alli.__startConversation(token, { launcher: false, popupMode: true })
+ *     .then(function () { Alli.__sendChat("RESUME") });          // resume by a conversation token
+ *
+ * The widget lives in an open Shadow DOM (`#rejoinder-widget`). Message content is only ever rendered as text.
+ * Conversation tokens are never stored; what persists (per `persist`) is the conversation id, its session, the
+ * session's expiry and the last message seen.
+ */
+(() => {
+  'use strict';
+
+  if (window.Alli && window.Alli.__rejoinder) return; // the script was included twice: keep the first
+
+  const SCRIPT_SRC = document.currentScript ? document.currentScript.src : '';
+  const REQUEST_TIMEOUT_MS = 15000;
+  const BACKOFF_BASE_MS = 500;
+  const BACKOFF_CAP_MS = 15000;
+  const POLL_INTERVAL_MS = 2000;
+  const SILENCE_LIMIT_MS = 45000; // the server pings after 20 s of quiet: longer silence means a dead socket
+  const WS_FAILURES_BEFORE_POLLING = 2;
+  const SEND_ATTEMPTS = 5;
+  const TYPING_TIMEOUT_MS = 15000;
+  const HISTORY_PAGE = 500;
+  const STORAGE_PREFIX = 'rejoinder:';
+  const EVENTS = ['message', 'open', 'close', 'conversation', 'status', 'error'];
+
+  // ------------------------------------------------------------------------------------------- errors
+
+  /** An SDK error: `code` is the API's problem `type` (e.g. `token_expired`), `message` its `detail`. */
+  class AlliError extends Error {
+    /**
+     * @param {string} code
+     * @param {string} message
+     * @param {number} [status] the HTTP status, when the server answered
+     */
+    constructor(code, message, status) {
+      super(message);
+      this.name = 'AlliError';
+      this.code = code;
+      this.status = status;
+    }
+  }
+
+  const networkError = () =>
+    new AlliError('network_error', 'The chat server cannot be reached. Check the connection and try again.');
+
+  /** Whether a failed request is worth sending again as it is (the same client_message_id keeps it safe). */
+  const isTransient = (error) =>
+    error.code === 'network_error' || error.code === 'conflict' || [502, 503, 504].includes(error.status);
+
+  /** Token and session refusals: the conversation cannot go on with what this page holds. */
+  const isRefusal = (error) =>
+    /^token_/.test(error.code) ||
+    ['unauthorized', 'forbidden', 'conversation_not_found', 'origin_not_allowed'].includes(error.code);
+
+  // ------------------------------------------------------------------------------------------- small helpers
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  /** Exponential back-off with jitter: between half and all of base·2^attempt, capped. */
+  const backoffDelay = (attempt) => {
+    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  };
+
+  const newMessageId = () => {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  };
+
+  const isHttpUrl = (value) => {
+    try {
+      const url = new URL(value);
+      return url.protocol === 'http:' || url.protocol === 'https:';
+    } catch {
+      return false;
+    }
+  };
+
+  const defaultServer = () => {
+    const script = SCRIPT_SRC || (document.querySelector('script[src*="/sdk/alli.js"]') || {}).src || '';
+    try {
+      return new URL(script, location.href).origin;
+    } catch {
+      return location.origin;
+    }
+  };
+
+  // ------------------------------------------------------------------------------------------- the HTTP API
+
+  /** The client API of one bot: SDK-key calls to start or resume, session calls for everything after. */
+  class Api {
+    /** @param {string} server @param {string} sdkKey */
+    constructor(server, sdkKey) {
+      this.server = server;
+      this.sdkKey = sdkKey;
+    }
+
+    start(body) {
+      return this.request('POST', '/v1/conversations', this.sdkKey, body);
+    }
+
+    resume(token) {
+      return this.request('POST', '/v1/conversations/resume', this.sdkKey, { token });
+    }
+
+    send(session, conversationId, body) {
+      return this.request('POST', `${conversationPath(conversationId)}/messages`, session, body);
+    }
+
+    history(session, conversationId, after) {
+      const query = `?after=${after}&limit=${HISTORY_PAGE}`;
+      return this.request('GET', `${conversationPath(conversationId)}/messages${query}`, session);
+    }
+
+    refresh(session, conversationId) {
+      return this.request('POST', `${conversationPath(conversationId)}/session/refresh`, session);
+    }
+
+    streamUrl(conversationId, after) {
+      const base = this.server.replace(/^http/, 'ws');
+      return `${base}${conversationPath(conversationId)}/stream?after=${after}`;
+    }
+
+    /** One request; resolves with the JSON answer or rejects with an AlliError built from the problem. */
+    async request(method, path, credential, body) {
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
+      const headers = { Authorization: `Bearer ${credential}` };
+      if (body !== undefined) headers['Content-Type'] = 'application/json';
+      let response;
+      try {
+        response = await fetch(this.server + path, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          credentials: 'omit',
+          mode: 'cors',
+          signal: controller.signal,
+        });
+      } catch {
+        throw networkError();
+      } finally {
+        clearTimeout(timer);
+      }
+      const answer = await response.json().catch(() => null);
+      if (!response.ok) throw problemError(response.status, answer);
+      return answer;
+    }
+  }
+
+  const conversationPath = (id) => `/v1/conversations/${encodeURIComponent(id)}`;
+
+  function problemError(status, problem) {
+    const code = problem && typeof problem.type === 'string' ? problem.type : `http_${status}`;
+    const detail =
+      (problem && (problem.detail || problem.title)) || `The chat server answered with status ${status}.`;
+    return new AlliError(code, detail, status);
+  }
+
+  // ------------------------------------------------------------------------------------------- persistence
+
+  /** Where a conversation's session survives reloads: sessionStorage, localStorage or nowhere. */
+  class Persistence {
+    /** @param {'session'|'local'|'none'} mode @param {string} key */
+    constructor(mode, key) {
+      this.key = STORAGE_PREFIX + key;
+      this.storage = null;
+      try {
+        if (mode === 'local') this.storage = window.localStorage;
+        else if (mode !== 'none') this.storage = window.sessionStorage;
+      } catch {
+        this.storage = null; // storage blocked by the browser's privacy settings
+      }
+    }
+
+    load() {
+      try {
+        const saved = JSON.parse(this.storage ? this.storage.getItem(this.key) || 'null' : 'null');
+        return saved && saved.conversationId && saved.session ? saved : null;
+      } catch {
+        return null;
+      }
+    }
+
+    save(record) {
+      try {
+        if (this.storage) this.storage.setItem(this.key, JSON.stringify(record));
+      } catch {
+        /* full or blocked storage: the conversation goes on, it just will not survive a reload */
+      }
+    }
+
+    clear() {
+      try {
+        if (this.storage) this.storage.removeItem(this.key);
+      } catch {
+        /* as above */
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------- live updates
+
+  /**
+   * Keeps one conversation live: a WebSocket that reconnects with back-off from the last seq seen, or polling of
+   * the history when WebSockets cannot connect. It reports what arrives; de-duplication is the caller's.
+   */
+  class LiveConnection {
+    /**
+     * @param {Api} api
+     * @param {{conversationId: string, session: string, after: number}} where
+     * @param {{messages: Function, typing: Function, status: Function, state: Function, refused: Function}} on
+     */
+    constructor(api, where, on) {
+      this.api = api;
+      this.conversationId = where.conversationId;
+      this.session = where.session;
+      this.after = where.after;
+      this.on = on;
+      this.socket = null;
+      this.timer = null;
+      this.waiting = false; // a reconnect is scheduled
+      this.watchdog = null;
+      this.attempt = 0;
+      this.blockedCount = 0;
+      this.polling = typeof WebSocket !== 'function';
+      this.run = 0; // bumped by stop(): answers of an older run are ignored
+      this.onWake = () => this.wake();
+    }
+
+    start() {
+      this.stop();
+      const run = this.run;
+      window.addEventListener('online', this.onWake);
+      document.addEventListener('visibilitychange', this.onWake);
+      this.on.state('connecting');
+      this.connect(run);
+    }
+
+    stop() {
+      this.run += 1;
+      clearTimeout(this.timer);
+      clearTimeout(this.watchdog);
+      window.removeEventListener('online', this.onWake);
+      document.removeEventListener('visibilitychange', this.onWake);
+      if (this.socket) {
+        const socket = this.socket;
+        this.socket = null;
+        socket.onclose = socket.onmessage = socket.onopen = socket.onerror = null;
+        try {
+          socket.close(1000);
+        } catch {
+          /* already closing */
+        }
+      }
+    }
+
+    /** Back online or visible again: try at once instead of waiting out the back-off. */
+    wake() {
+      if (document.visibilityState === 'hidden' || !this.waiting || this.polling) return;
+      clearTimeout(this.timer);
+      this.waiting = false;
+      this.connect(this.run);
+    }
+
+    connect(run) {
+      if (run !== this.run) return;
+      if (this.polling) {
+        this.poll(run);
+        return;
+      }
+      let socket;
+      try {
+        socket = new WebSocket(this.api.streamUrl(this.conversationId, this.after));
+      } catch {
+        this.socketFailed(run, false);
+        return;
+      }
+      this.socket = socket;
+      let established = false; // authenticated and replayed: the server sent its status frame
+      socket.onopen = () => {
+        socket.send(JSON.stringify({ type: 'auth', session: this.session })); // keeps the session out of URLs
+        this.armWatchdog(socket);
+      };
+      socket.onmessage = (event) => {
+        this.armWatchdog(socket);
+        if (this.onFrame(socket, event.data) === 'status') established = true;
+      };
+      socket.onclose = (event) => {
+        clearTimeout(this.watchdog);
+        if (this.socket !== socket) return;
+        this.socket = null;
+        this.onClose(run, event, established);
+      };
+    }
+
+    armWatchdog(socket) {
+      clearTimeout(this.watchdog);
+      this.watchdog = setTimeout(() => socket.close(4000, 'silent'), SILENCE_LIMIT_MS);
+    }
+
+    /** Handle one frame from the server; returns its type. */
+    onFrame(socket, data) {
+      let frame;
+      try {
+        frame = JSON.parse(data);
+      } catch {
+        return null;
+      }
+      switch (frame.type) {
+        case 'message':
+          this.on.messages([frame.message]);
+          break;
+        case 'status':
+          this.attempt = 0;
+          this.blockedCount = 0;
+          this.on.state('online');
+          this.on.status(frame);
+          break;
+        case 'typing':
+          this.on.typing();
+          break;
+        case 'ping':
+          socket.send(JSON.stringify({ type: 'pong' }));
+          break;
+        default:
+          break; // ack, error: this client sends its messages over HTTP
+      }
+      return frame.type;
+    }
+
+    onClose(run, event, established) {
+      if (event.code >= 4400 && event.code < 4500 && event.code !== 4408) {
+        const [code, ...rest] = (event.reason || '').split(': ');
+        const detail = rest.join(': ') || 'The chat server refused this conversation.';
+        this.on.refused(new AlliError(code || 'unauthorized', detail, event.code - 4000));
+        return;
+      }
+      if (established) {
+        this.retry(run, 'connecting'); // a dropped or restarted server: reconnect, first quickly
+        return;
+      }
+      this.socketFailed(run, true);
+    }
+
+    /** The socket never opened: is the server down, or are WebSockets blocked on the way? Ask over HTTP. */
+    async socketFailed(run, tried) {
+      try {
+        const answer = await this.api.history(this.session, this.conversationId, this.after);
+        if (run !== this.run) return;
+        this.on.messages(answer.messages);
+        this.blockedCount += 1;
+        if (!tried || this.blockedCount >= WS_FAILURES_BEFORE_POLLING) {
+          this.polling = true;
+          this.on.state('online');
+          this.schedule(run, POLL_INTERVAL_MS);
+          return;
+        }
+        this.retry(run, 'connecting');
+      } catch (error) {
+        if (run !== this.run) return;
+        if (isRefusal(error)) this.on.refused(error);
+        else this.retry(run, 'offline');
+      }
+    }
+
+    async poll(run) {
+      try {
+        const answer = await this.api.history(this.session, this.conversationId, this.after);
+        if (run !== this.run) return;
+        this.attempt = 0;
+        this.on.state('online');
+        this.on.messages(answer.messages);
+        this.schedule(run, POLL_INTERVAL_MS);
+      } catch (error) {
+        if (run !== this.run) return;
+        if (isRefusal(error)) this.on.refused(error);
+        else this.retry(run, 'offline');
+      }
+    }
+
+    retry(run, state) {
+      const delay = state === 'connecting' && this.attempt === 0 ? 200 + Math.random() * 300 : backoffDelay(this.attempt);
+      this.attempt += 1;
+      this.on.state(state, Date.now() + delay);
+      this.schedule(run, delay);
+    }
+
+    schedule(run, delay) {
+      clearTimeout(this.timer);
+      this.waiting = true;
+      this.timer = setTimeout(() => {
+        this.waiting = false;
+        this.connect(run);
+      }, delay);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------- rendering text
+
+  const URL_PATTERN = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+  const TRAILING_PUNCTUATION = /[.,;:!?)\]}'"]+$/;
+
+  /** Text with its http(s) links made clickable: text nodes and created anchors only, never parsed HTML. */
+  function linkified(text) {
+    const fragment = document.createDocumentFragment();
+    let last = 0;
+    for (const match of text.matchAll(URL_PATTERN)) {
+      const url = match[0].replace(TRAILING_PUNCTUATION, '');
+      if (!isHttpUrl(url)) continue;
+      fragment.append(text.slice(last, match.index), anchor(url, url, ''));
+      last = match.index + url.length;
+    }
+    fragment.append(text.slice(last));
+    return fragment;
+  }
+
+  function anchor(href, label, className) {
+    const link = element('a', className, label);
+    link.href = href;
+    link.target = '_blank';
+    link.rel = 'noopener noreferrer';
+    return link;
+  }
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  /** A small inline icon, drawn with DOM calls (no markup parsing, so strict CSPs and Trusted Types are fine). */
+  function icon(pathData) {
+    const svgNs = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(svgNs, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('focusable', 'false');
+    const path = document.createElementNS(svgNs, 'path');
+    path.setAttribute('d', pathData);
+    svg.append(path);
+    return svg;
+  }
+
+  const ICON_CHAT = 'M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z';
+  const ICON_CLOSE = 'M6.4 5 12 10.6 17.6 5 19 6.4 13.4 12l5.6 5.6-1.4 1.4L12 13.4 6.4 19 5 17.6 10.6 12 5 6.4z';
+  const ICON_SEND = 'M3 20.5v-6.2l9-2.3-9-2.3V3.5L22 12z';
+
+  // ------------------------------------------------------------------------------------------- styles
+
+  const STYLES = `
+:host {
+  all: initial !important; display: block !important; position: fixed !important; inset: auto !important;
+  width: 0 !important; height: 0 !important; margin: 0 !important; padding: 0 !important; border: 0 !important;
+  transform: none !important; filter: none !important; opacity: 1 !important; visibility: visible !important;
+  z-index: 2147483000 !important; contain: none !important;
+}
+*, *::before, *::after { box-sizing: border-box; margin: 0; padding: 0; }
+[hidden] { display: none !important; }
+.root {
+  --accent: var(--rejoinder-accent, #2563eb); --accent-ink: #ffffff; --ink: #1f2328; --muted: #5b6470;
+  --line: #e3e6ea; --canvas: #f6f7f9; --paper: #ffffff;
+  font: 400 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+  color: var(--ink); text-align: left; direction: ltr; letter-spacing: normal; -webkit-font-smoothing: antialiased;
+}
+button, input { font: inherit; color: inherit; }
+button { cursor: pointer; border: 0; background: none; }
+:focus { outline: none; }
+:focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
+.launcher {
+  position: fixed; bottom: 20px; right: 20px; width: 56px; height: 56px; border-radius: 50%;
+  display: grid; place-items: center; background: var(--accent); color: var(--accent-ink);
+  box-shadow: 0 6px 20px rgba(15, 23, 42, .22), 0 1px 3px rgba(15, 23, 42, .12); transition: transform .15s ease;
+}
+.launcher:hover { transform: translateY(-1px) scale(1.04); }
+.launcher:focus-visible { outline-color: var(--ink); outline-offset: 3px; }
+.launcher svg { width: 26px; height: 26px; fill: currentColor; }
+.window {
+  position: fixed; display: flex; flex-direction: column; overflow: hidden; background: var(--paper);
+  inset: 0; width: auto; height: auto;
+}
+.window.popup {
+  inset: auto; bottom: 88px; right: 20px; width: 380px; height: min(620px, calc(100vh - 110px));
+  border-radius: 16px; border: 1px solid rgba(15, 23, 42, .06);
+  box-shadow: 0 16px 48px rgba(15, 23, 42, .18), 0 2px 8px rgba(15, 23, 42, .08);
+}
+.root.no-launcher .window.popup { bottom: 20px; height: min(660px, calc(100vh - 40px)); }
+.root.left .launcher, .root.left .window.popup { right: auto; left: 20px; }
+.root.top .launcher { bottom: auto; top: 20px; }
+.root.top .window.popup { bottom: auto; top: 88px; }
+.root.top.no-launcher .window.popup { top: 20px; }
+.window:not(.popup) .log, .window:not(.popup) .choices, .window:not(.popup) .composer, .window:not(.popup) .banner {
+  padding-left: max(14px, calc((100% - 760px) / 2)); padding-right: max(14px, calc((100% - 760px) / 2));
+}
+.header {
+  display: flex; align-items: center; gap: 10px; padding: 14px 12px 14px 18px;
+  background: var(--accent); color: var(--accent-ink);
+}
+.title { flex: 1; font-size: 16px; font-weight: 600; line-height: 1.3; }
+.dot { width: 8px; height: 8px; border-radius: 50%; background: #9ca3af; box-shadow: 0 0 0 2px rgba(255,255,255,.5); }
+.dot.online { background: #22c55e; }
+.dot.offline, .dot.connecting { background: #f59e0b; }
+.icon-button { width: 36px; height: 36px; border-radius: 8px; display: grid; place-items: center; color: inherit; }
+.icon-button:hover { background: rgba(255, 255, 255, .16); }
+.icon-button:focus-visible { outline-color: var(--accent-ink); outline-offset: -3px; }
+.icon-button svg { width: 20px; height: 20px; fill: currentColor; }
+.banner {
+  display: flex; align-items: center; gap: 10px; padding: 9px 16px; font-size: 13.5px; line-height: 1.4;
+  background: #fff7e0; color: #614700; border-bottom: 1px solid #f3e2ad;
+}
+.banner.error { background: #fdecec; color: #8a1c1c; border-bottom-color: #f5c6c6; }
+.banner.ended { background: #eef0f3; color: #3d4550; border-bottom-color: var(--line); }
+.banner-text { flex: 1; }
+.banner-action {
+  flex: none; padding: 5px 10px; border-radius: 6px; font-size: 13px; font-weight: 600;
+  background: var(--paper); color: var(--ink); border: 1px solid currentColor;
+}
+.log {
+  flex: 1; overflow-y: auto; overscroll-behavior: contain; padding: 16px 14px 8px; background: var(--canvas);
+  display: flex; flex-direction: column; gap: 6px;
+}
+.msg { display: flex; flex-direction: column; align-items: flex-start; max-width: 100%; }
+.msg.customer { align-items: flex-end; }
+.msg.system { align-items: center; }
+.msg + .msg.customer, .msg.customer + .msg:not(.customer) { margin-top: 6px; }
+.bubble {
+  max-width: 82%; padding: 9px 13px; border-radius: 16px; white-space: pre-wrap; overflow-wrap: anywhere;
+  background: var(--paper); color: var(--ink); border: 1px solid var(--line); border-bottom-left-radius: 5px;
+}
+.customer .bubble {
+  background: var(--accent); color: var(--accent-ink); border-color: transparent;
+  border-radius: 16px; border-bottom-right-radius: 5px;
+}
+.system .bubble { background: transparent; border: 0; color: var(--muted); font-size: 13px; text-align: center; }
+.bubble a { color: var(--accent); text-decoration: underline; text-underline-offset: 2px; }
+.customer .bubble a { color: inherit; }
+.msg.sending .bubble { opacity: .7; }
+.msg.failed .bubble { background: #fdecec; color: #8a1c1c; border: 1px solid #f5c6c6; }
+.note { font-size: 12px; color: var(--muted); margin-top: 3px; }
+.retry { font-size: 12px; font-weight: 600; color: #8a1c1c; text-decoration: underline; margin-top: 3px; }
+.links { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 6px; max-width: 82%; }
+.link-button, .choice {
+  display: inline-block; padding: 6px 13px; border-radius: 999px; font-size: 14px; font-weight: 500; line-height: 1.35;
+  background: var(--paper); color: var(--accent); border: 1.5px solid var(--accent); text-decoration: none;
+}
+.link-button:hover, .choice:hover { background: var(--accent); color: var(--accent-ink); }
+.link-button::after { content: " \\2197"; }
+.typing { display: flex; gap: 4px; padding: 12px 14px; width: max-content; margin: 2px 0 4px 14px;
+  background: var(--paper); border: 1px solid var(--line); border-radius: 16px; border-bottom-left-radius: 5px; }
+.typing span { width: 7px; height: 7px; border-radius: 50%; background: #9aa3ad; animation: blink 1.2s infinite ease-in-out; }
+.typing span:nth-child(2) { animation-delay: .15s; }
+.typing span:nth-child(3) { animation-delay: .3s; }
+@keyframes blink { 0%, 80%, 100% { opacity: .3; transform: translateY(0); } 40% { opacity: 1; transform: translateY(-2px); } }
+@media (prefers-reduced-motion: reduce) { .typing span { animation: none; } .launcher { transition: none; } }
+.choices { display: flex; flex-wrap: wrap; justify-content: flex-end; gap: 8px; padding: 4px 14px 10px; background: var(--canvas); }
+.composer { display: flex; align-items: center; gap: 8px; padding: 10px 12px; border-top: 1px solid var(--line); background: var(--paper); }
+.input {
+  flex: 1; min-width: 0; height: 42px; padding: 0 15px; border-radius: 21px; border: 1px solid #cfd5dc;
+  background: var(--paper); color: var(--ink); font-size: 15px;
+}
+.input::placeholder { color: #7b8490; }
+.input:focus-visible { outline: 2px solid var(--accent); outline-offset: 0; border-color: var(--accent); }
+.input:disabled { background: #f1f3f5; cursor: not-allowed; }
+.send {
+  flex: none; width: 42px; height: 42px; border-radius: 50%; display: grid; place-items: center;
+  background: var(--accent); color: var(--accent-ink);
+}
+.send svg { width: 19px; height: 19px; fill: currentColor; }
+.send:disabled { background: #c3c9d1; cursor: not-allowed; }
+.sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); white-space: nowrap; }
+`;
+
+  let sharedSheet = null;
+
+  /** Styles for a shadow root: a constructable stylesheet (no <style> element, so no CSP style-src issue). */
+  function adoptStyles(root) {
+    if ('adoptedStyleSheets' in root && typeof CSSStyleSheet === 'function' && 'replaceSync' in CSSStyleSheet.prototype) {
+      if (!sharedSheet) {
+        sharedSheet = new CSSStyleSheet();
+        sharedSheet.replaceSync(STYLES);
+      }
+      root.adoptedStyleSheets = [sharedSheet];
+    } else {
+      root.append(element('style', '', STYLES));
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------- the widget
+
+  /** What the chat window shows for each connection state (the banner) and whether the customer may type. */
+  const STATE_VIEWS = {
+    idle: { banner: null, input: true },
+    connecting: { banner: 'Connecting…', tone: 'warn', input: true },
+    online: { banner: null, input: true },
+    offline: { banner: 'Offline. Reconnecting…', tone: 'warn', input: true },
+    expired: { banner: 'This conversation can no longer be continued.', tone: 'error', input: false, restart: true },
+    ended: { banner: 'This conversation has ended.', tone: 'ended', input: false, restart: true },
+  };
+
+  /**
+   * The chat widget's DOM: a launcher and a chat window in an open shadow root. It renders what it is told and
+   * reports what the customer does; it holds no conversation state besides what is on screen.
+   */
+  class Widget {
+    /**
+     * @param {{placement: string, launcher: boolean, title: string}} options
+     * @param {{send: Function, choose: Function, open: Function, close: Function, restart: Function}} on
+     */
+    constructor(options, on) {
+      this.on = on;
+      this.fullRequested = false;
+      this.launcherWanted = options.launcher;
+      this.rendered = new Map(); // seq → element
+      this.countdown = null;
+      this.typingTimer = null;
+      this.smallScreen = window.matchMedia('(max-width: 639.98px)');
+      this.onScreenChange = () => this.layout();
+      this.build(options);
+    }
+
+    build(options) {
+      const host = document.createElement('div');
+      host.id = 'rejoinder-widget';
+      const shadow = host.attachShadow({ mode: 'open' });
+      adoptStyles(shadow);
+      const [vertical, horizontal] = String(options.placement || 'bottom-right').split('-');
+      this.root = element('div', `root${vertical === 'top' ? ' top' : ''}${horizontal === 'left' ? ' left' : ''}`);
+      if (options.locale) this.root.lang = options.locale;
+      this.root.append(this.buildLauncher(), this.buildWindow(options.title));
+      shadow.append(this.root);
+      this.host = host;
+      this.shadow = shadow;
+      this.smallScreen.addEventListener('change', this.onScreenChange);
+      document.body.append(host);
+      this.layout();
+    }
+
+    buildLauncher() {
+      this.launcher = element('button', 'launcher');
+      this.launcher.type = 'button';
+      this.launcher.setAttribute('aria-label', 'Open chat');
+      this.launcher.setAttribute('aria-expanded', 'false');
+      this.launcher.setAttribute('aria-controls', 'rejoinder-window');
+      this.launcher.append(icon(ICON_CHAT));
+      this.launcher.addEventListener('click', () => this.on.open());
+      return this.launcher;
+    }
+
+    buildWindow(title) {
+      const win = element('section', 'window');
+      win.id = 'rejoinder-window';
+      win.hidden = true;
+      win.setAttribute('role', 'dialog');
+      win.setAttribute('aria-labelledby', 'rejoinder-title');
+      win.addEventListener('keydown', (event) => {
+        if (event.key === 'Escape') {
+          event.stopPropagation();
+          this.on.close();
+        }
+      });
+      this.window = win;
+      win.append(this.buildHeader(title), this.buildBanner(), this.buildLog(), this.buildChoices(), this.buildComposer());
+      this.announcer = element('div', 'sr-only');
+      this.announcer.setAttribute('aria-live', 'polite');
+      win.append(this.announcer);
+      return win;
+    }
+
+    buildHeader(title) {
+      const header = element('header', 'header');
+      const heading = element('h2', 'title', title);
+      heading.id = 'rejoinder-title';
+      this.dot = element('span', 'dot');
+      this.dot.setAttribute('aria-hidden', 'true');
+      const close = element('button', 'icon-button close');
+      close.type = 'button';
+      close.setAttribute('aria-label', 'Close chat');
+      close.append(icon(ICON_CLOSE));
+      close.addEventListener('click', () => this.on.close());
+      this.closeButton = close;
+      header.append(this.dot, heading, close);
+      return header;
+    }
+
+    buildBanner() {
+      this.banner = element('div', 'banner');
+      this.banner.setAttribute('role', 'status');
+      this.banner.hidden = true;
+      this.bannerText = element('span', 'banner-text');
+      this.bannerAction = element('button', 'banner-action', 'Start a new conversation');
+      this.bannerAction.type = 'button';
+      this.bannerAction.hidden = true;
+      this.bannerAction.addEventListener('click', () => this.on.restart());
+      this.banner.append(this.bannerText, this.bannerAction);
+      return this.banner;
+    }
+
+    buildLog() {
+      this.log = element('div', 'log');
+      this.log.setAttribute('role', 'log');
+      this.log.setAttribute('aria-live', 'off'); // new bot messages are announced once, by the announcer
+      this.log.setAttribute('aria-label', 'Conversation');
+      this.log.tabIndex = 0;
+      this.typing = element('div', 'typing');
+      this.typing.setAttribute('role', 'status');
+      this.typing.setAttribute('aria-label', 'The assistant is typing');
+      this.typing.append(element('span'), element('span'), element('span'));
+      this.typing.hidden = true;
+      this.log.append(this.typing);
+      return this.log;
+    }
+
+    buildChoices() {
+      this.choices = element('div', 'choices');
+      this.choices.setAttribute('role', 'group');
+      this.choices.setAttribute('aria-label', 'Suggested replies');
+      this.choices.hidden = true;
+      return this.choices;
+    }
+
+    buildComposer() {
+      const form = element('form', 'composer');
+      this.input = element('input', 'input');
+      this.input.type = 'text';
+      this.input.maxLength = 4000;
+      this.input.autocomplete = 'off';
+      this.input.placeholder = 'Type a message…';
+      this.input.setAttribute('aria-label', 'Message');
+      this.sendButton = element('button', 'send');
+      this.sendButton.type = 'submit';
+      this.sendButton.setAttribute('aria-label', 'Send');
+      this.sendButton.append(icon(ICON_SEND));
+      form.append(this.input, this.sendButton);
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        const text = this.input.value.trim();
+        if (!text || this.input.disabled) return;
+        this.input.value = '';
+        this.on.send(text);
+      });
+      return form;
+    }
+
+    // ----------------------------------------------------------------------------------------- open and close
+
+    get isOpen() {
+      return !this.window.hidden;
+    }
+
+    open(full) {
+      if (full !== undefined) this.fullRequested = full;
+      this.window.hidden = false;
+      this.launcher.setAttribute('aria-expanded', 'true');
+      this.layout();
+      this.scrollToEnd();
+      (this.input.disabled ? this.closeButton : this.input).focus({ preventScroll: true });
+    }
+
+    close() {
+      const hadFocus = this.shadow.activeElement !== null;
+      this.window.hidden = true;
+      this.launcher.setAttribute('aria-expanded', 'false');
+      this.layout();
+      if (hadFocus && !this.launcher.hidden) this.launcher.focus({ preventScroll: true });
+    }
+
+    setLauncher(visible) {
+      this.launcherWanted = visible;
+      this.layout();
+    }
+
+    /** Full window when asked or on a small screen; the launcher only when wanted and not covered. */
+    layout() {
+      const full = this.fullRequested || this.smallScreen.matches;
+      this.window.classList.toggle('popup', !full);
+      this.window.setAttribute('aria-modal', String(full && this.isOpen));
+      this.root.classList.toggle('no-launcher', !this.launcherWanted);
+      this.launcher.hidden = !this.launcherWanted || (full && this.isOpen);
+    }
+
+    // ----------------------------------------------------------------------------------------- state
+
+    /** Show a connection state; `retryAt` (ms epoch) adds a countdown, `detail` replaces the default text. */
+    showState(state, { detail, retryAt } = {}) {
+      const view = STATE_VIEWS[state] || STATE_VIEWS.idle;
+      clearInterval(this.countdown);
+      this.dot.className = `dot ${state}`;
+      const text = detail || view.banner;
+      this.banner.hidden = !text;
+      this.banner.className = `banner ${view.tone || ''}`;
+      this.bannerText.textContent = text || '';
+      this.bannerAction.hidden = !view.restart;
+      if (state === 'offline' && retryAt) this.runCountdown(retryAt);
+      const wasFocused = this.shadow.activeElement === this.input;
+      this.input.disabled = !view.input;
+      this.sendButton.disabled = !view.input;
+      this.input.placeholder = view.input ? 'Type a message…' : 'Chat unavailable';
+      if (!view.input) {
+        this.setChoices([]);
+        this.setTyping(false);
+        if (wasFocused) (view.restart ? this.bannerAction : this.closeButton).focus({ preventScroll: true });
+      }
+    }
+
+    runCountdown(retryAt) {
+      const tick = () => {
+        const seconds = Math.ceil((retryAt - Date.now()) / 1000);
+        this.bannerText.textContent = seconds > 0 ? `Offline. Reconnecting in ${seconds} s…` : 'Reconnecting…';
+        if (seconds <= 0) clearInterval(this.countdown);
+      };
+      tick();
+      this.countdown = setInterval(tick, 1000);
+    }
+
+    setTyping(on) {
+      clearTimeout(this.typingTimer);
+      const stick = this.nearEnd();
+      this.typing.hidden = !on;
+      if (on) {
+        this.log.append(this.typing); // always last
+        this.typingTimer = setTimeout(() => this.setTyping(false), TYPING_TIMEOUT_MS);
+      }
+      if (stick) this.scrollToEnd();
+    }
+
+    /** Quick replies: `[{label, value}]`; an empty list hides them. */
+    setChoices(choices) {
+      this.choices.replaceChildren();
+      for (const choice of choices) {
+        const button = element('button', 'choice', choice.label);
+        button.type = 'button';
+        button.addEventListener('click', () => {
+          this.input.focus({ preventScroll: true }); // the buttons go away: keep the focus in the window
+          this.on.choose(choice);
+        });
+        this.choices.append(button);
+      }
+      this.choices.hidden = choices.length === 0 || this.input.disabled;
+    }
+
+    announce(text) {
+      this.announcer.textContent = text;
+    }
+
+    // ----------------------------------------------------------------------------------------- messages
+
+    clear() {
+      this.rendered.clear();
+      this.log.replaceChildren(this.typing);
+      this.setChoices([]);
+    }
+
+    /**
+     * Put messages on screen in seq order, each once. A run of new messages at the end (a whole history on resume)
+     * goes in with one DocumentFragment: one layout for all of them.
+     */
+    addMessages(messages) {
+      const stick = this.nearEnd() || this.rendered.size === 0;
+      const fragment = document.createDocumentFragment();
+      let lastSeq = this.lastRenderedSeq();
+      for (const message of messages) {
+        const node = this.messageElement(message);
+        if (message.seq > lastSeq) {
+          fragment.append(node);
+          lastSeq = message.seq;
+        } else {
+          this.log.insertBefore(node, this.elementAfter(message.seq));
+        }
+        this.rendered.set(message.seq, node);
+      }
+      this.log.insertBefore(fragment, this.firstLocal());
+      if (stick) this.scrollToEnd();
+    }
+
+    lastRenderedSeq() {
+      let last = 0;
+      for (const seq of this.rendered.keys()) last = Math.max(last, seq);
+      return last;
+    }
+
+    elementAfter(seq) {
+      let best = null;
+      for (const [other, node] of this.rendered) {
+        if (other > seq && (best === null || other < best[0])) best = [other, node];
+      }
+      return best ? best[1] : this.firstLocal();
+    }
+
+    firstLocal() {
+      return this.log.querySelector('.msg.local') || this.typing;
+    }
+
+    messageElement(message) {
+      const sender = ['customer', 'bot', 'system'].includes(message.sender) ? message.sender : 'system';
+      const node = element('div', `msg ${sender}`);
+      node.dataset.seq = String(message.seq);
+      const bubble = element('div', 'bubble');
+      bubble.append(linkified(String(message.text || '')));
+      if (message.created_at) node.title = new Date(message.created_at).toLocaleString();
+      node.append(bubble);
+      const links = (message.buttons || []).filter((button) => button.url && isHttpUrl(button.url));
+      if (links.length) {
+        const row = element('div', 'links');
+        for (const link of links) row.append(anchor(link.url, String(link.label || link.url), 'link-button'));
+        node.append(row);
+      }
+      return node;
+    }
+
+    /** A customer's message on its way: shown at once, replaced by the server's copy when that arrives. */
+    addLocal(text) {
+      const node = element('div', 'msg customer local sending');
+      node.append(element('div', 'bubble', text));
+      this.log.insertBefore(node, this.typing);
+      this.scrollToEnd();
+      return node;
+    }
+
+    /** The oldest message on its way with this text, if any (the server's copy of it has arrived). */
+    findLocal(text) {
+      for (const node of this.log.querySelectorAll('.msg.local')) {
+        if (node.firstChild.textContent === text) return node;
+      }
+      return null;
+    }
+
+    markFailed(node, error, retry) {
+      node.classList.remove('sending');
+      node.classList.add('failed');
+      node.querySelectorAll('.note, .retry').forEach((old) => old.remove());
+      node.append(element('div', 'note', error.message));
+      const again = element('button', 'retry', 'Send again');
+      again.type = 'button';
+      again.addEventListener('click', () => {
+        node.classList.remove('failed');
+        node.classList.add('sending');
+        again.remove();
+        node.querySelector('.note')?.remove();
+        retry();
+      });
+      node.append(again);
+    }
+
+    nearEnd() {
+      return this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
+    }
+
+    scrollToEnd() {
+      this.log.scrollTop = this.log.scrollHeight;
+    }
+
+    destroy() {
+      clearInterval(this.countdown);
+      clearTimeout(this.typingTimer);
+      this.smallScreen.removeEventListener('change', this.onScreenChange);
+      this.host.remove();
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------- the conversation
+
+  /**
+   * One page's chat: the current conversation (id, session, messages seen), its live connection, its
+   * persistence, and the widget. Calls that talk to the server run one at a time, in the order they were made.
+   */
+  class Chat {
+    constructor(options) {
+      this.options = options;
+      this.api = new Api(options.server, options.sdkKey);
+      this.persistence = new Persistence(options.persist, `${options.server}|${options.sdkKey}`);
+      this.listeners = new Map(EVENTS.map((name) => [name, new Set()]));
+      this.status = 'idle';
+      this.queue = Promise.resolve();
+      this.generation = 0;
+      this.conversation = null; // {id, session, issuedAt, expiresAt, closed}
+      this.seen = new Set();
+      this.latest = null; // the newest message seen
+      this.contiguous = 0; // every seq up to here has been seen: where a reconnect reads on from
+      this.pending = undefined; // the server's `pending`, or undefined when not known since the last messages
+      this.live = null;
+      this.refreshTimer = null;
+      this.widget = null;
+      this.onVisible = () => this.checkRefreshDue();
+    }
+
+    // ----------------------------------------------------------------------------------------- set-up
+
+    /** Build the widget once the body exists, and bring back the conversation of an earlier page, if any. */
+    async mount() {
+      if (!document.body) {
+        await new Promise((resolve) => document.addEventListener('DOMContentLoaded', resolve, { once: true }));
+      }
+      if (this.destroyed) return;
+      this.widget = new Widget(
+        {
+          placement: this.options.placement,
+          launcher: this.options.launcher,
+          title: this.options.title,
+          locale: this.options.locale,
+        },
+        {
+          send: (text) => this.userSend({ text }, text),
+          choose: (choice) => this.userSend({ choice: choice.value }, choice.label),
+          open: () => this.open(),
+          close: () => this.close(),
+          restart: () => this.restart(),
+        },
+      );
+      document.addEventListener('visibilitychange', this.onVisible);
+      const saved = this.persistence.load();
+      if (saved) await this.restore(saved);
+      if (this.options.popupMode) this.open();
+    }
+
+    async restore(saved) {
+      if (!(Date.parse(saved.expiresAt) > Date.now())) {
+        this.persistence.clear();
+        this.setStatus('expired', { detail: 'Your previous chat session has expired.' });
+        return;
+      }
+      this.adopt({ id: saved.conversationId, session: saved.session, expiresAt: saved.expiresAt, issuedAt: saved.issuedAt });
+      try {
+        await this.loadHistory();
+      } catch (error) {
+        if (isRefusal(error)) {
+          this.persistence.clear();
+          this.fail(error);
+          return;
+        }
+      }
+      this.goLive();
+      if (saved.open) this.open();
+    }
+
+    async loadHistory() {
+      for (;;) {
+        const page = await this.api.history(this.conversation.session, this.conversation.id, this.contiguous);
+        this.ingest(page.messages, { announce: false });
+        if (page.messages.length < HISTORY_PAGE) return;
+      }
+    }
+
+    // ----------------------------------------------------------------------------------------- the queue
+
+    /** Run `task` after every call made before it (a failed call does not stop the ones after it). */
+    enqueue(task) {
+      const generation = this.generation;
+      const run = () => {
+        if (generation !== this.generation) throw new AlliError('destroyed', 'The chat was reset or destroyed.');
+        return task();
+      };
+      const result = this.queue.then(run, run);
+      this.queue = result.catch(() => undefined);
+      return result;
+    }
+
+    // ----------------------------------------------------------------------------------------- public actions
+
+    event(name, variables) {
+      return this.enqueue(async () => {
+        this.open();
+        this.beginNew();
+        const body = { event: name, ...this.startFields(variables) };
+        await this.startWith(() => this.api.start(body));
+      });
+    }
+
+    startConversation(token, options) {
+      return this.enqueue(async () => {
+        if (options.launcher !== undefined) this.widget.setLauncher(Boolean(options.launcher));
+        this.open(options.popupMode ? true : undefined);
+        const answer = await this.startWith(() => this.api.resume(token), { keepSameConversation: true });
+        return answer;
+      });
+    }
+
+    sendChat(text) {
+      return this.enqueue(() => this.sendNow({ text: String(text) }, String(text)));
+    }
+
+    /** What the customer typed or clicked in the widget: sent through the queue; failures show on screen. */
+    userSend(body, shown) {
+      this.sendNowQueued(body, shown).catch(() => undefined);
+    }
+
+    sendNowQueued(body, shown) {
+      return this.enqueue(() => this.sendNow(body, shown));
+    }
+
+    open(full) {
+      if (!this.widget) {
+        this.enqueue(() => this.open(full)).catch(() => undefined); // initialize() is still building it
+        return;
+      }
+      const wasOpen = this.widget.isOpen;
+      this.widget.open(full);
+      this.saveState();
+      if (!wasOpen) this.emit('open');
+    }
+
+    close() {
+      if (!this.widget) {
+        this.enqueue(() => this.close()).catch(() => undefined);
+        return;
+      }
+      if (!this.widget.isOpen) return;
+      this.widget.close();
+      this.saveState();
+      this.emit('close');
+    }
+
+    /** Forget the conversation; the next event or message starts a new one. */
+    reset() {
+      this.generation += 1;
+      this.queue = Promise.resolve();
+      this.beginNew();
+      this.setStatus('idle');
+    }
+
+    /** The restart button of an expired or ended conversation. */
+    restart() {
+      this.reset();
+      if (this.widget) this.widget.input.focus();
+    }
+
+    destroy() {
+      this.destroyed = true;
+      this.generation += 1;
+      this.forget();
+      document.removeEventListener('visibilitychange', this.onVisible);
+      if (this.widget) this.widget.destroy();
+      this.widget = null;
+      for (const set of this.listeners.values()) set.clear();
+    }
+
+    // ----------------------------------------------------------------------------------------- flows
+
+    startFields(variables) {
+      const fields = {};
+      const merged = { ...(this.options.variables || {}), ...(variables || {}) };
+      if (Object.keys(merged).length) fields.variables = merged;
+      if (this.options.user) fields.user = this.options.user;
+      return fields;
+    }
+
+    /** Start or resume: one call that answers with a session and the conversation so far. */
+    async startWith(call, { keepSameConversation = false } = {}) {
+      this.setStatus('connecting');
+      let answer;
+      try {
+        answer = await call();
+      } catch (error) {
+        this.fail(error);
+        throw error;
+      }
+      const same = keepSameConversation && this.conversation && this.conversation.id === answer.conversation_id;
+      if (!same) this.beginNew();
+      this.adopt({ id: answer.conversation_id, session: answer.session, expiresAt: answer.session_expires_at });
+      this.ingest(answer.messages, { announce: !keepSameConversation });
+      this.applyPending(answer.pending);
+      this.applyConversationStatus(answer.status);
+      if (answer.status !== 'closed') this.goLive();
+      this.emit('conversation', answer.conversation_id);
+      return answer;
+    }
+
+    /** Send a text or a choice into the current conversation, or start one with a first text. */
+    async sendNow(body, shown) {
+      if (!this.conversation) {
+        if (body.text === undefined) throw new AlliError('no_conversation', 'There is no conversation to answer.');
+        this.open();
+        const local = this.widget.addLocal(shown);
+        try {
+          return await this.startWith(() => this.api.start({ text: body.text, ...this.startFields() }));
+        } finally {
+          local.remove();
+        }
+      }
+      if (this.status === 'expired' || this.status === 'ended') {
+        const view = STATE_VIEWS[this.status];
+        throw new AlliError(this.status === 'ended' ? 'conversation_closed' : 'unauthorized', this.lastDetail || view.banner);
+      }
+      this.widget.setChoices([]);
+      const local = this.widget.addLocal(shown);
+      const request = { ...body, client_message_id: newMessageId() };
+      return this.deliver(request, local);
+    }
+
+    /** POST a message, again with the same client_message_id after a network failure, until it is answered. */
+    async deliver(request, local) {
+      const conversation = this.conversation;
+      this.widget.setTyping(true);
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          const answer = await this.api.send(conversation.session, conversation.id, request);
+          if (conversation !== this.conversation) return answer;
+          local.remove();
+          this.ingest(answer.messages, { announce: true });
+          this.applyPending(answer.pending);
+          this.widget.setTyping(false);
+          return answer;
+        } catch (error) {
+          if (conversation !== this.conversation) throw error;
+          if (isTransient(error) && attempt + 1 < SEND_ATTEMPTS) {
+            await sleep(backoffDelay(attempt));
+            continue;
+          }
+          this.widget.setTyping(false);
+          if (isRefusal(error) || error.code === 'conversation_closed') {
+            local.remove();
+            this.fail(error);
+          } else {
+            this.widget.markFailed(local, error, () => this.enqueue(() => this.deliver(request, local)).catch(() => undefined));
+            this.emit('error', error);
+          }
+          throw error;
+        }
+      }
+    }
+
+    /** Take messages from any source (answers, the stream, polling): each seq once, in order. */
+    ingest(messages, { announce }) {
+      const fresh = [];
+      for (const message of messages || []) {
+        if (!message || typeof message.seq !== 'number' || this.seen.has(message.seq)) continue;
+        this.seen.add(message.seq);
+        fresh.push(message);
+      }
+      if (!fresh.length) return;
+      fresh.sort((a, b) => a.seq - b.seq);
+      const newest = fresh[fresh.length - 1];
+      if (!this.latest || newest.seq > this.latest.seq) this.latest = newest;
+      while (this.seen.has(this.contiguous + 1)) this.contiguous += 1;
+      for (const message of fresh) {
+        if (message.sender === 'customer') this.widget.findLocal(message.text)?.remove();
+      }
+      this.widget.addMessages(fresh);
+      this.pending = undefined;
+      this.refreshChoices();
+      const bot = fresh.filter((message) => message.sender === 'bot');
+      if (bot.length) this.widget.setTyping(false);
+      if (announce && bot.length) this.widget.announce(bot.map((message) => message.text).join('\n'));
+      if (this.live) this.live.after = this.contiguous;
+      this.saveState();
+      for (const message of fresh) this.emit('message', message);
+    }
+
+    applyPending(pending) {
+      this.pending = pending;
+      this.refreshChoices();
+    }
+
+    /** Quick replies: the server's pending choices, or the value buttons of the latest bot message. */
+    refreshChoices() {
+      if (!this.widget) return;
+      let choices = [];
+      if (this.pending && Array.isArray(this.pending.choices)) {
+        choices = this.pending.choices;
+      } else if (this.pending === undefined) {
+        const last = this.lastMessage;
+        if (last && last.sender === 'bot') choices = (last.buttons || []).filter((b) => b.value !== undefined && b.value !== null);
+      }
+      this.widget.setChoices(choices.map((choice) => ({ label: String(choice.label), value: String(choice.value) })));
+    }
+
+    get lastMessage() {
+      return this.latest;
+    }
+
+    applyConversationStatus(status) {
+      if (status === 'closed') {
+        this.conversation.closed = true;
+        this.stopLive();
+        this.setStatus('ended');
+      }
+    }
+
+    goLive() {
+      this.stopLive();
+      const conversation = this.conversation;
+      this.live = new LiveConnection(
+        this.api,
+        { conversationId: conversation.id, session: conversation.session, after: this.contiguous },
+        {
+          messages: (messages) => this.ingest(messages, { announce: true }),
+          typing: () => this.widget.setTyping(true),
+          status: (frame) => {
+            this.widget.setTyping(false);
+            this.applyPending(frame.pending);
+            this.applyConversationStatus(frame.status);
+          },
+          state: (state, retryAt) => {
+            if (this.conversation && !this.conversation.closed) this.setStatus(state, { retryAt });
+          },
+          refused: (error) => this.fail(error),
+        },
+      );
+      this.live.start();
+      this.scheduleRefresh();
+    }
+
+    stopLive() {
+      if (this.live) this.live.stop();
+      this.live = null;
+    }
+
+    // ----------------------------------------------------------------------------------------- sessions
+
+    adopt({ id, session, expiresAt, issuedAt }) {
+      this.conversation = { id, session, expiresAt, issuedAt: issuedAt || new Date().toISOString(), closed: false };
+      this.saveState();
+    }
+
+    /** Refresh when three quarters of the session's lifetime have passed. */
+    scheduleRefresh() {
+      clearTimeout(this.refreshTimer);
+      const due = this.refreshDueAt();
+      if (due === null) return;
+      this.refreshTimer = setTimeout(() => this.refreshSession(), Math.min(2 ** 31 - 1, Math.max(0, due - Date.now())));
+    }
+
+    refreshDueAt() {
+      if (!this.conversation || this.conversation.closed) return null;
+      const issued = Date.parse(this.conversation.issuedAt);
+      const expires = Date.parse(this.conversation.expiresAt);
+      if (Number.isNaN(expires)) return null;
+      return issued + (Math.max(0, expires - issued) * 3) / 4;
+    }
+
+    /** Timers sleep in background tabs: on coming back, refresh at once if it is due. */
+    checkRefreshDue() {
+      if (document.visibilityState !== 'visible') return;
+      const due = this.refreshDueAt();
+      if (due !== null && due <= Date.now()) this.refreshSession();
+    }
+
+    refreshSession() {
+      clearTimeout(this.refreshTimer);
+      const conversation = this.conversation;
+      if (!conversation) return;
+      this.enqueue(async () => {
+        if (conversation !== this.conversation || conversation.closed) return;
+        if (Date.parse(conversation.expiresAt) <= Date.now()) {
+          this.fail(new AlliError('unauthorized', 'This chat session has expired.', 401));
+          return;
+        }
+        this.stopLive(); // nothing may use the old session while it is being replaced
+        try {
+          const answer = await this.api.refresh(conversation.session, conversation.id);
+          this.adopt({ id: conversation.id, session: answer.session, expiresAt: answer.session_expires_at });
+          this.goLive();
+        } catch (error) {
+          if (isRefusal(error)) {
+            this.fail(error);
+          } else {
+            this.goLive(); // keeps the old session meanwhile; the next attempt comes shortly
+            clearTimeout(this.refreshTimer);
+            this.refreshTimer = setTimeout(() => this.refreshSession(), 5000);
+          }
+        }
+      }).catch(() => undefined);
+    }
+
+    // ----------------------------------------------------------------------------------------- state
+
+    /** A refusal (bad token, ended session…) or a failure to start: show it, report it, stop. */
+    fail(error) {
+      if (isRefusal(error)) {
+        this.stopLive();
+        clearTimeout(this.refreshTimer);
+        this.persistence.clear();
+        this.setStatus('expired', { detail: error.message });
+      } else if (error.code === 'conversation_closed') {
+        this.stopLive();
+        this.setStatus('ended');
+      } else if (!this.conversation) {
+        this.setStatus(error.code === 'network_error' ? 'offline' : 'idle', { detail: error.message });
+      }
+      this.emit('error', error);
+    }
+
+    setStatus(status, { detail, retryAt } = {}) {
+      this.lastDetail = detail;
+      if (this.widget) this.widget.showState(status, { detail, retryAt });
+      if (status === this.status) return;
+      this.status = status;
+      this.emit('status', status);
+    }
+
+    /** Drop the current conversation from the screen and storage (the server keeps it). */
+    beginNew() {
+      this.forget();
+      if (this.widget) this.widget.clear();
+    }
+
+    forget() {
+      this.stopLive();
+      clearTimeout(this.refreshTimer);
+      this.persistence.clear();
+      this.conversation = null;
+      this.seen = new Set();
+      this.latest = null;
+      this.contiguous = 0;
+      this.pending = undefined;
+    }
+
+    saveState() {
+      const conversation = this.conversation;
+      if (!conversation || conversation.closed) return;
+      this.persistence.save({
+        conversationId: conversation.id,
+        session: conversation.session,
+        issuedAt: conversation.issuedAt,
+        expiresAt: conversation.expiresAt,
+        lastSeq: this.contiguous,
+        open: Boolean(this.widget && this.widget.isOpen),
+      });
+    }
+
+    // ----------------------------------------------------------------------------------------- events
+
+    emit(name, value) {
+      for (const listener of this.listeners.get(name) || []) {
+        try {
+          listener(value);
+        } catch (error) {
+          setTimeout(() => {
+            throw error; // a page's listener failing must not break the widget, but should still be seen
+          });
+        }
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------- window.Alli
+
+  let chat = null;
+
+  const notInitialized = () =>
+    new AlliError('not_initialized', 'Call Alli.initialize({sdkKey: "pk_…"}) before using the chat.');
+
+  /** Run `action` with the chat, or reject because initialize() has not been called. */
+  const withChat = (action) => (chat ? action(chat) : Promise.reject(notInitialized()));
+
+  function checkedOptions(options) {
+    if (!options || typeof options.sdkKey !== 'string' || !options.sdkKey) {
+      throw new AlliError('invalid_options', 'Alli.initialize needs {sdkKey: "pk_…"}, the bot\'s SDK key.');
+    }
+    const persist = options.persist === undefined ? 'session' : options.persist;
+    if (!['session', 'local', 'none'].includes(persist)) {
+      throw new AlliError('invalid_options', 'persist must be "session", "local" or "none".');
+    }
+    const server = String(options.server || defaultServer()).replace(/\/+$/, '');
+    if (!isHttpUrl(server)) throw new AlliError('invalid_options', `server must be an http(s) URL, not ${server}.`);
+    return {
+      sdkKey: options.sdkKey,
+      server,
+      launcher: options.launcher !== false,
+      popupMode: Boolean(options.popupMode),
+      placement: options.placement || 'bottom-right',
+      title: options.title || 'Chat',
+      user: options.user || undefined,
+      variables: options.variables || undefined,
+      locale: options.locale || undefined,
+      persist,
+    };
+  }
+
+  const Alli = {
+    __rejoinder: true,
+
+    /**
+     * Set the widget up for a bot. Call once per page (call destroy() first to start over).
+     * @param {{sdkKey: string, server?: string, launcher?: boolean, popupMode?: boolean, placement?: string,
+     *   user?: {id?: string, name?: string, hash?: string}, variables?: object, locale?: string,
+     *   persist?: 'session'|'local'|'none', title?: string}} options
+     * @returns {Promise<void>} settles when an earlier page's conversation, if any, is back on screen
+     */
+    initialize(options) {
+      if (chat) {
+        return Promise.reject(
+          new AlliError('already_initialized', 'Alli is already initialized; call Alli.destroy() before initializing again.'),
+        );
+      }
+      let checked;
+      try {
+        checked = checkedOptions(options);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      chat = new Chat(checked);
+      const current = chat;
+      return chat.enqueue(() => current.mount());
+    },
+
+    /**
+     * Start a new conversation with the skill that `name` triggers, and open the window.
+     * @param {string} name @param {object} [variables] values for the skill's settable variables
+     * @returns {Promise<object>} the server's answer
+     */
+    event(name, variables) {
+      return withChat((c) => c.event(String(name), variables));
+    },
+
+    /**
+     * Resume the conversation a token was issued for: its whole history and pending question.
+     * @param {string} token a conversation token (`rjt_…`)
+     * @param {{launcher?: boolean, popupMode?: boolean}} [options] popupMode opens it at once in full window
+     * @returns {Promise<object>} the server's answer; rejects with `code` token_expired, token_revoked…
+     */
+    __startConversation(token, options) {
+      return withChat((c) => c.startConversation(String(token), options || {}));
+    },
+
+    /**
+     * Send `text` as the customer into the current conversation (or start one with it).
+     * @param {string} text
+     * @returns {Promise<object>} the server's answer: the customer's message and the bot's replies
+     */
+    __sendChat(text) {
+      return withChat((c) => c.sendChat(text));
+    },
+
+    /** Open the chat window. */
+    open() {
+      if (chat) chat.open();
+    },
+
+    /** Close the chat window; the conversation goes on. */
+    close() {
+      if (chat) chat.close();
+    },
+
+    /** Remove the widget and forget the conversation on this page; initialize() may be called again. */
+    destroy() {
+      if (chat) chat.destroy();
+      chat = null;
+    },
+
+    /** Forget the conversation; the next event or message starts a new one. */
+    reset() {
+      if (chat) chat.reset();
+    },
+
+    /**
+     * Listen to `message`, `open`, `close`, `conversation` (its id), `status` or `error`.
+     * @param {string} name @param {Function} listener
+     */
+    on(name, listener) {
+      if (!chat) throw notInitialized();
+      if (!EVENTS.includes(name)) throw new AlliError('invalid_event', `Unknown event ${name}; use one of ${EVENTS.join(', ')}.`);
+      chat.listeners.get(name).add(listener);
+    },
+
+    /** Stop listening. @param {string} name @param {Function} listener */
+    off(name, listener) {
+      if (chat && chat.listeners.has(name)) chat.listeners.get(name).delete(listener);
+    },
+
+    /** The connection state: idle, connecting, online, offline, expired or ended. */
+    get status() {
+      return chat ? chat.status : 'idle';
+    },
+  };
+
+  Alli.startConversation = Alli.__startConversation;
+  Alli.sendChat = Alli.__sendChat;
+  window.Alli = Alli;
+})();

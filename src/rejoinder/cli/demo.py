@@ -1,0 +1,165 @@
+"""``rejoinder demo``: the demo shop with the example bot, on a fresh SQLite file, until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import tempfile
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from rejoinder.server.auth import IssuedKeys
+
+# The demo logs only warnings unless REJOINDER_LOG_LEVEL asks for more: the terminal keeps the guide in view.
+DEMO_LOG_LEVEL = "warning"
+SHUTDOWN_SECONDS = 5
+
+
+def demo(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
+) -> None:
+    """Run the demo shop with the example bot on a fresh SQLite file (deleted on exit); prints the URL and keys."""
+    listener = _listen(host, port)  # first: a busy port is reported at once
+    # Imported here so that the other commands start fast.
+    import uvicorn
+
+    from rejoinder.config import Settings
+    from rejoinder.demo import (
+        SHOP_PAGE,
+        SIGNING_SECRET_ENV,
+        ExampleBotMissing,
+        create_demo_app,
+        demo_bot,
+        demo_origins,
+        public_url,
+        self_url,
+    )
+    from rejoinder.server.ops import logging_config
+    from rejoinder.skills import BotLoadError
+    from rejoinder.store import Store
+
+    port = listener.getsockname()[1]
+    public = public_url(host, port)
+    itself = self_url(listener.getsockname()[0], port)
+    try:
+        bot = demo_bot(
+            origins=demo_origins(host, port),
+            allow_hosts=[_host(itself)],
+            signing_secret_env=SIGNING_SECRET_ENV,
+        )
+    except (ExampleBotMissing, BotLoadError) as exc:
+        listener.close()
+        _fail(str(exc))
+
+    # uvicorn stops gracefully on SIGINT and SIGTERM, then raises the signal again: both must end up as an
+    # exception here, so that the database folder is deleted on the way out.
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        with tempfile.TemporaryDirectory(prefix="rejoinder-demo-") as folder:
+            database = f"sqlite:///{Path(folder) / 'demo.db'}"
+            keys = asyncio.run(_create_keys(database, bot.id))
+            settings = Settings(
+                database_url=database,
+                redis_url=None,
+                log_level=os.environ.get("REJOINDER_LOG_LEVEL", DEMO_LOG_LEVEL),
+            )
+            app = create_demo_app(
+                bot,
+                store=Store.from_url(database),
+                settings=settings,
+                sdk_key=keys.sdk_key,
+                public_base=public,
+                self_base=itself,
+            )
+            _announce(public + SHOP_PAGE, keys, public, folder)
+            config = uvicorn.Config(
+                app,
+                log_config=logging_config(settings.log_level),
+                access_log=False,
+                server_header=False,
+                timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+                ws="websockets-sansio",
+                ws_per_message_deflate=False,
+            )
+            try:
+                uvicorn.Server(config).run(sockets=[listener])
+            finally:
+                listener.close()
+    except (KeyboardInterrupt, _Stopped):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    typer.echo("rejoinder demo: stopped; the demo database is deleted.")
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived."""
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, so that a busy port is reported before anything is printed."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listener = socket.socket(family, kind, proto)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(128)
+    except OSError as exc:
+        hint = " (try another --port)" if port else ""
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}")
+    listener.set_inheritable(True)
+    return listener
+
+
+def _host(base: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(base).hostname or "127.0.0.1"
+
+
+async def _create_keys(database: str, bot_id: str) -> IssuedKeys:
+    from datetime import UTC, datetime
+
+    from rejoinder.server.auth import create_keys
+    from rejoinder.store import Store
+
+    store = Store.from_url(database)
+    try:
+        await store.upgrade()
+        return await create_keys(store, bot_id, now=datetime.now(UTC))
+    finally:
+        await store.close()
+
+
+def _announce(shop_url: str, keys: IssuedKeys, base: str, folder: str) -> None:
+    echo = typer.echo
+    echo(f"rejoinder demo: the shop is at {shop_url}")
+    echo(f"  SDK key (in the shop's pages): {keys.sdk_key}")
+    echo(f"  secret key (admin API):        {keys.secret_key}")
+    echo(f"  database: {folder} (a fresh SQLite file, deleted on exit)")
+    echo("What to try:")
+    echo(
+        '  1. Open the shop and click "Ask about my orders": the assistant asks you to log in and gives a link.'
+    )
+    echo("  2. Follow it and log in with any name: the account page resumes the same chat by its token.")
+    echo(
+        f'  3. The chat says "Welcome back" with your orders; see the transcript with '
+        f'curl -H "Authorization: Bearer {keys.secret_key}" {base}/v1/conversations'
+    )
+    echo("Press Ctrl-C to stop.")
+
+
+def _fail(reason: str) -> NoReturn:
+    typer.echo(f"rejoinder demo: {reason}", err=True)
+    raise typer.Exit(1)

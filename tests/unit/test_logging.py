@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import select
+import signal
 import subprocess
 import sys
 import textwrap
@@ -43,3 +44,30 @@ def test_log_lines_are_json_and_a_full_stderr_does_not_hold_up_the_caller() -> N
     assert len(lines) == 300  # nothing queued is lost at exit
     assert lines[0]["logger"] == "rejoinder.test"
     assert lines[-1]["message"].startswith("line 299 xxx")
+
+
+DYING_SCRIPT = textwrap.dedent(
+    """
+    import logging, logging.config, signal
+    from rejoinder.server.ops import logging_config
+
+    logging.config.dictConfig(logging_config("info"))
+    # What uvicorn does: handle the signal while serving, restore the handler it found, raise the signal again.
+    found = signal.signal(signal.SIGTERM, lambda *_: None)
+    for number in range(200):
+        logging.getLogger("rejoinder.test").info("shutting down, step %d", number)
+    signal.signal(signal.SIGTERM, found)
+    signal.raise_signal(signal.SIGTERM)
+    """
+)
+
+
+def test_the_last_lines_are_written_when_a_signal_ends_the_process() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", DYING_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+
+    assert finished.returncode == -signal.SIGTERM
+    lines = [json.loads(line)["message"] for line in finished.stderr.splitlines()]
+    assert lines[-1] == "shutting down, step 199"
+    assert len(lines) == 200

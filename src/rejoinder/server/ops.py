@@ -14,9 +14,11 @@ import logging
 import logging.handlers
 import queue
 import re
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -240,8 +242,38 @@ def queued_stderr() -> logging.Handler:
     writer = logging.StreamHandler(sys.stderr)
     listener = logging.handlers.QueueListener(records, writer)
     listener.start()
-    atexit.register(listener.stop)  # writes out what is queued
+    stopped = False
+
+    def write_out() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            listener.stop()  # writes out what is queued
+
+    atexit.register(write_out)
+    _write_out_before_dying_of(write_out, signal.SIGTERM, signal.SIGINT)
     return logging.handlers.QueueHandler(records)
+
+
+def _write_out_before_dying_of(write_out: Callable[[], None], *signals: signal.Signals) -> None:
+    """Write out the queued lines before a signal's default action ends the process.
+
+    uvicorn handles SIGTERM and SIGINT while it runs, then restores the handlers it found and raises the signal
+    again; a default action would kill the process with its last lines (the shutdown's) still queued.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for number in signals:
+        previous = signal.getsignal(number)
+        if previous not in (signal.SIG_DFL, signal.default_int_handler):
+            continue  # someone else's handler: leave it
+
+        def write_out_then_die(received: int, _frame: object, previous: Any = previous) -> None:
+            write_out()
+            signal.signal(received, previous)
+            signal.raise_signal(received)
+
+        signal.signal(number, write_out_then_die)
 
 
 def logging_config(level: str = "info") -> dict[str, Any]:

@@ -272,11 +272,12 @@ def recorded_sql(store: Store) -> Iterator[list[str]]:
     def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         statements.append(" ".join(statement.split()))
 
-    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    # Every engine: on SQLite the store runs its statements on a synchronous engine of its own threads.
+    sa.event.listen(sa.Engine, "before_cursor_execute", record)
     try:
         yield statements
     finally:
-        sa.event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+        sa.event.remove(sa.Engine, "before_cursor_execute", record)
 
 
 async def test_a_turn_in_a_long_conversation_runs_the_same_sql_as_in_a_short_one(store: Store) -> None:

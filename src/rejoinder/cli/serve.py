@@ -13,6 +13,10 @@ from rejoinder.skills import BotLoadError
 
 # In-flight requests get this long to finish once a shutdown signal arrives.
 GRACEFUL_SHUTDOWN_SECONDS = 30
+# How long uvicorn's supervisor waits for a worker to answer its health check (uvicorn's default is 5 s). A new
+# worker answers only once its log formatter has imported the server, which on a busy host takes longer than 5 s:
+# it would be killed and started again, over and over.
+WORKER_HEALTHCHECK_SECONDS = 30
 
 
 def serve(
@@ -28,7 +32,7 @@ def serve(
     import uvicorn
     from sqlalchemy import make_url
 
-    from rejoinder.server.app import BOT_DIRS_ENV, create_app, load_bots
+    from rejoinder.server.app import BOT_DIRS_ENV, create_app, load_bots, spare_from_full_collections
     from rejoinder.server.ops import logging_config
     from rejoinder.store import InvalidDatabaseURL, Store, normalize_url
 
@@ -61,10 +65,17 @@ def serve(
     }
     if workers == 1:
         app = create_app(bots, store=Store.from_url(settings.database_url), settings=settings)
+        spare_from_full_collections()
         uvicorn.run(app, **options)
         return
     os.environ[BOT_DIRS_ENV] = os.pathsep.join(str(path.resolve()) for path in bot_dirs)
-    uvicorn.run("rejoinder.server.app:app_from_env", factory=True, workers=workers, **options)
+    uvicorn.run(
+        "rejoinder.server.app:app_from_env",
+        factory=True,
+        workers=workers,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        **options,
+    )
 
 
 def _fail(reason: str) -> NoReturn:

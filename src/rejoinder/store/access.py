@@ -8,8 +8,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rejoinder.store.database import Database
+from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
+from rejoinder.store.prepared import Prepared
 from rejoinder.store.records import ApiKeyRecord, AuditRecord, BotRecord, NewToken, SessionRecord, as_utc
 from rejoinder.store.tables import api_keys, audit_events, bots, sessions, tokens
 from rejoinder.tokens import TokenRecord
@@ -27,6 +28,8 @@ _CONSUME_TOKEN = (
     )
     .values(uses=tokens.c.uses + 1, last_used_at=sa.bindparam("now", type_=tokens.c.last_used_at.type))
 )
+_FIND_SESSION = sa.select(sessions).where(sessions.c.session_hash == sa.bindparam("session_hash"))
+_FIND_SESSION_SQLITE = Prepared(_FIND_SESSION)
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,9 @@ class Access(Database):
     ) -> TokenRecord:
         """Store a token issued outside a turn (the admin API)."""
         now = as_utc(now)
-        async with self._write() as conn:
-            await conn.execute(tokens.insert().values(token_row(bot_id, conversation_id, token, now)))
+        await self._write_call(
+            _execute, tokens.insert().values(token_row(bot_id, conversation_id, token, now))
+        )
         return TokenRecord(
             id=token.id,
             bot_id=bot_id,
@@ -70,10 +74,9 @@ class Access(Database):
         )
 
     async def find_token_by_hash(self, token_hash: str) -> TokenRecord | None:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(sa.select(*_TOKEN_COLUMNS).where(tokens.c.token_hash == token_hash))
-            ).first()
+        row = await self._read_call(
+            _first, sa.select(*_TOKEN_COLUMNS).where(tokens.c.token_hash == token_hash)
+        )
         return TokenRecord(**row._mapping) if row else None
 
     async def spend_token(
@@ -87,15 +90,10 @@ class Access(Database):
         """Count one use, only if the token is still valid at ``now`` (concurrent calls never overspend it), and
         only then write ``audit`` and create ``session`` — all in one transaction. False, and nothing written,
         when the token is no longer valid."""
-        async with self._write() as conn:
-            result = await conn.execute(_CONSUME_TOKEN, {"token_id": token_id, "now": as_utc(now)})
-            if result.rowcount != 1:
-                return False
-            if audit is not None:
-                await conn.execute(audit_events.insert(), audit.row())
-            if session is not None:
-                await conn.execute(sessions.insert(), _as_row(session))
-        return True
+        params = {"token_id": token_id, "now": as_utc(now)}
+        audit_row = audit.row() if audit is not None else None
+        session_row = _as_row(session) if session is not None else None
+        return await self._write_call(_spend_token, params, audit_row, session_row)
 
     async def list_tokens(self, conversation_id: str) -> list[TokenRecord]:
         statement = (
@@ -103,25 +101,12 @@ class Access(Database):
             .where(tokens.c.conversation_id == conversation_id)
             .order_by(tokens.c.created_at, tokens.c.id)
         )
-        async with self._read() as conn:
-            rows = (await conn.execute(statement)).all()
+        rows = await self._read_call(_all_rows, statement)
         return [TokenRecord(**row._mapping) for row in rows]
 
     async def revoke_token(self, token_id: str, now: datetime) -> TokenRecord | None:
         """Revoke a token (idempotent) and end the sessions opened with it. None if there is no such token."""
-        now = as_utc(now)
-        async with self._write() as conn:
-            await conn.execute(
-                sa.update(tokens)
-                .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
-            await conn.execute(
-                sa.update(sessions)
-                .where(sessions.c.token_id == token_id, sessions.c.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
-            row = (await conn.execute(sa.select(*_TOKEN_COLUMNS).where(tokens.c.id == token_id))).first()
+        row = await self._write_call(_revoke_token, token_id, as_utc(now))
         return TokenRecord(**row._mapping) if row else None
 
     async def add_audit(
@@ -148,8 +133,7 @@ class Access(Database):
             user_agent=user_agent,
             detail=detail,
         )
-        async with self._write() as conn:
-            await conn.execute(audit_events.insert(), entry.row())
+        await self._write_call(_execute, audit_events.insert(), entry.row())
 
     async def list_audit(
         self,
@@ -168,8 +152,7 @@ class Access(Database):
         if cursor is not None:
             (last_id,) = decode_cursor(cursor, int)
             statement = statement.where(audit_events.c.id < last_id)
-        async with self._read() as conn:
-            rows = (await conn.execute(statement)).all()
+        rows = await self._read_call(_all_rows, statement)
         page = [AuditRecord(**row._mapping) for row in rows[:limit]]
         return page, encode_cursor(page[-1].id) if len(rows) > limit else None
 
@@ -177,20 +160,10 @@ class Access(Database):
         self, bot_id: str, name: str | None, version: str, config: dict[str, Any], now: datetime
     ) -> None:
         """Record a bot's current definition (created once, updated on every change)."""
-        now = as_utc(now)
-        insert = self._insert_on_conflict(bots).values(
-            id=bot_id, name=name, version=version, config=config, created_at=now, updated_at=now
-        )
-        statement = insert.on_conflict_do_update(
-            index_elements=["id"],
-            set_={"name": name, "version": version, "config": config, "updated_at": now},
-        )
-        async with self._write() as conn:
-            await conn.execute(statement)
+        await self._write_call(_upsert_bot, bot_id, name, version, config, as_utc(now))
 
     async def get_bot(self, bot_id: str) -> BotRecord | None:
-        async with self._read() as conn:
-            row = (await conn.execute(sa.select(bots).where(bots.c.id == bot_id))).first()
+        row = await self._read_call(_first, sa.select(bots).where(bots.c.id == bot_id))
         return BotRecord(**row._mapping) if row else None
 
     async def create_api_key(
@@ -199,13 +172,11 @@ class Access(Database):
         record = ApiKeyRecord(
             id=key_id, bot_id=bot_id, kind=kind, key_hash=key_hash, created_at=as_utc(now), revoked_at=None
         )
-        async with self._write() as conn:
-            await conn.execute(api_keys.insert().values(_as_row(record)))
+        await self._write_call(_execute, api_keys.insert().values(_as_row(record)))
         return record
 
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
-        async with self._read() as conn:
-            row = (await conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == key_hash))).first()
+        row = await self._read_call(_first, sa.select(api_keys).where(api_keys.c.key_hash == key_hash))
         return ApiKeyRecord(**row._mapping) if row else None
 
     async def create_session(
@@ -229,36 +200,30 @@ class Access(Database):
             expires_at=as_utc(expires_at),
             revoked_at=None,
         )
-        async with self._write() as conn:
-            await conn.execute(sessions.insert().values(_as_row(record)))
+        await self._write_call(_execute, sessions.insert(), _as_row(record))
         return record
 
     async def find_session(self, session_hash: str) -> SessionRecord | None:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(sa.select(sessions).where(sessions.c.session_hash == session_hash))
-            ).first()
-        return SessionRecord(**row._mapping) if row else None
+        fields = await self._read_call(_find_session, session_hash)
+        return SessionRecord(**fields) if fields else None
 
     async def revoke_session(self, session_id: str, now: datetime) -> bool:
         """End one session; False if it does not exist or was already ended."""
-        async with self._write() as conn:
-            result = await conn.execute(
-                sa.update(sessions)
-                .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
-                .values(revoked_at=as_utc(now))
-            )
-        return result.rowcount == 1
+        statement = (
+            sa.update(sessions)
+            .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+            .values(revoked_at=as_utc(now))
+        )
+        return await self._write_call(_rowcount, statement) == 1
 
     async def revoke_sessions_for_conversation(self, conversation_id: str, now: datetime) -> int:
         """End every open session of a conversation; returns how many were ended."""
-        async with self._write() as conn:
-            result = await conn.execute(
-                sa.update(sessions)
-                .where(sessions.c.conversation_id == conversation_id, sessions.c.revoked_at.is_(None))
-                .values(revoked_at=as_utc(now))
-            )
-        return int(result.rowcount)
+        statement = (
+            sa.update(sessions)
+            .where(sessions.c.conversation_id == conversation_id, sessions.c.revoked_at.is_(None))
+            .values(revoked_at=as_utc(now))
+        )
+        return await self._write_call(_rowcount, statement)
 
 
 def token_row(bot_id: str, conversation_id: str, token: NewToken, now: datetime) -> dict[str, Any]:
@@ -277,3 +242,72 @@ def token_row(bot_id: str, conversation_id: str, token: NewToken, now: datetime)
 
 def _as_row(record: ApiKeyRecord | SessionRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+# ------------------------------------------------------------------------------------------------ on a connection
+
+
+def _execute(conn: sa.Connection, statement: sa.Executable, params: dict[str, Any] | None = None) -> None:
+    conn.execute(statement, params)
+
+
+def _first(
+    conn: sa.Connection, statement: sa.Executable, params: dict[str, Any] | None = None
+) -> sa.Row[Any] | None:
+    return conn.execute(statement, params).first()
+
+
+def _all_rows(conn: sa.Connection, statement: sa.Executable) -> list[Any]:
+    return list(conn.execute(statement).all())
+
+
+def _rowcount(conn: sa.Connection, statement: sa.Executable) -> int:
+    return int(conn.execute(statement).rowcount)
+
+
+def _find_session(conn: sa.Connection, session_hash: str) -> dict[str, Any] | None:
+    if conn.dialect.name == "sqlite":  # read on every request with a session: straight to the driver
+        return _FIND_SESSION_SQLITE.first(conn, {"session_hash": session_hash})
+    row = conn.execute(_FIND_SESSION, {"session_hash": session_hash}).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def _spend_token(
+    conn: sa.Connection,
+    params: dict[str, Any],
+    audit_row: dict[str, Any] | None,
+    session_row: dict[str, Any] | None,
+) -> bool:
+    if conn.execute(_CONSUME_TOKEN, params).rowcount != 1:
+        return False
+    if audit_row is not None:
+        conn.execute(audit_events.insert(), audit_row)
+    if session_row is not None:
+        conn.execute(sessions.insert(), session_row)
+    return True
+
+
+def _revoke_token(conn: sa.Connection, token_id: str, now: datetime) -> sa.Row[Any] | None:
+    conn.execute(
+        sa.update(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    conn.execute(
+        sa.update(sessions)
+        .where(sessions.c.token_id == token_id, sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return conn.execute(sa.select(*_TOKEN_COLUMNS).where(tokens.c.id == token_id)).first()
+
+
+def _upsert_bot(
+    conn: sa.Connection, bot_id: str, name: str | None, version: str, config: dict[str, Any], now: datetime
+) -> None:
+    insert = insert_on_conflict(conn, bots).values(
+        id=bot_id, name=name, version=version, config=config, created_at=now, updated_at=now
+    )
+    conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=["id"],
+            set_={"name": name, "version": version, "config": config, "updated_at": now},
+        )
+    )

@@ -7,12 +7,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rejoinder.store.access import token_row
-from rejoinder.store.database import Database
+from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.errors import DuplicateClientMessage, VersionConflict
 from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
+from rejoinder.store.prepared import Prepared
 from rejoinder.store.records import CommittedTurn, ConversationRecord, MessageRecord, TurnWrite, as_utc
 from rejoinder.store.tables import conversations, messages, sessions, tokens
 from rejoinder.tokens import TokenRecord
@@ -54,6 +54,9 @@ def _advance_statement(*, with_user: bool) -> sa.Update:
 _ADVANCE = _advance_statement(with_user=False)
 _ADVANCE_WITH_USER = _advance_statement(with_user=True)
 
+# Built once: a fresh insert() per turn costs a cache-key computation every time.
+_INSERT_MESSAGES = messages.insert()
+_INSERT_TOKENS = tokens.insert()
 _GET_CONVERSATION = sa.select(conversations).where(conversations.c.id == sa.bindparam("conversation"))
 _CONVERSATION_FOR_TURN = sa.select(
     conversations,
@@ -65,6 +68,7 @@ _CONVERSATION_FOR_TURN = sa.select(
     .scalar_subquery()
     .label("answered"),
 ).where(conversations.c.id == sa.bindparam("conversation"))
+_CONVERSATION_FOR_TURN_SQLITE = Prepared(_CONVERSATION_FOR_TURN)
 _LAST_MESSAGES = (
     sa.select(*_MESSAGE_COLUMNS)
     .where(messages.c.conversation_id == sa.bindparam("conversation"))
@@ -94,149 +98,26 @@ class Conversations(Database):
         The conversation row is updated only if it is still at ``turn.expected_version`` (else
         :class:`VersionConflict`); new messages get the next ``seq`` numbers. Earlier history is never read.
         """
-        now = as_utc(turn.now)
-        count = len(turn.messages)
-        async with self._write() as conn:
-            if turn.create:
-                version, last_seq = await self._create_conversation(conn, turn, now, count)
-            else:
-                version, last_seq = await self._advance_conversation(conn, turn, now, count)
-            first_seq = last_seq - count + 1
-            records = [
-                MessageRecord(
-                    conversation_id=turn.conversation_id,
-                    seq=first_seq + offset,
-                    turn_seq=first_seq,
-                    sender=message.sender,
-                    type=message.type,
-                    payload=message.payload,
-                    client_message_id=message.client_message_id,
-                    created_at=now,
-                )
-                for offset, message in enumerate(turn.messages)
-            ]
-            if records:
-                await self._insert_messages(conn, records, turn.pending)
-            if turn.tokens:
-                await conn.execute(
-                    tokens.insert(),
-                    [token_row(turn.bot_id, turn.conversation_id, token, now) for token in turn.tokens],
-                )
-        return CommittedTurn(version=version, messages=records)
-
-    async def _create_conversation(
-        self, conn: AsyncConnection, turn: TurnWrite, now: datetime, count: int
-    ) -> tuple[int, int]:
-        statement = (
-            self._insert_on_conflict(conversations)
-            .values(
-                id=turn.conversation_id,
-                bot_id=turn.bot_id,
-                status=turn.status,
-                state=turn.state,
-                skill_id=turn.skill_id,
-                node_id=turn.node_id,
-                version=1,
-                last_seq=count,
-                user=turn.user or {},
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(conversations.c.id)
-        )
-        if (await conn.execute(statement)).first() is None:
-            raise VersionConflict(f"conversation {turn.conversation_id} already exists")
-        return 1, count
-
-    async def _advance_conversation(
-        self, conn: AsyncConnection, turn: TurnWrite, now: datetime, count: int
-    ) -> tuple[int, int]:
-        params: dict[str, Any] = {
-            "conversation": turn.conversation_id,
-            "expected": turn.expected_version,
-            "count": count,
-            "status": turn.status,
-            "state": turn.state,
-            "skill_id": turn.skill_id,
-            "node_id": turn.node_id,
-            "updated_at": now,
-        }
-        if turn.user is not None:
-            params["user"] = turn.user
-        statement = _ADVANCE_WITH_USER if turn.user is not None else _ADVANCE
-        row = (await conn.execute(statement, params)).first()
-        if row is None:
-            raise VersionConflict(
-                f"conversation {turn.conversation_id} is no longer at version {turn.expected_version} "
-                "(changed or erased since it was read)"
-            )
-        return row.version, row.last_seq
-
-    async def _insert_messages(
-        self, conn: AsyncConnection, records: list[MessageRecord], pending: dict[str, Any] | None
-    ) -> None:
-        rows = [
-            {
-                "conversation_id": record.conversation_id,
-                "seq": record.seq,
-                "turn_seq": record.turn_seq,
-                "sender": record.sender,
-                "type": record.type,
-                "payload": record.payload,
-                "client_message_id": record.client_message_id,
-                "pending": pending if index == 0 else None,
-                "created_at": record.created_at,
-            }
-            for index, record in enumerate(records)
-        ]
-        try:
-            await conn.execute(messages.insert(), rows)
-        except sa_exc.IntegrityError as error:
-            if "client_message_id" in str(error.orig):
-                ids = [record.client_message_id for record in records if record.client_message_id]
-                raise DuplicateClientMessage(
-                    f"conversation {records[0].conversation_id} already has a message with "
-                    f"client_message_id {', '.join(map(repr, ids))}"
-                ) from error
-            raise
+        now = as_utc(turn.now)  # a naive time is refused before anything is sent to the database
+        return await self._write_call(_commit_turn, turn, now)
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
-        async with self._read() as conn:
-            row = (await conn.execute(_GET_CONVERSATION, {"conversation": conversation_id})).first()
-        return ConversationRecord(**row._mapping) if row else None
+        return await self._read_call(_get_conversation, conversation_id)
 
     async def token_with_conversation(
         self, token_hash: str, *, history: int = 0
     ) -> tuple[TokenRecord | None, ConversationRecord | None, list[MessageRecord]]:
         """The token with this hash, the conversation it opens (None when erased) and, with ``history``, that
-        conversation's newest ``history`` messages, oldest first — all on one connection."""
-        async with self._read() as conn:
-            row = (await conn.execute(_TOKEN_WITH_CONVERSATION, {"token_hash": token_hash})).first()
-            if row is None:
-                return None, None, []
-            fields = row._mapping
-            token = TokenRecord(**{name: fields[name] for name in _TOKEN_FIELDS})
-            if fields["conv_id"] is None:
-                return token, None, []
-            conversation = ConversationRecord(
-                **{name: fields["conv_" + name] for name in _CONVERSATION_FIELDS}
-            )
-            recent = await _last_messages(conn, conversation.id, history) if history else []
-        return token, conversation, recent
+        conversation's newest ``history`` messages, oldest first — all in one call."""
+        if history:
+            check_limit(history)
+        return await self._read_call(_token_with_conversation, token_hash, history)
 
     async def conversation_for_turn(
         self, conversation_id: str, client_message_id: str | None
     ) -> tuple[ConversationRecord | None, bool]:
         """The conversation, and whether a message with ``client_message_id`` is already stored — one query."""
-        params = {"conversation": conversation_id, "client_message_id": client_message_id}
-        async with self._read() as conn:
-            row = (await conn.execute(_CONVERSATION_FOR_TURN, params)).first()
-        if row is None:
-            return None, False
-        fields = dict(row._mapping)
-        answered = fields.pop("answered") is not None
-        return ConversationRecord(**fields), answered
+        return await self._read_call(_conversation_for_turn, conversation_id, client_message_id)
 
     async def messages_after(
         self, conversation_id: str, after: int = 0, limit: int = 100
@@ -248,14 +129,12 @@ class Conversations(Database):
             .order_by(messages.c.seq)
             .limit(check_limit(limit))
         )
-        async with self._read() as conn:
-            rows = (await conn.execute(statement)).all()
+        rows = await self._read_call(_all_rows, statement)
         return [MessageRecord(**row._mapping) for row in rows]
 
     async def last_messages(self, conversation_id: str, limit: int) -> list[MessageRecord]:
         """The newest ``limit`` messages, oldest first."""
-        async with self._read() as conn:
-            return await _last_messages(conn, conversation_id, limit)
+        return await self._read_call(_last_messages, conversation_id, check_limit(limit))
 
     async def turn_by_client_message_id(
         self, conversation_id: str, client_message_id: str
@@ -279,8 +158,7 @@ class Conversations(Database):
             )
             .order_by(messages.c.seq)
         )
-        async with self._read() as conn:
-            rows = (await conn.execute(statement)).all()
+        rows = await self._read_call(_all_rows, statement)
         if not rows:
             return None
         turn = [MessageRecord(**{k: v for k, v in row._mapping.items() if k != "pending"}) for row in rows]
@@ -314,22 +192,172 @@ class Conversations(Database):
                     sa.and_(conversations.c.updated_at == at, conversations.c.id > last_id),
                 )
             )
-        async with self._read() as conn:
-            rows = (await conn.execute(statement)).all()
+        rows = await self._read_call(_all_rows, statement)
         page = [ConversationRecord(**row._mapping) for row in rows[:limit]]
         more = len(rows) > limit
         return page, encode_cursor(page[-1].updated_at, page[-1].id) if more else None
 
     async def delete_conversation(self, conversation_id: str) -> bool:
         """Erase a conversation with its messages, tokens and sessions. False if there was none."""
-        async with self._write() as conn:
-            for table in (sessions, tokens, messages):
-                await conn.execute(sa.delete(table).where(table.c.conversation_id == conversation_id))
-            result = await conn.execute(sa.delete(conversations).where(conversations.c.id == conversation_id))
-        return bool(result.rowcount)
+        return await self._write_call(_delete_conversation, conversation_id)
 
 
-async def _last_messages(conn: AsyncConnection, conversation_id: str, limit: int) -> list[MessageRecord]:
-    params = {"conversation": conversation_id, "limit": check_limit(limit)}
-    rows = (await conn.execute(_LAST_MESSAGES, params)).all()
+# ------------------------------------------------------------------------------------------------ on a connection
+
+
+def _all_rows(conn: sa.Connection, statement: sa.Executable) -> list[Any]:
+    return list(conn.execute(statement).all())
+
+
+def _commit_turn(conn: sa.Connection, turn: TurnWrite, now: datetime) -> CommittedTurn:
+    count = len(turn.messages)
+    if turn.create:
+        version, last_seq = _create_conversation(conn, turn, now, count)
+    else:
+        version, last_seq = _advance_conversation(conn, turn, now, count)
+    first_seq = last_seq - count + 1
+    records = [
+        MessageRecord(
+            conversation_id=turn.conversation_id,
+            seq=first_seq + offset,
+            turn_seq=first_seq,
+            sender=message.sender,
+            type=message.type,
+            payload=message.payload,
+            client_message_id=message.client_message_id,
+            created_at=now,
+        )
+        for offset, message in enumerate(turn.messages)
+    ]
+    if records:
+        _insert_messages(conn, records, turn.pending)
+    if turn.tokens:
+        conn.execute(
+            _INSERT_TOKENS,
+            [token_row(turn.bot_id, turn.conversation_id, token, now) for token in turn.tokens],
+        )
+    return CommittedTurn(version=version, messages=records)
+
+
+def _create_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, count: int) -> tuple[int, int]:
+    statement = (
+        insert_on_conflict(conn, conversations)
+        .values(
+            id=turn.conversation_id,
+            bot_id=turn.bot_id,
+            status=turn.status,
+            state=turn.state,
+            skill_id=turn.skill_id,
+            node_id=turn.node_id,
+            version=1,
+            last_seq=count,
+            user=turn.user or {},
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(conversations.c.id)
+    )
+    if conn.execute(statement).first() is None:
+        raise VersionConflict(f"conversation {turn.conversation_id} already exists")
+    return 1, count
+
+
+def _advance_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, count: int) -> tuple[int, int]:
+    params: dict[str, Any] = {
+        "conversation": turn.conversation_id,
+        "expected": turn.expected_version,
+        "count": count,
+        "status": turn.status,
+        "state": turn.state,
+        "skill_id": turn.skill_id,
+        "node_id": turn.node_id,
+        "updated_at": now,
+    }
+    if turn.user is not None:
+        params["user"] = turn.user
+    statement = _ADVANCE_WITH_USER if turn.user is not None else _ADVANCE
+    row = conn.execute(statement, params).first()
+    if row is None:
+        raise VersionConflict(
+            f"conversation {turn.conversation_id} is no longer at version {turn.expected_version} "
+            "(changed or erased since it was read)"
+        )
+    return row.version, row.last_seq
+
+
+def _insert_messages(
+    conn: sa.Connection, records: list[MessageRecord], pending: dict[str, Any] | None
+) -> None:
+    rows = [
+        {
+            "conversation_id": record.conversation_id,
+            "seq": record.seq,
+            "turn_seq": record.turn_seq,
+            "sender": record.sender,
+            "type": record.type,
+            "payload": record.payload,
+            "client_message_id": record.client_message_id,
+            "pending": pending if index == 0 else None,
+            "created_at": record.created_at,
+        }
+        for index, record in enumerate(records)
+    ]
+    try:
+        conn.execute(_INSERT_MESSAGES, rows)
+    except sa_exc.IntegrityError as error:
+        if "client_message_id" in str(error.orig):
+            ids = [record.client_message_id for record in records if record.client_message_id]
+            raise DuplicateClientMessage(
+                f"conversation {records[0].conversation_id} already has a message with "
+                f"client_message_id {', '.join(map(repr, ids))}"
+            ) from error
+        raise
+
+
+def _get_conversation(conn: sa.Connection, conversation_id: str) -> ConversationRecord | None:
+    row = conn.execute(_GET_CONVERSATION, {"conversation": conversation_id}).first()
+    return ConversationRecord(**row._mapping) if row else None
+
+
+def _token_with_conversation(
+    conn: sa.Connection, token_hash: str, history: int
+) -> tuple[TokenRecord | None, ConversationRecord | None, list[MessageRecord]]:
+    row = conn.execute(_TOKEN_WITH_CONVERSATION, {"token_hash": token_hash}).first()
+    if row is None:
+        return None, None, []
+    fields = row._mapping
+    token = TokenRecord(**{name: fields[name] for name in _TOKEN_FIELDS})
+    if fields["conv_id"] is None:
+        return token, None, []
+    conversation = ConversationRecord(**{name: fields["conv_" + name] for name in _CONVERSATION_FIELDS})
+    recent = _last_messages(conn, conversation.id, history) if history else []
+    return token, conversation, recent
+
+
+def _conversation_for_turn(
+    conn: sa.Connection, conversation_id: str, client_message_id: str | None
+) -> tuple[ConversationRecord | None, bool]:
+    params = {"conversation": conversation_id, "client_message_id": client_message_id}
+    fields: dict[str, Any] | None
+    if conn.dialect.name == "sqlite":  # read on every turn: straight to the driver
+        fields = _CONVERSATION_FOR_TURN_SQLITE.first(conn, params)
+    else:
+        row = conn.execute(_CONVERSATION_FOR_TURN, params).first()
+        fields = dict(row._mapping) if row is not None else None
+    if fields is None:
+        return None, False
+    answered = fields.pop("answered") is not None
+    return ConversationRecord(**fields), answered
+
+
+def _last_messages(conn: sa.Connection, conversation_id: str, limit: int) -> list[MessageRecord]:
+    rows = conn.execute(_LAST_MESSAGES, {"conversation": conversation_id, "limit": limit}).all()
     return [MessageRecord(**row._mapping) for row in reversed(rows)]
+
+
+def _delete_conversation(conn: sa.Connection, conversation_id: str) -> bool:
+    for table in (sessions, tokens, messages):
+        conn.execute(sa.delete(table).where(table.c.conversation_id == conversation_id))
+    result = conn.execute(sa.delete(conversations).where(conversations.c.id == conversation_id))
+    return bool(result.rowcount)

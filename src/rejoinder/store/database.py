@@ -1,38 +1,47 @@
-"""The database behind the store: its engine, the two kinds of transaction, and its schema's lifecycle."""
+"""The database behind the store: where each call runs, the two kinds of transaction, and the schema's lifecycle.
+
+A store call is a plain function of a synchronous SQLAlchemy connection (``work(connection, *args)``). On SQLite it
+runs whole on the store's own threads (:mod:`rejoinder.store.sqlite_threads`: one hand-off per call, writes committed
+in groups); on PostgreSQL it runs on a pooled asyncpg connection through ``AsyncConnection.run_sync``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any, Self
+from collections.abc import Callable
+from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rejoinder.store import migrate
-from rejoinder.store.engine import create_engine, writer
+from rejoinder.store.engine import create_engine, create_sqlite_sync_engine, writer
 from rejoinder.store.errors import StoreUnavailable, unavailable_as_store_error
+from rejoinder.store.sqlite_threads import SQLiteThreads
 from rejoinder.store.urls import normalize_url
+
+T = TypeVar("T")
+
+
+def insert_on_conflict(connection: sa.Connection, table: sa.Table) -> Any:
+    """``INSERT … ON CONFLICT`` is spelled the same on both databases, but built by each dialect's own insert()."""
+    return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 class Database:
-    """An async engine with short read and write transactions; database errors that mean "try again later"
-    come out as :class:`StoreUnavailable`."""
+    """Short read and write transactions; database errors that mean "try again later" come out as
+    :class:`StoreUnavailable`."""
 
     def __init__(self, engine: AsyncEngine, *, busy_timeout: float = 5.0) -> None:
         self.engine = engine
         self._writer = writer(engine)
-        self._busy_timeout = busy_timeout
-        # SQLite has one writer at a time. Queueing this process's writers here, instead of letting each take a
-        # pooled connection and spin in SQLite's busy handler (which sleeps), keeps writes back to back.
-        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
-        # INSERT … ON CONFLICT is spelled the same on both databases, but built by each dialect's own insert().
-        self._insert_on_conflict: Callable[[sa.Table], Any] = (
-            postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        )
+        self._sqlite: SQLiteThreads | None = None
+        if engine.dialect.name == "sqlite":
+            self._sqlite = SQLiteThreads(
+                create_sqlite_sync_engine(engine.url, busy_timeout=busy_timeout), busy_timeout=busy_timeout
+            )
 
     @classmethod
     def from_url(cls, url: str, *, busy_timeout: float = 5.0) -> Self:
@@ -43,47 +52,54 @@ class Database:
         """
         return cls(create_engine(normalize_url(url), busy_timeout=busy_timeout), busy_timeout=busy_timeout)
 
+    @property
+    def sqlite_threads(self) -> SQLiteThreads | None:
+        """The threads that run this store's calls on SQLite (None on PostgreSQL)."""
+        return self._sqlite
+
     async def upgrade(self) -> None:
         """Bring the schema to the newest migration (a no-op when it is already there)."""
-        async with migrate.upgrade_lock(), self._write() as conn:
-            await conn.run_sync(migrate.upgrade)
+        async with migrate.upgrade_lock():
+            await self._write_call(migrate.upgrade, solo=True)
 
     async def current_revision(self) -> str | None:
         """The migration the database is at, ``None`` before the first upgrade."""
-        async with self._read() as conn:
-            return await conn.run_sync(migrate.current_revision)
+        return await self._read_call(migrate.current_revision)
 
     async def ping(self) -> bool:
         """Whether the database answers a trivial query."""
         try:
-            async with self._read() as conn:
-                await conn.execute(sa.text("SELECT 1"))
+            await self._read_call(_select_one)
         except (StoreUnavailable, sa_exc.SQLAlchemyError):
             return False
         return True
 
     async def close(self) -> None:
+        if self._sqlite is not None:
+            await asyncio.to_thread(self._sqlite.close)
+            self._sqlite.engine.dispose()
         await self.engine.dispose()
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with unavailable_as_store_error(), self.engine.connect() as conn:
-            yield conn
+    async def _read_call(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(connection, *args)`` outside any write transaction; each statement sees a consistent snapshot."""
+        async with unavailable_as_store_error():
+            if self._sqlite is not None:
+                return await self._sqlite.read(work, *args)
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(work, *args)
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that commits when the block ends and rolls back if it raises."""
-        if self._write_turn is None:
-            async with unavailable_as_store_error(), self._writer.begin() as conn:
-                yield conn
-            return
-        try:
-            async with asyncio.timeout(self._busy_timeout):
-                await self._write_turn.acquire()
-        except TimeoutError:
-            raise StoreUnavailable("database busy: no write slot within the busy timeout") from None
-        try:
-            async with unavailable_as_store_error(), self._writer.begin() as conn:
-                yield conn
-        finally:
-            self._write_turn.release()
+    async def _write_call(self, work: Callable[..., T], *args: Any, solo: bool = False) -> T:
+        """``work(connection, *args)`` in a transaction that commits when it returns and rolls back if it raises.
+
+        On SQLite the write lock is taken at BEGIN (BEGIN IMMEDIATE), so a transaction that reads before it
+        writes never deadlocks with another.
+        """
+        async with unavailable_as_store_error():
+            if self._sqlite is not None:
+                return await self._sqlite.write(work, *args, solo=solo)
+            async with self._writer.begin() as conn:
+                return await conn.run_sync(work, *args)
+
+
+def _select_one(connection: sa.Connection) -> None:
+    connection.execute(sa.text("SELECT 1"))

@@ -1,10 +1,16 @@
-"""Async engines tuned per database: SQLite in WAL mode with immediate write transactions, pooled PostgreSQL."""
+"""Engines tuned per database: SQLite in WAL mode with immediate write transactions, pooled PostgreSQL.
+
+SQLite gets two engines on the same file: the async one (``Database.engine``, for migrations run by Alembic's
+command line and for direct use), and a synchronous one whose connections are owned by the store's own threads
+(see ``sqlite_threads``), which run every store call.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +22,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 WRITE_OPTION = "rejoinder_write"
 
 POSTGRES_POOL_SIZE = 10
+# Seconds a PostgreSQL statement may go unanswered before the server counts as unreachable (statements here take
+# milliseconds; a migration statement is held to it as well).
+POSTGRES_COMMAND_TIMEOUT = 5.0
+
+# Bytes of WAL kept on disk after a checkpoint; the writer also forces a full checkpoint beyond it (SQLite).
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
-def create_engine(url: sa.URL, *, busy_timeout: float = 5.0, connect_timeout: float = 5.0) -> AsyncEngine:
-    """An engine for a URL from :func:`rejoinder.store.urls.normalize_url`."""
+def create_engine(
+    url: sa.URL,
+    *,
+    busy_timeout: float = 5.0,
+    connect_timeout: float = 5.0,
+    command_timeout: float = POSTGRES_COMMAND_TIMEOUT,
+) -> AsyncEngine:
+    """An engine for a URL from :func:`rejoinder.store.urls.normalize_url`.
+
+    On PostgreSQL, ``connect_timeout`` bounds opening a connection and ``command_timeout`` each statement: a
+    server that stopped answering (hung, or behind a network that drops packets) then costs a request a few
+    seconds and a 503, instead of holding it and its pooled connection until the operating system gives up.
+    """
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, busy_timeout)
     return create_async_engine(
@@ -28,7 +51,7 @@ def create_engine(url: sa.URL, *, busy_timeout: float = 5.0, connect_timeout: fl
         max_overflow=POSTGRES_POOL_SIZE,
         pool_pre_ping=True,
         pool_timeout=busy_timeout,
-        connect_args={"timeout": connect_timeout},
+        connect_args={"timeout": connect_timeout, "command_timeout": command_timeout},
     )
 
 
@@ -42,23 +65,14 @@ def _sqlite_engine(url: sa.URL, busy_timeout: float) -> AsyncEngine:
     if not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, pool_timeout=busy_timeout, connect_args={"timeout": busy_timeout})
-    pragmas = (
-        f"PRAGMA busy_timeout={int(busy_timeout * 1000)}",
-        "PRAGMA synchronous=NORMAL",
-        "PRAGMA foreign_keys=ON",
-    )
+
+    def wait(dbapi_connection: Any) -> None:
+        # Wait without blocking the event loop: the lock holder may be a coroutine on this very loop.
+        dbapi_connection.run_async(lambda _driver: asyncio.sleep(0.01))
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control away from the driver: SQLAlchemy's "begin" below decides how to BEGIN.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            _enable_wal(dbapi_connection, cursor, busy_timeout)
-            for pragma in pragmas:
-                cursor.execute(pragma)
-        finally:
-            cursor.close()
+        _set_up_sqlite(dbapi_connection, busy_timeout, wait)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
@@ -71,7 +85,46 @@ def _sqlite_engine(url: sa.URL, busy_timeout: float) -> AsyncEngine:
     return engine
 
 
-def _enable_wal(dbapi_connection: Any, cursor: Any, timeout: float) -> None:
+def create_sqlite_sync_engine(url: sa.URL, *, busy_timeout: float = 5.0) -> sa.Engine:
+    """A synchronous engine on the same SQLite file, for connections that live in the store's own threads."""
+    engine = sa.create_engine(
+        url.set(drivername="sqlite+pysqlite"),
+        poolclass=sa.pool.NullPool,  # each thread keeps its one connection for as long as it runs
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
+    )
+
+    def wait(_dbapi_connection: Any) -> None:
+        time.sleep(0.01)  # these connections never run on the event loop's thread
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        _set_up_sqlite(dbapi_connection, busy_timeout, wait)
+
+    return engine
+
+
+def _set_up_sqlite(dbapi_connection: Any, busy_timeout: float, wait: Callable[[Any], None]) -> None:
+    # Take transaction control away from the driver: the store decides how and when to BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        _enable_wal(dbapi_connection, cursor, busy_timeout, wait)
+        for pragma in (
+            f"PRAGMA busy_timeout={int(busy_timeout * 1000)}",
+            # Survives a crash of the process (not of the machine): a commit writes the WAL without syncing it.
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA foreign_keys=ON",
+            # No checkpoint inside a commit: the store's writer thread checkpoints when it has nothing to write.
+            "PRAGMA wal_autocheckpoint=0",
+            # A WAL that grew under a burst is cut back to this size once it has been checkpointed.
+            f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}",
+        ):
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _enable_wal(dbapi_connection: Any, cursor: Any, timeout: float, wait: Callable[[Any], None]) -> None:
     """Switch the database to WAL (a no-op once it is: the mode is stored in the file).
 
     The first switch needs an exclusive lock, and SQLite answers "database is locked" at once, without its busy
@@ -85,5 +138,4 @@ def _enable_wal(dbapi_connection: Any, cursor: Any, timeout: float) -> None:
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
-        # Wait without blocking the event loop: the lock holder may be a coroutine on this very loop.
-        dbapi_connection.run_async(lambda _driver: asyncio.sleep(0.01))
+        wait(dbapi_connection)

@@ -62,7 +62,8 @@ async def unavailable_as_store_error() -> AsyncIterator[None]:
         raise
     except Exception as error:
         if is_unavailable(error):
-            # The driver's own message, never SQLAlchemy's (which would quote the statement and its parameters).
+            # The driver's own message, never SQLAlchemy's (which would quote the statement and its parameters);
+            # its class name when it has none (a timeout).
             reason = error.orig if isinstance(error, sa_exc.DBAPIError) else error
-            raise StoreUnavailable(f"database unavailable: {reason}") from error
+            raise StoreUnavailable(f"database unavailable: {str(reason) or type(reason).__name__}") from error
         raise

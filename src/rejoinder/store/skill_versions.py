@@ -14,11 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rejoinder.skills.loader import bot_version
 from rejoinder.skills.model import Bot, BotConfig, Skill
-from rejoinder.store.database import Database
+from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.errors import StoreError
 from rejoinder.store.records import as_utc
 from rejoinder.store.tables import bot_versions, skill_versions
@@ -86,8 +85,7 @@ class SkillVersions(Database):
         statement = sa.select(skill_versions.c.bot_id, sa.func.max(skill_versions.c.id)).group_by(
             skill_versions.c.bot_id
         )
-        async with self._read() as conn:
-            rows = (await conn.execute(statement)).all()
+        rows = await self._read_call(_all_rows, statement)
         return {bot_id: int(head) for bot_id, head in rows}
 
     async def current(self, bot_id: str) -> tuple[int, dict[str, SkillVersionRecord]]:
@@ -98,8 +96,7 @@ class SkillVersions(Database):
             .group_by(skill_versions.c.skill_id)
         )
         statement = sa.select(skill_versions).where(skill_versions.c.id.in_(newest))
-        async with self._read() as conn:
-            rows = (await conn.execute(statement)).all()
+        rows = await self._read_call(_all_rows, statement)
         changes = {row.skill_id: SkillVersionRecord(**row._mapping) for row in rows}
         return max((change.id for change in changes.values()), default=0), changes
 
@@ -110,8 +107,7 @@ class SkillVersions(Database):
             .where(skill_versions.c.bot_id == bot_id, skill_versions.c.skill_id == skill_id)
             .order_by(skill_versions.c.version)
         )
-        async with self._read() as conn:
-            rows = (await conn.execute(statement)).all()
+        rows = await self._read_call(_all_rows, statement)
         return [SkillVersionRecord(**row._mapping) for row in rows]
 
     async def record(self, change: SkillChange, *, expected_head: int, now: datetime) -> SkillVersionRecord:
@@ -119,60 +115,74 @@ class SkillVersions(Database):
 
         Raises :class:`SkillsChanged` when another change was stored since (by this or another worker).
         """
-        bot_id = change.bot.id
-        async with self._write() as conn:
-            if conn.dialect.name == "postgresql":
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(bot_id)})
-            head = await conn.scalar(
-                sa.select(sa.func.coalesce(sa.func.max(skill_versions.c.id), 0)).where(
-                    skill_versions.c.bot_id == bot_id
-                )
-            )
-            if head != expected_head:
-                raise SkillsChanged(f"the skills of bot {bot_id!r} changed meanwhile")
-            version = await conn.scalar(
-                sa.select(sa.func.coalesce(sa.func.max(skill_versions.c.version), 0)).where(
-                    skill_versions.c.bot_id == bot_id, skill_versions.c.skill_id == change.skill_id
-                )
-            )
-            await self._insert_snapshot(conn, change.bot, now)
-            row: dict[str, Any] = {
-                "bot_id": bot_id,
-                "skill_id": change.skill_id,
-                "version": int(version or 0) + 1,
-                "deleted": change.skill is None,
-                "definition": change.skill.model_dump(mode="json", by_alias=True) if change.skill else None,
-                "source": change.source,
-                "media_type": change.media_type,
-                "bot_version": change.bot.version,
-                "created_at": as_utc(now),
-            }
-            new_id = await conn.scalar(skill_versions.insert().values(row).returning(skill_versions.c.id))
+        new_id, row = await self._write_call(_record, change, expected_head, as_utc(now))
         return SkillVersionRecord(id=int(new_id), **row)
 
     async def save_bot(self, bot: Bot, now: datetime) -> None:
         """Keep ``bot``'s version (a no-op when it is already kept)."""
-        async with self._write() as conn:
-            await self._insert_snapshot(conn, bot, now)
+        await self._write_call(_insert_snapshot, bot, as_utc(now))
 
     async def find_bot(self, config: BotConfig, version: str) -> Bot | None:
         """A kept version of the bot with these settings, or None."""
         statement = sa.select(bot_versions.c.skills).where(
             bot_versions.c.bot_id == config.id, bot_versions.c.version == version
         )
-        async with self._read() as conn:
-            skills = await conn.scalar(statement)
+        skills = await self._read_call(_scalar, statement)
         return None if skills is None else bot_from_json(config, version, skills)
 
-    async def _insert_snapshot(self, conn: AsyncConnection, bot: Bot, now: datetime) -> None:
-        statement = (
-            self._insert_on_conflict(bot_versions)
-            .values(
-                bot_id=bot.id, version=bot.version, skills=skills_json(bot.skills), created_at=as_utc(now)
-            )
-            .on_conflict_do_nothing(index_elements=["bot_id", "version"])
+
+# ------------------------------------------------------------------------------------------------ on a connection
+
+
+def _all_rows(conn: sa.Connection, statement: sa.Executable) -> list[Any]:
+    return list(conn.execute(statement).all())
+
+
+def _scalar(conn: sa.Connection, statement: sa.Executable) -> Any:
+    return conn.scalar(statement)
+
+
+def _record(
+    conn: sa.Connection, change: SkillChange, expected_head: int, now: datetime
+) -> tuple[int, dict[str, Any]]:
+    bot_id = change.bot.id
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(bot_id)})
+    head = conn.scalar(
+        sa.select(sa.func.coalesce(sa.func.max(skill_versions.c.id), 0)).where(
+            skill_versions.c.bot_id == bot_id
         )
-        await conn.execute(statement)
+    )
+    if head != expected_head:
+        raise SkillsChanged(f"the skills of bot {bot_id!r} changed meanwhile")
+    version = conn.scalar(
+        sa.select(sa.func.coalesce(sa.func.max(skill_versions.c.version), 0)).where(
+            skill_versions.c.bot_id == bot_id, skill_versions.c.skill_id == change.skill_id
+        )
+    )
+    _insert_snapshot(conn, change.bot, now)
+    row: dict[str, Any] = {
+        "bot_id": bot_id,
+        "skill_id": change.skill_id,
+        "version": int(version or 0) + 1,
+        "deleted": change.skill is None,
+        "definition": change.skill.model_dump(mode="json", by_alias=True) if change.skill else None,
+        "source": change.source,
+        "media_type": change.media_type,
+        "bot_version": change.bot.version,
+        "created_at": now,
+    }
+    new_id = conn.scalar(skill_versions.insert().values(row).returning(skill_versions.c.id))
+    return int(new_id), row
+
+
+def _insert_snapshot(conn: sa.Connection, bot: Bot, now: datetime) -> None:
+    statement = (
+        insert_on_conflict(conn, bot_versions)
+        .values(bot_id=bot.id, version=bot.version, skills=skills_json(bot.skills), created_at=now)
+        .on_conflict_do_nothing(index_elements=["bot_id", "version"])
+    )
+    conn.execute(statement)
 
 
 def _lock_key(bot_id: str) -> int:

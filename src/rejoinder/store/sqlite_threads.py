@@ -1,0 +1,380 @@
+"""SQLite off the event loop: each store call is one hand-off to a thread that owns a synchronous connection.
+
+Through an async driver every statement is several trips between the event loop and the driver's thread; here a
+whole call (a read, or a whole write transaction) is one trip. Readers share a few threads, each with its own
+connection (WAL lets them read while a write is in progress). Every write goes to one writer thread, which takes
+all the writes waiting for it and commits them in one transaction, each in its own savepoint: each stays atomic,
+and one that fails (a version conflict, a duplicate) is rolled back alone while the others commit. Callers hear
+back only after the commit, so an answered write is in the database.
+
+Checkpoints never run inside a commit (``wal_autocheckpoint=0``), nor hold up the writer: a checkpoint thread with
+a connection of its own copies the WAL into the database (a passive checkpoint, which writers and readers go on
+alongside) when the writer has had nothing to write for a moment or has committed many times since the last one.
+Only a WAL file past its size bound (readers, or writes that never paused, kept it from starting over) makes the
+writer itself run a full, truncating checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from rejoinder.store.engine import WAL_SIZE_LIMIT
+from rejoinder.store.errors import StoreUnavailable
+
+log = logging.getLogger("rejoinder.store")
+
+T = TypeVar("T")
+Work = Callable[..., Any]
+
+READER_THREADS = 2
+MAX_BATCH = 64  # writes committed together at most
+IDLE_CHECKPOINT_SECONDS = 0.05  # no write for this long: checkpoint what was written
+BUSY_CHECKPOINT_COMMITS = 200  # or this many commits since the last checkpoint
+
+
+class _Job:
+    """One call: the work to run on a connection, and the future (on its caller's loop) that gets the answer."""
+
+    __slots__ = ("args", "future", "loop", "queued_at", "solo", "work")
+
+    def __init__(
+        self, work: Work, args: tuple[Any, ...], loop: asyncio.AbstractEventLoop, solo: bool
+    ) -> None:
+        self.work = work
+        self.args = args
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.queued_at = time.monotonic()
+        self.solo = solo
+
+    def wanted(self) -> bool:
+        """False once the caller stopped waiting (cancelled): nothing is run for it then."""
+        return not self.future.cancelled()
+
+    def answer(self, result: Any = None, error: BaseException | None = None) -> None:
+        # A closed loop (RuntimeError) means nobody is listening any more.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+_STOP = object()
+
+
+class SQLiteThreads:
+    """The threads that run a SQLite store's calls; started on first use, stopped by :meth:`close`."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        busy_timeout: float,
+        readers: int = READER_THREADS,
+        wal_size_limit: int = WAL_SIZE_LIMIT,
+        idle_checkpoint: float = IDLE_CHECKPOINT_SECONDS,
+    ) -> None:
+        self.engine = engine
+        self.busy_timeout = busy_timeout
+        self.wal_size_limit = wal_size_limit
+        self.idle_checkpoint = idle_checkpoint
+        self.commits = 0  # write transactions committed (a batch of writes is one)
+        self.checkpoints = 0  # checkpoints run
+        self._readers = readers
+        self._reads: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._writes: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._checkpoint_wanted = threading.Event()
+        self._stopping = False
+
+    async def read(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(connection, *args)`` on a reader thread, outside any transaction."""
+        return await self._submit(self._reads, work, args, solo=False)
+
+    async def write(self, work: Callable[..., T], *args: Any, solo: bool = False) -> T:
+        """``work(connection, *args)`` in a write transaction on the writer thread; answered once committed.
+
+        ``solo`` keeps the work out of batches (a schema migration runs in a transaction of its own).
+        """
+        return await self._submit(self._writes, work, args, solo=solo)
+
+    async def _submit(
+        self, into: queue.SimpleQueue[_Job | object], work: Work, args: tuple[Any, ...], *, solo: bool
+    ) -> Any:
+        if not self._threads:
+            self._start()
+        job = _Job(work, args, asyncio.get_running_loop(), solo)
+        into.put(job)
+        return await job.future
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._threads:
+                return
+            threads = [
+                threading.Thread(target=self._read_loop, name=f"rejoinder-sqlite-reader-{n}", daemon=True)
+                for n in range(self._readers)
+            ]
+            threads.append(
+                threading.Thread(target=self._write_loop, name="rejoinder-sqlite-writer", daemon=True)
+            )
+            threads.append(
+                threading.Thread(
+                    target=self._checkpoint_loop, name="rejoinder-sqlite-checkpoint", daemon=True
+                )
+            )
+            self._stopping = False
+            for thread in threads:
+                thread.start()
+            self._threads = threads
+
+    def close(self) -> None:
+        """Stop the threads once the calls queued before are done, and close their connections (blocks)."""
+        with self._lock:
+            threads, self._threads = self._threads, []
+        if not threads:
+            return
+        for _ in range(self._readers):
+            self._reads.put(_STOP)
+        self._writes.put(_STOP)
+        self._stopping = True
+        self._checkpoint_wanted.set()
+        for thread in threads:
+            thread.join()
+
+    # ------------------------------------------------------------------------------------------ readers
+
+    def _read_loop(self) -> None:
+        connection: sa.Connection | None = None
+        while (job := self._reads.get()) is not _STOP:
+            assert isinstance(job, _Job)
+            if not job.wanted():
+                continue
+            try:
+                if connection is None:
+                    connection = self.engine.connect()
+                result = job.work(connection, *job.args)
+                connection.rollback()  # ends SQLAlchemy's bookkeeping; readers never BEGIN in SQLite
+            except Exception as error:
+                connection = _reset(connection)
+                job.answer(error=error)
+            else:
+                job.answer(result)
+        if connection is not None:
+            connection.close()
+
+    # ------------------------------------------------------------------------------------------ the writer
+
+    def _write_loop(self) -> None:
+        writer = _Writer(self)
+        held: _Job | None = None  # a solo job met while gathering a batch, run next
+        while True:
+            if held is not None:
+                batch, held = [held], None
+            else:
+                try:
+                    first = self._writes.get(timeout=self.idle_checkpoint if writer.dirty else None)
+                except queue.Empty:
+                    self._request_checkpoint(writer)
+                    continue
+                if first is _STOP:
+                    break
+                assert isinstance(first, _Job)
+                batch = [first]
+                stop = False
+                while not first.solo and len(batch) < MAX_BATCH:
+                    try:
+                        job = self._writes.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is _STOP:
+                        stop = True
+                        break
+                    assert isinstance(job, _Job)
+                    if job.solo:
+                        held = job
+                        break
+                    batch.append(job)
+                if stop:
+                    writer.commit(batch)
+                    break
+            writer.commit(batch)
+            if writer.dirty >= BUSY_CHECKPOINT_COMMITS:
+                self._request_checkpoint(writer)
+        writer.close()
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+
+    def _request_checkpoint(self, writer: _Writer) -> None:
+        writer.dirty = 0
+        self._checkpoint_wanted.set()
+
+    def _checkpoint_loop(self) -> None:
+        connection: sa.Connection | None = None
+        while True:
+            self._checkpoint_wanted.wait()
+            self._checkpoint_wanted.clear()
+            if self._stopping:
+                break
+            try:
+                if connection is None:
+                    connection = self.engine.connect()
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+                connection.rollback()
+            except Exception as error:  # retried at the next request
+                connection = _reset(connection)
+                log.warning("SQLite checkpoint failed: %s", error)
+            else:
+                self.checkpoints += 1
+        if connection is not None:
+            connection.close()
+
+
+class _Writer:
+    """The writer thread's connection: batched commits, and the WAL's size bound."""
+
+    def __init__(self, threads: SQLiteThreads) -> None:
+        self.threads = threads
+        self.connection: sa.Connection | None = None
+        self.dirty = 0  # commits since the last checkpoint
+        self.wal_path: str | None = None
+
+    def commit(self, batch: list[_Job]) -> None:
+        """Run the batch's jobs in one transaction and answer each, after the commit."""
+        deadline = time.monotonic() - self.threads.busy_timeout
+        jobs: list[_Job] = []
+        for job in batch:
+            if not job.wanted():
+                continue
+            if job.queued_at < deadline:
+                job.answer(error=StoreUnavailable("database busy: no write slot within the busy timeout"))
+            else:
+                jobs.append(job)
+        if not jobs:
+            return
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            connection = self._connect()
+            with connection.begin():
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                if len(jobs) == 1:
+                    outcomes.append((jobs[0].work(connection, *jobs[0].args), None))
+                else:
+                    driver = connection.connection.driver_connection
+                    for job in jobs:
+                        outcomes.append(_in_savepoint(connection, driver, job))
+        except Exception as error:
+            self.connection = _reset(self.connection)
+            # Nothing was committed: every job of the batch fails, each with its own error if it had one.
+            failures = [own or error for _, own in outcomes]
+            failures += [error] * (len(jobs) - len(outcomes))
+            _answer_all(jobs, [(None, failure) for failure in failures])
+            return
+        self.dirty += 1
+        self.threads.commits += 1
+        _answer_all(jobs, outcomes)
+        self._bound_wal()
+
+    def truncate_wal(self) -> None:
+        """Copy the whole WAL into the database, waiting for readers, and empty the WAL file."""
+        if self.connection is None:
+            return
+        try:
+            self.connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+            self.connection.rollback()
+        except Exception as error:  # retried after the next commit
+            self.connection = _reset(self.connection)
+            log.warning("SQLite checkpoint (TRUNCATE) failed: %s", error)
+            return
+        self.threads.checkpoints += 1
+        self.dirty = 0
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def _connect(self) -> sa.Connection:
+        if self.connection is None:
+            self.connection = self.threads.engine.connect()
+            files = self.connection.exec_driver_sql("PRAGMA database_list").all()
+            self.connection.rollback()
+            main = next((file for _, name, file in files if name == "main"), "")
+            self.wal_path = f"{main}-wal" if main else None
+        return self.connection
+
+    def _bound_wal(self) -> None:
+        """A WAL past its size bound (it could not start over since the last pause) is checkpointed whole."""
+        if self.wal_path is None:
+            return
+        try:
+            size = os.path.getsize(self.wal_path)
+        except OSError:
+            return
+        if size > self.threads.wal_size_limit:
+            self.truncate_wal()
+
+
+def _in_savepoint(connection: sa.Connection, driver: Any, job: _Job) -> tuple[Any, BaseException | None]:
+    """One job of a batch: its changes are kept only if it succeeds; its own failure is its alone.
+
+    The savepoint is sent straight to the driver: SQLAlchemy would compile its SAVEPOINT anew for every turn.
+    """
+    driver.execute("SAVEPOINT turn")
+    try:
+        result = job.work(connection, *job.args)
+    except Exception as error:
+        driver.execute("ROLLBACK TO turn")
+        driver.execute("RELEASE turn")
+        if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+            raise
+        return None, error
+    driver.execute("RELEASE turn")
+    return result, None
+
+
+def _answer_all(jobs: list[_Job], outcomes: list[tuple[Any, BaseException | None]]) -> None:
+    """Answer jobs with one wake-up per event loop instead of one per job."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+    for job, (result, error) in zip(jobs, outcomes, strict=True):
+        by_loop.setdefault(job.loop, []).append((job.future, result, error))
+    for loop, answers in by_loop.items():
+        # A closed loop (RuntimeError) means nobody is listening any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle_all, answers)
+
+
+def _settle_all(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in answers:
+        _settle(future, result, error)
+
+
+def _reset(connection: sa.Connection | None) -> sa.Connection | None:
+    """After an error: the connection, back outside any transaction, or None when it must be opened again."""
+    if connection is None:
+        return None
+    with contextlib.suppress(Exception):
+        connection.rollback()
+        if not connection.invalidated:
+            return connection
+    with contextlib.suppress(Exception):
+        connection.close()
+    return None

@@ -1,0 +1,75 @@
+"""The hot reads that skip SQLAlchemy's execution path on SQLite give exactly what SQLAlchemy gives."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from rejoinder.store import SessionRecord, Store
+from rejoinder.store.engine import create_sqlite_sync_engine
+from rejoinder.store.prepared import Prepared
+from rejoinder.store.tables import sessions
+from tests.store.factories import NOW, start
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = Store.from_url(f"sqlite:///{tmp_path / 'prepared.db'}", busy_timeout=0.1)
+    await store.upgrade()
+    yield store
+    await store.close()
+
+
+async def test_the_conversation_read_for_a_turn_matches_the_general_read(sqlite_store: Store) -> None:
+    await start(
+        sqlite_store,
+        "cnv_a",
+        client_message_id="m-1",
+        state={"variables": {"name": "Zoë", "n": 1.5, "list": [1, None]}},
+        user={"id": "u-1", "verified": True},
+    )
+
+    conversation, answered = await sqlite_store.conversation_for_turn("cnv_a", "m-1")
+
+    assert answered
+    assert conversation == await sqlite_store.get_conversation("cnv_a")
+    assert conversation is not None and conversation.created_at.tzinfo is not None
+    assert await sqlite_store.conversation_for_turn("cnv_missing", "m-1") == (None, False)
+
+
+async def test_a_session_found_by_hash_matches_what_was_stored(sqlite_store: Store) -> None:
+    await start(sqlite_store, "cnv_a")
+    created = await sqlite_store.create_session(
+        session_id="sid_1",
+        session_hash="h" * 64,
+        bot_id="shop",
+        conversation_id="cnv_a",
+        token_id=None,
+        now=NOW,
+        expires_at=NOW + timedelta(hours=1),
+    )
+
+    found = await sqlite_store.find_session("h" * 64)
+
+    assert isinstance(found, SessionRecord) and found == created
+    assert await sqlite_store.find_session("x" * 64) is None
+
+
+def test_a_driver_error_on_a_hot_read_comes_out_as_sqlalchemy_would_raise_it(tmp_path: Path) -> None:
+    engine = create_sqlite_sync_engine(sa.make_url(f"sqlite:///{tmp_path / 'empty.db'}"), busy_timeout=0.1)
+    try:
+        with engine.connect() as connection, pytest.raises(sa_exc.OperationalError) as raised:
+            Prepared(sa.select(sessions).where(sessions.c.id == sa.bindparam("id"))).first(
+                connection, {"id": "x"}
+            )
+    finally:
+        engine.dispose()
+    # SQLAlchemy's wrapping, which the store reads to tell "unavailable" (locked, full, unreachable) from bugs.
+    assert isinstance(raised.value.orig, sqlite3.OperationalError)
+    assert "no such table" in str(raised.value.orig)

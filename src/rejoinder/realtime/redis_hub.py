@@ -44,6 +44,9 @@ _RETRY_DELAY = 0.5
 _CONNECT_TIMEOUT = 5.0
 # The listening connection is pinged when idle this long; no answer within another interval means it is dead.
 _HEALTH_INTERVAL = 15.0
+# Why subscribers were dropped, kept short: a WebSocket close frame quotes it and still has to say what to do
+# (the driver's own error, which names addresses, goes to the log).
+_UNREACHABLE = "Redis is unreachable"
 
 
 class RedisHub:
@@ -181,9 +184,10 @@ class RedisHub:
                 pubsub = await self._connected_pubsub()
                 await pubsub.subscribe(channel)
             except (RedisError, OSError) as error:
+                log.warning("cannot subscribe: Redis is unreachable: %s", error)
                 self._local.remove(subscription)
-                self._lose_connection(f"Redis is unreachable: {error}")
-                raise HubUnavailable(f"cannot subscribe: Redis is unreachable ({error})") from error
+                self._lose_connection(_UNREACHABLE)
+                raise HubUnavailable(f"cannot subscribe: {_UNREACHABLE}") from error
             return subscription, confirmed
 
     def _pending_confirmation(self, conversation_id: str) -> asyncio.Future[None] | None:
@@ -204,7 +208,8 @@ class RedisHub:
             try:
                 await self._pubsub.unsubscribe(self._channel(subscription.conversation_id))
             except (RedisError, OSError) as error:
-                self._lose_connection(f"Redis is unreachable: {error}")
+                log.warning("cannot unsubscribe: Redis is unreachable: %s", error)
+                self._lose_connection(_UNREACHABLE)
 
     async def _connected_pubsub(self) -> PubSub:
         if self._pubsub is None:
@@ -223,7 +228,8 @@ class RedisHub:
                 message = await pubsub.get_message(timeout=self._health_interval)
                 if message is None:
                     if unanswered_ping:
-                        raise TimeoutError(f"no answer from Redis in {2 * self._health_interval:g} s")
+                        self._reader_lost(pubsub, f"no answer from Redis in {2 * self._health_interval:g} s")
+                        return
                     await pubsub.ping()
                     unanswered_ping = True
                     continue
@@ -232,9 +238,12 @@ class RedisHub:
         except asyncio.CancelledError:
             raise
         except (RedisError, OSError, RuntimeError) as error:
-            if self._pubsub is pubsub:
-                log.warning("lost the Redis pub/sub connection: %s", error)
-                self._lose_connection(f"lost the connection to Redis: {error}")
+            self._reader_lost(pubsub, "lost the connection to Redis", error)
+
+    def _reader_lost(self, pubsub: PubSub, reason: str, error: BaseException | None = None) -> None:
+        if self._pubsub is pubsub:
+            log.warning("lost the Redis pub/sub connection: %s", error or reason)
+            self._lose_connection(reason)
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]

@@ -210,11 +210,11 @@ class _Stream:
         self._closed = False
 
     async def run(self, after: int) -> None:
+        self.last_seq = after  # what a refusal tells the client to reconnect with, if subscribing fails
         try:
             async with self.hub.subscribe(self.conversation_id) as subscription:
                 # Subscribed before reading the store: whatever is committed from now on is either in the replay
                 # or among the live events, and the live ones already sent are skipped by seq.
-                self.last_seq = after
                 await self._replay()
                 await self._send(await self._status())
                 self._subscription = subscription

@@ -284,6 +284,22 @@ def server(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     running.stop()
 
 
+@pytest.fixture(scope="session")
+def shared_site() -> Iterator[Site]:
+    """A business site for the whole session, for modules that can share one server (see ``shared_server``)."""
+    served = Site()
+    yield served
+    served.close()
+
+
+@pytest.fixture(scope="session")
+def shared_server(shared_site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for every module that needs no settings of its own: each start costs seconds."""
+    running = run_server(tmp_path_factory.mktemp("shared-server"), [shared_site.origin])
+    yield running
+    running.stop()
+
+
 def wait_for(condition: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
     """Poll ``condition()`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

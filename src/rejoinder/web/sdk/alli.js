@@ -236,12 +236,13 @@
       this.onWake = () => this.wake();
     }
 
-    start() {
+    /** Connect; `quiet` keeps the current state on screen (a planned reconnect, e.g. with a refreshed session). */
+    start(quiet = false) {
       this.stop();
       const run = this.run;
       window.addEventListener('online', this.onWake);
       document.addEventListener('visibilitychange', this.onWake);
-      this.on.state('connecting');
+      if (!quiet) this.on.state('connecting');
       this.connect(run);
     }
 
@@ -388,7 +389,8 @@
     }
 
     retry(run, state) {
-      const delay = state === 'connecting' && this.attempt === 0 ? 200 + Math.random() * 300 : backoffDelay(this.attempt);
+      const quick = state === 'connecting' && this.attempt === 0; // a drop: try again almost at once
+      const delay = quick ? 200 + Math.random() * 300 : backoffDelay(this.attempt);
       this.attempt += 1;
       this.on.state(state, Date.now() + delay);
       this.schedule(run, delay);
@@ -514,12 +516,13 @@ button { cursor: pointer; border: 0; background: none; }
 .icon-button:focus-visible { outline-color: var(--accent-ink); outline-offset: -3px; }
 .icon-button svg { width: 20px; height: 20px; fill: currentColor; }
 .banner {
-  display: flex; align-items: center; gap: 10px; padding: 9px 16px; font-size: 13.5px; line-height: 1.4;
+  display: flex; flex-wrap: wrap; align-items: center; gap: 8px 12px; padding: 9px 16px; font-size: 13.5px;
+  line-height: 1.4;
   background: #fff7e0; color: #614700; border-bottom: 1px solid #f3e2ad;
 }
 .banner.error { background: #fdecec; color: #8a1c1c; border-bottom-color: #f5c6c6; }
 .banner.ended { background: #eef0f3; color: #3d4550; border-bottom-color: var(--line); }
-.banner-text { flex: 1; }
+.banner-text { flex: 1 1 220px; }
 .banner-action {
   flex: none; padding: 5px 10px; border-radius: 6px; font-size: 13px; font-weight: 600;
   background: var(--paper); color: var(--ink); border: 1px solid currentColor;
@@ -549,20 +552,30 @@ button { cursor: pointer; border: 0; background: none; }
 .retry { font-size: 12px; font-weight: 600; color: #8a1c1c; text-decoration: underline; margin-top: 3px; }
 .links { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 6px; max-width: 82%; }
 .link-button, .choice {
-  display: inline-block; padding: 6px 13px; border-radius: 999px; font-size: 14px; font-weight: 500; line-height: 1.35;
+  display: inline-block; padding: 6px 13px; border-radius: 999px; font-size: 14px; font-weight: 500;
+  line-height: 1.35;
   background: var(--paper); color: var(--accent); border: 1.5px solid var(--accent); text-decoration: none;
 }
 .link-button:hover, .choice:hover { background: var(--accent); color: var(--accent-ink); }
 .link-button::after { content: " \\2197"; }
-.typing { display: flex; gap: 4px; padding: 12px 14px; width: max-content; margin: 2px 0 4px 14px;
-  background: var(--paper); border: 1px solid var(--line); border-radius: 16px; border-bottom-left-radius: 5px; }
-.typing span { width: 7px; height: 7px; border-radius: 50%; background: #9aa3ad; animation: blink 1.2s infinite ease-in-out; }
+.typing {
+  display: flex; gap: 4px; align-self: flex-start; padding: 12px 14px; margin: 2px 0 4px;
+  background: var(--paper); border: 1px solid var(--line); border-radius: 16px; border-bottom-left-radius: 5px;
+}
+.typing span {
+  width: 7px; height: 7px; border-radius: 50%; background: #9aa3ad; animation: blink 1.2s infinite ease-in-out;
+}
 .typing span:nth-child(2) { animation-delay: .15s; }
 .typing span:nth-child(3) { animation-delay: .3s; }
-@keyframes blink { 0%, 80%, 100% { opacity: .3; transform: translateY(0); } 40% { opacity: 1; transform: translateY(-2px); } }
+@keyframes blink {
+  0%, 80%, 100% { opacity: .3; transform: translateY(0); }
+  40% { opacity: 1; transform: translateY(-2px); }
+}
 @media (prefers-reduced-motion: reduce) { .typing span { animation: none; } .launcher { transition: none; } }
-.choices { display: flex; flex-wrap: wrap; justify-content: flex-end; gap: 8px; padding: 4px 14px 10px; background: var(--canvas); }
-.composer { display: flex; align-items: center; gap: 8px; padding: 10px 12px; border-top: 1px solid var(--line); background: var(--paper); }
+.choices { display: flex; flex-wrap: wrap; justify-content: flex-end; gap: 8px; padding: 4px 14px 10px;
+  background: var(--canvas); }
+.composer { display: flex; align-items: center; gap: 8px; padding: 10px 12px;
+  border-top: 1px solid var(--line); background: var(--paper); }
 .input {
   flex: 1; min-width: 0; height: 42px; padding: 0 15px; border-radius: 21px; border: 1px solid #cfd5dc;
   background: var(--paper); color: var(--ink); font-size: 15px;
@@ -576,14 +589,16 @@ button { cursor: pointer; border: 0; background: none; }
 }
 .send svg { width: 19px; height: 19px; fill: currentColor; }
 .send:disabled { background: #c3c9d1; cursor: not-allowed; }
-.sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); white-space: nowrap; }
+.sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%);
+  white-space: nowrap; }
 `;
 
   let sharedSheet = null;
 
   /** Styles for a shadow root: a constructable stylesheet (no <style> element, so no CSP style-src issue). */
   function adoptStyles(root) {
-    if ('adoptedStyleSheets' in root && typeof CSSStyleSheet === 'function' && 'replaceSync' in CSSStyleSheet.prototype) {
+    const constructable = typeof CSSStyleSheet === 'function' && 'replaceSync' in CSSStyleSheet.prototype;
+    if ('adoptedStyleSheets' in root && constructable) {
       if (!sharedSheet) {
         sharedSheet = new CSSStyleSheet();
         sharedSheet.replaceSync(STYLES);
@@ -651,7 +666,7 @@ button { cursor: pointer; border: 0; background: none; }
       this.launcher.setAttribute('aria-expanded', 'false');
       this.launcher.setAttribute('aria-controls', 'rejoinder-window');
       this.launcher.append(icon(ICON_CHAT));
-      this.launcher.addEventListener('click', () => this.on.open());
+      this.launcher.addEventListener('click', () => (this.isOpen ? this.on.close() : this.on.open()));
       return this.launcher;
     }
 
@@ -665,14 +680,40 @@ button { cursor: pointer; border: 0; background: none; }
         if (event.key === 'Escape') {
           event.stopPropagation();
           this.on.close();
+        } else if (event.key === 'Tab' && !this.window.classList.contains('popup')) {
+          this.keepFocusInside(event);
         }
       });
       this.window = win;
-      win.append(this.buildHeader(title), this.buildBanner(), this.buildLog(), this.buildChoices(), this.buildComposer());
+      win.append(
+        this.buildHeader(title),
+        this.buildBanner(),
+        this.buildLog(),
+        this.buildChoices(),
+        this.buildComposer(),
+      );
       this.announcer = element('div', 'sr-only');
       this.announcer.setAttribute('aria-live', 'polite');
       win.append(this.announcer);
       return win;
+    }
+
+    /** In full window the page behind is covered: Tab cycles through the window's own controls. */
+    keepFocusInside(event) {
+      const controls = [...this.window.querySelectorAll('button, input, a[href], [tabindex="0"]')].filter(
+        (node) => !node.disabled && node.getClientRects().length > 0,
+      );
+      if (!controls.length) return;
+      const first = controls[0];
+      const last = controls[controls.length - 1];
+      const active = this.shadow.activeElement;
+      if (event.shiftKey && active === first) {
+        event.preventDefault();
+        last.focus();
+      } else if (!event.shiftKey && active === last) {
+        event.preventDefault();
+        first.focus();
+      }
     }
 
     buildHeader(title) {
@@ -756,13 +797,13 @@ button { cursor: pointer; border: 0; background: none; }
       return !this.window.hidden;
     }
 
-    open(full) {
+    open(full, focus = true) {
       if (full !== undefined) this.fullRequested = full;
       this.window.hidden = false;
       this.launcher.setAttribute('aria-expanded', 'true');
       this.layout();
       this.scrollToEnd();
-      (this.input.disabled ? this.closeButton : this.input).focus({ preventScroll: true });
+      if (focus) (this.input.disabled ? this.closeButton : this.input).focus({ preventScroll: true });
     }
 
     close() {
@@ -785,6 +826,8 @@ button { cursor: pointer; border: 0; background: none; }
       this.window.setAttribute('aria-modal', String(full && this.isOpen));
       this.root.classList.toggle('no-launcher', !this.launcherWanted);
       this.launcher.hidden = !this.launcherWanted || (full && this.isOpen);
+      this.launcher.replaceChildren(icon(this.isOpen ? ICON_CLOSE : ICON_CHAT)); // a toggle: open, then close
+      this.launcher.setAttribute('aria-label', this.isOpen ? 'Close chat' : 'Open chat');
     }
 
     // ----------------------------------------------------------------------------------------- state
@@ -834,6 +877,14 @@ button { cursor: pointer; border: 0; background: none; }
 
     /** Quick replies: `[{label, value}]`; an empty list hides them. */
     setChoices(choices) {
+      const key = JSON.stringify(choices.map((choice) => [choice.label, choice.value]));
+      if (key === this.choicesKey) {
+        // The same replies again (the answer and the live stream both bring them): keep the buttons, and the focus.
+        this.choices.hidden = choices.length === 0 || this.input.disabled;
+        return;
+      }
+      this.choicesKey = key;
+      const hadFocus = this.choices.contains(this.shadow.activeElement);
       this.choices.replaceChildren();
       for (const choice of choices) {
         const button = element('button', 'choice', choice.label);
@@ -845,6 +896,7 @@ button { cursor: pointer; border: 0; background: none; }
         this.choices.append(button);
       }
       this.choices.hidden = choices.length === 0 || this.input.disabled;
+      if (hadFocus) (this.choices.firstChild || this.input).focus({ preventScroll: true });
     }
 
     announce(text) {
@@ -1027,7 +1079,8 @@ button { cursor: pointer; border: 0; background: none; }
         this.setStatus('expired', { detail: 'Your previous chat session has expired.' });
         return;
       }
-      this.adopt({ id: saved.conversationId, session: saved.session, expiresAt: saved.expiresAt, issuedAt: saved.issuedAt });
+      const { conversationId: id, session, expiresAt, issuedAt } = saved;
+      this.adopt({ id, session, expiresAt, issuedAt });
       try {
         await this.loadHistory();
       } catch (error) {
@@ -1038,7 +1091,7 @@ button { cursor: pointer; border: 0; background: none; }
         }
       }
       this.goLive();
-      if (saved.open) this.open();
+      if (saved.open) this.open(undefined, false); // back as it was, without taking the page's focus
     }
 
     async loadHistory() {
@@ -1070,7 +1123,7 @@ button { cursor: pointer; border: 0; background: none; }
         this.open();
         this.beginNew();
         const body = { event: name, ...this.startFields(variables) };
-        await this.startWith(() => this.api.start(body));
+        return this.startWith(() => this.api.start(body));
       });
     }
 
@@ -1078,8 +1131,7 @@ button { cursor: pointer; border: 0; background: none; }
       return this.enqueue(async () => {
         if (options.launcher !== undefined) this.widget.setLauncher(Boolean(options.launcher));
         this.open(options.popupMode ? true : undefined);
-        const answer = await this.startWith(() => this.api.resume(token), { keepSameConversation: true });
-        return answer;
+        return this.startWith(() => this.api.resume(token), { keepSameConversation: true });
       });
     }
 
@@ -1096,13 +1148,13 @@ button { cursor: pointer; border: 0; background: none; }
       return this.enqueue(() => this.sendNow(body, shown));
     }
 
-    open(full) {
+    open(full, focus = true) {
       if (!this.widget) {
-        this.enqueue(() => this.open(full)).catch(() => undefined); // initialize() is still building it
+        this.enqueue(() => this.open(full, focus)).catch(() => undefined); // initialize() is still building it
         return;
       }
       const wasOpen = this.widget.isOpen;
-      this.widget.open(full);
+      this.widget.open(full, focus);
       this.saveState();
       if (!wasOpen) this.emit('open');
     }
@@ -1154,12 +1206,19 @@ button { cursor: pointer; border: 0; background: none; }
 
     /** Start or resume: one call that answers with a session and the conversation so far. */
     async startWith(call, { keepSameConversation = false } = {}) {
+      const before = this.status;
       this.setStatus('connecting');
       let answer;
       try {
         answer = await call();
       } catch (error) {
-        this.fail(error);
+        if (keepSameConversation && this.live) {
+          // The page resumes on every load; a token used up by an earlier load must not end the live chat.
+          this.setStatus(before);
+          this.emit('error', error);
+        } else {
+          this.fail(error);
+        }
         throw error;
       }
       const same = keepSameConversation && this.conversation && this.conversation.id === answer.conversation_id;
@@ -1187,7 +1246,8 @@ button { cursor: pointer; border: 0; background: none; }
       }
       if (this.status === 'expired' || this.status === 'ended') {
         const view = STATE_VIEWS[this.status];
-        throw new AlliError(this.status === 'ended' ? 'conversation_closed' : 'unauthorized', this.lastDetail || view.banner);
+        const code = this.status === 'ended' ? 'conversation_closed' : 'unauthorized';
+        throw new AlliError(code, this.lastDetail || view.banner);
       }
       this.widget.setChoices([]);
       const local = this.widget.addLocal(shown);
@@ -1219,7 +1279,8 @@ button { cursor: pointer; border: 0; background: none; }
             local.remove();
             this.fail(error);
           } else {
-            this.widget.markFailed(local, error, () => this.enqueue(() => this.deliver(request, local)).catch(() => undefined));
+            const again = () => this.enqueue(() => this.deliver(request, local)).catch(() => undefined);
+            this.widget.markFailed(local, error, again);
             this.emit('error', error);
           }
           throw error;
@@ -1267,7 +1328,9 @@ button { cursor: pointer; border: 0; background: none; }
         choices = this.pending.choices;
       } else if (this.pending === undefined) {
         const last = this.lastMessage;
-        if (last && last.sender === 'bot') choices = (last.buttons || []).filter((b) => b.value !== undefined && b.value !== null);
+        if (last && last.sender === 'bot') {
+          choices = (last.buttons || []).filter((button) => button.value !== undefined && button.value !== null);
+        }
       }
       this.widget.setChoices(choices.map((choice) => ({ label: String(choice.label), value: String(choice.value) })));
     }
@@ -1284,7 +1347,7 @@ button { cursor: pointer; border: 0; background: none; }
       }
     }
 
-    goLive() {
+    goLive(quiet = false) {
       this.stopLive();
       const conversation = this.conversation;
       this.live = new LiveConnection(
@@ -1304,7 +1367,7 @@ button { cursor: pointer; border: 0; background: none; }
           refused: (error) => this.fail(error),
         },
       );
-      this.live.start();
+      this.live.start(quiet);
       this.scheduleRefresh();
     }
 
@@ -1325,7 +1388,8 @@ button { cursor: pointer; border: 0; background: none; }
       clearTimeout(this.refreshTimer);
       const due = this.refreshDueAt();
       if (due === null) return;
-      this.refreshTimer = setTimeout(() => this.refreshSession(), Math.min(2 ** 31 - 1, Math.max(0, due - Date.now())));
+      const delay = Math.min(2 ** 31 - 1, Math.max(0, due - Date.now())); // setTimeout's longest wait
+      this.refreshTimer = setTimeout(() => this.refreshSession(), delay);
     }
 
     refreshDueAt() {
@@ -1357,12 +1421,12 @@ button { cursor: pointer; border: 0; background: none; }
         try {
           const answer = await this.api.refresh(conversation.session, conversation.id);
           this.adopt({ id: conversation.id, session: answer.session, expiresAt: answer.session_expires_at });
-          this.goLive();
+          this.goLive(true);
         } catch (error) {
           if (isRefusal(error)) {
             this.fail(error);
           } else {
-            this.goLive(); // keeps the old session meanwhile; the next attempt comes shortly
+            this.goLive(true); // keeps the old session meanwhile; the next attempt comes shortly
             clearTimeout(this.refreshTimer);
             this.refreshTimer = setTimeout(() => this.refreshSession(), 5000);
           }
@@ -1451,6 +1515,15 @@ button { cursor: pointer; border: 0; background: none; }
   /** Run `action` with the chat, or reject because initialize() has not been called. */
   const withChat = (action) => (chat ? action(chat) : Promise.reject(notInitialized()));
 
+  /** The customer as POST /v1/conversations takes it: id (as text), name and hash; other fields are not sent. */
+  function userFields(user) {
+    const fields = {};
+    for (const name of ['id', 'name', 'hash']) {
+      if (user[name] !== undefined && user[name] !== null) fields[name] = String(user[name]);
+    }
+    return fields;
+  }
+
   function checkedOptions(options) {
     if (!options || typeof options.sdkKey !== 'string' || !options.sdkKey) {
       throw new AlliError('invalid_options', 'Alli.initialize needs {sdkKey: "pk_…"}, the bot\'s SDK key.');
@@ -1468,7 +1541,7 @@ button { cursor: pointer; border: 0; background: none; }
       popupMode: Boolean(options.popupMode),
       placement: options.placement || 'bottom-right',
       title: options.title || 'Chat',
-      user: options.user || undefined,
+      user: options.user ? userFields(options.user) : undefined,
       variables: options.variables || undefined,
       locale: options.locale || undefined,
       persist,
@@ -1488,7 +1561,10 @@ button { cursor: pointer; border: 0; background: none; }
     initialize(options) {
       if (chat) {
         return Promise.reject(
-          new AlliError('already_initialized', 'Alli is already initialized; call Alli.destroy() before initializing again.'),
+          new AlliError(
+            'already_initialized',
+            'Alli is already initialized; call Alli.destroy() before initializing again.',
+          ),
         );
       }
       let checked;
@@ -1557,7 +1633,9 @@ button { cursor: pointer; border: 0; background: none; }
      */
     on(name, listener) {
       if (!chat) throw notInitialized();
-      if (!EVENTS.includes(name)) throw new AlliError('invalid_event', `Unknown event ${name}; use one of ${EVENTS.join(', ')}.`);
+      if (!EVENTS.includes(name)) {
+        throw new AlliError('invalid_event', `Unknown event ${name}; use one of ${EVENTS.join(', ')}.`);
+      }
       chat.listeners.get(name).add(listener);
     },
 

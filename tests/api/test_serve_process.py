@@ -115,3 +115,57 @@ def test_a_broken_bot_stops_start_up_with_file_and_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "hello.yaml:7" in result.stderr
     assert "nowhere" in result.stderr
+
+
+def test_metrics_of_several_workers_are_one_count_whichever_worker_answers(tmp_path: Path) -> None:
+    env = environment(tmp_path / "workers.db")
+    created = subprocess.run(
+        [REJOINDER, "keys", "create", str(EXAMPLE_BOT), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    sdk_key = json.loads(created.stdout)["sdk_key"]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with (tmp_path / "server.log").open("w") as log:
+        server = subprocess.Popen(
+            [REJOINDER, "serve", str(EXAMPLE_BOT), "--port", str(port), "--workers", "2"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            text=True,
+        )
+    try:
+        wait_until_up(base, server, timeout=60)
+        # A new connection per request: the kernel hands them to either worker.
+        started = httpx.post(
+            f"{base}/v1/conversations",
+            json={"event": "welcome"},
+            headers={"Authorization": f"Bearer {sdk_key}"},
+            timeout=10,
+        ).json()
+        for number in range(8):
+            answer = httpx.post(
+                f"{base}/v1/conversations/{started['conversation_id']}/messages",
+                json={"text": "something else", "client_message_id": f"m-{number}"},
+                headers={"Authorization": f"Bearer {started['session']}"},
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+
+        counts = set()
+        for _ in range(8):
+            scraped = httpx.get(f"{base}/metrics", timeout=10).text
+            [line] = [
+                line
+                for line in scraped.splitlines()
+                if line.startswith("rejoinder_turns_total{") and 'kind="message"' in line
+            ]
+            counts.add(float(line.rsplit(" ", 1)[1]))
+        assert counts == {8.0}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)

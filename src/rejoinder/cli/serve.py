@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -33,7 +35,7 @@ def serve(
     from sqlalchemy import make_url
 
     from rejoinder.server.app import BOT_DIRS_ENV, create_app, load_bots, spare_from_full_collections
-    from rejoinder.server.ops import logging_config
+    from rejoinder.server.ops import MULTIPROCESS_DIR_ENV, logging_config
     from rejoinder.store import InvalidDatabaseURL, Store, normalize_url
 
     try:
@@ -69,13 +71,19 @@ def serve(
         uvicorn.run(app, **options)
         return
     os.environ[BOT_DIRS_ENV] = os.pathsep.join(str(path.resolve()) for path in bot_dirs)
-    uvicorn.run(
-        "rejoinder.server.app:app_from_env",
-        factory=True,
-        workers=workers,
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
-        **options,
-    )
+    # The workers count into shared files, so that a scrape of /metrics sees all of them whichever answers.
+    metrics_dir = tempfile.mkdtemp(prefix="rejoinder-metrics-")
+    os.environ[MULTIPROCESS_DIR_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            "rejoinder.server.app:app_from_env",
+            factory=True,
+            workers=workers,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+            **options,
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _fail(reason: str) -> NoReturn:

@@ -12,6 +12,7 @@ import atexit
 import json
 import logging
 import logging.handlers
+import os
 import queue
 import re
 import signal
@@ -25,7 +26,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rejoinder.engine import HttpCall, HttpResponse
@@ -34,6 +42,10 @@ from rejoinder.server import state
 from rejoinder.server.errors import problem_responses, unavailable
 
 access_log = logging.getLogger("rejoinder.access")
+
+# Set by `rejoinder serve --workers N` for its workers: prometheus-client then keeps every metric in files there,
+# and any worker's /metrics answers for all of them.
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -104,6 +116,11 @@ class Metrics:
         self.resume_seconds.observe(seconds)
 
     def render(self) -> bytes:
+        """The text format: this process's metrics, or every worker's when they share a multiprocess directory."""
+        if MULTIPROCESS_DIR_ENV in os.environ:
+            gathered = CollectorRegistry()
+            multiprocess.MultiProcessCollector(gathered)
+            return generate_latest(gathered)
         return generate_latest(self.registry)
 
 

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -27,7 +26,14 @@ import httpx
 import pytest
 
 from rejoinder.skills import Bot, load_bot
-from tests.api.test_serve_process import EXAMPLE_BOT, REJOINDER, environment, free_port, wait_until_up
+from tests.api.test_serve_process import (
+    EXAMPLE_BOT,
+    REJOINDER,
+    create_keys,
+    environment,
+    free_port,
+    wait_until_up,
+)
 
 if TYPE_CHECKING:
     from conftest import Launch, Server
@@ -355,24 +361,11 @@ class Customer:
             number += 1
 
 
-def create_keys_with_the_cli(env: dict[str, str]) -> dict[str, str]:
-    created = subprocess.run(
-        [REJOINDER, "keys", "create", str(EXAMPLE_BOT), "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert created.returncode == 0, created.stderr
-    keys: dict[str, str] = json.loads(created.stdout)
-    return keys
-
-
 async def test_kill_9_during_turns_then_a_restart_loses_nothing_acknowledged_and_duplicates_nothing(
     tmp_path: Path,
 ) -> None:
     env = environment(tmp_path / "served.db")
-    keys = await asyncio.to_thread(create_keys_with_the_cli, env)
+    keys = await asyncio.to_thread(create_keys, env)
     sdk = {"Authorization": f"Bearer {keys['sdk_key']}"}
 
     server = await asyncio.to_thread(ServeProcess, env)

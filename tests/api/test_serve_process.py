@@ -43,17 +43,19 @@ def wait_until_up(base: str, process: subprocess.Popen[str], timeout: float = 20
     raise AssertionError("the server did not become ready")
 
 
-def test_keys_then_serve_then_a_conversation_then_a_clean_shutdown(tmp_path: Path) -> None:
-    env = environment(tmp_path / "served.db")
+def create_keys(env: dict[str, str], bot: Path = EXAMPLE_BOT) -> dict[str, str]:
+    """``rejoinder keys create BOT --json`` on the database of ``env``."""
     created = subprocess.run(
-        [REJOINDER, "keys", "create", str(EXAMPLE_BOT), "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [REJOINDER, "keys", "create", str(bot), "--json"], env=env, capture_output=True, text=True, timeout=60
     )
     assert created.returncode == 0, created.stderr
-    keys = json.loads(created.stdout)
+    keys: dict[str, str] = json.loads(created.stdout)
+    return keys
+
+
+def test_keys_then_serve_then_a_conversation_then_a_clean_shutdown(tmp_path: Path) -> None:
+    env = environment(tmp_path / "served.db")
+    keys = create_keys(env)
     assert set(keys) == {"bot", "sdk_key", "secret_key"}
     assert (
         keys["bot"] == "shop" and keys["sdk_key"].startswith("pk_") and keys["secret_key"].startswith("sk_")
@@ -119,15 +121,7 @@ def test_a_broken_bot_stops_start_up_with_file_and_line(tmp_path: Path) -> None:
 
 def test_metrics_of_several_workers_are_one_count_whichever_worker_answers(tmp_path: Path) -> None:
     env = environment(tmp_path / "workers.db")
-    created = subprocess.run(
-        [REJOINDER, "keys", "create", str(EXAMPLE_BOT), "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert created.returncode == 0, created.stderr
-    sdk_key = json.loads(created.stdout)["sdk_key"]
+    sdk_key = create_keys(env)["sdk_key"]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with (tmp_path / "server.log").open("w") as log:

@@ -136,7 +136,7 @@ class Site:
         self.httpd.server_close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def site() -> Iterator[Site]:
     served = Site()
     yield served
@@ -276,26 +276,13 @@ def run_server(directory: Path, origins: list[str], **env: str) -> Server:
     return server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server per test module, on a fresh SQLite file, allowing the ``site`` origin."""
+    """One server for the browser tests (each start costs seconds), on a fresh SQLite file, allowing ``site``.
+
+    A test that needs other settings starts its own with ``run_server``.
+    """
     running = run_server(tmp_path_factory.mktemp("server"), [site.origin])
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="session")
-def shared_site() -> Iterator[Site]:
-    """A business site for the whole session, for modules that can share one server (see ``shared_server``)."""
-    served = Site()
-    yield served
-    served.close()
-
-
-@pytest.fixture(scope="session")
-def shared_server(shared_site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for every module that needs no settings of its own: each start costs seconds."""
-    running = run_server(tmp_path_factory.mktemp("shared-server"), [shared_site.origin])
     yield running
     running.stop()
 

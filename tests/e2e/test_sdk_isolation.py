@@ -4,23 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import PageErrors, Server, Site, wait_for
 from tests.e2e.sdk_pages import TRACK_EVENTS, messages_in, page_with_sdk, widget
-
-
-@pytest.fixture(scope="module")
-def site(shared_site: Site) -> Site:
-    """The SDK's modules share one site and one server (see conftest)."""
-    return shared_site
-
-
-@pytest.fixture(scope="module")
-def server(shared_server: Server) -> Server:
-    return shared_server
-
 
 SCRIPT_PAYLOAD = "<script>window.__pwned = 'script'</script>"
 IMG_PAYLOAD = "<img src=x onerror=\"window.__pwned = 'img'\">"

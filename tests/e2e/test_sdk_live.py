@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from playwright.sync_api import Page, Route, WebSocketRoute, expect
 
 from tests.e2e.conftest import PageErrors, Server, Site, wait_for
@@ -18,18 +17,6 @@ from tests.e2e.sdk_pages import (
     say,
     widget,
 )
-
-
-@pytest.fixture(scope="module")
-def site(shared_site: Site) -> Site:
-    """The SDK's modules share one site and one server (see conftest)."""
-    return shared_site
-
-
-@pytest.fixture(scope="module")
-def server(shared_server: Server) -> Server:
-    return shared_server
-
 
 START_ECHO = TRACK_EVENTS + "Alli.event('echo');"
 

@@ -23,18 +23,6 @@ from tests.e2e.sdk_pages import (
     widget,
 )
 
-
-@pytest.fixture(scope="module")
-def site(shared_site: Site) -> Site:
-    """The SDK's modules share one site and one server (see conftest)."""
-    return shared_site
-
-
-@pytest.fixture(scope="module")
-def server(shared_server: Server) -> Server:
-    return shared_server
-
-
 SEED_RESUME = """
 if (window.Alli) {
   window.Alli.__startConversation('TOKEN', {launcher: false, popupMode: true})

@@ -6,23 +6,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import IDENTITY_SECRET, PageErrors, Server, Site, wait_for
 from tests.e2e.sdk_pages import TRACK_EVENTS, banner_text, messages_in, page_with_sdk, widget
-
-
-@pytest.fixture(scope="module")
-def site(shared_site: Site) -> Site:
-    """The SDK's modules share one site and one server (see conftest)."""
-    return shared_site
-
-
-@pytest.fixture(scope="module")
-def server(shared_server: Server) -> Server:
-    return shared_server
-
 
 WELCOME = "Hi! I'm the Demo Shop assistant. What can I do for you?"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
-import json
 import os
 import shutil
 import signal
@@ -377,20 +376,6 @@ class Served:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-def create_keys(env: dict[str, str]) -> dict[str, str]:
-    """``rejoinder keys create examples/shop --json`` on the database of ``env``."""
-    created = subprocess.run(
-        [REJOINDER, "keys", "create", str(EXAMPLE_BOT), "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert created.returncode == 0, created.stderr
-    keys: dict[str, str] = json.loads(created.stdout)
-    return keys
 
 
 # ------------------------------------------------------------------------------------------------ what clients see

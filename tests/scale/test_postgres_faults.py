@@ -35,14 +35,13 @@ from rejoinder.skills import Bot, load_bot
 from rejoinder.store import Store
 from rejoinder.store.engine import create_engine
 from rejoinder.store.urls import normalize_url
-from tests.api.test_serve_process import EXAMPLE_BOT
+from tests.api.test_serve_process import EXAMPLE_BOT, create_keys
 from tests.conftest import POSTGRES_PORT
 from tests.scale.faults import (
     PostgresCluster,
     Served,
     TcpProxy,
     assert_unavailable,
-    create_keys,
     serve_environment,
     transcript,
 )

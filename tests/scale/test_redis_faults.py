@@ -20,7 +20,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.scale.faults import RedisServer, Served, create_keys, serve_environment, transcript
+from tests.api.test_serve_process import create_keys
+from tests.scale.faults import RedisServer, Served, serve_environment, transcript
 
 pytestmark = pytest.mark.timeout(60)
 

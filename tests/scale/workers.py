@@ -9,7 +9,6 @@ serve`` process (or one ``--workers N`` supervisor) on its own port of 127.0.0.1
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.test_serve_process import EXAMPLE_BOT, REJOINDER, free_port
+from tests.api.test_serve_process import EXAMPLE_BOT, REJOINDER, create_keys, free_port
 
 START_TIMEOUT = 45.0  # seconds for a worker to answer /readyz (imports and migrations on a busy machine)
 STOP_TIMEOUT = 20.0
@@ -53,16 +52,7 @@ def environment(database_url: str, redis_url: str, log_level: str = "info") -> d
 def create_deployment(database_url: str, redis_url: str, logs: Path) -> Deployment:
     """Keys for the example shop on ``database_url`` (which this also migrates), from the CLI."""
     env = environment(database_url, redis_url)
-    created = subprocess.run(
-        [REJOINDER, "keys", "create", str(EXAMPLE_BOT), "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if created.returncode != 0:
-        raise AssertionError(f"rejoinder keys create failed: {created.stderr}")
-    keys = json.loads(created.stdout)
+    keys = create_keys(env)
     logs.mkdir(parents=True, exist_ok=True)
     return Deployment(database_url, redis_url, logs, keys["sdk_key"], keys["secret_key"], env)
 

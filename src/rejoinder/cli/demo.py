@@ -87,6 +87,7 @@ def demo(
                 timeout_graceful_shutdown=SHUTDOWN_SECONDS,
                 ws="websockets-sansio",
                 ws_per_message_deflate=False,
+                ws_ping_interval=None,  # the stream has heartbeats of its own
             )
             try:
                 uvicorn.Server(config).run(sockets=[listener])

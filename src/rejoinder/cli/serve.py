@@ -61,9 +61,11 @@ def serve(
         "access_log": False,  # requests are logged by the app, without query strings
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "server_header": False,
-        # The sans-I/O websockets implementation without compression: an idle socket stays small.
+        # The sans-I/O websockets implementation without compression: an idle socket stays small. The stream
+        # has heartbeats of its own (docs/api.md), so protocol pings would only add a timer to every socket.
         "ws": "websockets-sansio",
         "ws_per_message_deflate": False,
+        "ws_ping_interval": None,
     }
     if workers == 1:
         app = create_app(bots, store=Store.from_url(settings.database_url), settings=settings)

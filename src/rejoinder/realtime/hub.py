@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 Event = dict[str, Any]
@@ -151,16 +151,47 @@ class Hub(Protocol):
         ...
 
 
+class Held:
+    """``async with``: a subscription taken by ``join`` on entry and given back by ``leave`` on exit.
+
+    A plain object rather than a generator-based context manager: an idle WebSocket keeps its one for as long as it
+    is open, and a suspended generator's frame would cost every open socket its memory.
+    """
+
+    __slots__ = ("_conversation_id", "_join", "_leave", "_subscription")
+
+    def __init__(
+        self,
+        join: Callable[[str], Awaitable[Subscription]],
+        leave: Callable[[Subscription], Awaitable[None]],
+        conversation_id: str,
+    ) -> None:
+        self._join = join
+        self._leave = leave
+        self._conversation_id = conversation_id
+        self._subscription: Subscription | None = None
+
+    async def __aenter__(self) -> Subscription:
+        self._subscription = await self._join(self._conversation_id)
+        return self._subscription
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            await self._leave(subscription)
+
+
 class LocalFanout:
     """Subscribers of this process by conversation: the part every hub shares."""
 
     def __init__(self, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
         self.queue_size = queue_size
-        self.by_conversation: dict[str, set[Subscription]] = {}
+        # Lists, not sets: a conversation rarely has more than one or two, and a list of one is a third the size.
+        self.by_conversation: dict[str, list[Subscription]] = {}
 
     def add(self, conversation_id: str) -> Subscription:
         subscription = Subscription(conversation_id, self.queue_size)
-        self.by_conversation.setdefault(conversation_id, set()).add(subscription)
+        self.by_conversation.setdefault(conversation_id, []).append(subscription)
         return subscription
 
     def remove(self, subscription: Subscription) -> bool:
@@ -168,7 +199,7 @@ class LocalFanout:
         subscribers = self.by_conversation.get(subscription.conversation_id)
         if subscribers is None or subscription not in subscribers:
             return False
-        subscribers.discard(subscription)
+        subscribers.remove(subscription)
         if subscribers:
             return False
         del self.by_conversation[subscription.conversation_id]
@@ -211,17 +242,15 @@ class MemoryHub:
             self._local.deliver(conversation_id, event)
 
     def subscribe(self, conversation_id: str) -> AbstractAsyncContextManager[Subscription]:
-        return self._subscription(conversation_id)
+        return Held(self._join, self._leave, conversation_id)
 
-    @asynccontextmanager
-    async def _subscription(self, conversation_id: str) -> AsyncIterator[Subscription]:
+    async def _join(self, conversation_id: str) -> Subscription:
         if self._closed:
             raise HubClosed("the realtime hub is closed")
-        subscription = self._local.add(conversation_id)
-        try:
-            yield subscription
-        finally:
-            self._local.remove(subscription)
+        return self._local.add(conversation_id)
+
+    async def _leave(self, subscription: Subscription) -> None:
+        self._local.remove(subscription)
 
     def subscriber_count(self, conversation_id: str | None = None) -> int:
         return self._local.count(conversation_id)

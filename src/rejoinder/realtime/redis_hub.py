@@ -15,8 +15,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from redis.asyncio import Redis
@@ -28,6 +27,7 @@ from redis.exceptions import RedisError
 from rejoinder.realtime.hub import (
     DEFAULT_QUEUE_SIZE,
     Event,
+    Held,
     HubClosed,
     HubUnavailable,
     LocalFanout,
@@ -157,19 +157,20 @@ class RedisHub:
     # ------------------------------------------------------------------------------------ subscribing
 
     def subscribe(self, conversation_id: str) -> AbstractAsyncContextManager[Subscription]:
-        return self._subscription(conversation_id)
+        return Held(self._subscribed, self._leave, conversation_id)
 
-    @asynccontextmanager
-    async def _subscription(self, conversation_id: str) -> AsyncIterator[Subscription]:
+    async def _subscribed(self, conversation_id: str) -> Subscription:
+        """Join, and wait until Redis confirms the channel (leaving again if that fails)."""
         if self._closed:
             raise HubClosed("the realtime hub is closed")
         subscription, confirmed = await self._join(conversation_id)
-        try:
-            if confirmed is not None:
+        if confirmed is not None:
+            try:
                 await self._await_confirmation(confirmed)
-            yield subscription
-        finally:
-            await self._leave(subscription)
+            except BaseException:
+                await self._leave(subscription)
+                raise
+        return subscription
 
     async def _join(self, conversation_id: str) -> tuple[Subscription, asyncio.Future[None] | None]:
         async with self._lock:

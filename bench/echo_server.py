@@ -194,7 +194,7 @@ def serve_shop(
         _wait_until_ready(server, startup_timeout)
         yield server
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 def _wait_until_ready(server: ServerProcess, timeout: float) -> None:
@@ -213,7 +213,8 @@ def _wait_until_ready(server: ServerProcess, timeout: float) -> None:
     raise RuntimeError(f"the server was not ready within {timeout:.0f} s")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server process as Ctrl-C would, killing it if it does not end within a minute."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGINT)

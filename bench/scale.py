@@ -30,7 +30,6 @@ import contextlib
 import multiprocessing
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from echo_server import PROFILE_ENV, ROOT, SHOP, ServerProcess, create_keys, free_port
+from echo_server import PROFILE_ENV, ROOT, SHOP, ServerProcess, create_keys, free_port, stop_server
 from http_turns import Bench, Phase, _ready, report_profile, start_conversations
 
 SCALE_TARGET = 1.6
@@ -125,12 +124,7 @@ def serve(setup: Setup, workdir: Path, profile: Path | None = None) -> Iterator[
         _wait_until_ready(server, setup.workers)
         yield server
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_server(process)
 
 
 def _wait_until_ready(server: Served, workers: int, timeout: float = 90.0) -> None:

@@ -30,6 +30,7 @@ def demo(
     # Imported here so that the other commands start fast.
     import uvicorn
 
+    from rejoinder.cli.serve import uvicorn_options
     from rejoinder.config import Settings
     from rejoinder.demo import (
         SHOP_PAGE,
@@ -41,7 +42,6 @@ def demo(
         public_url,
         self_url,
     )
-    from rejoinder.server.ops import logging_config
     from rejoinder.skills import BotLoadError
     from rejoinder.store import Store
 
@@ -79,16 +79,7 @@ def demo(
                 self_base=itself,
             )
             _announce(public + SHOP_PAGE, keys, public, folder)
-            config = uvicorn.Config(
-                app,
-                log_config=logging_config(settings.log_level),
-                access_log=False,
-                server_header=False,
-                timeout_graceful_shutdown=SHUTDOWN_SECONDS,
-                ws="websockets-sansio",
-                ws_per_message_deflate=False,
-                ws_ping_interval=None,  # the stream has heartbeats of its own
-            )
+            config = uvicorn.Config(app, **uvicorn_options(settings.log_level, SHUTDOWN_SECONDS))
             try:
                 uvicorn.Server(config).run(sockets=[listener])
             finally:

@@ -35,7 +35,7 @@ def serve(
     from sqlalchemy import make_url
 
     from rejoinder.server.app import BOT_DIRS_ENV, create_app, load_bots, spare_from_full_collections
-    from rejoinder.server.ops import MULTIPROCESS_DIR_ENV, logging_config
+    from rejoinder.server.ops import MULTIPROCESS_DIR_ENV
     from rejoinder.store import InvalidDatabaseURL, Store, normalize_url
 
     try:
@@ -54,19 +54,7 @@ def serve(
     shown_host = f"[{host}]" if ":" in host else host
     typer.echo(f"rejoinder: serving {', '.join(sorted(bots))} at http://{shown_host}:{port}")
     typer.echo(f"rejoinder: database {make_url(settings.database_url).render_as_string(hide_password=True)}")
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "log_config": logging_config(settings.log_level),
-        "access_log": False,  # requests are logged by the app, without query strings
-        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
-        "server_header": False,
-        # The sans-I/O websockets implementation without compression: an idle socket stays small. The stream
-        # has heartbeats of its own (docs/api.md), so protocol pings would only add a timer to every socket.
-        "ws": "websockets-sansio",
-        "ws_per_message_deflate": False,
-        "ws_ping_interval": None,
-    }
+    options = {"host": host, "port": port, **uvicorn_options(settings.log_level, GRACEFUL_SHUTDOWN_SECONDS)}
     if workers == 1:
         app = create_app(bots, store=Store.from_url(settings.database_url), settings=settings)
         spare_from_full_collections()
@@ -86,6 +74,23 @@ def serve(
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def uvicorn_options(log_level: str, graceful_shutdown: float) -> dict[str, Any]:
+    """How rejoinder runs uvicorn (``serve`` and ``demo``), host and port aside."""
+    from rejoinder.server.ops import logging_config
+
+    return {
+        "log_config": logging_config(log_level),
+        "access_log": False,  # requests are logged by the app, without query strings
+        "timeout_graceful_shutdown": graceful_shutdown,
+        "server_header": False,
+        # The sans-I/O websockets implementation without compression: an idle socket stays small. The stream
+        # has heartbeats of its own (docs/api.md), so protocol pings would only add a timer to every socket.
+        "ws": "websockets-sansio",
+        "ws_per_message_deflate": False,
+        "ws_ping_interval": None,
+    }
 
 
 def _fail(reason: str) -> NoReturn:

@@ -33,7 +33,6 @@ class Admission:
         self._free = limit
         # Requests waiting for a slot, oldest first; a freed slot is handed straight to the first of them.
         self._waiting: deque[asyncio.Future[None]] = deque()
-        self.refused = 0
 
     @property
     def in_flight(self) -> int:
@@ -44,7 +43,6 @@ class Admission:
             await self.app(scope, receive, send)
             return
         if not await self._enter():
-            self.refused += 1
             busy = Problem(
                 503,
                 "unavailable",

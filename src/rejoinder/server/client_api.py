@@ -219,7 +219,6 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
         state.metrics(request).resume(bot_id, "rate_limited", time.perf_counter() - started)
         raise
     secret, session = new_session(caller.bot)
-    session_expires_at = service.clock() + session.lifetime
     try:
         outcome = await service.resume(
             bot_id,
@@ -233,11 +232,12 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
         state.metrics(request).resume(bot_id, refused.code, time.perf_counter() - started)
         raise
     state.metrics(request).resume(bot_id, "ok", time.perf_counter() - started)
+    assert outcome.session is not None  # one was asked for
     return JSONResponse(
         {
             "conversation_id": outcome.conversation_id,
             "session": secret,
-            "session_expires_at": iso_z(session_expires_at),
+            "session_expires_at": iso_z(outcome.session.expires_at),
             "status": outcome.status,
             "messages": _items(outcome.messages),
             "pending": outcome.pending,

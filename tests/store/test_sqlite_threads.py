@@ -137,6 +137,39 @@ async def test_a_wal_past_its_size_bound_is_truncated(sqlite_store: Store) -> No
     assert await sqlite_store.get_conversation("cnv_199") is not None
 
 
+async def test_under_writes_that_never_pause_the_wal_starts_over_without_a_full_checkpoint(
+    sqlite_store: Store,
+) -> None:
+    threads = threads_of(sqlite_store)
+    threads.idle_checkpoint = 60.0  # the writer is never idle here
+    threads.busy_checkpoint_commits = 5
+    threads.restart_frames = 32
+    threads.wal_size_limit = 1 << 30  # the hard bound never acts
+    wal = Path(f"{sqlite_store.engine.url.database}-wal")
+    await start(sqlite_store, "cnv_first")
+    largest = 0
+    writing = 8
+
+    async def write(worker: int) -> None:
+        nonlocal largest, writing
+        for n in range(60):
+            await sqlite_store.commit_turn(turn(f"cnv_{worker}_{n}", customer="x" * 2000))
+            largest = max(largest, size(wal))
+        writing -= 1
+
+    async def read() -> None:  # readers keep snapshots open now and then, as they do in a server
+        while writing:
+            await sqlite_store.get_conversation("cnv_first")
+
+    await asyncio.gather(*(write(worker) for worker in range(8)), read())
+
+    # Eight writers keep the writer busy: only copying the WAL's tail between commits lets it start over.
+    # Never starting over, it would hold all 480 turns: about 6 MB.
+    assert largest < 1_500_000, f"the WAL grew to {largest:,} bytes"
+    assert threads.truncations == 0
+    assert await sqlite_store.get_conversation("cnv_7_59") is not None
+
+
 async def test_the_event_loop_runs_while_a_write_waits_for_the_sqlite_lock(sqlite_store: Store) -> None:
     version = await start(sqlite_store, "cnv_a")
     holder = sqlite3.connect(sqlite_store.engine.url.database or "", isolation_level=None)

@@ -7,11 +7,13 @@ all the writes waiting for it and commits them in one transaction, each in its o
 and one that fails (a version conflict, a duplicate) is rolled back alone while the others commit. Callers hear
 back only after the commit, so an answered write is in the database.
 
-Checkpoints never run inside a commit (``wal_autocheckpoint=0``), nor hold up the writer: a checkpoint thread with
-a connection of its own copies the WAL into the database (a passive checkpoint, which writers and readers go on
-alongside) when the writer has had nothing to write for a moment or has committed many times since the last one.
-Only a WAL file past its size bound (readers, or writes that never paused, kept it from starting over) makes the
-writer itself run a full, truncating checkpoint.
+Checkpoints never run inside a commit (``wal_autocheckpoint=0``), nor hold up the writer for long: a checkpoint
+thread with a connection of its own copies the WAL into the database (a passive checkpoint, which writers and
+readers go on alongside) when the writer has had nothing to write for a moment or has committed many times since
+the last one. The WAL starts over from its beginning only at a write that finds it wholly copied, which writes
+that never pause would never allow: so once the WAL is long, the writer copies the few frames written during the
+thread's last checkpoint itself, between two commits, and the next write starts the WAL over. Only a WAL file past
+its size bound (readers kept it from starting over) makes the writer run a full, truncating checkpoint.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ READER_THREADS = 2
 MAX_BATCH = 64  # writes committed together at most
 IDLE_CHECKPOINT_SECONDS = 0.05  # no write for this long: checkpoint what was written
 BUSY_CHECKPOINT_COMMITS = 200  # or this many commits since the last checkpoint
+RESTART_FRAMES = 1024
+DISABLED=1  # a WAL this long (4 MB of 4 KB pages) is made to start over under steady writes
 
 
 class _Job:
@@ -90,19 +94,25 @@ class SQLiteThreads:
         readers: int = READER_THREADS,
         wal_size_limit: int = WAL_SIZE_LIMIT,
         idle_checkpoint: float = IDLE_CHECKPOINT_SECONDS,
+        busy_checkpoint_commits: int = BUSY_CHECKPOINT_COMMITS,
+        restart_frames: int = RESTART_FRAMES,
     ) -> None:
         self.engine = engine
         self.busy_timeout = busy_timeout
         self.wal_size_limit = wal_size_limit
         self.idle_checkpoint = idle_checkpoint
+        self.busy_checkpoint_commits = busy_checkpoint_commits
+        self.restart_frames = restart_frames
         self.commits = 0  # write transactions committed (a batch of writes is one)
         self.checkpoints = 0  # checkpoints run
+        self.truncations = 0  # of them, full checkpoints the writer had to run for the WAL's size bound
         self._readers = readers
         self._reads: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._writes: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._checkpoint_wanted = threading.Event()
+        self._finish_wanted = False  # set by the checkpoint thread: the writer should copy the WAL's tail
         self._stopping = False
 
     async def read(self, work: Callable[..., T], *args: Any) -> T:
@@ -217,7 +227,10 @@ class SQLiteThreads:
                     writer.commit(batch)
                     break
             writer.commit(batch)
-            if writer.dirty >= BUSY_CHECKPOINT_COMMITS:
+            if self._finish_wanted:
+                self._finish_wanted = False
+                writer.finish_checkpoint()
+            elif writer.dirty >= self.busy_checkpoint_commits:
                 self._request_checkpoint(writer)
         writer.close()
 
@@ -237,13 +250,15 @@ class SQLiteThreads:
             try:
                 if connection is None:
                     connection = self.engine.connect()
-                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+                _busy, wal_frames, _copied = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
                 connection.rollback()
             except Exception as error:  # retried at the next request
                 connection = _reset(connection)
                 log.warning("SQLite checkpoint failed: %s", error)
             else:
                 self.checkpoints += 1
+                if wal_frames >= self.restart_frames:
+                    self._finish_wanted = True
         if connection is not None:
             connection.close()
 
@@ -293,19 +308,32 @@ class _Writer:
         _answer_all(jobs, outcomes)
         self._bound_wal()
 
+    def finish_checkpoint(self) -> None:
+        """Copy what the WAL holds beyond the checkpoint thread's last checkpoint (no writer runs meanwhile).
+
+        The WAL is then wholly in the database, and the next commit writes it from its start again. Passive: it
+        never waits for readers; one reading an older snapshot only leaves the start-over to the next time.
+        """
+        self._checkpoint("PASSIVE")
+
     def truncate_wal(self) -> None:
         """Copy the whole WAL into the database, waiting for readers, and empty the WAL file."""
+        if self._checkpoint("TRUNCATE"):
+            self.threads.truncations += 1
+
+    def _checkpoint(self, mode: str) -> bool:
         if self.connection is None:
-            return
+            return False
         try:
-            self.connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+            self.connection.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()
             self.connection.rollback()
-        except Exception as error:  # retried after the next commit
+        except Exception as error:  # retried later
             self.connection = _reset(self.connection)
-            log.warning("SQLite checkpoint (TRUNCATE) failed: %s", error)
-            return
+            log.warning("SQLite checkpoint (%s) failed: %s", mode, error)
+            return False
         self.threads.checkpoints += 1
         self.dirty = 0
+        return True
 
     def close(self) -> None:
         if self.connection is not None:

@@ -43,7 +43,7 @@ MAX_BATCH = 64  # writes committed together at most
 IDLE_CHECKPOINT_SECONDS = 0.05  # no write for this long: checkpoint what was written
 BUSY_CHECKPOINT_COMMITS = 200  # or this many commits since the last checkpoint
 RESTART_FRAMES = 1024
-DISABLED=1  # a WAL this long (4 MB of 4 KB pages) is made to start over under steady writes
+DISABLED = 1  # a WAL this long (4 MB of 4 KB pages) is made to start over under steady writes
 
 
 class _Job:
@@ -250,7 +250,9 @@ class SQLiteThreads:
             try:
                 if connection is None:
                     connection = self.engine.connect()
-                _busy, wal_frames, _copied = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+                _busy, wal_frames, _copied = connection.exec_driver_sql(
+                    "PRAGMA wal_checkpoint(PASSIVE)"
+                ).one()
                 connection.rollback()
             except Exception as error:  # retried at the next request
                 connection = _reset(connection)

@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from rejoinder.store import SessionRecord, Store
+from rejoinder.store import DuplicateClientMessage, SessionRecord, Store, VersionConflict
 from rejoinder.store.engine import create_sqlite_sync_engine
 from rejoinder.store.prepared import Prepared
 from rejoinder.store.tables import sessions
-from tests.store.factories import NOW, start
+from tests.store.factories import NOW, start, turn
 
 
 @pytest.fixture
@@ -73,3 +73,43 @@ def test_a_driver_error_on_a_hot_read_comes_out_as_sqlalchemy_would_raise_it(tmp
     # SQLAlchemy's wrapping, which the store reads to tell "unavailable" (locked, full, unreachable) from bugs.
     assert isinstance(raised.value.orig, sqlite3.OperationalError)
     assert "no such table" in str(raised.value.orig)
+
+
+async def test_a_turn_written_straight_to_the_driver_reads_back_as_written(sqlite_store: Store) -> None:
+    version = await start(sqlite_store, "cnv_a", client_message_id="m-1")
+
+    committed = await sqlite_store.commit_turn(
+        turn(
+            "cnv_a",
+            version=version,
+            customer="Grüße 👋",
+            client_message_id="m-2",
+            replies=["a", "b"],
+            pending={"node_id": "ask", "input": "choice"},
+            state={"variables": {"name": "Zoë", "n": 1.5}},
+            user={"id": "u-1", "verified": True},
+        )
+    )
+
+    conversation = await sqlite_store.get_conversation("cnv_a")
+    assert conversation is not None
+    assert (conversation.version, conversation.last_seq) == (committed.version, committed.messages[-1].seq)
+    assert conversation.user == {"id": "u-1", "verified": True}
+    assert conversation.state["variables"] == {"name": "Zoë", "n": 1.5}
+    stored = await sqlite_store.messages_after("cnv_a", after=committed.messages[0].seq - 1)
+    assert stored == committed.messages
+    assert stored[0].payload == {"text": "Grüße 👋"} and stored[0].created_at == NOW
+    assert await sqlite_store.turn_by_client_message_id("cnv_a", "m-2") is not None
+
+
+async def test_a_duplicate_written_straight_to_the_driver_is_refused_as_a_duplicate(
+    sqlite_store: Store,
+) -> None:
+    version = await start(sqlite_store, "cnv_a", client_message_id="m-1")
+
+    with pytest.raises(DuplicateClientMessage):
+        await sqlite_store.commit_turn(turn("cnv_a", version=version, client_message_id="m-1"))
+    with pytest.raises(VersionConflict):
+        await sqlite_store.commit_turn(turn("cnv_a", version=version + 5, client_message_id="m-3"))
+    conversation = await sqlite_store.get_conversation("cnv_a")
+    assert conversation is not None and conversation.version == version

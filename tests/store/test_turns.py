@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
@@ -265,21 +266,37 @@ async def test_turns_reject_naive_timestamps(store: Store) -> None:
         await store.commit_turn(turn("cnv_a", now=NOW.replace(tzinfo=None)))
 
 
-@contextmanager
-def recorded_sql(store: Store) -> Iterator[list[str]]:
+@asynccontextmanager
+async def recorded_sql(store: Store) -> AsyncIterator[list[str]]:
+    """The statements a store call sends to the database, with literal values as ``?``."""
     statements: list[str] = []
 
-    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+    def record(statement: str) -> None:
         # The store's checkpoint thread runs PRAGMAs whenever the writer is idle: not part of a turn.
         if not statement.lstrip().upper().startswith("PRAGMA"):
-            statements.append(" ".join(statement.split()))
+            statements.append(re.sub(r"'[^']*'|\b\d+\b", "?", " ".join(statement.split())))
 
-    # Every engine: on SQLite the store runs its statements on a synchronous engine of its own threads.
-    sa.event.listen(sa.Engine, "before_cursor_execute", record)
+    threads = store.sqlite_threads
+    if threads is not None:
+        # SQLite: the writer thread sends some statements straight to the driver, which traces them all.
+        def trace(callback: Callable[[str], None] | None) -> Callable[[sa.Connection], None]:
+            return lambda connection: connection.connection.driver_connection.set_trace_callback(callback)
+
+        await threads.write(trace(record))
+        try:
+            yield statements
+        finally:
+            await threads.write(trace(None))
+        return
+
+    def listener(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        record(statement)
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", listener)
     try:
         yield statements
     finally:
-        sa.event.remove(sa.Engine, "before_cursor_execute", record)
+        sa.event.remove(sa.Engine, "before_cursor_execute", listener)
 
 
 async def test_a_turn_in_a_long_conversation_runs_the_same_sql_as_in_a_short_one(store: Store) -> None:
@@ -301,9 +318,9 @@ async def test_a_turn_in_a_long_conversation_runs_the_same_sql_as_in_a_short_one
         await connection.execute(messages.insert(), history)
         await connection.exec_driver_sql("UPDATE conversations SET last_seq = 2002 WHERE id = 'cnv_long'")
 
-    with recorded_sql(store) as short_sql:
+    async with recorded_sql(store) as short_sql:
         await store.commit_turn(turn("cnv_short", version=short_version, replies=["a", "b"]))
-    with recorded_sql(store) as long_sql:
+    async with recorded_sql(store) as long_sql:
         committed = await store.commit_turn(turn("cnv_long", version=long_version, replies=["a", "b"]))
 
     assert [m.seq for m in committed.messages] == [2003, 2004, 2005]

@@ -53,9 +53,23 @@ def _advance_statement(*, with_user: bool) -> sa.Update:
 
 _ADVANCE = _advance_statement(with_user=False)
 _ADVANCE_WITH_USER = _advance_statement(with_user=True)
+_ADVANCE_SQLITE = Prepared(_ADVANCE)
+_ADVANCE_WITH_USER_SQLITE = Prepared(_ADVANCE_WITH_USER)
 
 # Built once: a fresh insert() per turn costs a cache-key computation every time.
 _INSERT_MESSAGES = messages.insert()
+_MESSAGE_ROW_KEYS = [
+    "conversation_id",
+    "seq",
+    "turn_seq",
+    "sender",
+    "type",
+    "payload",
+    "client_message_id",
+    "pending",
+    "created_at",
+]
+_INSERT_MESSAGES_SQLITE = Prepared(_INSERT_MESSAGES, column_keys=_MESSAGE_ROW_KEYS)
 _INSERT_TOKENS = tokens.insert()
 _GET_CONVERSATION = sa.select(conversations).where(conversations.c.id == sa.bindparam("conversation"))
 _CONVERSATION_FOR_TURN = sa.select(
@@ -276,14 +290,20 @@ def _advance_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, c
     }
     if turn.user is not None:
         params["user"] = turn.user
-    statement = _ADVANCE_WITH_USER if turn.user is not None else _ADVANCE
-    row = conn.execute(statement, params).first()
+    row: Any
+    if conn.dialect.name == "sqlite":  # written on every turn: straight to the driver
+        prepared = _ADVANCE_WITH_USER_SQLITE if turn.user is not None else _ADVANCE_SQLITE
+        row = prepared.first(conn, params)
+    else:
+        statement = _ADVANCE_WITH_USER if turn.user is not None else _ADVANCE
+        row = conn.execute(statement, params).first()
+        row = row._mapping if row is not None else None
     if row is None:
         raise VersionConflict(
             f"conversation {turn.conversation_id} is no longer at version {turn.expected_version} "
             "(changed or erased since it was read)"
         )
-    return row.version, row.last_seq
+    return row["version"], row["last_seq"]
 
 
 def _insert_messages(
@@ -304,7 +324,10 @@ def _insert_messages(
         for index, record in enumerate(records)
     ]
     try:
-        conn.execute(_INSERT_MESSAGES, rows)
+        if conn.dialect.name == "sqlite":
+            _INSERT_MESSAGES_SQLITE.execute_many(conn, rows)
+        else:
+            conn.execute(_INSERT_MESSAGES, rows)
     except sa_exc.IntegrityError as error:
         if "client_message_id" in str(error.orig):
             ids = [record.client_message_id for record in records if record.client_message_id]

@@ -1,15 +1,17 @@
-"""Hot SELECTs compiled once and run straight on the SQLite driver, for the reads every request makes.
+"""Hot statements compiled once and run straight on the SQLite driver, for the calls every turn makes.
 
 SQLAlchemy's execution path (cache lookup, execution context, result object) costs several times what SQLite
-spends answering a lookup by key. A :class:`Prepared` statement keeps SQLAlchemy's SQL and its own type
-processors (JSON, UTC timestamps), so rows come out exactly as through SQLAlchemy, minus that path.
+spends on a lookup by key or on the few rows a turn writes. A :class:`Prepared` statement keeps SQLAlchemy's SQL
+and its own type processors (JSON, UTC timestamps), so values go in and rows come out exactly as through
+SQLAlchemy, minus that path. Driver errors are wrapped as SQLAlchemy wraps them, so callers catch the same
+exceptions (``IntegrityError`` for a duplicate, "database is locked" as an operational error).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,59 +19,93 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 
 Processor = Callable[[Any], Any] | None
+Statement = sa.Select[Any] | sa.Update | sa.Insert
 
 
 class _Compiled:
-    def __init__(self, statement: sa.Select[Any], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
+    def __init__(self, statement: Statement, dialect: Dialect, column_keys: Sequence[str] | None) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
         if compiled.positiontup is None:
             raise ValueError(f"{dialect.name} does not take positional parameters")
         self.sql = compiled.string
         self.names = list(compiled.positiontup)
+        # Values the statement carries itself (the 1 of ``version + 1``); the others must be given.
+        self.fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
         self.binds: list[Processor] = [
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
         ]
-        columns = list(statement.selected_columns)
+        # A SELECT's columns, or what an INSERT or UPDATE returns (nothing without RETURNING).
+        columns = list(statement.exported_columns)
         self.keys = [str(column.key) for column in columns]
         self.results: list[Processor] = [
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         ]
 
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        return [
+            value if process is None else process(value)
+            for value, process in zip(
+                (params[name] if name in params else self.fixed[name] for name in self.names),
+                self.binds,
+                strict=True,
+            )
+        ]
+
+    def row(self, row: Sequence[Any]) -> dict[str, Any]:
+        return {
+            key: value if process is None else process(value)
+            for key, value, process in zip(self.keys, row, self.results, strict=True)
+        }
+
 
 class Prepared:
-    """A SELECT whose first row is read on the raw SQLite connection, with SQLAlchemy's own processing."""
+    """A statement run on the raw SQLite connection, with SQLAlchemy's own SQL and value processing.
 
-    def __init__(self, statement: sa.Select[Any]) -> None:
+    ``column_keys`` names the columns an INSERT sets (its VALUES list); other statements take their bound
+    parameters by name.
+    """
+
+    def __init__(self, statement: Statement, *, column_keys: Sequence[str] | None = None) -> None:
         self.statement = statement
+        self.column_keys = column_keys
         self._compiled: _Compiled | None = None
         self._lock = threading.Lock()
 
     def first(self, connection: sa.Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The first row as a dict by column key, or None."""
-        compiled = self._compiled or self._compile(connection.dialect)
-        args = [
-            value if process is None else process(value)
-            for value, process in zip((params[name] for name in compiled.names), compiled.binds, strict=True)
-        ]
+        """Run once; the first row (selected or returned) as a dict by column key, or None."""
+        compiled = self._compile(connection.dialect)
+        args = compiled.arguments(params)
         driver = connection.connection.driver_connection
         try:
             cursor = driver.execute(compiled.sql, args)  # type: ignore[union-attr]
             try:
                 row = cursor.fetchone()
+                if row is not None and not isinstance(self.statement, sa.Select):
+                    cursor.fetchall()  # a DML statement finishes only once its RETURNING rows are read
             finally:
                 cursor.close()
         except sqlite3.Error as error:
-            # Wrapped as SQLAlchemy wraps it, so "database is locked" and the like still read as unavailable.
-            raise sa_exc.DBAPIError.instance(compiled.sql, args, error, sqlite3.Error) from error
-        if row is None:
-            return None
-        return {
-            key: value if process is None else process(value)
-            for key, value, process in zip(compiled.keys, row, compiled.results, strict=True)
-        }
+            raise _wrapped(compiled.sql, args, error) from error
+        return None if row is None else compiled.row(row)
+
+    def execute_many(self, connection: sa.Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Run once per row of parameters (an INSERT of several rows)."""
+        compiled = self._compile(connection.dialect)
+        args = [compiled.arguments(row) for row in rows]
+        driver = connection.connection.driver_connection
+        try:
+            driver.executemany(compiled.sql, args)  # type: ignore[union-attr]
+        except sqlite3.Error as error:
+            raise _wrapped(compiled.sql, args, error) from error
 
     def _compile(self, dialect: Dialect) -> _Compiled:
+        if self._compiled is not None:
+            return self._compiled
         with self._lock:
             if self._compiled is None:
-                self._compiled = _Compiled(self.statement, dialect)
+                self._compiled = _Compiled(self.statement, dialect, self.column_keys)
             return self._compiled
+
+
+def _wrapped(sql: str, args: Any, error: sqlite3.Error) -> sa_exc.DBAPIError:
+    return sa_exc.DBAPIError.instance(sql, args, error, sqlite3.Error)

@@ -107,5 +107,5 @@ class Prepared:
             return self._compiled
 
 
-def _wrapped(sql: str, args: Any, error: sqlite3.Error) -> sa_exc.DBAPIError:
+def _wrapped(sql: str, args: Any, error: sqlite3.Error) -> sa_exc.StatementError:
     return sa_exc.DBAPIError.instance(sql, args, error, sqlite3.Error)

@@ -42,8 +42,7 @@ READER_THREADS = 2
 MAX_BATCH = 64  # writes committed together at most
 IDLE_CHECKPOINT_SECONDS = 0.05  # no write for this long: checkpoint what was written
 BUSY_CHECKPOINT_COMMITS = 200  # or this many commits since the last checkpoint
-RESTART_FRAMES = 1024
-DISABLED = 1  # a WAL this long (4 MB of 4 KB pages) is made to start over under steady writes
+RESTART_FRAMES = 8192  # a WAL this long (32 MB of 4 KB pages) is made to start over under steady writes
 
 
 class _Job:

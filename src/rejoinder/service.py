@@ -13,7 +13,7 @@ import os
 import random
 import secrets
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -23,6 +23,7 @@ from rejoinder.engine import (
     CustomerChoice,
     CustomerText,
     Engine,
+    EngineError,
     HttpCall,
     HttpResponse,
     Input,
@@ -82,6 +83,10 @@ class UnknownBot(ServiceError):
 class TurnConflict(ServiceError):
     code = "conflict"
     status = 409
+
+
+class _AlreadyAnswered(Exception):
+    """A turn started from a snapshot found its message already answered before making an outside call."""
 
 
 class TokenRefused(ServiceError):
@@ -238,15 +243,33 @@ class ConversationService:
         choice: str | None = None,
         client_message_id: str | None = None,
         bot_id: str | None = None,
+        snapshot: ConversationRecord | None = None,
     ) -> TurnOutcome:
-        """Take one customer message (text or a choice's value) and run the turn it causes."""
+        """Take one customer message (text or a choice's value) and run the turn it causes.
+
+        ``snapshot`` is the conversation as the caller has just read it (with its session): the turn starts from
+        it instead of reading it again. Whether ``client_message_id`` was answered before is then learnt from
+        the message's unique index at commit, or from the database before any Integrate call: a message sent
+        twice is still answered from the first time, and its outside calls are never made twice.
+        """
         if (text is None) == (choice is None):
             raise ServiceError("send either text or a choice")
-        async with self._lock(conversation_id):
+        lock = self._lock(conversation_id)
+        if lock.locked():
+            snapshot = (
+                None  # another turn of this conversation is under way here: the snapshot is going stale
+            )
+        async with lock:
             for attempt in range(_COMMIT_ATTEMPTS):
-                conversation, answered = await self.store.conversation_for_turn(
-                    conversation_id, client_message_id
-                )
+                conversation: ConversationRecord | None
+                if snapshot is not None:
+                    conversation, answered, snapshot = snapshot, False, None
+                    confirm = self._unanswered_check(conversation_id, client_message_id)
+                else:
+                    conversation, answered = await self.store.conversation_for_turn(
+                        conversation_id, client_message_id
+                    )
+                    confirm = None
                 if conversation is None or (bot_id is not None and conversation.bot_id != bot_id):
                     raise ConversationNotFound(f"no conversation {conversation_id!r}")
                 if answered and client_message_id is not None:
@@ -268,8 +291,17 @@ class ConversationService:
                     {"text": shown} if text is not None else {"text": shown, "choice": choice},
                     client_message_id,
                 )
-                result = await self._run(engine, conversation.bot_id, state, event, ctx)
                 try:
+                    try:
+                        result = await self._run(
+                            engine, conversation.bot_id, state, event, ctx, before_call=confirm
+                        )
+                    except EngineError:
+                        if (
+                            confirm is not None
+                        ):  # a message sent again is answered as the first time, not refused
+                            await confirm()
+                        raise
                     committed = await self._commit(
                         conversation.bot_id, conversation_id, conversation.version, result, inbound, ctx, now
                     )
@@ -282,13 +314,42 @@ class ConversationService:
                     if replay is not None:
                         return replay
                     raise
+                except _AlreadyAnswered:
+                    replay = await self._replay(conversation.bot_id, conversation_id, client_message_id or "")
+                    if replay is not None:
+                        return replay
+                    continue  # gone again meanwhile (erased): read the conversation anew
                 return self._outcome(conversation.bot_id, conversation_id, committed, result)
         raise TurnConflict("the conversation is changing too fast; send the message again")
 
+    def _unanswered_check(
+        self, conversation_id: str, client_message_id: str | None
+    ) -> Callable[[], Awaitable[None]] | None:
+        """What a turn started from a snapshot runs before its first outside call (None: nothing to check)."""
+        if client_message_id is None:
+            return None
+
+        async def check() -> None:
+            _, answered = await self.store.conversation_for_turn(conversation_id, client_message_id)
+            if answered:
+                raise _AlreadyAnswered(client_message_id)
+
+        return check
+
     async def _run(
-        self, engine: Engine, bot_id: str, state: ConversationState, event: Input, ctx: TurnContext
+        self,
+        engine: Engine,
+        bot_id: str,
+        state: ConversationState,
+        event: Input,
+        ctx: TurnContext,
+        *,
+        before_call: Callable[[], Awaitable[None]] | None = None,
     ) -> StepResult:
-        """Step the engine, performing its outside calls, until it waits for the customer or the skill ends."""
+        """Step the engine, performing its outside calls, until it waits for the customer or the skill ends.
+
+        ``before_call`` runs once, before the first outside call, and may stop the turn by raising.
+        """
         result = engine.step(state, event, ctx)
         messages, effects, errors, steps = (
             list(result.messages),
@@ -297,6 +358,9 @@ class ConversationService:
             result.steps,
         )
         while result.http_call is not None:
+            if before_call is not None:
+                await before_call()
+                before_call = None
             response: HttpResponse = await self.http.perform(result.http_call, self._policies[bot_id])
             result = engine.step(result.state, response, ctx)
             messages += result.messages

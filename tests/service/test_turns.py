@@ -185,3 +185,59 @@ async def test_another_bots_token_is_not_found(service: ConversationService, sho
 async def test_unknown_conversation(service: ConversationService) -> None:
     with pytest.raises(ConversationNotFound):
         await service.send("cnv_missing", text="hi")
+
+
+async def test_a_message_sent_again_from_a_snapshot_makes_its_outside_call_once(
+    service: ConversationService, store: Store, backend: tuple[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A turn may start from the conversation as read with the session (one read fewer), without knowing yet
+    # whether its client_message_id was answered: it must find out before the Integrate call it would make.
+    _, shop_state = backend
+    started = await service.start("shop", event="orders")
+    [(conversation_ref, token)] = shop_state.tokens.items()
+    shop_state.logged_in[conversation_ref] = "Ann"
+    resumed = await service.resume("shop", token, ip="127.0.0.1", user_agent="pytest")
+    snapshot = await store.get_conversation(started.conversation_id)
+    calls: list[Any] = []
+    perform = service.http.perform
+
+    async def counted(call: Any, policy: Any) -> Any:
+        calls.append(call)
+        return await perform(call, policy)
+
+    monkeypatch.setattr(service.http, "perform", counted)
+
+    first = await service.send(
+        resumed.conversation_id, text="RESUME", client_message_id="m1", snapshot=snapshot
+    )
+    again = await service.send(
+        resumed.conversation_id, text="RESUME", client_message_id="m1", snapshot=snapshot
+    )
+
+    assert len(calls) == 1
+    assert "A-1001 (shipped)" in texts(first)[2]
+    assert again.replayed and [m.seq for m in again.messages] == [m.seq for m in first.messages]
+    history = await service.history(started.conversation_id, limit=1000)
+    assert [m.payload["text"] for m in history if m.sender == "customer"] == ["RESUME"]
+
+
+async def test_turns_started_from_one_stale_snapshot_still_take_one_turn_each(
+    service: ConversationService, store: Store
+) -> None:
+    started = await service.start("shop", event="welcome")
+    snapshot = await store.get_conversation(started.conversation_id)
+
+    await asyncio.gather(
+        *(
+            service.send(
+                started.conversation_id, text=f"hello {i}", client_message_id=f"c{i}", snapshot=snapshot
+            )
+            for i in range(6)
+        )
+    )
+
+    history = await service.history(started.conversation_id, limit=1000)
+    assert [m.seq for m in history] == list(range(1, len(history) + 1))
+    assert sorted(m.payload["text"] for m in history if m.sender == "customer") == [
+        f"hello {i}" for i in range(6)
+    ]

@@ -236,3 +236,23 @@ async def test_concurrent_spends_of_a_one_use_token_open_exactly_one_session(sto
     assert [f"s{i}" for i, session in enumerate(opened) if session] == [f"s{results.index(True)}"]
     events, _ = await store.list_audit(conversation_id="cnv_a")
     assert len(events) == 1
+
+
+async def test_a_session_is_found_with_its_conversation_in_one_read(store: Store) -> None:
+    await start(store, "cnv_a", state={"variables": {"name": "Zoë"}}, user={"id": "u-1", "verified": True})
+    await start(store, "cnv_b")
+    created = await store.create_session(
+        session_id="ses_1",
+        session_hash="hash-ses_1",
+        bot_id=BOT,
+        conversation_id="cnv_a",
+        token_id=None,
+        now=NOW,
+        expires_at=NOW + timedelta(hours=1),
+    )
+
+    session, conversation = await store.find_session_with_conversation("hash-ses_1")
+
+    assert session == created == await store.find_session("hash-ses_1")
+    assert conversation is not None and conversation == await store.get_conversation("cnv_a")
+    assert await store.find_session_with_conversation("hash-unknown") == (None, None)

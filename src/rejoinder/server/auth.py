@@ -28,7 +28,7 @@ from starlette.requests import HTTPConnection
 from rejoinder.server.errors import Problem
 from rejoinder.service import ConversationService, NewSession, UnknownBot
 from rejoinder.skills.model import Bot, parse_duration
-from rejoinder.store import ApiKeyRecord, SessionRecord, Store
+from rejoinder.store import ApiKeyRecord, ConversationRecord, SessionRecord, Store
 
 log = logging.getLogger("rejoinder.auth")
 
@@ -212,10 +212,15 @@ def _same_origin(conn: HTTPConnection, origin: str) -> bool:
 
 @dataclass(frozen=True)
 class SessionCaller:
-    """A request authenticated by a session: one bot, one conversation."""
+    """A request authenticated by a session: one bot, one conversation.
+
+    ``conversation`` is that conversation as read along with the session (None once erased): a turn starts from
+    it instead of reading it again.
+    """
 
     bot: Bot
     session: SessionRecord
+    conversation: ConversationRecord | None = None
 
     @property
     def conversation_id(self) -> str:
@@ -269,7 +274,7 @@ async def authenticate_session(
     """Check a session secret (from a header, a query parameter or a first frame) against one conversation."""
     if not secret or not secret.startswith(SESSION_PREFIX):
         raise _unauthorized("This route takes a session (ses_…) from starting or resuming the conversation.")
-    session = await _store(conn).find_session(hash_secret(secret))
+    session, conversation = await _store(conn).find_session_with_conversation(hash_secret(secret))
     bot = _bot(conn, session.bot_id) if session is not None else None
     if session is None or bot is None:
         raise _unauthorized(
@@ -286,7 +291,7 @@ async def authenticate_session(
     if session.conversation_id != conversation_id:
         raise Problem(403, "forbidden", "This session belongs to another conversation.")
     check_origin(conn, bot)
-    return SessionCaller(bot=bot, session=session)
+    return SessionCaller(bot=bot, session=session, conversation=conversation)
 
 
 # ------------------------------------------------------------------------------------------------ identity

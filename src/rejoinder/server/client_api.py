@@ -264,6 +264,7 @@ async def send_message(
             choice=body.choice,
             client_message_id=body.client_message_id,
             bot_id=caller.bot.id,
+            snapshot=caller.conversation,
         )
     if not outcome.replayed and outcome.messages:
         hub.publish_nowait(

@@ -11,8 +11,16 @@ import sqlalchemy as sa
 from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
 from rejoinder.store.prepared import Prepared
-from rejoinder.store.records import ApiKeyRecord, AuditRecord, BotRecord, NewToken, SessionRecord, as_utc
-from rejoinder.store.tables import api_keys, audit_events, bots, sessions, tokens
+from rejoinder.store.records import (
+    ApiKeyRecord,
+    AuditRecord,
+    BotRecord,
+    ConversationRecord,
+    NewToken,
+    SessionRecord,
+    as_utc,
+)
+from rejoinder.store.tables import api_keys, audit_events, bots, conversations, sessions, tokens
 from rejoinder.tokens import TokenRecord
 
 _TOKEN_COLUMNS = [tokens.c[name] for name in TokenRecord.__dataclass_fields__]
@@ -30,6 +38,18 @@ _CONSUME_TOKEN = (
 )
 _FIND_SESSION = sa.select(sessions).where(sessions.c.session_hash == sa.bindparam("session_hash"))
 _FIND_SESSION_SQLITE = Prepared(_FIND_SESSION)
+_SESSION_FIELDS = list(SessionRecord.__dataclass_fields__)
+_CONVERSATION_FIELDS = list(ConversationRecord.__dataclass_fields__)
+# Both tables have id, bot_id, conversation ids and created_at: the conversation's columns get a prefix.
+_SESSION_WITH_CONVERSATION = (
+    sa.select(
+        *(sessions.c[name] for name in _SESSION_FIELDS),
+        *(conversations.c[name].label("conv_" + name) for name in _CONVERSATION_FIELDS),
+    )
+    .select_from(sessions.outerjoin(conversations, conversations.c.id == sessions.c.conversation_id))
+    .where(sessions.c.session_hash == sa.bindparam("session_hash"))
+)
+_SESSION_WITH_CONVERSATION_SQLITE = Prepared(_SESSION_WITH_CONVERSATION)
 
 
 @dataclass(frozen=True)
@@ -207,6 +227,18 @@ class Access(Database):
         fields = await self._read_call(_find_session, session_hash)
         return SessionRecord(**fields) if fields else None
 
+    async def find_session_with_conversation(
+        self, session_hash: str
+    ) -> tuple[SessionRecord | None, ConversationRecord | None]:
+        """A session and, in the same read, the conversation it is bound to (None once erased)."""
+        fields = await self._read_call(_find_session_with_conversation, session_hash)
+        if fields is None:
+            return None, None
+        session = SessionRecord(**{name: fields[name] for name in _SESSION_FIELDS})
+        if fields["conv_id"] is None:
+            return session, None
+        return session, ConversationRecord(**{name: fields["conv_" + name] for name in _CONVERSATION_FIELDS})
+
     async def revoke_session(self, session_id: str, now: datetime) -> bool:
         """End one session; False if it does not exist or was already ended."""
         statement = (
@@ -269,6 +301,13 @@ def _find_session(conn: sa.Connection, session_hash: str) -> dict[str, Any] | No
     if conn.dialect.name == "sqlite":  # read on every request with a session: straight to the driver
         return _FIND_SESSION_SQLITE.first(conn, {"session_hash": session_hash})
     row = conn.execute(_FIND_SESSION, {"session_hash": session_hash}).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def _find_session_with_conversation(conn: sa.Connection, session_hash: str) -> dict[str, Any] | None:
+    if conn.dialect.name == "sqlite":  # read on every turn: straight to the driver
+        return _SESSION_WITH_CONVERSATION_SQLITE.first(conn, {"session_hash": session_hash})
+    row = conn.execute(_SESSION_WITH_CONVERSATION, {"session_hash": session_hash}).first()
     return dict(row._mapping) if row is not None else None
 
 

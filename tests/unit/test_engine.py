@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -398,3 +400,20 @@ def test_pending_of_a_question_the_bot_no_longer_has_is_none() -> None:
     gone = ConversationState(skill_id="main", node_id="removed", waiting="customer")
     assert engine.pending(gone) is None
     assert engine.pending(ConversationState(skill_id="old_skill", node_id="a", waiting="customer")) is None
+
+
+def test_a_state_serialises_every_field_and_round_trips() -> None:
+    state = ConversationState(
+        variables={"name": "Zoë", "orders": [{"id": "A-1"}]},
+        skill_id="orders",
+        node_id="ask",
+        waiting="customer",
+        retries=2,
+        status="active",
+        bot_version="v3",
+    )
+
+    data = state.to_json()
+
+    assert set(data) == {field.name for field in dataclasses.fields(ConversationState)}
+    assert ConversationState.from_json(json.loads(json.dumps(data))) == state

@@ -6,7 +6,7 @@ Everything here is plain data so that the shell (service, store, server) can per
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -31,7 +31,16 @@ class ConversationState:
     bot_version: str | None = None  # the bot version it began on: kept by the shell, never read by the engine
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Field by field: asdict() deep-copies every variable, and a turn stores its state only once.
+        return {
+            "variables": dict(self.variables),
+            "skill_id": self.skill_id,
+            "node_id": self.node_id,
+            "waiting": self.waiting,
+            "retries": self.retries,
+            "status": self.status,
+            "bot_version": self.bot_version,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ConversationState:

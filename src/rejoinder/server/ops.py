@@ -55,6 +55,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         r = self.registry
         self.turns = Counter(
             "rejoinder_turns",
@@ -101,6 +102,14 @@ class Metrics:
             registry=r,
         )
 
+    def child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered: label sets are few, and each labels() call takes a lock."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
+
     @contextmanager
     def turn(self, bot_id: str, kind: str) -> Iterator[None]:
         """Count and time a turn; a turn that raises is timed but not counted."""
@@ -108,11 +117,11 @@ class Metrics:
         try:
             yield
         finally:
-            self.turn_seconds.labels(kind).observe(time.perf_counter() - started)
-        self.turns.labels(bot_id, kind).inc()
+            self.child(self.turn_seconds, kind).observe(time.perf_counter() - started)
+        self.child(self.turns, bot_id, kind).inc()
 
     def resume(self, bot_id: str, outcome: str, seconds: float) -> None:
-        self.resumes.labels(bot_id, outcome).inc()
+        self.child(self.resumes, bot_id, outcome).inc()
         self.resume_seconds.observe(seconds)
 
     def render(self) -> bytes:
@@ -134,7 +143,7 @@ class MeteredIntegrationClient(IntegrationClient):
     async def perform(self, call: HttpCall, policy: IntegratePolicy) -> HttpResponse:
         response = await super().perform(call, policy)
         outcome = "ok" if response.ok else "error" if response.error is not None else "http_error"
-        self.metrics.integrate_calls.labels(outcome).inc()
+        self.metrics.child(self.metrics.integrate_calls, outcome).inc()
         self.metrics.integrate_seconds.observe(response.elapsed_ms / 1000)
         return response
 
@@ -196,7 +205,7 @@ class AccessLog:
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], route, str(status)).observe(seconds)
+            self.metrics.child(self.metrics.requests, scope["method"], route, str(status)).observe(seconds)
             client = scope.get("client")
             access_log.info(
                 "%s %s %d",

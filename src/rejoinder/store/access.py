@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rejoinder.store.database import Database, insert_on_conflict
+from rejoinder.store.joined import split_conversation, with_conversation
 from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
 from rejoinder.store.prepared import Prepared
 from rejoinder.store.records import (
@@ -20,7 +21,7 @@ from rejoinder.store.records import (
     SessionRecord,
     as_utc,
 )
-from rejoinder.store.tables import api_keys, audit_events, bots, conversations, sessions, tokens
+from rejoinder.store.tables import api_keys, audit_events, bots, sessions, tokens
 from rejoinder.tokens import TokenRecord
 
 _TOKEN_COLUMNS = [tokens.c[name] for name in TokenRecord.__dataclass_fields__]
@@ -39,15 +40,8 @@ _CONSUME_TOKEN = (
 _FIND_SESSION = sa.select(sessions).where(sessions.c.session_hash == sa.bindparam("session_hash"))
 _FIND_SESSION_SQLITE = Prepared(_FIND_SESSION)
 _SESSION_FIELDS = list(SessionRecord.__dataclass_fields__)
-_CONVERSATION_FIELDS = list(ConversationRecord.__dataclass_fields__)
-# Both tables have id, bot_id, conversation ids and created_at: the conversation's columns get a prefix.
-_SESSION_WITH_CONVERSATION = (
-    sa.select(
-        *(sessions.c[name] for name in _SESSION_FIELDS),
-        *(conversations.c[name].label("conv_" + name) for name in _CONVERSATION_FIELDS),
-    )
-    .select_from(sessions.outerjoin(conversations, conversations.c.id == sessions.c.conversation_id))
-    .where(sessions.c.session_hash == sa.bindparam("session_hash"))
+_SESSION_WITH_CONVERSATION = with_conversation(
+    sessions, _SESSION_FIELDS, sessions.c.session_hash == sa.bindparam("session_hash")
 )
 _SESSION_WITH_CONVERSATION_SQLITE = Prepared(_SESSION_WITH_CONVERSATION)
 
@@ -231,13 +225,11 @@ class Access(Database):
         self, session_hash: str
     ) -> tuple[SessionRecord | None, ConversationRecord | None]:
         """A session and, in the same read, the conversation it is bound to (None once erased)."""
-        fields = await self._read_call(_find_session_with_conversation, session_hash)
-        if fields is None:
+        row = await self._read_call(_find_session_with_conversation, session_hash)
+        if row is None:
             return None, None
-        session = SessionRecord(**{name: fields[name] for name in _SESSION_FIELDS})
-        if fields["conv_id"] is None:
-            return session, None
-        return session, ConversationRecord(**{name: fields["conv_" + name] for name in _CONVERSATION_FIELDS})
+        session, conversation = split_conversation(row, _SESSION_FIELDS)
+        return SessionRecord(**session), conversation
 
     async def revoke_session(self, session_id: str, now: datetime) -> bool:
         """End one session; False if it does not exist or was already ended."""

@@ -11,6 +11,7 @@ from sqlalchemy import exc as sa_exc
 from rejoinder.store.access import token_row
 from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.errors import DuplicateClientMessage, VersionConflict
+from rejoinder.store.joined import split_conversation, with_conversation
 from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
 from rejoinder.store.prepared import Prepared
 from rejoinder.store.records import CommittedTurn, ConversationRecord, MessageRecord, TurnWrite, as_utc
@@ -91,15 +92,8 @@ _LAST_MESSAGES = (
 )
 
 _TOKEN_FIELDS = list(TokenRecord.__dataclass_fields__)
-_CONVERSATION_FIELDS = list(ConversationRecord.__dataclass_fields__)
-# Both tables have id, bot_id and created_at: the conversation's columns get a prefix of their own.
-_TOKEN_WITH_CONVERSATION = (
-    sa.select(
-        *(tokens.c[name] for name in _TOKEN_FIELDS),
-        *(conversations.c[name].label("conv_" + name) for name in _CONVERSATION_FIELDS),
-    )
-    .select_from(tokens.outerjoin(conversations, conversations.c.id == tokens.c.conversation_id))
-    .where(tokens.c.token_hash == sa.bindparam("token_hash"))
+_TOKEN_WITH_CONVERSATION = with_conversation(
+    tokens, _TOKEN_FIELDS, tokens.c.token_hash == sa.bindparam("token_hash")
 )
 
 
@@ -349,11 +343,10 @@ def _token_with_conversation(
     row = conn.execute(_TOKEN_WITH_CONVERSATION, {"token_hash": token_hash}).first()
     if row is None:
         return None, None, []
-    fields = row._mapping
-    token = TokenRecord(**{name: fields[name] for name in _TOKEN_FIELDS})
-    if fields["conv_id"] is None:
+    fields, conversation = split_conversation(dict(row._mapping), _TOKEN_FIELDS)
+    token = TokenRecord(**fields)
+    if conversation is None:
         return token, None, []
-    conversation = ConversationRecord(**{name: fields["conv_" + name] for name in _CONVERSATION_FIELDS})
     recent = _last_messages(conn, conversation.id, history) if history else []
     return token, conversation, recent
 

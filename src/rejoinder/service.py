@@ -256,9 +256,8 @@ class ConversationService:
             raise ServiceError("send either text or a choice")
         lock = self._lock(conversation_id)
         if lock.locked():
-            snapshot = (
-                None  # another turn of this conversation is under way here: the snapshot is going stale
-            )
+            # Another turn of this conversation is under way here: the snapshot is going stale.
+            snapshot = None
         async with lock:
             for attempt in range(_COMMIT_ATTEMPTS):
                 conversation: ConversationRecord | None
@@ -297,9 +296,8 @@ class ConversationService:
                             engine, conversation.bot_id, state, event, ctx, before_call=confirm
                         )
                     except EngineError:
-                        if (
-                            confirm is not None
-                        ):  # a message sent again is answered as the first time, not refused
+                        # A message sent again is answered as the first time, not refused by the new state.
+                        if confirm is not None:
                             await confirm()
                         raise
                     committed = await self._commit(

@@ -214,8 +214,8 @@ def _same_origin(conn: HTTPConnection, origin: str) -> bool:
 class SessionCaller:
     """A request authenticated by a session: one bot, one conversation.
 
-    ``conversation`` is that conversation as read along with the session (None once erased): a turn starts from
-    it instead of reading it again.
+    ``conversation`` is that conversation as read along with the session, for a turn to start from instead of
+    reading it again (None when not asked for, or once erased).
     """
 
     bot: Bot
@@ -268,13 +268,25 @@ async def require_session(
     return await authenticate_session(conn, _bearer(credentials), conversation_id)
 
 
+async def require_session_for_turn(
+    conn: HTTPConnection, conversation_id: str, credentials: Annotated[Credentials, Depends(session_scheme)]
+) -> SessionCaller:
+    """:func:`require_session`, with the conversation read in the same store call for the turn to start from."""
+    return await authenticate_session(conn, _bearer(credentials), conversation_id, with_conversation=True)
+
+
 async def authenticate_session(
-    conn: HTTPConnection, secret: str | None, conversation_id: str
+    conn: HTTPConnection, secret: str | None, conversation_id: str, *, with_conversation: bool = False
 ) -> SessionCaller:
     """Check a session secret (from a header, a query parameter or a first frame) against one conversation."""
     if not secret or not secret.startswith(SESSION_PREFIX):
         raise _unauthorized("This route takes a session (ses_…) from starting or resuming the conversation.")
-    session, conversation = await _store(conn).find_session_with_conversation(hash_secret(secret))
+    session_hash = hash_secret(secret)
+    conversation: ConversationRecord | None = None
+    if with_conversation:
+        session, conversation = await _store(conn).find_session_with_conversation(session_hash)
+    else:
+        session = await _store(conn).find_session(session_hash)
     bot = _bot(conn, session.bot_id) if session is not None else None
     if session is None or bot is None:
         raise _unauthorized(

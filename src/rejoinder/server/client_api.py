@@ -24,6 +24,7 @@ from rejoinder.server.auth import (
     open_session,
     require_sdk_key,
     require_session,
+    require_session_for_turn,
     verify_user,
 )
 from rejoinder.server.errors import Problem, problem_responses
@@ -170,6 +171,7 @@ class SessionOut(BaseModel):
 
 SdkCaller = Annotated[KeyCaller, Depends(require_sdk_key)]
 Session = Annotated[SessionCaller, Depends(require_session)]
+TurnSession = Annotated[SessionCaller, Depends(require_session_for_turn)]
 
 
 @router.post(
@@ -252,7 +254,7 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
     responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
 )
 async def send_message(
-    conversation_id: str, body: SendRequest, request: Request, caller: Session
+    conversation_id: str, body: SendRequest, request: Request, caller: TurnSession
 ) -> JSONResponse:
     _check_text_length(body.text)
     hub = state.hub(request)

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter
@@ -133,15 +133,13 @@ async def _authenticate(
     if secret is None:
         secret = await _auth_frame(websocket, settings.auth_timeout)
     try:
-        caller = await authenticate_session(websocket, secret, conversation_id)
+        return await authenticate_session(websocket, secret, conversation_id), secret
     except Problem as problem:
         raise _Close(4000 + problem.status, problem.type, problem.detail) from None
     except StoreUnavailable:
         raise _Close(
             CLOSE_TRY_AGAIN, "unavailable", "the database is not reachable; reconnect shortly"
         ) from None
-    # An open stream lives for hours: it keeps the session, not the conversation read along with it.
-    return replace(caller, conversation=None), secret
 
 
 async def _auth_frame(websocket: WebSocket, wait: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -59,17 +60,8 @@ _ADVANCE_WITH_USER_SQLITE = Prepared(_ADVANCE_WITH_USER)
 
 # Built once: a fresh insert() per turn costs a cache-key computation every time.
 _INSERT_MESSAGES = messages.insert()
-_MESSAGE_ROW_KEYS = [
-    "conversation_id",
-    "seq",
-    "turn_seq",
-    "sender",
-    "type",
-    "payload",
-    "client_message_id",
-    "pending",
-    "created_at",
-]
+# Every column but the serial id, which the database numbers.
+_MESSAGE_ROW_KEYS = [column.key for column in messages.c if column.key != "id"]
 _INSERT_MESSAGES_SQLITE = Prepared(_INSERT_MESSAGES, column_keys=_MESSAGE_ROW_KEYS)
 _INSERT_TOKENS = tokens.insert()
 _GET_CONVERSATION = sa.select(conversations).where(conversations.c.id == sa.bindparam("conversation"))
@@ -284,14 +276,14 @@ def _advance_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, c
     }
     if turn.user is not None:
         params["user"] = turn.user
-    row: Any
+    row: Mapping[Any, Any] | None
     if conn.dialect.name == "sqlite":  # written on every turn: straight to the driver
         prepared = _ADVANCE_WITH_USER_SQLITE if turn.user is not None else _ADVANCE_SQLITE
         row = prepared.first(conn, params)
     else:
         statement = _ADVANCE_WITH_USER if turn.user is not None else _ADVANCE
-        row = conn.execute(statement, params).first()
-        row = row._mapping if row is not None else None
+        returned = conn.execute(statement, params).first()
+        row = returned._mapping if returned is not None else None
     if row is None:
         raise VersionConflict(
             f"conversation {turn.conversation_id} is no longer at version {turn.expected_version} "

@@ -38,6 +38,8 @@ from rejoinder.skills.model import IntegrateSettings
 from rejoinder.tokens import conceal, reveal
 
 log = logging.getLogger("rejoinder.integrations")
+# httpx logs every request's full URL at INFO; an Integrate URL may carry a conversation token's secret.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})

@@ -68,21 +68,21 @@ class TokenRef(str):
         return self[len(REF_PREFIX) :]
 
 
-def reveal(text: str, secrets: Mapping[str, str]) -> str:
-    """``text`` with every reference to a token of ``secrets`` (secret by token id) replaced by its secret.
+def reveal(text: str, minted: Mapping[str, str]) -> str:
+    """``text`` with every reference to a token of ``minted`` (secret by token id) replaced by its secret.
 
     References to other tokens (one minted in an earlier turn, or a made-up one) stay as they are.
     """
-    if not secrets or REF_PREFIX not in text:
+    if not minted or REF_PREFIX not in text:
         return text
-    return _REF_IN_TEXT.sub(lambda found: secrets.get(found[1], found[0]), text)
+    return _REF_IN_TEXT.sub(lambda found: minted.get(found[1], found[0]), text)
 
 
-def conceal(text: str, secrets: Mapping[str, str]) -> str:
-    """The reverse of :func:`reveal`: each secret of ``secrets`` found in ``text`` becomes its reference again."""
-    if not secrets or TOKEN_PREFIX not in text:
+def conceal(text: str, minted: Mapping[str, str]) -> str:
+    """The reverse of :func:`reveal`: each secret of ``minted`` found in ``text`` becomes its reference again."""
+    if not minted or TOKEN_PREFIX not in text:
         return text
-    references = {secret: REF_PREFIX + token_id for token_id, secret in secrets.items()}
+    references = {secret: REF_PREFIX + token_id for token_id, secret in minted.items()}
     return _SECRET_IN_TEXT.sub(lambda found: references.get(found[0], found[0]), text)
 
 

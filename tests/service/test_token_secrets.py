@@ -204,6 +204,6 @@ async def test_the_backend_gets_real_tokens_and_nothing_else_keeps_one(
     # A later turn no longer knows the secrets: it sends the reference, and says why.
     later = await service.send(started.conversation_id, text="hi")
     assert backend.requests[-1]["query"]["late"][0].startswith("tokref-tok_")
-    assert any("made in an earlier turn" in error for error in later.errors)
+    assert any("which this turn did not make" in error for error in later.errors)
     stored = await everything_stored(store)
     assert not SECRET.search(stored) and not SECRET.search(caplog.text)

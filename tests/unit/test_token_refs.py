@@ -204,4 +204,4 @@ def test_a_reference_from_an_earlier_turn_is_sent_as_is_and_reported() -> None:
     assert later.http_call is not None and not later.effects
     sent = with_token_secrets(later.http_call)
     assert sent.url == f"http://backend.test/t?token=tokref-{issue.token_id}"
-    assert any("made in an earlier turn" in error and issue.token_id in error for error in later.errors)
+    assert any("which this turn did not make" in error and issue.token_id in error for error in later.errors)

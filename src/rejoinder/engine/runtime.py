@@ -281,9 +281,9 @@ class Engine:
         if stale:
             # Sent as the bare reference: only the turn that minted a token knows its secret.
             turn.errors.append(
-                f"node {turn.node_id!r}: token {', '.join(sorted(stale))} was made in an earlier turn; "
-                "its secret is gone, so the call carries only its reference (call generate_token() in the "
-                "turn that sends it)"
+                f"node {turn.node_id!r}: the call refers to token {', '.join(sorted(stale))}, which this turn "
+                "did not make, so it carries the bare reference: a token's secret is known only in the turn "
+                "that calls generate_token()"
             )
         turn.state.waiting = "http"
         turn.state.node_id = turn.node_id

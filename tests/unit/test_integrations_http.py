@@ -679,3 +679,37 @@ async def test_a_call_without_the_turn_secrets_sends_the_references(
     name = key()
     response = await client.perform(call(f"{base}/record/{name}/x", "POST", json_body={"t": ref}), LOCAL)
     assert response.ok and json.loads(received[name]["body"]) == {"t": ref}
+
+
+async def test_a_body_with_a_token_secret_is_not_sent_on_to_another_site(server: LocalServer) -> None:
+    token = mint()
+    ref = TokenRef(token.token_id)
+    policy = IntegratePolicy(allow_hosts=("127.0.0.1",))
+    resolver = resolving({"api.shop.test": ["127.0.0.1"]})
+    other = f"http://api.shop.test:{server.port}/echo"
+    async with IntegrationClient(resolver=resolver) as client:
+        elsewhere = await client.perform(
+            call(
+                f"http://127.0.0.1:{server.port}/redirect?to={other}&code=307",
+                "POST",
+                json_body={"RESUME_TOKEN": ref},
+                token_secrets={token.token_id: token.secret},
+            ),
+            policy,
+        )
+        name = key()
+        same_site = await client.perform(
+            call(
+                f"http://127.0.0.1:{server.port}/redirect?to=/record/{name}/x&code=307",
+                "POST",
+                json_body={"RESUME_TOKEN": ref},
+                token_secrets={token.token_id: token.secret},
+            ),
+            policy,
+        )
+    assert not elsewhere.ok
+    assert elsewhere.error == (
+        "127.0.0.1 redirected the call to api.shop.test: a request that carries a conversation token is not "
+        "sent on to another site"
+    )
+    assert same_site.ok and json.loads(received[name]["body"]) == {"RESUME_TOKEN": token.secret}

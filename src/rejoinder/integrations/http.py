@@ -132,6 +132,7 @@ class _Hop:
     content_type: str | None
     signed: bool = True
     redirected: bool = False
+    carries_token: bool = False  # a conversation token's secret may be in the body
 
     @property
     def host(self) -> str:
@@ -409,16 +410,16 @@ def _first_hop(call: HttpCall) -> _Hop:
 
     if call.json_body is not None:
         try:
-            text = _json_text(call.json_body)
+            body = _json_text(call.json_body).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as exc:
             raise _Failure(f"the request body cannot be sent as JSON: {exc}") from None
-        return _Hop(
-            call.method.upper(), url, headers, text.encode("utf-8"), content_type or "application/json"
-        )
-    if call.content is not None:
+        content_type = content_type or "application/json"
+    elif call.content is not None:
         body = call.content.encode("utf-8")
-        return _Hop(call.method.upper(), url, headers, body, content_type or "text/plain; charset=utf-8")
-    return _Hop(call.method.upper(), url, headers, b"", content_type)
+        content_type = content_type or "text/plain; charset=utf-8"
+    else:
+        body = b""
+    return _Hop(call.method.upper(), url, headers, body, content_type, carries_token=bool(call.token_secrets))
 
 
 def _same_site(old: httpx.URL, new: httpx.URL) -> bool:
@@ -444,6 +445,12 @@ def _follow(hop: _Hop, response: httpx.Response) -> _Hop:
     if (status == 303 and hop.method != "HEAD") or (status in (301, 302) and hop.method == "POST"):
         follow = replace(follow, method="GET", body=b"", content_type=None)
     if not _same_site(hop.url, target):
+        if follow.body and hop.carries_token:
+            # A 307/308 would send the body again, and a conversation token in it is meant for the node's host.
+            raise _Failure(
+                f"{hop.host} redirected the call to {target.host}: a request that carries a conversation "
+                "token is not sent on to another site"
+            )
         # The node's headers (credentials among them) and the signature are meant for the host the node names.
         follow = replace(follow, headers=httpx.Headers(), signed=False)
     return follow

@@ -24,6 +24,7 @@ from rejoinder.config import Settings
 from rejoinder.realtime import commit_publisher, create_hub
 from rejoinder.server import admin, assets, client_api, errors, ops, stream
 from rejoinder.server.admission import Admission
+from rejoinder.server.body import BodyDeadline
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, BodyLimit
 from rejoinder.server.ops import AccessLog, MeteredIntegrationClient, Metrics
 from rejoinder.server.ratelimit import ResumeGuard
@@ -122,8 +123,10 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(assets.router)
 
-    # Added innermost first: the access log sees every answer, CORS headers reach even a 413 or a busy 503.
+    # Added innermost first: the access log sees every answer, CORS headers reach even a 413 or a busy 503, and
+    # a request takes an admission slot only once its whole body is in.
     app.add_middleware(Admission, limit=settings.max_concurrent_requests, max_wait=settings.queue_timeout)
+    app.add_middleware(BodyDeadline, timeout=settings.request_body_timeout)
     app.add_middleware(BodyLimit, limit=errors.MAX_BODY_BYTES)
     app.add_middleware(
         CORSMiddleware,

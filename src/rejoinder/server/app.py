@@ -28,6 +28,7 @@ from rejoinder.server.body import BodyDeadline
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, BodyLimit
 from rejoinder.server.ops import AccessLog, MeteredIntegrationClient, Metrics
 from rejoinder.server.ratelimit import ResumeGuard
+from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.service import ConversationService
 from rejoinder.skills import Bot, load_bot
 from rejoinder.store import Store
@@ -115,6 +116,7 @@ def create_app(
     app.state.environ = environment
     app.state.metrics = metrics
     app.state.resume_guard = guard
+    app.state.socket_quota = SocketQuota(settings.max_sockets_per_ip, settings.max_sockets_per_session)
 
     errors.install(app)
     app.include_router(client_api.router)

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
         description="seconds a request's headers may take to arrive, from the connection's opening or the "
         "first byte of a following request; then 408 and the connection is closed",
     )
+    max_request_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        le=1024 * 1024,
+        description="bytes a request line and headers may take; more gets a 431 and the connection is closed",
+    )
     request_body_timeout: float = Field(
         default=10.0,
         gt=0,

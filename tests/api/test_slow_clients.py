@@ -7,6 +7,7 @@ closed at their deadline, while a normal client keeps starting conversations and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -76,9 +77,10 @@ def serve(tmp_path: Path, **extra: str) -> Iterator[Served]:
             server.wait(timeout=30)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    yield from serve(tmp_path)
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One server for the module: starting one takes seconds on a busy machine."""
+    yield from serve(tmp_path_factory.mktemp("slow"))
 
 
 # ------------------------------------------------------------------------------------------------ slow senders
@@ -252,5 +254,24 @@ def test_silent_and_idle_connections_are_closed(served: Served) -> None:
         assert await asyncio.wait_for(reader.read(), KEEP_ALIVE + 10) == b""
         assert loop.time() - answered < KEEP_ALIVE + 5
         writer.close()
+
+    asyncio.run(scenario())
+
+
+def test_headers_larger_than_the_limit_get_a_431(served: Served) -> None:
+    async def scenario() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(40):  # 2 MB of headers, far past the 64 KB limit
+                writer.write(b"X-Big: " + b"a" * 50_000 + b"\r\n")
+                await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large"), answer[:200]
+        assert (
+            json.loads(body)["detail"] == "The request line and headers are larger than the limit of 64 KB."
+        )
 
     asyncio.run(scenario())

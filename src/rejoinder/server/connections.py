@@ -7,6 +7,8 @@ implementations, add two limits:
 * a request's headers must all be in within ``request_header_timeout`` seconds, counted from the connection's
   opening or from the first byte of a following request; past that the client gets a ``408`` and the connection
   is closed (idle keep-alive connections are closed by uvicorn's own ``timeout_keep_alive``);
+* a request line and headers take at most ``max_request_header_bytes`` (httptools itself sets no bound); past
+  that the client gets a ``431`` and the connection is closed;
 * one peer address holds at most ``max_connections_per_ip`` open connections, WebSockets included, per worker;
   the next one gets a ``429`` and is closed at once. Peers that uvicorn trusts to forward client addresses
   (``FORWARDED_ALLOW_IPS``: a reverse proxy) carry many clients each, and are not capped.
@@ -28,6 +30,9 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from rejoinder.config import Settings, get_settings
 
 TOO_MANY_RETRY_AFTER = 10  # seconds
+# After a refusal, what the client still sends is read and dropped this long before the connection is closed:
+# closing with unread data would reset the connection, and the client might never see why.
+LINGER_SECONDS = 1.0
 
 
 class PeerConnections:
@@ -97,6 +102,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._header_bytes: int | None = 0  # bytes read of the request's head so far; None once it is in
+        self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -104,10 +111,22 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if not peers.open(transport, self.client[0] if self.client else None):
             detail = f"This address has {peers.limit} connections open already; close one or retry later."
             retry = f"retry-after: {TOO_MANY_RETRY_AFTER}\r\n"
-            transport.write(_problem(429, "Too Many Requests", "rate_limited", detail, retry))
-            transport.close()
+            self._answer_and_close(_problem(429, "Too Many Requests", "rate_limited", detail, retry))
             return
         self._arm_header_timer(settings.request_header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._header_bytes is not None:
+            self._header_bytes += len(data)
+            limit = _limits(self.config)[0].max_request_header_bytes
+            if self._header_bytes > limit:
+                self._disarm_header_timer()
+                detail = f"The request line and headers are larger than the limit of {limit // 1024} KB."
+                self._answer_and_close(_problem(431, "Request Header Fields Too Large", "too_large", detail))
+                return
+        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
@@ -116,12 +135,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self._header_bytes is None:
+            self._header_bytes = 0
         if self._header_timer is None:  # the first request's deadline runs from the connection's opening
             self._arm_header_timer(_limits(self.config)[0].request_header_timeout)
 
     def on_headers_complete(self) -> None:
         self._disarm_header_timer()
+        self._header_bytes = None
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._header_bytes is None:
+            self._header_bytes = 0  # what comes next is the head of the next request
 
     def _arm_header_timer(self, seconds: float) -> None:
         self._header_timer = self.loop.call_later(seconds, self._headers_too_slow, seconds)
@@ -133,12 +160,22 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _headers_too_slow(self, seconds: float) -> None:
         self._header_timer = None
-        if self.transport.is_closing():
+        detail = f"The request headers did not arrive within {seconds:g} s."
+        self._answer_and_close(_problem(408, "Request Timeout", "request_timeout", detail))
+
+    def _answer_and_close(self, response: bytes) -> None:
+        if self.transport.is_closing() or self._refused:
             return
-        if self.cycle is None or self.cycle.response_complete:  # never in the middle of another response
-            detail = f"The request headers did not arrive within {seconds:g} s."
-            self.transport.write(_problem(408, "Request Timeout", "request_timeout", detail))
-        self.transport.close()
+        self._refused = True
+        if self.cycle is not None and not self.cycle.response_complete:  # never in the middle of a response
+            self.transport.close()
+            return
+        self.transport.write(response)
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):

@@ -10,7 +10,8 @@ implementations, add two limits:
 * a request line and headers take at most ``max_request_header_bytes`` (httptools itself sets no bound); past
   that the client gets a ``431`` and the connection is closed;
 * one peer address holds at most ``max_connections_per_ip`` open connections, WebSockets included, per worker;
-  the next one gets a ``429`` and is closed at once. Peers that uvicorn trusts to forward client addresses
+  the next one gets a ``429`` and is closed at once. An IPv6 client is counted by its /64, which one subscriber
+  usually holds whole. Peers that uvicorn trusts to forward client addresses
   (``FORWARDED_ALLOW_IPS``: a reverse proxy) carry many clients each, and are not capped.
 
 The body of a request is bounded in time by :class:`~rejoinder.server.body.BodyDeadline`, in the app.
@@ -19,6 +20,7 @@ The body of a request is bounded in time by :class:`~rejoinder.server.body.BodyD
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 from typing import Any
 
@@ -35,6 +37,19 @@ TOO_MANY_RETRY_AFTER = 10  # seconds
 LINGER_SECONDS = 1.0
 
 
+def client_address(host: str) -> str:
+    """What counts as one client: an IPv4 address, or the /64 network of an IPv6 address."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 class PeerConnections:
     """The open connections of one worker, by peer address, each counted once from opening to loss."""
 
@@ -49,6 +64,7 @@ class PeerConnections:
         """Count a new connection; False (and nothing counted) when its peer already holds ``limit`` of them."""
         if peer is None or peer in self._trusted:
             return True
+        peer = client_address(peer)
         held = self._by_peer.get(peer, 0)
         if held >= self.limit:
             return False

@@ -650,3 +650,25 @@ async def test_a_socket_closes_at_its_session_s_expiry_however_busy_the_client(t
         assert ws.close_code == 4401
         assert ws.close_reason == "unauthorized: this session has expired; refresh or resume, then reconnect"
         assert lasted < 5
+
+
+async def test_a_refresh_on_one_worker_closes_the_old_session_s_socket_on_another(
+    tmp_path: Path, redis_url: str
+) -> None:
+    bot_dir = write_bot(tmp_path / "bot")
+    database = tmp_path / "shared.db"
+    app_a, store_a = make_app(bot_dir, database, redis_url)
+    app_b, store_b = make_app(bot_dir, database, redis_url)
+    async for worker_a in run_server(app_a, store_a):
+        async for worker_b in run_server(app_b, store_b):
+            conversation, old = await worker_a.start()
+            async with connect(worker_b.ws_url(conversation, session=old, after=2)) as ws:
+                await frame(ws)
+                refreshed = await worker_a.http.post(
+                    f"/v1/conversations/{conversation}/session/refresh",
+                    headers={"Authorization": f"Bearer {old}"},
+                )
+                assert refreshed.status_code == 200
+                code, reason = await closed(ws)
+            assert code == 4401
+            assert reason is not None and "session has ended" in reason

@@ -260,6 +260,16 @@ def test_silent_and_idle_connections_are_closed(served: Served) -> None:
 
 def test_headers_larger_than_the_limit_get_a_431(served: Served) -> None:
     async def scenario() -> None:
+        # The limit is per request: requests under it follow one another, pipelined, on one connection.
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        near_limit = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n"
+        writer.write(near_limit * 3)
+        for _ in range(3):
+            assert (await asyncio.wait_for(reader.readuntil(b'{"status":"ok"}'), 10)).startswith(
+                b"HTTP/1.1 200"
+            )
+        writer.close()
+
         reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         with contextlib.suppress(ConnectionError):

@@ -7,8 +7,8 @@ implementations, add two limits:
 * a request's headers must all be in within ``request_header_timeout`` seconds, counted from the connection's
   opening or from the first byte of a following request; past that the client gets a ``408`` and the connection
   is closed (idle keep-alive connections are closed by uvicorn's own ``timeout_keep_alive``);
-* a request line and headers take at most ``max_request_header_bytes`` (httptools itself sets no bound); past
-  that the client gets a ``431`` and the connection is closed;
+* a request line and headers take at most ``max_request_header_bytes``, give or take one read (httptools itself
+  sets no bound); past that the client gets a ``431`` and the connection is closed;
 * one peer address holds at most ``max_connections_per_ip`` open connections, WebSockets included, per worker;
   the next one gets a ``429`` and is closed at once. An IPv6 client is counted by its /64, which one subscriber
   usually holds whole. Peers that uvicorn trusts to forward client addresses
@@ -118,7 +118,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
-        self._header_bytes: int | None = 0  # bytes read of the request's head so far; None once it is in
+        self._header_bytes: int | None = None  # bytes read of the request head being read, None between heads
+        self._head_began = False  # a request head began in the data being parsed
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -134,15 +135,19 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        if self._header_bytes is not None:
-            self._header_bytes += len(data)
-            limit = _limits(self.config)[0].max_request_header_bytes
-            if self._header_bytes > limit:
-                self._disarm_header_timer()
-                detail = f"The request line and headers are larger than the limit of {limit // 1024} KB."
-                self._answer_and_close(_problem(431, "Request Header Fields Too Large", "too_large", detail))
-                return
+        self._head_began = False
         super().data_received(data)
+        if self._header_bytes is None or self._refused:
+            return
+        # Data that began the head may also hold the end of a request before it: only data read wholly within a
+        # head is counted, so a head may exceed the limit by one read at most (httptools itself sets no bound).
+        if not self._head_began:
+            self._header_bytes += len(data)
+        limit = _limits(self.config)[0].max_request_header_bytes
+        if self._header_bytes > limit:
+            self._disarm_header_timer()
+            detail = f"The request line and headers are larger than the limit of {limit // 1024} KB."
+            self._answer_and_close(_problem(431, "Request Header Fields Too Large", "too_large", detail))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
@@ -151,8 +156,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._header_bytes is None:
-            self._header_bytes = 0
+        self._header_bytes = 0
+        self._head_began = True
         if self._header_timer is None:  # the first request's deadline runs from the connection's opening
             self._arm_header_timer(_limits(self.config)[0].request_header_timeout)
 
@@ -160,11 +165,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._disarm_header_timer()
         self._header_bytes = None
         super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self._header_bytes is None:
-            self._header_bytes = 0  # what comes next is the head of the next request
 
     def _arm_header_timer(self, seconds: float) -> None:
         self._header_timer = self.loop.call_later(seconds, self._headers_too_slow, seconds)

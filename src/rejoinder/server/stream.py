@@ -530,11 +530,9 @@ def _json_object(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
+        # The parser recurses once per level of nesting: a deep enough frame reaches the recursion limit.
         value = json.loads(text)
-    except (
-        ValueError,
-        RecursionError,
-    ):  # the parser recurses per level: a deep enough frame reaches the limit
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

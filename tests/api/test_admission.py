@@ -269,15 +269,38 @@ async def _turn(
     return answer, time.perf_counter() - started
 
 
+async def _carried_rate(client: httpx.AsyncClient, conversations: list[tuple[str, str]]) -> float:
+    """Turns per second the worker carries on this machine now: one closed-loop client per slot, 1.5 s."""
+    done = 0
+    began = time.perf_counter()
+
+    async def keep_sending(conversation: tuple[str, str], lane: int) -> None:
+        nonlocal done
+        while time.perf_counter() - began < 1.5:
+            answer, _ = await _turn(client, conversation, f"capacity-{lane}-{done}")
+            assert answer.status_code == 200, answer.text
+            done += 1
+
+    await asyncio.gather(*(keep_sending(c, lane) for lane, c in enumerate(conversations)))
+    return done / (time.perf_counter() - began)
+
+
+async def _start(client: httpx.AsyncClient, sdk_key: str, count: int) -> list[tuple[str, str]]:
+    conversations = []
+    for _ in range(count):
+        started = await client.post(
+            "/v1/conversations", json={"event": "talk"}, headers={"Authorization": f"Bearer {sdk_key}"}
+        )
+        assert started.status_code == 201, started.text
+        conversations.append((started.json()["conversation_id"], started.json()["session"]))
+    return conversations
+
+
 async def _overload(base: str, sdk_key: str) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        conversations = []
-        for _ in range(CONVERSATIONS):
-            started = await client.post(
-                "/v1/conversations", json={"event": "talk"}, headers={"Authorization": f"Bearer {sdk_key}"}
-            )
-            assert started.status_code == 201, started.text
-            conversations.append((started.json()["conversation_id"], started.json()["session"]))
+        conversations = await _start(client, sdk_key, CONVERSATIONS)
+        # The baseline, measured in the same run: on a busy machine the worker carries less than its slots allow.
+        carried = await _carried_rate(client, await _start(client, sdk_key, SLOT_LIMIT))
 
         # Open loop at twice what the worker carries (SLOT_LIMIT turns per CALL_SECONDS), for two seconds.
         rate = 2 * SLOT_LIMIT / CALL_SECONDS
@@ -292,8 +315,8 @@ async def _overload(base: str, sdk_key: str) -> None:
 
         statuses = collections.Counter(answer.status_code for answer, _ in results)
         assert set(statuses) == {200, 503}, statuses
-        # Accepted turns are not starved: roughly what the worker carries gets through.
-        assert statuses[200] >= 0.6 * len(results) / 2, statuses
+        # Accepted turns are not starved: roughly what the worker carried just before gets through.
+        assert statuses[200] >= 0.6 * min(carried, rate / 2) * 2.0, (statuses, carried)
         for answer, seconds in results:
             if answer.status_code == 503:
                 assert answer.headers["retry-after"] == "1"

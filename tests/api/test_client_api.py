@@ -128,6 +128,27 @@ async def test_the_same_client_message_id_is_answered_from_the_first_time(server
     assert [m["seq"] for m in stored] == [1, 2, 3]
 
 
+async def test_the_same_client_message_id_with_another_message_is_a_409(server: Server) -> None:
+    started = await server.start()
+    first = await send(server, started, "same-id", choice="hours")
+
+    for changed in ({"choice": "orders"}, {"text": "hours"}):
+        again = await send(server, started, "same-id", **changed)
+
+        assert again.status_code == 409, again.text
+        assert again.headers["content-type"] == "application/problem+json"
+        assert again.json()["type"] == "client_message_id_reused"
+        assert "same-id" in again.json()["detail"]
+    # Nothing was stored for the refused messages, and the first one is still answered as before.
+    assert (await send(server, started, "same-id", choice="hours")).json() == first.json()
+    stored = (await history(server, started)).json()["messages"]
+    assert [m["sender"] for m in stored].count("customer") == 1
+
+    typed = await send(server, started, "typed", text="what's the weather?")
+    assert (await send(server, started, "typed", text="what's the weather?")).json() == typed.json()
+    assert (await send(server, started, "typed", text="what's the time?")).status_code == 409
+
+
 async def test_a_start_with_neither_or_both_of_event_and_text_is_refused(server: Server) -> None:
     for body in ({}, {"event": "welcome", "text": "hi"}):
         response = await server.client.post("/v1/conversations", json=body, headers=server.sdk())

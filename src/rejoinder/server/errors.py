@@ -40,6 +40,7 @@ TITLES: dict[str, str] = {
     "bot_not_found": "Bot not found",
     "method_not_allowed": "Method not allowed",
     "conflict": "Conflict",
+    "client_message_id_reused": "Message id already used for another message",
     "too_large": "Too large",
     "rate_limited": "Too many requests",
     "unavailable": "Service unavailable",

@@ -216,7 +216,7 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
     ip = request.client.host if request.client else None
     started = time.perf_counter()
     try:
-        await guard.check(ip, bot_id)
+        await guard.check(ip)
     except Problem:
         state.metrics(request).resume(bot_id, "rate_limited", time.perf_counter() - started)
         raise
@@ -230,7 +230,11 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
             session=session,
         )
     except TokenRefused as refused:
-        await guard.failed(ip, bot_id)
+        try:
+            await guard.failed(ip, bot_id)
+        except Problem:
+            state.metrics(request).resume(bot_id, "rate_limited", time.perf_counter() - started)
+            raise
         state.metrics(request).resume(bot_id, refused.code, time.perf_counter() - started)
         raise
     state.metrics(request).resume(bot_id, "ok", time.perf_counter() - started)

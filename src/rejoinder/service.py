@@ -28,6 +28,7 @@ from rejoinder.engine import (
     HttpResponse,
     Input,
     IssueToken,
+    SkillError,
     StartEvent,
     StepResult,
     TurnContext,
@@ -379,7 +380,9 @@ class ConversationService:
             errors += result.errors
             steps += result.steps
         for error in errors:
-            log.warning("bot %s conversation %s: %s", bot_id, ctx.conversation_id, error)
+            # Only the fault's kind and node: its message may quote what the customer typed.
+            described = error.for_log() if isinstance(error, SkillError) else "skill fault"
+            log.warning("bot %s conversation %s: skill error: %s", bot_id, ctx.conversation_id, described)
         return StepResult(result.state, messages, effects, None, result.pending, steps, errors)
 
     async def _commit(

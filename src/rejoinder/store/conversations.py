@@ -16,7 +16,7 @@ from rejoinder.store.joined import split_conversation, with_conversation
 from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
 from rejoinder.store.prepared import Prepared
 from rejoinder.store.records import CommittedTurn, ConversationRecord, MessageRecord, TurnWrite, as_utc
-from rejoinder.store.tables import conversations, messages, sessions, tokens
+from rejoinder.store.tables import audit_events, conversations, messages, sessions, tokens
 from rejoinder.tokens import TokenRecord
 
 _MESSAGE_COLUMNS = [
@@ -198,8 +198,12 @@ class Conversations(Database):
         return page, encode_cursor(page[-1].updated_at, page[-1].id) if more else None
 
     async def delete_conversation(self, conversation_id: str) -> bool:
-        """Erase a conversation with its messages, tokens and sessions. False if there was none."""
-        return await self._write_call(_delete_conversation, conversation_id)
+        """Erase a conversation with its messages, tokens and sessions. False if there was none.
+
+        Its audit events stay (what happened, and when) without the client's IP address and user agent. On
+        SQLite the deleted content is zeroed and no older copy of it is left in the WAL.
+        """
+        return await self._write_call(_delete_conversation, conversation_id, scrub=True)
 
 
 # ------------------------------------------------------------------------------------------------ on a connection
@@ -368,4 +372,9 @@ def _delete_conversation(conn: sa.Connection, conversation_id: str) -> bool:
     for table in (sessions, tokens, messages):
         conn.execute(sa.delete(table).where(table.c.conversation_id == conversation_id))
     result = conn.execute(sa.delete(conversations).where(conversations.c.id == conversation_id))
+    conn.execute(
+        sa.update(audit_events)
+        .where(audit_events.c.conversation_id == conversation_id)
+        .values(ip=None, user_agent=None)
+    )
     return bool(result.rowcount)

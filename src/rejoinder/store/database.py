@@ -112,16 +112,18 @@ class Database:
             async with self.engine.connect() as conn:
                 return await conn.run_sync(work, *args)
 
-    async def _write_call(self, work: Callable[..., T], *args: Any, solo: bool = False) -> T:
+    async def _write_call(
+        self, work: Callable[..., T], *args: Any, solo: bool = False, scrub: bool = False
+    ) -> T:
         """``work(connection, *args)`` in a transaction that commits when it returns and rolls back if it raises.
 
         On SQLite the write lock is taken at BEGIN (BEGIN IMMEDIATE), so a transaction that reads before it
-        writes never deadlocks with another.
+        writes never deadlocks with another; ``scrub`` (a write that erases) then empties the WAL at once.
         """
         try:
             async with unavailable_as_store_error():
                 if self._sqlite is not None:
-                    result = await self._sqlite.write(work, *args, solo=solo)
+                    result = await self._sqlite.write(work, *args, solo=solo, scrub=scrub)
                 else:
                     async with self._writer.begin() as conn:
                         result = await conn.run_sync(work, *args)

@@ -130,9 +130,7 @@ class SQLiteThreads:
         """``work(connection, *args)`` on a reader thread, outside any transaction."""
         return await self._submit(self._reads, work, args, solo=False)
 
-    async def write(
-        self, work: Callable[..., T], *args: Any, solo: bool = False, scrub: bool = False
-    ) -> T:
+    async def write(self, work: Callable[..., T], *args: Any, solo: bool = False, scrub: bool = False) -> T:
         """``work(connection, *args)`` in a write transaction on the writer thread; answered once committed.
 
         ``solo`` keeps the work out of batches (a schema migration runs in a transaction of its own). ``scrub``

@@ -82,13 +82,17 @@ async def running(
     keys: dict[str, IssuedKeys] | None = None,
     resume_guard: ResumeGuard | None = None,
     client_ip: str = "127.0.0.1",
+    **settings: Any,
 ) -> AsyncIterator[Server]:
-    """Start an app (lifespan included), create keys for its bots unless given, and stop it on exit."""
+    """Start an app (lifespan included), create keys for its bots unless given, and stop it on exit.
+
+    ``settings`` are given to the app's :class:`Settings` (quotas, for instance).
+    """
     url = f"sqlite:///{database}"
     app = create_app(
         bots,
         store=Store.from_url(url),
-        settings=Settings(database_url=url, redis_url=None),
+        settings=Settings(database_url=url, redis_url=None, **settings),
         environ=ENVIRON,
         resume_guard=resume_guard,
     )
@@ -106,7 +110,8 @@ Launch = Callable[..., AbstractAsyncContextManager[Server]]
 
 @pytest.fixture
 def launch() -> Launch:
-    """``launch(database, bots, keys=…, resume_guard=…, client_ip=…)``: run another app as a context manager."""
+    """``launch(database, bots, keys=…, resume_guard=…, client_ip=…, **settings)``: run another app as a context
+    manager."""
     return running
 
 

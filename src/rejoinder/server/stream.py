@@ -403,6 +403,12 @@ class _Stream:
             detail = f"the message has {len(request.text)} characters; the limit is {MAX_TEXT_CHARS:,}"
             await self._error("too_large", detail, client_message_id)
             return
+        try:
+            client = self.websocket.client
+            await state.quotas(self.websocket).message(client.host if client else None, self.caller.bot.id)
+        except Problem as limited:
+            await self._error("rate_limited", limited.detail, client_message_id)
+            return
         if len(self._turns) >= self.settings.max_queued_turns:
             detail = "too many messages waiting for the bot; wait for the answers"
             await self._error("rate_limited", detail, client_message_id)

@@ -205,6 +205,17 @@ class Conversations(Database):
         """
         return await self._write_call(_delete_conversation, conversation_id, scrub=True)
 
+    async def count_idle(self, bot_id: str, before: datetime) -> int:
+        """How many of the bot's conversations were last updated before ``before``."""
+        statement = sa.select(sa.func.count()).where(_idle(bot_id, as_utc(before)))
+        return int(await self._read_call(_scalar, statement))
+
+    async def purge_idle(self, bot_id: str, before: datetime, limit: int) -> int:
+        """Erase (as :meth:`delete_conversation` does) at most ``limit`` of the bot's conversations last updated
+        before ``before``, oldest first, in one short transaction; returns how many. Call again until it
+        answers less than ``limit``: each call holds the writer only for its own batch."""
+        return await self._write_call(_purge_idle, bot_id, as_utc(before), check_limit(limit), scrub=True)
+
 
 # ------------------------------------------------------------------------------------------------ on a connection
 
@@ -369,12 +380,38 @@ def _last_messages(conn: sa.Connection, conversation_id: str, limit: int) -> lis
 
 
 def _delete_conversation(conn: sa.Connection, conversation_id: str) -> bool:
+    return _delete_conversations(conn, [conversation_id]) > 0
+
+
+def _delete_conversations(conn: sa.Connection, ids: list[str]) -> int:
+    """Delete conversations with everything that refers to them; their audit events lose the client's traces."""
     for table in (sessions, tokens, messages):
-        conn.execute(sa.delete(table).where(table.c.conversation_id == conversation_id))
-    result = conn.execute(sa.delete(conversations).where(conversations.c.id == conversation_id))
+        conn.execute(sa.delete(table).where(table.c.conversation_id.in_(ids)))
+    result = conn.execute(sa.delete(conversations).where(conversations.c.id.in_(ids)))
     conn.execute(
         sa.update(audit_events)
-        .where(audit_events.c.conversation_id == conversation_id)
+        .where(audit_events.c.conversation_id.in_(ids))
         .values(ip=None, user_agent=None)
     )
-    return bool(result.rowcount)
+    return int(result.rowcount)
+
+
+def _idle(bot_id: str, before: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(conversations.c.bot_id == bot_id, conversations.c.updated_at < before)
+
+
+def _scalar(conn: sa.Connection, statement: sa.Executable) -> Any:
+    return conn.execute(statement).scalar_one()
+
+
+def _purge_idle(conn: sa.Connection, bot_id: str, before: datetime, limit: int) -> int:
+    # The (bot_id, updated_at) index finds the oldest first without a scan.
+    ids = list(
+        conn.execute(
+            sa.select(conversations.c.id)
+            .where(_idle(bot_id, before))
+            .order_by(conversations.c.updated_at)
+            .limit(limit)
+        ).scalars()
+    )
+    return _delete_conversations(conn, ids) if ids else 0

@@ -254,8 +254,8 @@ class RedisFailureWindow:
     def _fell_back(self, error: BaseException) -> None:
         if self._down_until is None:
             log.warning(
-                "Redis is unavailable for the resume rate limit %s* (%s); counting failed resumes in "
-                "this process until it answers again",
+                "Redis is unavailable for the counters %s* (%s); counting in this process until it "
+                "answers again",
                 self.prefix,
                 str(error) or type(error).__name__,
             )
@@ -263,7 +263,7 @@ class RedisFailureWindow:
 
     def _redis_up(self) -> None:
         if self._down_until is not None:
-            log.warning("Redis answers again: failed resumes for %s* are counted there again", self.prefix)
+            log.warning("Redis answers again: the counters %s* are kept there again", self.prefix)
             self._down_until = None
 
 

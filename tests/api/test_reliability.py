@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from rejoinder.skills import Bot, load_bot
+from tests.api.conftest import fill_disk
 from tests.api.test_serve_process import (
     EXAMPLE_BOT,
     REJOINDER,
@@ -447,36 +448,6 @@ async def test_kill_9_during_turns_then_a_restart_loses_nothing_acknowledged_and
 # ------------------------------------------------------------------------------------------------ a full disk
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MB file system of its own (tmpfs), unmounted whatever happens."""
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {made.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Fill ``disk`` to its last byte with one file, and return it."""
-    filler = disk / "filler"
-    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        while os.write(descriptor, b"\0" * 4096):
-            pass
-    except OSError:
-        pass  # full
-    finally:
-        os.close(descriptor)
-    return filler
-
-
 async def test_a_full_disk_is_a_storage_full_503_and_makes_the_server_not_ready(
     small_disk: Path, shop_bot: Bot, launch: Launch
 ) -> None:
@@ -485,7 +456,7 @@ async def test_a_full_disk_is_a_storage_full_503_and_makes_the_server_not_ready(
         conversation_id = started["conversation_id"]
         headers = server.bearer(started["session"])
         assert (await server.client.get("/readyz")).status_code == 200
-        filler = fill(small_disk)
+        filler = fill_disk(small_disk)
 
         refused = None
         for n in range(200):  # the WAL may have room for a few more turns before a write needs a new page

@@ -53,7 +53,7 @@ from rejoinder.server.auth import SessionCaller, authenticate_session, hash_secr
 from rejoinder.server.client_api import MAX_TEXT_CHARS, SendRequest
 from rejoinder.server.errors import Problem
 from rejoinder.service import ServiceError
-from rejoinder.store import MessageRecord, StoreError, StoreUnavailable
+from rejoinder.store import MessageRecord, StorageFull, StoreError, StoreUnavailable
 
 log = logging.getLogger("rejoinder.stream")
 
@@ -451,6 +451,10 @@ class _Stream:
             )
         except (ServiceError, EngineError) as refused:
             await self._error(refused.code, str(refused), request.client_message_id)
+            return
+        except StorageFull:
+            detail = "the server's storage is full: nothing was saved; send it again later"
+            await self._error("storage_full", detail, request.client_message_id)
             return
         except StoreUnavailable:
             detail = "the database is not reachable; send it again shortly"

@@ -136,11 +136,19 @@ def free_port() -> int:
         return port
 
 
+# A benchmark is one client sending far more than one visitor may: the quotas of anonymous clients are off.
+NO_QUOTAS = {
+    f"REJOINDER_QUOTA_{name}": "0"
+    for name in ("STARTS_PER_IP", "STARTS_PER_BOT", "MESSAGES_PER_IP", "MESSAGES_PER_BOT")
+}
+
+
 def environment(workdir: Path, log_level: str = "info") -> dict[str, str]:
     """The server's environment: a SQLite database in ``workdir``; the shop's backend is never called."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("REJOINDER_")}
     return {
         **env,
+        **NO_QUOTAS,
         "REJOINDER_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
         "REJOINDER_LOG_LEVEL": log_level,
         "SHOP_BACKEND": "http://127.0.0.1:9",

@@ -43,7 +43,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from echo_server import PROFILE_ENV, ROOT, SHOP, ServerProcess, create_keys, free_port, stop_server
+from echo_server import NO_QUOTAS, PROFILE_ENV, ROOT, SHOP, ServerProcess, create_keys, free_port, stop_server
 from http_turns import Bench, Phase, _ready, report_profile, start_conversations
 
 SCALE_TARGET = 1.6
@@ -102,6 +102,7 @@ async def _admin(statement: str) -> None:
 def serve(setup: Setup, workdir: Path, profile: Path | None = None) -> Iterator[Served]:
     """The server of ``setup`` on a free port, ready (every worker started); stopped gracefully on exit."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("REJOINDER_")}
+    env.update(NO_QUOTAS)
     env.update(
         REJOINDER_DATABASE_URL=setup.database_url,
         REJOINDER_LOG_LEVEL="info",

@@ -38,6 +38,14 @@ REDIS_TEST_DB = 15  # kept apart from db 0, which a developer's own server may u
 T = TypeVar("T")
 
 
+# The suite starts many conversations from 127.0.0.1, far more than one visitor may: quotas are off unless a test
+# sets them (tests/api/test_quotas.py). Processes a test starts get them too (their environments add NO_QUOTAS).
+NO_QUOTAS = {
+    f"REJOINDER_QUOTA_{name}": "0"
+    for name in ("STARTS_PER_IP", "STARTS_PER_BOT", "MESSAGES_PER_IP", "MESSAGES_PER_BOT")
+}
+os.environ.update(NO_QUOTAS)
+
 # Every process the suite starts inherits this mark (tests copy os.environ and drop only REJOINDER_ variables),
 # so the end of the run can find any that a test left behind.
 RUN_MARK = "SUITE_RUN_MARK"

@@ -62,6 +62,28 @@ class Settings(BaseSettings):
         default=16 * 1024, ge=1024, le=1024 * 1024, description="largest WebSocket message a client may send"
     )
 
+    # Quotas of anonymous clients (SDK key), per sliding window; 0 turns a limit off (docs/operations.md).
+    quota_window: float = Field(
+        default=60, gt=0, le=86_400, description="seconds the quotas below count over"
+    )
+    quota_starts_per_ip: int = Field(
+        default=20, ge=0, description="conversations one client IP (IPv6: its /64) may start per window"
+    )
+    quota_starts_per_bot: int = Field(
+        default=3000, ge=0, description="conversations all clients together may start with one bot per window"
+    )
+    quota_messages_per_ip: int = Field(
+        default=120, ge=0, description="messages one client IP (IPv6: its /64) may send per window"
+    )
+    quota_messages_per_bot: int = Field(
+        default=30000, ge=0, description="messages all clients together may send to one bot per window"
+    )
+    purge_interval: float = Field(
+        default=3600,
+        ge=0,
+        description="seconds between two purges of conversations past their bot's retention; 0: never",
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

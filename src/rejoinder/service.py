@@ -28,6 +28,7 @@ from rejoinder.engine import (
     HttpResponse,
     Input,
     IssueToken,
+    SkillError,
     StartEvent,
     StepResult,
     TurnContext,
@@ -82,6 +83,13 @@ class UnknownBot(ServiceError):
 
 class TurnConflict(ServiceError):
     code = "conflict"
+    status = 409
+
+
+class ClientMessageIdReused(ServiceError):
+    """A ``client_message_id`` already answered comes with another message: a client bug, never a replay."""
+
+    code = "client_message_id_reused"
     status = 409
 
 
@@ -272,7 +280,9 @@ class ConversationService:
                 if conversation is None or (bot_id is not None and conversation.bot_id != bot_id):
                     raise ConversationNotFound(f"no conversation {conversation_id!r}")
                 if answered and client_message_id is not None:
-                    replay = await self._replay(conversation.bot_id, conversation_id, client_message_id)
+                    replay = await self._replay(
+                        conversation.bot_id, conversation_id, client_message_id, text, choice
+                    )
                     if replay is not None:
                         return replay
                 engine = await self._engine_for(conversation)
@@ -308,12 +318,16 @@ class ConversationService:
                     await asyncio.sleep(random.uniform(0, _RETRY_PAUSE * 2**attempt))
                     continue
                 except DuplicateClientMessage:
-                    replay = await self._replay(conversation.bot_id, conversation_id, client_message_id or "")
+                    replay = await self._replay(
+                        conversation.bot_id, conversation_id, client_message_id or "", text, choice
+                    )
                     if replay is not None:
                         return replay
                     raise
                 except _AlreadyAnswered:
-                    replay = await self._replay(conversation.bot_id, conversation_id, client_message_id or "")
+                    replay = await self._replay(
+                        conversation.bot_id, conversation_id, client_message_id or "", text, choice
+                    )
                     if replay is not None:
                         return replay
                     continue  # gone again meanwhile (erased): read the conversation anew
@@ -366,7 +380,9 @@ class ConversationService:
             errors += result.errors
             steps += result.steps
         for error in errors:
-            log.warning("bot %s conversation %s: %s", bot_id, ctx.conversation_id, error)
+            # Only the fault's kind and node: its message may quote what the customer typed.
+            described = error.for_log() if isinstance(error, SkillError) else "skill fault"
+            log.warning("bot %s conversation %s: skill error: %s", bot_id, ctx.conversation_id, described)
         return StepResult(result.state, messages, effects, None, result.pending, steps, errors)
 
     async def _commit(
@@ -413,11 +429,24 @@ class ConversationService:
             self.on_commit(conversation_id, committed.messages)
         return committed
 
-    async def _replay(self, bot_id: str, conversation_id: str, client_message_id: str) -> TurnOutcome | None:
+    async def _replay(
+        self,
+        bot_id: str,
+        conversation_id: str,
+        client_message_id: str,
+        text: str | None,
+        choice: str | None,
+    ) -> TurnOutcome | None:
+        """The earlier answer to ``client_message_id``, when the message sent now is the one stored then."""
         found = await self.store.turn_by_client_message_id(conversation_id, client_message_id)
         if found is None:
             return None
         messages, pending = found
+        if not _same_message(messages[0].payload, text, choice):
+            raise ClientMessageIdReused(
+                f"client_message_id {client_message_id!r} was already used for another message in this "
+                "conversation; give every new message an id of its own"
+            )
         conversation = await self.store.get_conversation(conversation_id)
         status = conversation.status if conversation else "active"
         return TurnOutcome(conversation_id, bot_id, messages, pending, status, replayed=True)
@@ -601,6 +630,13 @@ class ConversationService:
             if choice["value"] == value:
                 return choice["label"]
         return value
+
+
+def _same_message(stored: Mapping[str, Any], text: str | None, choice: str | None) -> bool:
+    """Whether a stored customer message is the one now sent (a choice is kept with its label as text)."""
+    if choice is not None:
+        return stored.get("choice") == choice
+    return "choice" not in stored and stored.get("text") == text
 
 
 _TOKEN_MESSAGES = {

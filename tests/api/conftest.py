@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Callable, Mapping
+import os
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,13 +84,17 @@ async def running(
     keys: dict[str, IssuedKeys] | None = None,
     resume_guard: ResumeGuard | None = None,
     client_ip: str = "127.0.0.1",
+    **settings: Any,
 ) -> AsyncIterator[Server]:
-    """Start an app (lifespan included), create keys for its bots unless given, and stop it on exit."""
+    """Start an app (lifespan included), create keys for its bots unless given, and stop it on exit.
+
+    ``settings`` are given to the app's :class:`Settings` (quotas, for instance).
+    """
     url = f"sqlite:///{database}"
     app = create_app(
         bots,
         store=Store.from_url(url),
-        settings=Settings(database_url=url, redis_url=None),
+        settings=Settings(database_url=url, redis_url=None, **settings),
         environ=ENVIRON,
         resume_guard=resume_guard,
     )
@@ -106,7 +112,8 @@ Launch = Callable[..., AbstractAsyncContextManager[Server]]
 
 @pytest.fixture
 def launch() -> Launch:
-    """``launch(database, bots, keys=…, resume_guard=…, client_ip=…)``: run another app as a context manager."""
+    """``launch(database, bots, keys=…, resume_guard=…, client_ip=…, **settings)``: run another app as a context
+    manager."""
     return running
 
 
@@ -126,3 +133,33 @@ def other_bot(shop_bot: Bot) -> Bot:
 async def server(tmp_path: Path, shop_bot: Bot, other_bot: Bot) -> AsyncIterator[Server]:
     async with running(tmp_path / "rejoinder.db", {"shop": shop_bot, "other": other_bot}) as started:
         yield started
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB file system of its own (tmpfs), unmounted whatever happens."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {made.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill_disk(disk: Path) -> Path:
+    """Fill ``disk`` to its last byte with one file, and return it."""
+    filler = disk / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(descriptor, b"\0" * 4096):
+            pass
+    except OSError:
+        pass  # full
+    finally:
+        os.close(descriptor)
+    return filler

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from rejoinder.server.ratelimit import ResumeGuard
 from rejoinder.skills import Bot
 from rejoinder.skills.model import parse_duration
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
 
 WELCOME = "Hi! I'm the Demo Shop assistant. What can I do for you?"
 MENU_CHOICES = [{"label": "My orders", "value": "orders"}, {"label": "Opening hours", "value": "hours"}]
+UNKNOWN_TOKEN = "rjt_" + "B" * 43  # well formed, belongs to nothing
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -126,6 +129,27 @@ async def test_the_same_client_message_id_is_answered_from_the_first_time(server
     stored = (await history(server, started)).json()["messages"]
     assert [m["sender"] for m in stored].count("customer") == 1
     assert [m["seq"] for m in stored] == [1, 2, 3]
+
+
+async def test_the_same_client_message_id_with_another_message_is_a_409(server: Server) -> None:
+    started = await server.start()
+    first = await send(server, started, "same-id", choice="hours")
+
+    for changed in ({"choice": "orders"}, {"text": "hours"}):
+        again = await send(server, started, "same-id", **changed)
+
+        assert again.status_code == 409, again.text
+        assert again.headers["content-type"] == "application/problem+json"
+        assert again.json()["type"] == "client_message_id_reused"
+        assert "same-id" in again.json()["detail"]
+    # Nothing was stored for the refused messages, and the first one is still answered as before.
+    assert (await send(server, started, "same-id", choice="hours")).json() == first.json()
+    stored = (await history(server, started)).json()["messages"]
+    assert [m["sender"] for m in stored].count("customer") == 1
+
+    typed = await send(server, started, "typed", text="what's the weather?")
+    assert (await send(server, started, "typed", text="what's the weather?")).json() == typed.json()
+    assert (await send(server, started, "typed", text="what's the time?")).status_code == 409
 
 
 async def test_a_start_with_neither_or_both_of_event_and_text_is_refused(server: Server) -> None:
@@ -296,18 +320,45 @@ async def test_failed_resumes_are_rate_limited_per_client_ip(
             assert (await resume(other, token)).status_code == 200
 
 
-async def test_failed_resumes_are_rate_limited_per_bot_across_ips(
+async def resume_from(server: Server, ip: str, token: str) -> Any:
+    """A resume sent by a client at ``ip`` to the same app."""
+    transport = httpx.ASGITransport(app=server.app, raise_app_exceptions=False, client=(ip, 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://rejoinder.test") as client:
+        return await client.post("/v1/conversations/resume", json={"token": token}, headers=server.sdk())
+
+
+async def test_failures_of_many_clients_never_refuse_a_valid_token_from_another(
     tmp_path: Path, shop_bot: Bot, launch: Launch
 ) -> None:
-    guard = ResumeGuard.in_memory(ip_limit=100, bot_limit=2, window=60)
+    guard = ResumeGuard.in_memory(ip_limit=10, bot_limit=20, window=60)
     async with launch(tmp_path / "db.sqlite", {"shop": shop_bot}, resume_guard=guard) as server:
-        for _ in range(2):
-            await resume(server, "garbage")
-        async with launch(
-            tmp_path / "db.sqlite", {"shop": shop_bot}, keys=server.keys, client_ip="10.9.9.9"
-        ) as other:
-            other.app.state.resume_guard = guard
-            assert (await resume(other, "garbage")).status_code == 429
+        token = await server.token_for((await server.start())["conversation_id"], uses=5)
+        # 40 failures spread over 10 addresses: twice the bot's limit, each address within its own.
+        for n in range(40):
+            await resume_from(server, f"10.0.0.{n % 10}", UNKNOWN_TOKEN)
+
+        # A failed attempt from a fresh address is slowed down by the bot's count...
+        refused = await resume_from(server, "10.0.1.1", UNKNOWN_TOKEN)
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+        # ...but a valid token is not, from a fresh address nor from one of those that failed.
+        assert (await resume_from(server, "10.0.1.2", token)).status_code == 200
+        assert (await resume_from(server, "10.0.0.3", token)).status_code == 200
+
+
+async def test_an_ipv6_client_is_counted_by_its_slash_64(
+    tmp_path: Path, shop_bot: Bot, launch: Launch
+) -> None:
+    guard = ResumeGuard.in_memory(ip_limit=3, bot_limit=1000, window=60)
+    async with launch(tmp_path / "db.sqlite", {"shop": shop_bot}, resume_guard=guard) as server:
+        token = await server.token_for((await server.start())["conversation_id"], uses=5)
+        for n in range(1, 4):
+            assert (await resume_from(server, f"2001:db8:1:2::{n:x}", UNKNOWN_TOKEN)).status_code == 404
+
+        # Another address of the same /64 is the same client...
+        assert (await resume_from(server, "2001:db8:1:2:ffff::1", token)).status_code == 429
+        # ...and the next /64 another one.
+        assert (await resume_from(server, "2001:db8:1:3::1", token)).status_code == 200
 
 
 # ------------------------------------------------------------------------------------------------ sessions

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from rejoinder.skills import Bot, load_bot
+from tests.api.conftest import fill_disk
 from tests.api.test_serve_process import (
     EXAMPLE_BOT,
     REJOINDER,
@@ -442,3 +443,53 @@ async def test_kill_9_during_turns_then_a_restart_loses_nothing_acknowledged_and
                 assert by_seq[message["seq"]] == message
         # Each customer message is followed by the bot's two replies (not understood, then the menu).
         assert len(messages) == 1 + 3 * len(sent)
+
+
+# ------------------------------------------------------------------------------------------------ a full disk
+
+
+async def test_a_full_disk_is_a_storage_full_503_and_makes_the_server_not_ready(
+    small_disk: Path, shop_bot: Bot, launch: Launch
+) -> None:
+    async with launch(small_disk / "rejoinder.db", {"shop": shop_bot}) as server:
+        started = await server.start()
+        conversation_id = started["conversation_id"]
+        headers = server.bearer(started["session"])
+        assert (await server.client.get("/readyz")).status_code == 200
+        filler = fill_disk(small_disk)
+
+        refused = None
+        for n in range(200):  # the WAL may have room for a few more turns before a write needs a new page
+            answer = await server.client.post(
+                f"/v1/conversations/{conversation_id}/messages",
+                json={"client_message_id": f"m-{n}", "text": f"message {n} " + "x" * 3000},
+                headers=headers,
+            )
+            if answer.status_code != 200:
+                refused = answer
+                break
+        assert refused is not None, "no write failed on a full disk"
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["type"] == "storage_full"
+        assert refused.headers["retry-after"]
+        assert refused.headers["content-type"] == "application/problem+json"
+        stored = n  # messages m-0 … m-(n-1) were answered
+
+        ready = await server.client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["type"] == "storage_full"
+        # Nothing answered was lost, and the refused message was not half saved.
+        history = (
+            await server.client.get(f"/v1/conversations/{conversation_id}/messages", headers=headers)
+        ).json()
+        customer = [m["text"] for m in history["messages"] if m["sender"] == "customer"]
+        assert [text.split(" ")[1] for text in customer] == [str(k) for k in range(stored)]
+
+        filler.unlink()
+        again = await server.client.post(
+            f"/v1/conversations/{conversation_id}/messages",
+            json={"client_message_id": f"m-{stored}", "text": "once there is room"},
+            headers=headers,
+        )
+        assert again.status_code == 200, again.text
+        assert (await server.client.get("/readyz")).status_code == 200

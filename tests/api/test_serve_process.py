@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import NO_QUOTAS
+
 EXAMPLE_BOT = Path(__file__).resolve().parents[2] / "examples" / "shop"
 REJOINDER = str(Path(sys.executable).with_name("rejoinder"))
 
@@ -26,7 +28,12 @@ def free_port() -> int:
 
 def environment(database: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("REJOINDER_")}
-    return {**env, "REJOINDER_DATABASE_URL": f"sqlite:///{database}", "SHOP_BACKEND": "http://127.0.0.1:9"}
+    return {
+        **env,
+        **NO_QUOTAS,
+        "REJOINDER_DATABASE_URL": f"sqlite:///{database}",
+        "SHOP_BACKEND": "http://127.0.0.1:9",
+    }
 
 
 # A server answers /readyz in about 1 s on an idle machine and 6-8 s with the cores loaded at 7.

@@ -28,6 +28,7 @@ from rejoinder.server.auth import create_keys, hash_secret, open_session
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.server.stream import StreamSettings
 from rejoinder.store import Store
+from tests.api.conftest import fill_disk
 
 # One event loop (and one server) for the module: starting a server per test would cost more than the tests.
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
@@ -672,3 +673,49 @@ async def test_a_refresh_on_one_worker_closes_the_old_session_s_socket_on_anothe
                 code, reason = await closed(ws)
             assert code == 4401
             assert reason is not None and "session has ended" in reason
+
+
+# ---------------------------------------------------------------------------------------------- quotas and a full disk
+
+
+def is_ack_or_error(f: dict[str, Any]) -> bool:
+    return f["type"] in ("ack", "error")
+
+
+async def test_messages_sent_on_the_socket_count_against_the_clients_quota(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'quota.db'}"
+    store = Store.from_url(url)
+    settings = Settings(database_url=url, redis_url=None, quota_messages_per_ip=2)
+    app = create_app(load_bots([write_bot(tmp_path / "bot")]), store=store, settings=settings)
+    app.state.stream_settings = CALM
+    async for server in run_server(app, store):
+        conversation, session = await server.start()
+        await server.say(conversation, session, "over HTTP", "h1")
+        async with connect(server.ws_url(conversation, session=session, after=2)) as ws:
+            await frames_until(ws, is_status_at(5))
+            await ws.send(json.dumps({"type": "message", "text": "one", "client_message_id": "w1"}))
+            assert (await frames_until(ws, is_ack_or_error))[-1]["type"] == "ack"
+
+            await ws.send(json.dumps({"type": "message", "text": "two", "client_message_id": "w2"}))
+            refused = (await frames_until(ws, is_ack_or_error))[-1]
+
+        assert refused["type"] == "error" and refused["code"] == "rate_limited"
+        assert refused["client_message_id"] == "w2" and "messages from this address" in refused["detail"]
+
+
+async def test_a_full_disk_is_a_storage_full_error_frame(tmp_path: Path, small_disk: Path) -> None:
+    app, store = make_app(write_bot(tmp_path / "bot"), small_disk / "rejoinder.db")
+    async for server in run_server(app, store):
+        conversation, session = await server.start()
+        async with connect(server.ws_url(conversation, session=session, after=2)) as ws:
+            await frames_until(ws, is_status_at(2))
+            fill_disk(small_disk)
+            answer: dict[str, Any] = {}
+            for n in range(100):  # the WAL may have room for a few turns before a write needs a new page
+                frame_out = {"type": "message", "text": f"{n} " + "x" * 3000, "client_message_id": f"w{n}"}
+                await ws.send(json.dumps(frame_out))
+                answer = (await frames_until(ws, is_ack_or_error))[-1]
+                if answer["type"] == "error":
+                    break
+        assert answer["type"] == "error", "no write failed on a full disk"
+        assert answer["code"] == "storage_full", answer

@@ -28,7 +28,7 @@ import yaml
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 from tests.api.test_serve_process import free_port, wait_until_up
-from tests.conftest import _unreachable
+from tests.conftest import NO_QUOTAS, _unreachable
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_BOT = ROOT / "examples" / "shop"
@@ -255,6 +255,7 @@ def server_environment(database: Path, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("REJOINDER_")}
     return {
         **env,
+        **NO_QUOTAS,
         "REJOINDER_DATABASE_URL": f"sqlite:///{database}",
         "SHOP_BACKEND": "http://127.0.0.1:9",  # closed: the shop's Integrate calls fail fast
         "SHOP_IDENTITY_SECRET": IDENTITY_SECRET,

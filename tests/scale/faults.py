@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from tests.api.test_serve_process import EXAMPLE_BOT, REJOINDER, free_port, wait_until_up
+from tests.conftest import NO_QUOTAS
 
 T = TypeVar("T")
 
@@ -327,7 +328,7 @@ def _version_key(path: str) -> tuple[int, ...]:
 def serve_environment(database_url: str, redis_url: str | None = None) -> dict[str, str]:
     """The environment of a ``rejoinder serve`` of the example shop (whose backend calls fail fast)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("REJOINDER_")}
-    env |= {"REJOINDER_DATABASE_URL": database_url, "SHOP_BACKEND": "http://127.0.0.1:9"}
+    env |= {**NO_QUOTAS, "REJOINDER_DATABASE_URL": database_url, "SHOP_BACKEND": "http://127.0.0.1:9"}
     if redis_url is not None:
         env["REJOINDER_REDIS_URL"] = redis_url
     return env

@@ -22,6 +22,8 @@ import redis.asyncio
 from rejoinder.config import Settings
 from rejoinder.server.app import create_app
 from rejoinder.server.auth import create_keys
+from rejoinder.server.errors import Problem
+from rejoinder.server.quotas import Quotas
 from rejoinder.server.ratelimit import DEFAULT_KEY_PREFIX, RedisFailureWindow, redis_client
 from rejoinder.skills import load_bot
 from rejoinder.store import Store
@@ -191,3 +193,49 @@ async def test_with_redis_down_resumes_are_still_answered_and_limited(
             answers = [await resume(client, sdk_key) for _ in range(11)]
     assert [answer.status_code for answer in answers] == [404] * 10 + [429]
     assert any("Redis is unavailable" in record.getMessage() for record in caplog.records)
+
+
+# ------------------------------------------------------------------------------------------------ quotas
+
+
+async def test_take_counts_atomically_and_never_past_the_limit(
+    clients: list[redis.asyncio.Redis], redis_prefix: str
+) -> None:
+    first, second = (
+        RedisFailureWindow(client, limit=7, window=30, prefix=redis_prefix) for client in clients
+    )
+
+    waits = await asyncio.gather(*(window.take("ip") for window in (first, second) for _ in range(20)))
+
+    assert sum(1 for wait in waits if wait == 0) == 7  # exactly the limit got through, across both
+    assert all(29 < wait <= 30 for wait in waits if wait)
+    assert await clients[0].zcard(redis_prefix + "ip") == 7
+
+
+async def test_quotas_of_two_workers_count_together_through_redis(redis_url: str, redis_prefix: str) -> None:
+    settings = Settings(
+        database_url="sqlite://",
+        redis_url=redis_url,
+        quota_starts_per_ip=3,
+        quota_starts_per_bot=0,
+        quota_messages_per_ip=0,
+        quota_messages_per_bot=2,
+    )
+    workers = [Quotas.from_settings(settings, prefix=redis_prefix) for _ in range(2)]
+    try:
+        assert workers[0].starts_per_bot is None  # 0 leaves a quota out
+        await workers[0].start("192.0.2.1", "shop")
+        await workers[1].start("192.0.2.1", "shop")
+        await workers[0].start("192.0.2.1", "shop")
+        with pytest.raises(Problem) as refused:
+            await workers[1].start("192.0.2.1", "shop")
+        assert refused.value.status == 429 and int(refused.value.headers["Retry-After"]) >= 1
+        await workers[1].start("192.0.2.2", "shop")
+
+        await workers[0].message("192.0.2.3", "shop")
+        await workers[1].message("192.0.2.4", "shop")
+        with pytest.raises(Problem, match="messages to this bot"):
+            await workers[0].message("192.0.2.5", "shop")
+    finally:
+        for quotas in workers:
+            await quotas.aclose()

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from tests.api.test_serve_process import EXAMPLE_BOT, REJOINDER, create_keys, free_port
+from tests.conftest import NO_QUOTAS
 
 START_TIMEOUT = 45.0  # seconds for a worker to answer /readyz (imports and migrations on a busy machine)
 STOP_TIMEOUT = 20.0
@@ -42,6 +43,7 @@ def environment(database_url: str, redis_url: str, log_level: str = "info") -> d
     env = {key: value for key, value in os.environ.items() if not key.startswith("REJOINDER_")}
     return {
         **env,
+        **NO_QUOTAS,
         "REJOINDER_DATABASE_URL": database_url,
         "REJOINDER_REDIS_URL": redis_url,
         "REJOINDER_LOG_LEVEL": log_level,

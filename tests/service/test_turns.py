@@ -241,3 +241,36 @@ async def test_turns_started_from_one_stale_snapshot_still_take_one_turn_each(
     assert sorted(m.payload["text"] for m in history if m.sender == "customer") == [
         f"hello {i}" for i in range(6)
     ]
+
+
+async def test_skill_errors_are_logged_by_kind_and_node_never_with_what_the_customer_typed(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "card"
+    (root / "skills").mkdir(parents=True)
+    (root / "rejoinder.yaml").write_text("id: card\n")
+    (root / "skills" / "main.yaml").write_text(
+        """\
+id: main
+triggers: {default: true}
+start: ask
+nodes:
+  ask: {type: question, text: "Your card number?", save_to: card, next: parse}
+  parse: {type: assign, set: {digits: "int(card)"}, next: ask}
+"""
+    )
+    bot = load_bot(root)
+    service = ConversationService(store, {bot.id: bot}, clock=Clock())
+    try:
+        started = await service.start(bot.id, text="hello")
+        with caplog.at_level("WARNING", logger="rejoinder"):
+            outcome = await service.send(
+                started.conversation_id, text="4111 1111 1111 1111", client_message_id="m"
+            )
+    finally:
+        await service.aclose()
+
+    assert any("4111" in error for error in outcome.errors)  # the designer still sees the whole message
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("skill error: expression at node 'parse'" in line for line in logged), logged
+    assert not any("4111" in line for line in logged), logged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -11,7 +12,8 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from rejoinder.store import Store, StoreUnavailable
+from rejoinder.store import StorageFull, Store, StoreUnavailable
+from rejoinder.store.errors import unavailable_as_store_error
 from tests.store.factories import start, turn
 
 
@@ -54,6 +56,9 @@ async def test_a_sqlite_database_locked_beyond_the_busy_timeout_is_unavailable(
     try:
         with pytest.raises(StoreUnavailable, match="locked"):
             await sqlite_store.commit_turn(turn("cnv_a", version=version, customer="while locked"))
+        failure = sqlite_store.recent_write_failure()
+        assert failure is not None and "locked" in str(failure.error)
+        assert not isinstance(failure.error, StorageFull)
         # Readers are not blocked by a writer in WAL mode.
         conversation = await sqlite_store.get_conversation("cnv_a")
         assert conversation is not None and conversation.version == version
@@ -63,6 +68,27 @@ async def test_a_sqlite_database_locked_beyond_the_busy_timeout_is_unavailable(
 
     committed = await sqlite_store.commit_turn(turn("cnv_a", version=version, customer="after"))
     assert [m.seq for m in committed.messages] == [3, 4]  # nothing of the failed attempt was kept
+    assert sqlite_store.recent_write_failure() is None  # a write succeeded since
+
+
+@pytest.mark.parametrize(
+    ("orig", "full"),
+    [
+        (type("PgError", (Exception,), {"sqlstate": "53100"})("could not extend file"), True),
+        (type("PgError", (Exception,), {"sqlstate": "53300"})("too many connections"), False),
+        (type("SqliteError", (Exception,), {"sqlite_errorname": "SQLITE_FULL"})("disk is full"), True),
+        (type("SqliteError", (Exception,), {"sqlite_errorname": "SQLITE_BUSY"})("locked"), False),
+    ],
+)
+async def test_a_full_disk_on_either_database_is_storage_full(orig: Exception, full: bool) -> None:
+    error = sa.exc.OperationalError("INSERT …", {}, orig)
+    with pytest.raises(StoreUnavailable) as raised:
+        async with unavailable_as_store_error():
+            raise error
+    assert isinstance(raised.value, StorageFull) is full
+    with pytest.raises(StorageFull):
+        async with unavailable_as_store_error():
+            raise OSError(errno.ENOSPC, "No space left on device")
 
 
 async def test_ping_answers_true_for_a_live_database(store: Store) -> None:

@@ -24,6 +24,7 @@ from rejoinder.engine.types import (
     Input,
     IssueToken,
     Pending,
+    SkillError,
     StartEvent,
     StepResult,
     TurnContext,
@@ -77,7 +78,14 @@ class VariableNotSettable(EngineError):
 
 
 class _SkillFault(Exception):
-    """A bot designer's mistake met at run time (bad expression, missing node…); ends the skill, never the process."""
+    """A bot designer's mistake met at run time (bad expression, missing node…); ends the skill, never the process.
+
+    ``kind`` names the mistake without quoting any value (see :class:`SkillError`).
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class Engine:
@@ -187,12 +195,24 @@ class Engine:
                 except PathNotFound:
                     turn.set_variable(variable, None)
                 except InvalidPath as exc:
-                    turn.errors.append(f"node {state.node_id!r}: save path {path!r}: {exc}")
+                    turn.errors.append(
+                        SkillError(
+                            f"node {state.node_id!r}: save path {path!r}: {exc}",
+                            kind="save_path",
+                            node=state.node_id,
+                        )
+                    )
                     turn.set_variable(variable, None)
             turn.resume_at(node.next)
             return
         reason = response.error or f"status {response.status}"
-        turn.errors.append(f"node {state.node_id!r}: outside call failed: {reason}")
+        turn.errors.append(
+            SkillError(
+                f"node {state.node_id!r}: outside call failed: {reason}",
+                kind="outside_call_failed",
+                node=state.node_id,
+            )
+        )
         if node.on_error:
             turn.resume_at(node.on_error)
         else:
@@ -275,7 +295,7 @@ class Engine:
         except _SkillFault as fault:
             if node.on_error is None:
                 raise
-            turn.errors.append(str(fault))
+            turn.errors.append(SkillError(str(fault), kind=fault.kind, node=turn.node_id))
             return node.on_error
         stale = _referenced_tokens(call) - call.token_secrets.keys()
         if stale:
@@ -308,7 +328,7 @@ class Engine:
             return node.to
         target = self.bot.skills.get(node.skill)
         if target is None:
-            raise _SkillFault(f"jump to unknown skill {node.skill!r}")
+            raise _SkillFault(f"jump to unknown skill {node.skill!r}", "unknown_skill")
         turn.enter(target)
         return node.node or target.start
 
@@ -396,12 +416,13 @@ class _Turn:
                 assert self.skill is not None
                 node = self.skill.nodes.get(node_id)
                 if node is None:
-                    raise _SkillFault(f"skill {self.skill.id!r} has no node {node_id!r}")
+                    raise _SkillFault(f"skill {self.skill.id!r} has no node {node_id!r}", "unknown_node")
                 self.steps += 1
                 if self.steps > budget:
                     raise _SkillFault(
                         f"skill {self.skill.id!r} ran {budget} nodes without waiting for the customer "
-                        f"(last at node {node_id!r}); check it for a loop"
+                        f"(last at node {node_id!r}); check it for a loop",
+                        "step_budget",
                     )
                 self.node_id = node_id
                 state.node_id = node_id
@@ -409,7 +430,7 @@ class _Turn:
             if state.waiting == "nothing":
                 self.end_skill()
         except _SkillFault as fault:
-            self.errors.append(str(fault))
+            self.errors.append(SkillError(str(fault), kind=fault.kind, node=self.node_id))
             self.say(FALLBACK_REPLY, sender="system")
             self.end_skill()
 
@@ -476,7 +497,7 @@ class _Turn:
 
     def set_variable(self, name: str, value: Any) -> None:
         if name in BUILTIN_NAMES:
-            raise _SkillFault(f"{name!r} is read-only")
+            raise _SkillFault(f"{name!r} is read-only", "read_only_variable")
         self.state.variables[name] = value
         if self._scope is not None:
             self._scope[name] = value
@@ -485,7 +506,7 @@ class _Turn:
         try:
             return self.engine.expressions.evaluate(source, self.scope)
         except ExpressionError as exc:
-            raise _SkillFault(f"node {self.node_id!r}: {exc}") from exc
+            raise _SkillFault(f"node {self.node_id!r}: {exc}", "expression") from exc
 
     def render(self, source: str) -> str:
         if "{" not in source:
@@ -493,7 +514,7 @@ class _Turn:
         try:
             return self.engine.expressions.render(source, self.scope)
         except ExpressionError as exc:
-            raise _SkillFault(f"node {self.node_id!r}: {exc}") from exc
+            raise _SkillFault(f"node {self.node_id!r}: {exc}", "expression") from exc
 
     def render_tree(self, value: Any) -> Any:
         if isinstance(value, str):

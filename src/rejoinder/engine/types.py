@@ -184,6 +184,26 @@ class TurnContext:
     token_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
 
+class SkillError(str):
+    """A skill fault's message, for the designer, with what a server log may keep of it.
+
+    The message may quote values the customer typed (``int('4111 1111'): not a number``); ``kind`` and ``node``
+    never do, so logs use them alone.
+    """
+
+    kind: str
+    node: str | None
+
+    def __new__(cls, message: str, *, kind: str, node: str | None) -> SkillError:
+        made = super().__new__(cls, message)
+        made.kind = kind
+        made.node = node
+        return made
+
+    def for_log(self) -> str:
+        return f"{self.kind} at node {self.node!r}" if self.node else self.kind
+
+
 @dataclass
 class StepResult:
     """What one call of :meth:`Engine.step` produced."""
@@ -194,4 +214,6 @@ class StepResult:
     http_call: HttpCall | None = None  # when set, perform it and call step() again with its HttpResponse
     pending: Pending | None = None  # when set, the bot waits for the customer
     steps: int = 0  # nodes executed
-    errors: list[str] = field(default_factory=list)  # skill faults met this step, for logs and the designer
+    errors: list[str] = field(
+        default_factory=list
+    )  # skill faults met this step (SkillError), for the designer

@@ -7,6 +7,8 @@ store.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import os
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -22,11 +24,13 @@ from fastapi.openapi.utils import get_openapi
 from rejoinder import __version__
 from rejoinder.config import Settings
 from rejoinder.realtime import commit_publisher, create_hub
+from rejoinder.retention import purge_loop
 from rejoinder.server import admin, assets, client_api, errors, ops, stream
 from rejoinder.server.admission import Admission
 from rejoinder.server.body import BodyDeadline
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, BodyLimit
 from rejoinder.server.ops import AccessLog, MeteredIntegrationClient, Metrics
+from rejoinder.server.quotas import Quotas
 from rejoinder.server.ratelimit import ResumeGuard
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.service import ConversationService
@@ -71,6 +75,7 @@ def create_app(
     metrics = Metrics()
     # Failed-resume counters, shared through Redis when it is configured; one given by the caller stays open.
     guard = resume_guard or ResumeGuard.for_redis(settings.redis_url)
+    quotas = Quotas.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,9 +95,17 @@ def create_app(
         )
         app.state.hub = hub
         app.state.service = service
+        purging = None
+        if settings.purge_interval > 0 and any(bot.config.retention for bot in bots.values()):
+            purging = asyncio.create_task(purge_loop(store, bots, settings.purge_interval))
         try:
             yield
         finally:
+            if purging is not None:
+                purging.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purging
+            await quotas.aclose()
             await hub.close()
             await service.aclose()
             await store.close()
@@ -117,6 +130,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.resume_guard = guard
     app.state.socket_quota = SocketQuota(settings.max_sockets_per_ip, settings.max_sockets_per_session)
+    app.state.quotas = quotas
 
     errors.install(app)
     app.include_router(client_api.router)

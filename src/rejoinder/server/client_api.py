@@ -179,10 +179,11 @@ TurnSession = Annotated[SessionCaller, Depends(require_session_for_turn)]
     status_code=201,
     response_model=ConversationOut,
     summary="Start a conversation by event or by a first message",
-    responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
 )
 async def start_conversation(body: StartRequest, request: Request, caller: SdkCaller) -> JSONResponse:
     _check_text_length(body.text)
+    await state.quotas(request).start(_client_ip(request), caller.bot.id)
     service = state.service(request)
     user = verify_user(caller.bot, body.user.model_dump() if body.user else None, request.app.state.environ)
     with state.metrics(request).turn(caller.bot.id, "start"):
@@ -213,10 +214,10 @@ async def start_conversation(body: StartRequest, request: Request, caller: SdkCa
 )
 async def resume_conversation(body: ResumeRequest, request: Request, caller: SdkCaller) -> JSONResponse:
     service, guard, bot_id = state.service(request), state.resume_guard(request), caller.bot.id
-    ip = request.client.host if request.client else None
+    ip = _client_ip(request)
     started = time.perf_counter()
     try:
-        await guard.check(ip, bot_id)
+        await guard.check(ip)
     except Problem:
         state.metrics(request).resume(bot_id, "rate_limited", time.perf_counter() - started)
         raise
@@ -230,7 +231,11 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
             session=session,
         )
     except TokenRefused as refused:
-        await guard.failed(ip, bot_id)
+        try:
+            await guard.failed(ip, bot_id)
+        except Problem:
+            state.metrics(request).resume(bot_id, "rate_limited", time.perf_counter() - started)
+            raise
         state.metrics(request).resume(bot_id, refused.code, time.perf_counter() - started)
         raise
     state.metrics(request).resume(bot_id, "ok", time.perf_counter() - started)
@@ -251,12 +256,13 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
     "/{conversation_id}/messages",
     response_model=TurnOut,
     summary="Send a message or a choice",
-    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
 )
 async def send_message(
     conversation_id: str, body: SendRequest, request: Request, caller: TurnSession
 ) -> JSONResponse:
     _check_text_length(body.text)
+    await state.quotas(request).message(_client_ip(request), caller.bot.id)
     hub = state.hub(request)
     hub.publish_nowait(conversation_id, typing_event())
     with state.metrics(request).turn(caller.bot.id, "message"):
@@ -310,6 +316,10 @@ async def refresh_session(conversation_id: str, request: Request, caller: Sessio
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 def _check_text_length(text: str | None) -> None:

@@ -20,7 +20,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rejoinder.engine import ConversationClosed, EngineError
 from rejoinder.service import ServiceError
-from rejoinder.store.errors import DuplicateClientMessage, InvalidCursor, StoreUnavailable, VersionConflict
+from rejoinder.store.errors import (
+    DuplicateClientMessage,
+    InvalidCursor,
+    StorageFull,
+    StoreUnavailable,
+    VersionConflict,
+)
 
 log = logging.getLogger("rejoinder.server")
 
@@ -40,9 +46,11 @@ TITLES: dict[str, str] = {
     "bot_not_found": "Bot not found",
     "method_not_allowed": "Method not allowed",
     "conflict": "Conflict",
+    "client_message_id_reused": "Message id already used for another message",
     "too_large": "Too large",
     "rate_limited": "Too many requests",
     "unavailable": "Service unavailable",
+    "storage_full": "Storage full",
     "internal": "Internal error",
     "invalid_request": "Invalid request",
     "invalid_cursor": "Invalid cursor",
@@ -144,6 +152,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service)
     app.add_exception_handler(EngineError, _engine)
     app.add_exception_handler(StoreUnavailable, _unavailable)
+    app.add_exception_handler(StorageFull, _storage_full)
     app.add_exception_handler(VersionConflict, _conflict)
     app.add_exception_handler(DuplicateClientMessage, _conflict)
     app.add_exception_handler(InvalidCursor, _cursor)
@@ -152,6 +161,22 @@ def install(app: FastAPI) -> None:
 
 def unavailable(detail: str = "The database is not reachable right now. Try again shortly.") -> Problem:
     return Problem(503, "unavailable", detail, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
+
+
+def storage_full() -> Problem:
+    return Problem(
+        503,
+        "storage_full",
+        "The server's storage is full: nothing was saved. Try again later; the operator has to free space.",
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+    )
+
+
+def write_failed(error: StoreUnavailable) -> Problem:
+    """The 503 of a store whose writes fail: for a full disk, or for any other reason."""
+    if isinstance(error, StorageFull):
+        return storage_full()
+    return unavailable("The database answers but its writes fail right now. Try again shortly.")
 
 
 # ------------------------------------------------------------------------------------------------ handlers
@@ -221,6 +246,11 @@ async def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
     return unavailable().to_response()
 
 
+async def _storage_full(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("database storage full: %s", exc)
+    return storage_full().to_response()
+
+
 async def _conflict(_request: Request, _exc: Exception) -> JSONResponse:
     return Problem(
         409, "conflict", "The conversation changed at the same moment; send the request again."
@@ -260,7 +290,7 @@ def _describe(status: int) -> str:
         415: "Body not sent as JSON",
         422: "Invalid fields",
         429: "Too many requests (see Retry-After)",
-        503: "Database unavailable (see Retry-After)",
+        503: "Database unavailable or its storage full (see Retry-After)",
     }.get(status, "Error")
 
 

@@ -41,7 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rejoinder.engine import HttpCall, HttpResponse
 from rejoinder.integrations import IntegratePolicy, IntegrationClient
 from rejoinder.server import state
-from rejoinder.server.errors import problem_responses, unavailable
+from rejoinder.server.errors import problem_responses, unavailable, write_failed
 
 access_log = logging.getLogger("rejoinder.access")
 
@@ -160,11 +160,14 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database is reachable", responses=problem_responses(503))
+@router.get("/readyz", summary="The database is reachable and takes writes", responses=problem_responses(503))
 async def readyz(request: Request) -> dict[str, str]:
     store = state.store(request)
     if not await store.ping():
         raise unavailable()
+    failure = store.recent_write_failure()
+    if failure is not None:
+        raise write_failed(failure.error)
     return {"status": "ready"}
 
 

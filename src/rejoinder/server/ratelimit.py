@@ -1,8 +1,10 @@
 """Limits on failed resume attempts, per client IP and per bot, so tokens cannot be guessed at speed.
 
-Only failures count: a client that resumes its own conversations is never slowed. Once a key has had
-``limit`` failures within ``window`` seconds, further attempts are answered 429 with ``Retry-After`` until the
-oldest of those failures leaves the window. The counters sit behind :class:`FailureWindow`: in this process
+Only failures count: a client that resumes its own conversations is never slowed. Once a client IP (an IPv6
+client by its /64, which one subscriber usually holds whole) has had ``limit`` failures within ``window`` seconds,
+its further attempts are answered 429 with ``Retry-After`` until the oldest of those failures leaves the window.
+The count per bot, across all clients, only ever turns *failed* attempts into 429s: a valid token is never refused
+for what other clients did. The counters sit behind :class:`FailureWindow`: in this process
 (:class:`MemoryFailureWindow`), or in Redis (:class:`RedisFailureWindow`), shared by every worker of a deployment so
 that spreading attempts over workers gains nothing. A Redis that is down or slow never takes resuming down with it:
 the window falls back to counting in this process until Redis answers again.
@@ -10,6 +12,7 @@ the window falls back to counting in this process until Redis answers again.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import secrets
@@ -34,15 +37,37 @@ REDIS_TIMEOUT = 0.5
 REDIS_RECHECK_AFTER = 5.0  # seconds before a window that fell back asks Redis again
 
 
+def client_key(ip: str | None) -> str:
+    """The key a client IP is counted under: an IPv4 address, or the /64 of an IPv6 address.
+
+    One IPv6 subscriber is given a whole /64 (or more), so counting its addresses one by one would never stop it.
+    """
+    if not ip:
+        return "-"
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 class FailureWindow(Protocol):
-    """Failures per key in a sliding time window."""
+    """Events per key (failures, or requests for a quota) in a sliding time window."""
 
     async def retry_after(self, key: str) -> float:
         """Seconds until ``key`` may try again; 0 when it may try now."""
         ...
 
     async def add(self, key: str) -> None:
-        """Count one failure for ``key``."""
+        """Count one event for ``key``."""
+        ...
+
+    async def take(self, key: str) -> float:
+        """Count one event for ``key`` if the window has room (answering 0), else only answer how long to wait."""
         ...
 
 
@@ -71,6 +96,12 @@ class MemoryFailureWindow:
             return 0.0
         # The attempt is allowed again once enough old failures have left the window.
         return max(failures[-self.limit] + self.window - self.clock(), 0.0)
+
+    async def take(self, key: str) -> float:
+        wait = await self.retry_after(key)
+        if wait <= 0:
+            await self.add(key)
+        return wait
 
     async def add(self, key: str) -> None:
         failures = self._current(key)
@@ -126,6 +157,23 @@ return math.max(tonumber(oldest[2]) + window - now, 0)
 )
 
 
+_TAKE = (
+    _NOW
+    + """
+local window, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+if count >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+  return math.max(tonumber(oldest[2]) + window - now, 1)
+end
+redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+return 0
+"""
+)
+
+
 class RedisFailureWindow:
     """A sliding window in Redis, shared by every worker that uses the same Redis and ``prefix``.
 
@@ -157,6 +205,7 @@ class RedisFailureWindow:
         self.clock = clock
         self._add = redis.register_script(_ADD)
         self._retry_after = redis.register_script(_RETRY_AFTER)
+        self._take = redis.register_script(_TAKE)
         self._down_until: float | None = None  # while set, Redis is not asked before this time
 
     async def retry_after(self, key: str) -> float:
@@ -185,14 +234,28 @@ class RedisFailureWindow:
             return
         self._redis_up()
 
+    async def take(self, key: str) -> float:
+        if self._redis_down():
+            return await self.fallback.take(key)
+        member = secrets.token_hex(6)
+        try:
+            milliseconds = await self._take(
+                keys=[self.prefix + key], args=[self.window_ms, self.limit, member]
+            )
+        except (RedisError, OSError) as error:
+            self._fell_back(error)
+            return await self.fallback.take(key)
+        self._redis_up()
+        return float(milliseconds) / 1000
+
     def _redis_down(self) -> bool:
         return self._down_until is not None and self.clock() < self._down_until
 
     def _fell_back(self, error: BaseException) -> None:
         if self._down_until is None:
             log.warning(
-                "Redis is unavailable for the resume rate limit %s* (%s); counting failed resumes in "
-                "this process until it answers again",
+                "Redis is unavailable for the counters %s* (%s); counting in this process until it "
+                "answers again",
                 self.prefix,
                 str(error) or type(error).__name__,
             )
@@ -200,7 +263,7 @@ class RedisFailureWindow:
 
     def _redis_up(self) -> None:
         if self._down_until is not None:
-            log.warning("Redis answers again: failed resumes for %s* are counted there again", self.prefix)
+            log.warning("Redis answers again: the counters %s* are kept there again", self.prefix)
             self._down_until = None
 
 
@@ -216,7 +279,12 @@ def redis_client(url: str, *, timeout: float = REDIS_TIMEOUT) -> Redis:
 
 @dataclass
 class ResumeGuard:
-    """Refuses resume attempts from an IP, or for a bot, that failed too often lately."""
+    """Refuses resume attempts from an IP that failed too often lately, and failed ones for a bot under attack.
+
+    :meth:`check` runs before the token is looked at and asks only the client's own count, so an IP guessing
+    tokens is stopped whatever it sends; :meth:`failed` runs after a token was refused, counts the failure, and
+    turns it into a 429 when the bot's count across all clients is over its limit.
+    """
 
     per_ip: FailureWindow
     per_bot: FailureWindow
@@ -253,18 +321,24 @@ class ResumeGuard:
         if self.redis is not None:
             await self.redis.aclose()
 
-    async def check(self, ip: str | None, bot_id: str) -> None:
-        """Raise a 429 problem when either counter is over its limit."""
-        wait = max(await self.per_ip.retry_after(ip or "-"), await self.per_bot.retry_after(bot_id))
-        if wait > 0:
-            seconds = max(math.ceil(wait), 1)
-            raise Problem(
-                429,
-                "rate_limited",
-                f"Too many failed attempts to resume a conversation. Try again in {seconds} s.",
-                headers={"Retry-After": str(seconds)},
-            )
+    async def check(self, ip: str | None) -> None:
+        """Raise a 429 problem when this client (its IP, or its IPv6 /64) failed too often lately."""
+        _refuse(await self.per_ip.retry_after(client_key(ip)))
 
     async def failed(self, ip: str | None, bot_id: str) -> None:
-        await self.per_ip.add(ip or "-")
+        """Count a refused token; raise a 429 problem instead of the refusal when the bot's count is over."""
+        wait = await self.per_bot.retry_after(bot_id)
+        await self.per_ip.add(client_key(ip))
         await self.per_bot.add(bot_id)
+        _refuse(wait)
+
+
+def _refuse(wait: float) -> None:
+    if wait > 0:
+        seconds = max(math.ceil(wait), 1)
+        raise Problem(
+            429,
+            "rate_limited",
+            f"Too many failed attempts to resume a conversation. Try again in {seconds} s.",
+            headers={"Retry-After": str(seconds)},
+        )

@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 if TYPE_CHECKING:
     from rejoinder.realtime import Hub
     from rejoinder.server.ops import Metrics
+    from rejoinder.server.quotas import Quotas
     from rejoinder.server.ratelimit import ResumeGuard
     from rejoinder.server.skill_catalog import SkillCatalog
     from rejoinder.server.socket_quota import SocketQuota
@@ -34,6 +35,10 @@ def metrics(conn: HTTPConnection) -> Metrics:
 
 def resume_guard(conn: HTTPConnection) -> ResumeGuard:
     return cast("ResumeGuard", conn.app.state.resume_guard)
+
+
+def quotas(conn: HTTPConnection) -> Quotas:
+    return cast("Quotas", conn.app.state.quotas)
 
 
 def skill_catalog(conn: HTTPConnection) -> SkillCatalog:

@@ -59,7 +59,7 @@ from rejoinder.server.connections import client_address
 from rejoinder.server.errors import Problem
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.service import ServiceError
-from rejoinder.store import MessageRecord, StoreError, StoreUnavailable
+from rejoinder.store import MessageRecord, StorageFull, StoreError, StoreUnavailable
 
 log = logging.getLogger("rejoinder.stream")
 
@@ -439,6 +439,12 @@ class _Stream:
             detail = f"the message has {len(request.text)} characters; the limit is {MAX_TEXT_CHARS:,}"
             await self._error("too_large", detail, client_message_id)
             return
+        try:
+            client = self.websocket.client
+            await state.quotas(self.websocket).message(client.host if client else None, self.caller.bot.id)
+        except Problem as limited:
+            await self._error("rate_limited", limited.detail, client_message_id)
+            return
         if len(self._turns) >= self.settings.max_queued_turns:
             detail = "too many messages waiting for the bot; wait for the answers"
             await self._error("rate_limited", detail, client_message_id)
@@ -478,6 +484,10 @@ class _Stream:
             )
         except (ServiceError, EngineError) as refused:
             await self._error(refused.code, str(refused), request.client_message_id)
+            return
+        except StorageFull:
+            detail = "the server's storage is full: nothing was saved; send it again later"
+            await self._error("storage_full", detail, request.client_message_id)
             return
         except StoreUnavailable:
             detail = "the database is not reachable; send it again shortly"

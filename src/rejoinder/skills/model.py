@@ -270,6 +270,15 @@ class BotConfig(Strict):
     integrate: IntegrateSettings = Field(default_factory=IntegrateSettings)
     env: list[str] = Field(default_factory=list)
     identity: IdentitySettings | None = None
+    # Conversations idle for longer are erased by the server (and `rejoinder db purge`); None keeps them.
+    retention: str | None = None
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, retention: str | None) -> str | None:
+        if retention is not None and parse_duration(retention) < timedelta(hours=1):
+            raise ValueError("retention must be at least 1h: a shorter one would erase conversations in use")
+        return retention
 
 
 class Bot(BaseModel):

@@ -3,6 +3,7 @@
 from rejoinder.store.errors import (
     DuplicateClientMessage,
     InvalidCursor,
+    StorageFull,
     StoreError,
     StoreUnavailable,
     VersionConflict,
@@ -35,6 +36,7 @@ __all__ = [
     "NewMessage",
     "NewToken",
     "SessionRecord",
+    "StorageFull",
     "Store",
     "StoreError",
     "StoreUnavailable",

@@ -180,6 +180,11 @@ class Access(Database):
         row = await self._read_call(_first, sa.select(bots).where(bots.c.id == bot_id))
         return BotRecord(**row._mapping) if row else None
 
+    async def list_bots(self) -> list[BotRecord]:
+        """Every bot a server has recorded, by id."""
+        rows = await self._read_call(_all_rows, sa.select(bots).order_by(bots.c.id))
+        return [BotRecord(**row._mapping) for row in rows]
+
     async def create_api_key(
         self, bot_id: str, kind: str, key_hash: str, key_id: str, now: datetime
     ) -> ApiKeyRecord:

@@ -16,7 +16,7 @@ from rejoinder.store.joined import split_conversation, with_conversation
 from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
 from rejoinder.store.prepared import Prepared
 from rejoinder.store.records import CommittedTurn, ConversationRecord, MessageRecord, TurnWrite, as_utc
-from rejoinder.store.tables import conversations, messages, sessions, tokens
+from rejoinder.store.tables import audit_events, conversations, messages, sessions, tokens
 from rejoinder.tokens import TokenRecord
 
 _MESSAGE_COLUMNS = [
@@ -198,8 +198,23 @@ class Conversations(Database):
         return page, encode_cursor(page[-1].updated_at, page[-1].id) if more else None
 
     async def delete_conversation(self, conversation_id: str) -> bool:
-        """Erase a conversation with its messages, tokens and sessions. False if there was none."""
-        return await self._write_call(_delete_conversation, conversation_id)
+        """Erase a conversation with its messages, tokens and sessions. False if there was none.
+
+        Its audit events stay (what happened, and when) without the client's IP address and user agent. On
+        SQLite the deleted content is zeroed and no older copy of it is left in the WAL.
+        """
+        return await self._write_call(_delete_conversation, conversation_id, scrub=True)
+
+    async def count_idle(self, bot_id: str, before: datetime) -> int:
+        """How many of the bot's conversations were last updated before ``before``."""
+        statement = sa.select(sa.func.count()).where(_idle(bot_id, as_utc(before)))
+        return int(await self._read_call(_scalar, statement))
+
+    async def purge_idle(self, bot_id: str, before: datetime, limit: int) -> int:
+        """Erase (as :meth:`delete_conversation` does) at most ``limit`` of the bot's conversations last updated
+        before ``before``, oldest first, in one short transaction; returns how many. Call again until it
+        answers less than ``limit``: each call holds the writer only for its own batch."""
+        return await self._write_call(_purge_idle, bot_id, as_utc(before), check_limit(limit), scrub=True)
 
 
 # ------------------------------------------------------------------------------------------------ on a connection
@@ -365,7 +380,38 @@ def _last_messages(conn: sa.Connection, conversation_id: str, limit: int) -> lis
 
 
 def _delete_conversation(conn: sa.Connection, conversation_id: str) -> bool:
+    return _delete_conversations(conn, [conversation_id]) > 0
+
+
+def _delete_conversations(conn: sa.Connection, ids: list[str]) -> int:
+    """Delete conversations with everything that refers to them; their audit events lose the client's traces."""
     for table in (sessions, tokens, messages):
-        conn.execute(sa.delete(table).where(table.c.conversation_id == conversation_id))
-    result = conn.execute(sa.delete(conversations).where(conversations.c.id == conversation_id))
-    return bool(result.rowcount)
+        conn.execute(sa.delete(table).where(table.c.conversation_id.in_(ids)))
+    result = conn.execute(sa.delete(conversations).where(conversations.c.id.in_(ids)))
+    conn.execute(
+        sa.update(audit_events)
+        .where(audit_events.c.conversation_id.in_(ids))
+        .values(ip=None, user_agent=None)
+    )
+    return int(result.rowcount)
+
+
+def _idle(bot_id: str, before: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(conversations.c.bot_id == bot_id, conversations.c.updated_at < before)
+
+
+def _scalar(conn: sa.Connection, statement: sa.Executable) -> Any:
+    return conn.execute(statement).scalar_one()
+
+
+def _purge_idle(conn: sa.Connection, bot_id: str, before: datetime, limit: int) -> int:
+    # The (bot_id, updated_at) index finds the oldest first without a scan.
+    ids = list(
+        conn.execute(
+            sa.select(conversations.c.id)
+            .where(_idle(bot_id, before))
+            .order_by(conversations.c.updated_at)
+            .limit(limit)
+        ).scalars()
+    )
+    return _delete_conversations(conn, ids) if ids else 0

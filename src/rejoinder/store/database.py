@@ -8,7 +8,9 @@ in groups); on PostgreSQL it runs on a pooled asyncpg connection through ``Async
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
@@ -24,6 +26,17 @@ from rejoinder.store.urls import normalize_url
 
 T = TypeVar("T")
 
+# A write that failed this recently, with none succeeding since, makes the store not ready.
+WRITE_FAILURE_MEMORY = 30.0
+
+
+@dataclass(frozen=True)
+class WriteFailure:
+    """The last write that failed for want of the database, and when (``time.monotonic()``)."""
+
+    error: StoreUnavailable
+    at: float
+
 
 def insert_on_conflict(connection: sa.Connection, table: sa.Table) -> Any:
     """``INSERT … ON CONFLICT`` is spelled the same on both databases, but built by each dialect's own insert()."""
@@ -38,6 +51,7 @@ class Database:
         self.engine = engine
         self._writer = writer(engine)
         self._sqlite: SQLiteThreads | None = None
+        self._write_failure: WriteFailure | None = None
         if engine.dialect.name == "sqlite":
             self._sqlite = SQLiteThreads(
                 create_sqlite_sync_engine(engine.url, busy_timeout=busy_timeout), busy_timeout=busy_timeout
@@ -74,6 +88,16 @@ class Database:
             return False
         return True
 
+    def recent_write_failure(self, within: float = WRITE_FAILURE_MEMORY) -> WriteFailure | None:
+        """The last failed write, when it failed less than ``within`` seconds ago and no write succeeded since.
+
+        A database that answers reads may still refuse every write (a full disk): readiness asks this too.
+        """
+        failure = self._write_failure
+        if failure is None or time.monotonic() - failure.at > within:
+            return None
+        return failure
+
     async def close(self) -> None:
         if self._sqlite is not None:
             await asyncio.to_thread(self._sqlite.close)
@@ -88,17 +112,26 @@ class Database:
             async with self.engine.connect() as conn:
                 return await conn.run_sync(work, *args)
 
-    async def _write_call(self, work: Callable[..., T], *args: Any, solo: bool = False) -> T:
+    async def _write_call(
+        self, work: Callable[..., T], *args: Any, solo: bool = False, scrub: bool = False
+    ) -> T:
         """``work(connection, *args)`` in a transaction that commits when it returns and rolls back if it raises.
 
         On SQLite the write lock is taken at BEGIN (BEGIN IMMEDIATE), so a transaction that reads before it
-        writes never deadlocks with another.
+        writes never deadlocks with another; ``scrub`` (a write that erases) then empties the WAL at once.
         """
-        async with unavailable_as_store_error():
-            if self._sqlite is not None:
-                return await self._sqlite.write(work, *args, solo=solo)
-            async with self._writer.begin() as conn:
-                return await conn.run_sync(work, *args)
+        try:
+            async with unavailable_as_store_error():
+                if self._sqlite is not None:
+                    result = await self._sqlite.write(work, *args, solo=solo, scrub=scrub)
+                else:
+                    async with self._writer.begin() as conn:
+                        result = await conn.run_sync(work, *args)
+        except StoreUnavailable as error:
+            self._write_failure = WriteFailure(error, time.monotonic())
+            raise
+        self._write_failure = None
+        return result
 
 
 def _select_one(connection: sa.Connection) -> None:

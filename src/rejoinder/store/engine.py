@@ -118,6 +118,8 @@ def _set_up_sqlite(dbapi_connection: Any, busy_timeout: float, wait: Callable[[A
             "PRAGMA wal_autocheckpoint=0",
             # A WAL that grew under a burst is cut back to this size once it has been checkpointed.
             f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}",
+            # Deleted content is overwritten with zeros, not left in free space: an erased conversation is gone.
+            "PRAGMA secure_delete=ON",
         ):
             cursor.execute(pragma)
     finally:

@@ -14,6 +14,11 @@ the last one. The WAL starts over from its beginning only at a write that finds 
 that never pause would never allow: so once the WAL is long, the writer copies the few frames written during the
 thread's last checkpoint itself, between two commits, and the next write starts the WAL over. Only a WAL file past
 its size bound (readers kept it from starting over) makes the writer run a full, truncating checkpoint.
+
+An erasing write (``scrub=True``) is followed by a truncating checkpoint too: with ``secure_delete`` on, the freed
+space was zeroed in the pages it wrote, the checkpoint copies them over the old ones in the database file, and
+emptying the WAL drops the older copies of those pages it still held. Should readers keep it from finishing, the
+writer tries again whenever it is idle until it does.
 """
 
 from __future__ import annotations
@@ -48,10 +53,15 @@ RESTART_FRAMES = 8192  # a WAL this long (32 MB of 4 KB pages) is made to start 
 class _Job:
     """One call: the work to run on a connection, and the future (on its caller's loop) that gets the answer."""
 
-    __slots__ = ("args", "future", "loop", "queued_at", "solo", "work")
+    __slots__ = ("args", "future", "loop", "queued_at", "scrub", "solo", "work")
 
     def __init__(
-        self, work: Work, args: tuple[Any, ...], loop: asyncio.AbstractEventLoop, solo: bool
+        self,
+        work: Work,
+        args: tuple[Any, ...],
+        loop: asyncio.AbstractEventLoop,
+        solo: bool,
+        scrub: bool = False,
     ) -> None:
         self.work = work
         self.args = args
@@ -59,6 +69,7 @@ class _Job:
         self.future: asyncio.Future[Any] = loop.create_future()
         self.queued_at = time.monotonic()
         self.solo = solo
+        self.scrub = scrub
 
     def wanted(self) -> bool:
         """False once the caller stopped waiting (cancelled): nothing is run for it then."""
@@ -105,6 +116,7 @@ class SQLiteThreads:
         self.commits = 0  # write transactions committed (a batch of writes is one)
         self.checkpoints = 0  # checkpoints run
         self.truncations = 0  # of them, full checkpoints the writer had to run for the WAL's size bound
+        self.scrubs = 0  # of them, full checkpoints that emptied the WAL after an erasing write
         self._readers = readers
         self._reads: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._writes: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
@@ -118,19 +130,27 @@ class SQLiteThreads:
         """``work(connection, *args)`` on a reader thread, outside any transaction."""
         return await self._submit(self._reads, work, args, solo=False)
 
-    async def write(self, work: Callable[..., T], *args: Any, solo: bool = False) -> T:
+    async def write(self, work: Callable[..., T], *args: Any, solo: bool = False, scrub: bool = False) -> T:
         """``work(connection, *args)`` in a write transaction on the writer thread; answered once committed.
 
-        ``solo`` keeps the work out of batches (a schema migration runs in a transaction of its own).
+        ``solo`` keeps the work out of batches (a schema migration runs in a transaction of its own). ``scrub``
+        (for a write that erases) empties the WAL right after the commit, so no older copy of what it deleted
+        stays in the files.
         """
-        return await self._submit(self._writes, work, args, solo=solo)
+        return await self._submit(self._writes, work, args, solo=solo, scrub=scrub)
 
     async def _submit(
-        self, into: queue.SimpleQueue[_Job | object], work: Work, args: tuple[Any, ...], *, solo: bool
+        self,
+        into: queue.SimpleQueue[_Job | object],
+        work: Work,
+        args: tuple[Any, ...],
+        *,
+        solo: bool,
+        scrub: bool = False,
     ) -> Any:
         if not self._threads:
             self._start()
-        job = _Job(work, args, asyncio.get_running_loop(), solo)
+        job = _Job(work, args, asyncio.get_running_loop(), solo, scrub)
         into.put(job)
         return await job.future
 
@@ -199,10 +219,14 @@ class SQLiteThreads:
             if held is not None:
                 batch, held = [held], None
             else:
+                idle = writer.dirty or writer.scrub_wanted
                 try:
-                    first = self._writes.get(timeout=self.idle_checkpoint if writer.dirty else None)
+                    first = self._writes.get(timeout=self.idle_checkpoint if idle else None)
                 except queue.Empty:
-                    self._request_checkpoint(writer)
+                    if writer.scrub_wanted:
+                        writer.scrub()
+                    else:
+                        self._request_checkpoint(writer)
                     continue
                 if first is _STOP:
                     break
@@ -223,10 +247,12 @@ class SQLiteThreads:
                         break
                     batch.append(job)
                 if stop:
-                    writer.commit(batch)
+                    if writer.commit(batch):
+                        writer.scrub()
                     break
-            writer.commit(batch)
-            if self._finish_wanted:
+            if writer.commit(batch):
+                writer.scrub()  # at once after an erase; a scrub readers held up is retried when idle
+            elif self._finish_wanted:
                 self._finish_wanted = False
                 writer.finish_checkpoint()
             elif writer.dirty >= self.busy_checkpoint_commits:
@@ -272,9 +298,13 @@ class _Writer:
         self.connection: sa.Connection | None = None
         self.dirty = 0  # commits since the last checkpoint
         self.wal_path: str | None = None
+        self.scrub_wanted = False  # an erasing write committed, and the WAL has not been emptied since
 
-    def commit(self, batch: list[_Job]) -> None:
-        """Run the batch's jobs in one transaction and answer each, after the commit."""
+    def commit(self, batch: list[_Job]) -> bool:
+        """Run the batch's jobs in one transaction and answer each, after the commit.
+
+        True when one of them was an erasing write that committed (the WAL should be emptied now).
+        """
         deadline = time.monotonic() - self.threads.busy_timeout
         jobs: list[_Job] = []
         for job in batch:
@@ -285,7 +315,7 @@ class _Writer:
             else:
                 jobs.append(job)
         if not jobs:
-            return
+            return False
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
             connection = self._connect()
@@ -303,11 +333,14 @@ class _Writer:
             failures = [own or error for _, own in outcomes]
             failures += [error] * (len(jobs) - len(outcomes))
             _answer_all(jobs, [(None, failure) for failure in failures])
-            return
+            return False
         self.dirty += 1
         self.threads.commits += 1
+        erased = any(job.scrub and error is None for job, (_, error) in zip(jobs, outcomes, strict=True))
+        self.scrub_wanted = self.scrub_wanted or erased
         _answer_all(jobs, outcomes)
         self._bound_wal()
+        return erased
 
     def finish_checkpoint(self) -> None:
         """Copy what the WAL holds beyond the checkpoint thread's last checkpoint (no writer runs meanwhile).
@@ -322,11 +355,18 @@ class _Writer:
         if self._checkpoint("TRUNCATE"):
             self.threads.truncations += 1
 
-    def _checkpoint(self, mode: str) -> bool:
+    def scrub(self) -> None:
+        """After an erasing write: copy the whole WAL into the database and empty it (tried again when idle)."""
+        if self._checkpoint("TRUNCATE", complete=True):
+            self.scrub_wanted = False
+            self.threads.scrubs += 1
+
+    def _checkpoint(self, mode: str, *, complete: bool = False) -> bool:
+        """Run a checkpoint; with ``complete``, it counts only if readers let it copy the whole WAL."""
         if self.connection is None:
             return False
         try:
-            self.connection.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()
+            busy, _frames, _copied = self.connection.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()
             self.connection.rollback()
         except Exception as error:  # retried later
             self.connection = _reset(self.connection)
@@ -334,7 +374,7 @@ class _Writer:
             return False
         self.threads.checkpoints += 1
         self.dirty = 0
-        return True
+        return not (complete and busy)
 
     def close(self) -> None:
         if self.connection is not None:

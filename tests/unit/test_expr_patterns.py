@@ -7,7 +7,7 @@ import time
 import pytest
 
 from rejoinder.engine.runtime import _EMAIL, _parse_input
-from rejoinder.expr import Expressions, ExpressionError
+from rejoinder.expr import ExpressionError, Expressions
 from rejoinder.expr.patterns import PatternError, compile_pattern, fullmatch, search
 from rejoinder.skills import parse_skill
 from rejoinder.skills.model import QuestionNode

@@ -14,6 +14,7 @@ nothing for them.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import itertools
 import re
@@ -500,6 +501,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Jinja's parser and code generator recurse on the source's nesting, and so does Python's compiler.
+_TOO_DEEP_TO_COMPILE = (RecursionError, SyntaxError, MemoryError)
+
+
 class Expressions:
     """Compiles, caches and evaluates skill expressions and templates."""
 
@@ -525,6 +530,8 @@ class Expressions:
             except TemplateSyntaxError as exc:
                 message = f"invalid expression {_shown(source)}: {exc.message}"
                 raise ExpressionSyntaxError(message, exc.lineno) from exc
+            except _TOO_DEEP_TO_COMPILE:
+                raise ExpressionSyntaxError(f"invalid expression {_shown(source)}: {_TOO_DEEP}") from None
             if len(self._expressions) >= _CACHE_LIMIT:
                 self._expressions.clear()
             self._expressions[source] = compiled
@@ -540,6 +547,8 @@ class Expressions:
             except TemplateSyntaxError as exc:
                 message = f"invalid template {_shown(source)}: {exc.message}"
                 raise ExpressionSyntaxError(message, exc.lineno) from exc
+            except _TOO_DEEP_TO_COMPILE:
+                raise ExpressionSyntaxError(f"invalid template {_shown(source)}: {_TOO_DEEP}") from None
             if len(self._templates) >= _CACHE_LIMIT:
                 self._templates.clear()
             self._templates[source] = compiled
@@ -582,26 +591,91 @@ class Expressions:
 
     # ------------------------------------------------------------------ static checks
 
-    def syntax_error(self, source: str, *, template: bool) -> ExpressionSyntaxError | None:
-        """The syntax error in ``source``, or None when it compiles."""
+    def parse(self, source: str, *, template: bool) -> nodes.Template:
+        """The syntax tree of ``source``. Raises ExpressionSyntaxError, also for sources nested too deeply."""
+        env = self._lenient if template else self._strict
+        text = source if template else "{{ " + source + " }}"
+        what = "template" if template else "expression"
         try:
-            if not template:
-                self.compile_expression(source)
-            elif is_template(source):
+            return env.parse(text)
+        except TemplateSyntaxError as exc:
+            raise ExpressionSyntaxError(
+                f"invalid {what} {_shown(source)}: {exc.message}", exc.lineno
+            ) from exc
+        except RecursionError:
+            raise ExpressionSyntaxError(f"invalid {what} {_shown(source)}: {_TOO_DEEP}") from None
+
+    def syntax_error(self, source: str, *, template: bool) -> ExpressionSyntaxError | None:
+        """The first problem that stops ``source`` from running, or None when it compiles.
+
+        Besides syntax: unknown filters, tests and functions (also inside ``{% if %}``, where Jinja would only
+        notice them at run time) and nesting too deep to compile.
+        """
+        if template and not is_template(source):
+            return None
+        try:
+            if template:
                 self.compile_template(source)
+            else:
+                self.compile_expression(source)
+            tree = self.parse(source, template=template)
+            env = self._lenient if template else self._strict
+            try:
+                unknown = _unknown_names(tree, env)
+            except RecursionError:
+                unknown = _TOO_DEEP
         except ExpressionSyntaxError as exc:
             return exc
-        return None
+        if unknown is None:
+            return None
+        return ExpressionSyntaxError(
+            f"invalid {'template' if template else 'expression'} {_shown(source)}: {unknown}"
+        )
 
     def names_used(self, source: str, *, template: bool) -> set[str]:
         """Top-level names a source reads that are not functions (for undefined-variable warnings)."""
         env = self._lenient if template else self._strict
-        text = source if template else "{{ " + source + " }}"
         try:
-            ast: nodes.Template = env.parse(text)
-        except TemplateSyntaxError:
-            return set()
-        return {name for name in meta.find_undeclared_variables(ast) if name not in env.globals}
+            ast = self.parse(source, template=template)
+            found = meta.find_undeclared_variables(ast)
+            called = {
+                node.node.name for node in ast.find_all(nodes.Call) if isinstance(node.node, nodes.Name)
+            }
+        except (ExpressionSyntaxError, TemplateError, RecursionError):
+            return set()  # reported as a syntax error
+        return {name for name in found if name not in env.globals and name not in called}
+
+
+_TOO_DEEP = "nested too deeply"
+
+
+def _declared(tree: nodes.Template) -> set[str]:
+    """Names a template defines itself: macros, ``{% set %}``, loop variables and ``caller``."""
+    names = {node.name for node in tree.find_all(nodes.Macro)}
+    names.update(node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param"))
+    if any(True for _ in tree.find_all(nodes.CallBlock)):
+        names.add("caller")
+    return names
+
+
+def _unknown_names(tree: nodes.Template, env: _Sandbox) -> str | None:
+    """The first filter, test or function ``tree`` uses that does not exist, worded for a bot designer."""
+    for node in tree.find_all((nodes.Filter, nodes.Test, nodes.Call, nodes.FilterBlock)):
+        if isinstance(node, nodes.Filter) and node.name not in env.filters:
+            return f"no filter named {node.name!r}{_close(node.name, env.filters)}"
+        if isinstance(node, nodes.Test) and node.name not in env.tests:
+            return f"no test named {node.name!r}{_close(node.name, env.tests)}"
+        if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name):
+            name = node.node.name
+            if name not in env.globals and name not in _declared(tree):
+                return f"no function named {name!r}{_close(name, env.globals)}"
+    return None
+
+
+def _close(name: str, known: Iterable[str]) -> str:
+    public = [candidate for candidate in known if not candidate.startswith("_")]
+    close = difflib.get_close_matches(name, public, n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def is_template(text: str) -> bool:

@@ -19,7 +19,9 @@ MAX_PATTERN_LENGTH = 500  # longer patterns are refused: a skill's pattern is a 
 _MAX_PROGRAM_MEMORY = 8 << 20  # bytes RE2 may use for one compiled pattern
 
 _OPTIONS = re2.Options()
-_OPTIONS.log_errors = False  # a refused pattern is reported to the bot designer, not logged by the C++ library
+_OPTIONS.log_errors = (
+    False  # a refused pattern is reported to the bot designer, not logged by the C++ library
+)
 _OPTIONS.max_mem = _MAX_PROGRAM_MEMORY
 
 _SPACE = r"\t\n\v\f\r \x{1c}-\x{1f}\x{85}\p{Z}"

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, TemplateSyntaxError, nodes
 
 from rejoinder.expr import Expressions
-from rejoinder.expr.environment import is_template
+from rejoinder.expr.environment import ExpressionSyntaxError, is_template
 from rejoinder.expr.jsonpath import InvalidPath
 from rejoinder.expr.jsonpath import parse as parse_path
+from rejoinder.expr.patterns import PatternError, compile_pattern
 from rejoinder.skills.graph import node_edges, skill_jump
 from rejoinder.skills.model import (
     AssignNode,
@@ -33,6 +34,7 @@ from rejoinder.skills.model import (
     Node,
     QuestionNode,
     Skill,
+    parse_duration,
 )
 from rejoinder.skills.problems import ERROR, WARNING, Problem, field_label
 
@@ -127,7 +129,7 @@ def env_names(source: str, *, template: bool) -> frozenset[str]:
         return frozenset()
     try:
         ast = _parser.parse(source if template else "{{ " + source + " }}")
-    except TemplateSyntaxError:
+    except (TemplateSyntaxError, RecursionError):
         return frozenset()
     names = {
         item.attr
@@ -143,6 +145,70 @@ def env_names(source: str, *, template: bool) -> frozenset[str]:
         ):
             names.add(item.arg.value)
     return frozenset(names)
+
+
+# Words of the expression language: a variable with one of these names could never be read.
+_RESERVED = frozenset(
+    {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "True", "False", "None"}
+)
+
+
+def is_variable_name(name: str) -> bool:
+    """Whether an expression can read a variable called ``name``."""
+    return name.isidentifier() and name not in _RESERVED
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def literal_problems(source: str, *, template: bool) -> tuple[str, ...]:
+    """Literal arguments that would fail at run time: token lifetimes and use counts, regular expressions."""
+    if template and not is_template(source):
+        return ()
+    try:
+        tree = _expressions.parse(source, template=template)
+        calls = list(tree.find_all((nodes.Call, nodes.Filter)))
+    except (ExpressionSyntaxError, RecursionError):
+        return ()  # reported as a syntax error
+    found: list[str] = []
+    for call in calls:
+        name = call.node.name if isinstance(call, nodes.Call) and isinstance(call.node, nodes.Name) else None
+        if isinstance(call, nodes.Filter):
+            name = call.name
+            arguments = _literal_arguments(call, ("regex",))
+        elif name == "generate_token":
+            arguments = _literal_arguments(call, ("ttl", "uses"))
+        else:
+            arguments = _literal_arguments(call, ("text", "regex"))
+        if name == "generate_token":
+            found.extend(_token_problems(arguments))
+        elif name == "matches" and isinstance(arguments.get("regex"), str):
+            try:
+                compile_pattern(arguments["regex"])
+            except PatternError as exc:
+                found.append(f"matches(): {exc}")
+    return tuple(found)
+
+
+def _literal_arguments(call: nodes.Call | nodes.Filter, names: tuple[str, ...]) -> dict[str, Any]:
+    """The arguments of ``call`` written as constants, by parameter name."""
+    values: dict[str, Any] = {}
+    for name, argument in zip(names, call.args, strict=False):
+        if isinstance(argument, nodes.Const):
+            values[name] = argument.value
+    for keyword in call.kwargs:
+        if keyword.key in names and isinstance(keyword.value, nodes.Const):
+            values[keyword.key] = keyword.value.value
+    return values
+
+
+def _token_problems(arguments: Mapping[str, Any]) -> Iterator[str]:
+    if "ttl" in arguments and arguments["ttl"] is not None:
+        try:
+            parse_duration(arguments["ttl"])
+        except ValueError as exc:
+            yield f"generate_token(ttl={arguments['ttl']!r}): {exc}"
+    uses = arguments.get("uses")
+    if "uses" in arguments and uses is not None and (type(uses) is not int or uses < 1):
+        yield f"generate_token(uses={uses!r}): uses must be a whole number of at least 1"
 
 
 # ------------------------------------------------------------------------------------------ entry points
@@ -214,6 +280,7 @@ class _Checker:
             self._questions(skill)
             self._expressions(skill)
             self._read_only(skill)
+            self._variable_names(skill)
             self._save_paths(skill)
         self._loops()
         if self.whole_bot:
@@ -338,6 +405,8 @@ class _Checker:
                 if error is not None:
                     self._report(ERROR, skill, f"{label}: {error.message}", node_id, expression.path)
                     continue
+                for problem in literal_problems(expression.source, template=expression.template):
+                    self._report(ERROR, skill, f"{label}: {problem}", node_id, expression.path)
                 if allowed is None:
                     continue
                 for name in sorted(env_names(expression.source, template=expression.template) - allowed):
@@ -353,6 +422,15 @@ class _Checker:
         for node_id, path, name in variables_set(skill):
             if name in BUILTIN_NAMES:
                 message = f"{field_label(path)}: {name!r} is built in and read-only; choose another name"
+                self._report(ERROR, skill, message, node_id, path)
+
+    def _variable_names(self, skill: Skill) -> None:
+        for node_id, path, name in variables_set(skill):
+            if not is_variable_name(name):
+                message = (
+                    f"{field_label(path)}: {name!r} is not a valid variable name "
+                    "(letters, digits and '_', not starting with a digit)"
+                )
                 self._report(ERROR, skill, message, node_id, path)
 
     def _save_paths(self, skill: Skill) -> None:

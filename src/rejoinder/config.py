@@ -7,6 +7,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rejoinder.expr.budget import DEFAULT_TIME_BUDGET
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REJOINDER_", extra="ignore")
@@ -22,6 +24,12 @@ class Settings(BaseSettings):
     )
     queue_timeout: float = Field(
         default=0.5, ge=0, le=60, description="seconds a request waits for a free slot before its 503"
+    )
+    turn_time_budget: float = Field(
+        default=DEFAULT_TIME_BUDGET,
+        gt=0,
+        le=30,
+        description="seconds the expressions and templates of one conversation turn may run",
     )
 
 

@@ -32,6 +32,7 @@ from rejoinder.engine import (
     StepResult,
     TurnContext,
 )
+from rejoinder.expr.budget import DEFAULT_TIME_BUDGET
 from rejoinder.integrations import IntegratePolicy, IntegrationClient
 from rejoinder.skills.model import Bot, parse_duration
 from rejoinder.store import (
@@ -165,8 +166,10 @@ class ConversationService:
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = utcnow,
         on_commit: Callable[[str, list[MessageRecord]], Any] | None = None,
+        turn_time_budget: float = DEFAULT_TIME_BUDGET,
     ):
         self.store = store
+        self.turn_time_budget = turn_time_budget
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.http: HttpPerformer = http or IntegrationClient()
@@ -183,7 +186,7 @@ class ConversationService:
     def add_bot(self, bot: Bot) -> None:
         """Make ``bot`` the version new conversations start on; those begun on earlier versions keep theirs."""
         self._bots[bot.id] = bot
-        engine = self._versions.get((bot.id, bot.version)) or Engine(bot)
+        engine = self._versions.get((bot.id, bot.version)) or Engine(bot, time_budget=self.turn_time_budget)
         self._versions[(bot.id, bot.version)] = engine
         self._engines[bot.id] = engine
         self._policies[bot.id] = IntegratePolicy.from_settings(bot.config.integrate, self.environ)
@@ -569,7 +572,8 @@ class ConversationService:
                     conversation.bot_id,
                 )
                 return newest
-            engine = self._versions[(conversation.bot_id, version)] = Engine(bot)
+            engine = Engine(bot, time_budget=self.turn_time_budget)
+            self._versions[(conversation.bot_id, version)] = engine
         return engine
 
     def _engine(self, bot_id: str) -> Engine:

@@ -27,6 +27,7 @@ from rejoinder.engine.types import (
     TurnContext,
 )
 from rejoinder.expr import ExpressionError, Expressions
+from rejoinder.expr.budget import DEFAULT_TIME_BUDGET
 from rejoinder.expr.jsonpath import InvalidPath, PathNotFound, lookup
 from rejoinder.expr.patterns import fullmatch
 from rejoinder.skills.model import (
@@ -85,11 +86,17 @@ class Engine:
     """Runs one bot's skills. Cheap to keep for the bot's lifetime; holds no per-conversation data."""
 
     def __init__(
-        self, bot: Bot, expressions: Expressions | None = None, *, step_budget: int = DEFAULT_STEP_BUDGET
+        self,
+        bot: Bot,
+        expressions: Expressions | None = None,
+        *,
+        step_budget: int = DEFAULT_STEP_BUDGET,
+        time_budget: float = DEFAULT_TIME_BUDGET,
     ):
         self.bot = bot
         self.expressions = expressions or Expressions()
         self.step_budget = step_budget
+        self.time_budget = time_budget  # seconds the expressions of one turn may take
         self._settable = {
             name for skill in bot.skills.values() for name, decl in skill.variables.items() if decl.settable
         }
@@ -110,14 +117,15 @@ class Engine:
         turn = _Turn(self, state.copy(), ctx)
         if turn.state.status == "closed" and not isinstance(event, HttpResponse):
             raise ConversationClosed("this conversation is closed")
-        if isinstance(event, StartEvent):
-            self._start_event(turn, event)
-        elif isinstance(event, CustomerText | CustomerChoice):
-            self._customer(turn, event)
-        elif isinstance(event, HttpResponse):
-            self._http_response(turn, event)
-        else:  # pragma: no cover - the Input union is closed
-            raise EngineError(f"unknown input {event!r}")
+        with self.expressions.turn(self.time_budget):  # one step budget and one deadline for the whole turn
+            if isinstance(event, StartEvent):
+                self._start_event(turn, event)
+            elif isinstance(event, CustomerText | CustomerChoice):
+                self._customer(turn, event)
+            elif isinstance(event, HttpResponse):
+                self._http_response(turn, event)
+            else:  # pragma: no cover - the Input union is closed
+                raise EngineError(f"unknown input {event!r}")
         return turn.finish()
 
     def pending(self, state: ConversationState) -> Pending | None:

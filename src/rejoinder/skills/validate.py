@@ -170,6 +170,7 @@ def literal_problems(source: str, *, template: bool) -> tuple[str, ...]:
         return ()  # reported as a syntax error
     found: list[str] = []
     for call in calls:
+        assert isinstance(call, nodes.Call | nodes.Filter)
         name = call.node.name if isinstance(call, nodes.Call) and isinstance(call.node, nodes.Name) else None
         if isinstance(call, nodes.Filter):
             name = call.name
@@ -195,7 +196,11 @@ def _literal_arguments(call: nodes.Call | nodes.Filter, names: tuple[str, ...]) 
         if isinstance(argument, nodes.Const):
             values[name] = argument.value
     for keyword in call.kwargs:
-        if keyword.key in names and isinstance(keyword.value, nodes.Const):
+        if (
+            isinstance(keyword, nodes.Keyword)
+            and keyword.key in names
+            and isinstance(keyword.value, nodes.Const)
+        ):
             values[keyword.key] = keyword.value.value
     return values
 

@@ -640,6 +640,7 @@ class Expressions:
             env.filters.update(FILTERS)
         self._expressions: dict[str, Any] = {}
         self._templates: dict[str, Any] = {}
+        self._trees: dict[tuple[str, bool], nodes.Template] = {}
 
     # ------------------------------------------------------------------ compile
 
@@ -723,7 +724,17 @@ class Expressions:
     # ------------------------------------------------------------------ static checks
 
     def parse(self, source: str, *, template: bool) -> nodes.Template:
-        """The syntax tree of ``source``. Raises ExpressionSyntaxError, also for sources nested too deeply."""
+        """The syntax tree of ``source`` (cached: do not change it). Raises ExpressionSyntaxError."""
+        key = (source, template)
+        tree = self._trees.get(key)
+        if tree is None:
+            tree = self._parse(source, template=template)
+            if len(self._trees) >= _CACHE_LIMIT:
+                self._trees.clear()
+            self._trees[key] = tree
+        return tree
+
+    def _parse(self, source: str, *, template: bool) -> nodes.Template:
         env = self._lenient if template else self._strict
         text = source if template else "{{ " + source + " }}"
         what = "template" if template else "expression"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, TemplateSyntaxError, nodes
+from jinja2 import nodes
 
 from rejoinder.expr import Expressions
 from rejoinder.expr.environment import ExpressionSyntaxError, is_template
@@ -45,7 +45,7 @@ BUILTIN_NAMES = frozenset({"env", "conversation", "user"})
 
 _expressions = Expressions()
 _CACHE_SIZE = 4096  # many skills repeat the same texts and conditions
-_parser = Environment()  # the sandbox's syntax, used to read ``env.NAME`` out of expressions
+_MAX_HINTS = 200  # "did you mean" lookups in one validation: each costs as much as the names it compares
 
 FieldPath = tuple[str | int, ...]
 Vertex = tuple[str, str]  # (skill id, node id)
@@ -128,8 +128,8 @@ def env_names(source: str, *, template: bool) -> frozenset[str]:
     if template and not is_template(source):
         return frozenset()
     try:
-        ast = _parser.parse(source if template else "{{ " + source + " }}")
-    except (TemplateSyntaxError, RecursionError):
+        ast = _expressions.parse(source, template=template)
+    except ExpressionSyntaxError:
         return frozenset()
     names = {
         item.attr
@@ -269,6 +269,7 @@ class _Checker:
         self.unparsed = unparsed
         self.problems: list[Problem] = []
         self._seen: set[Problem] = set()
+        self._hints_left = _MAX_HINTS
         self._skill_order = {skill_id: index for index, skill_id in enumerate(skills)}
         self._entries: dict[str, list[str]] = {}  # skill id -> nodes other skills jump to
         for other in skills.values():
@@ -322,12 +323,14 @@ class _Checker:
 
     def _targets(self, skill: Skill) -> None:
         if skill.start not in skill.nodes:
-            message = f"start: no node {skill.start!r} in this skill{_did_you_mean(skill.start, skill.nodes)}"
+            message = (
+                f"start: no node {skill.start!r} in this skill{self._did_you_mean(skill.start, skill.nodes)}"
+            )
             self._report(ERROR, skill, message, path=("start",))
         for node_id, node in skill.nodes.items():
             for edge in node_edges(node):
                 if edge.target not in skill.nodes:
-                    hint = _did_you_mean(edge.target, skill.nodes)
+                    hint = self._did_you_mean(edge.target, skill.nodes)
                     message = f"{field_label(edge.path)}: no node {edge.target!r} in this skill{hint}"
                     self._report(ERROR, skill, message, node_id, edge.path)
 
@@ -342,11 +345,11 @@ class _Checker:
                 if target_id in self.unparsed or not (self.whole_bot or target_id == skill.id):
                     continue
                 known = ", ".join(self.skills)
-                hint = _did_you_mean(target_id, self.skills) or f" (skills: {known})"
+                hint = self._did_you_mean(target_id, self.skills) or f" (skills: {known})"
                 message = f"skill: no skill {target_id!r} in this bot{hint}"
                 self._report(ERROR, skill, message, node_id, ("skill",))
             elif target_node is not None and target_node not in target.nodes:
-                hint = _did_you_mean(target_node, target.nodes)
+                hint = self._did_you_mean(target_node, target.nodes)
                 message = f"node: skill {target_id!r} has no node {target_node!r}{hint}"
                 self._report(ERROR, skill, message, node_id, ("node",))
 
@@ -450,14 +453,18 @@ class _Checker:
 
     def _undefined_variables(self) -> None:
         known = BUILTIN_NAMES | {name for skill in self.skills.values() for *_, name in variables_set(skill)}
+        candidates = sorted(known - BUILTIN_NAMES)
+        hints: dict[str, str] = {}  # a name read in many places is looked up once
         for skill in self.skills.values():
             for node_id, node in skill.nodes.items():
                 for path, name in _reads(node):
                     if name in known:
                         continue
-                    hint = _did_you_mean(name, sorted(known - BUILTIN_NAMES)) or (
-                        " (declare it under 'variables:' or set it with an assign, a save_to or a save)"
-                    )
+                    if name not in hints:
+                        hints[name] = self._did_you_mean(name, candidates) or (
+                            " (declare it under 'variables:' or set it with an assign, a save_to or a save)"
+                        )
+                    hint = hints[name]
                     message = f"{field_label(path)}: variable {name!r} is never set{hint}"
                     self._report(WARNING, skill, message, node_id, path)
 
@@ -483,6 +490,13 @@ class _Checker:
                         "only one skill may have default: true"
                     )
                     self._report(ERROR, skill, message, path=("triggers", "default"))
+
+    def _did_you_mean(self, name: str, candidates: Collection[str]) -> str:
+        """A close name, for the first :data:`_MAX_HINTS` lookups: each compares ``name`` with every candidate."""
+        if self._hints_left <= 0:
+            return ""
+        self._hints_left -= 1
+        return _did_you_mean(name, candidates)
 
     def _where(self, skill: Skill) -> str:
         source = self.sources.get(skill.id)

@@ -75,6 +75,7 @@ def test_python_semantics_are_kept_where_re2_allows() -> None:
     ("pattern", "reason"),
     [
         (r"(a)\1", "backreferences are not supported"),
+        (r"(?P<n>a)(?P=n)", "backreferences are not supported"),
         (r"(?<=a)b", "lookarounds are not supported"),
         (r"a(?!b)", "lookarounds are not supported"),
         (r"(", r"missing \)"),

@@ -91,12 +91,12 @@ def compile_pattern(pattern: str) -> Any:
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
-        raise PatternError(f"invalid regular expression {pattern!r}: {_explained(str(reason))}") from None
+        raise PatternError(f"invalid regular expression {pattern!r}: {_explained(str(reason), pattern)}") from None
 
 
-def _explained(reason: str) -> str:
+def _explained(reason: str, pattern: str) -> str:
     """RE2's reason, with what to do about the constructs it leaves out."""
-    if "invalid escape sequence: \\" in reason and reason[-1:].isdigit():
+    if ("invalid escape sequence: \\" in reason and reason[-1:].isdigit()) or "(?P=" in pattern:
         return f"{reason} (backreferences are not supported)"
     if "invalid perl operator: (?<" in reason or "invalid perl operator: (?=" in reason:
         return f"{reason} (lookarounds are not supported)"

@@ -91,7 +91,9 @@ def compile_pattern(pattern: str) -> Any:
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
-        raise PatternError(f"invalid regular expression {pattern!r}: {_explained(str(reason), pattern)}") from None
+        raise PatternError(
+            f"invalid regular expression {pattern!r}: {_explained(str(reason), pattern)}"
+        ) from None
 
 
 def _explained(reason: str, pattern: str) -> str:

@@ -35,11 +35,11 @@ def test_nested_quantifiers_in_matches_are_linear() -> None:
 
 
 def test_the_email_check_is_linear() -> None:
-    hostile = "a@" + "b" * 4_000
+    hostile = "a@" + "b." * 2_000 + "@"  # each dot is a place to split the domain, each tried to the end
     started = time.thread_time()
     for _ in range(50):
         assert not fullmatch(_EMAIL, hostile)
-    assert time.thread_time() - started < FAST  # was 0.19 s for each one
+    assert time.thread_time() - started < FAST  # 40 ms each with backtracking, 0.4 ms with RE2
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rejoinder.expr.budget import DEFAULT_TIME_BUDGET
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REJOINDER_", extra="ignore")
@@ -82,6 +84,12 @@ class Settings(BaseSettings):
         default=3600,
         ge=0,
         description="seconds between two purges of conversations past their bot's retention; 0: never",
+    )
+    turn_time_budget: float = Field(
+        default=DEFAULT_TIME_BUDGET,
+        gt=0,
+        le=30,
+        description="seconds the expressions and templates of one conversation turn may run",
     )
 
 

@@ -13,6 +13,7 @@ import os
 import random
 import secrets
 import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from rejoinder.engine import (
     StepResult,
     TurnContext,
 )
+from rejoinder.expr.budget import DEFAULT_TIME_BUDGET
 from rejoinder.integrations import IntegratePolicy, IntegrationClient
 from rejoinder.skills.model import Bot, parse_duration
 from rejoinder.store import (
@@ -62,6 +64,10 @@ def utcnow() -> datetime:
 
 def new_conversation_id() -> str:
     return "cnv_" + secrets.token_hex(12)
+
+
+# Engines of earlier bot versions kept for the conversations still on them; others are loaded again from the store.
+EARLIER_VERSIONS_KEPT = 8
 
 
 class ServiceError(Exception):
@@ -173,16 +179,18 @@ class ConversationService:
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = utcnow,
         on_commit: Callable[[str, list[MessageRecord]], Any] | None = None,
+        turn_time_budget: float = DEFAULT_TIME_BUDGET,
     ):
         self.store = store
+        self.turn_time_budget = turn_time_budget
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.http: HttpPerformer = http or IntegrationClient()
         self.on_commit = on_commit
         self._bots: dict[str, Bot] = {}
         self._engines: dict[str, Engine] = {}  # the newest version of each bot
-        # Every bot version met so far: a conversation finishes on the version it began on.
-        self._versions: dict[tuple[str, str], Engine] = {}
+        # Bot versions met lately, newest use last: a conversation finishes on the version it began on.
+        self._versions: OrderedDict[tuple[str, str], Engine] = OrderedDict()
         self._policies: dict[str, IntegratePolicy] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         for bot in bots.values():
@@ -191,9 +199,9 @@ class ConversationService:
     def add_bot(self, bot: Bot) -> None:
         """Make ``bot`` the version new conversations start on; those begun on earlier versions keep theirs."""
         self._bots[bot.id] = bot
-        engine = self._versions.get((bot.id, bot.version)) or Engine(bot)
-        self._versions[(bot.id, bot.version)] = engine
+        engine = self._versions.get((bot.id, bot.version)) or Engine(bot, time_budget=self.turn_time_budget)
         self._engines[bot.id] = engine
+        self._keep(engine)
         self._policies[bot.id] = IntegratePolicy.from_settings(bot.config.integrate, self.environ)
 
     def bot(self, bot_id: str) -> Bot:
@@ -588,7 +596,9 @@ class ConversationService:
         if not isinstance(version, str) or version == newest.bot.version:
             return newest
         engine = self._versions.get((conversation.bot_id, version))
-        if engine is None:
+        if engine is not None:
+            self._versions.move_to_end((conversation.bot_id, version))
+        else:
             bot = await self.store.find_bot(newest.bot.config, version)
             if bot is None:
                 log.warning(
@@ -598,8 +608,18 @@ class ConversationService:
                     conversation.bot_id,
                 )
                 return newest
-            engine = self._versions[(conversation.bot_id, version)] = Engine(bot)
+            engine = Engine(bot, time_budget=self.turn_time_budget)
+            self._keep(engine)
         return engine
+
+    def _keep(self, engine: Engine) -> None:
+        """Keep ``engine`` at hand; free those of earlier versions unused lately (the store still has them)."""
+        self._versions[(engine.bot.id, engine.bot.version)] = engine
+        self._versions.move_to_end((engine.bot.id, engine.bot.version))
+        newest = {id(current) for current in self._engines.values()}
+        earlier = [key for key, kept in self._versions.items() if id(kept) not in newest]
+        for key in earlier[: max(len(earlier) - EARLIER_VERSIONS_KEPT, 0)]:
+            del self._versions[key]
 
     def _engine(self, bot_id: str) -> Engine:
         engine = self._engines.get(bot_id)

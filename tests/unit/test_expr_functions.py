@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from rejoinder.expr import FUNCTIONS, TURN_FUNCTIONS, ExpressionError, Expressions, FunctionError
-from rejoinder.expr.functions import MAX_MATCH_TEXT_LENGTH, MAX_PATTERN_LENGTH
+from rejoinder.expr.functions import MAX_MATCH_TEXT_LENGTH
+from rejoinder.expr.patterns import MAX_PATTERN_LENGTH
 
 EXPR = Expressions()
 

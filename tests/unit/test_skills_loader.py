@@ -106,7 +106,7 @@ BROKEN_FILES = [
                 "error",
                 8,
                 "ask_order",
-                "input.regex: invalid regular expression '[0-9{6}': unterminated character set at position 0",
+                "input.regex: invalid regular expression '[0-9{6}': missing ]: [0-9{6}",
             )
         ],
     ),

@@ -394,3 +394,99 @@ def test_a_malformed_save_path_is_an_error_on_its_line(tmp_path: Path) -> None:
     )
     [problem] = [p for p in check_paths([skill_file]) if p.is_error]
     assert problem.line == 7 and problem.node == "a" and "data[" in problem.message
+
+
+# ------------------------------------------------------------------------------------------ bad names and literals
+
+
+def one_node_skill(node: str) -> str:
+    """A skill whose only node (``n``, at line 4) is ``node``, indented under it."""
+    return "id: s\nstart: n\nnodes:\n  n:\n" + "".join(f"    {line}\n" for line in node.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("node", "line", "message"),
+    [
+        (
+            "type: message\ntext: '{{ x | shout }}'",
+            6,
+            "text: invalid template '{{ x | shout }}': No filter named",
+        ),
+        (
+            "type: message\ntext: '{% if x %}{{ x | shout }}{% endif %}'",
+            6,
+            "no filter named 'shout'",
+        ),
+        (
+            "type: condition\nbranches:\n  - if: y is truthy\n    next: n\nelse: n",
+            7,
+            "branches[0].if: invalid expression 'y is truthy': No test named 'truthy'",
+        ),
+        (
+            "type: message\ntext: '{% if x %}{{ x is truthy }}{% endif %}'",
+            6,
+            "no test named 'truthy'",
+        ),
+        ('type: assign\nset:\n  t: make_token(ttl="30m")', 7, "no function named 'make_token'"),
+        ("type: assign\nset:\n  t: uper(x)", 7, "no function named 'uper' (did you mean 'upper'?)"),
+        (
+            'type: assign\nset:\n  t: generate_token(ttl="30 minutes")',
+            7,
+            "set.t: generate_token(ttl='30 minutes'): expected a duration such as '15m'",
+        ),
+        (
+            "type: assign\nset:\n  t: generate_token('15m', 0)",
+            7,
+            "generate_token(uses=0): uses must be a whole",
+        ),
+        (
+            "type: assign\nset:\n  t: matches(x, '(a)\\\\1')",
+            7,
+            "matches(): invalid regular expression '(a)\\\\1': invalid escape sequence: \\1 (backreferences",
+        ),
+        ("type: assign\nset:\n  t: \"x | matches('(?=a)')\"", 7, "(lookarounds are not supported)"),
+        ("type: assign\nset:\n  2fa: '1'", 7, "set.2fa: '2fa' is not a valid variable name"),
+        (
+            "type: integrate\nurl: https://api.test/x\nsave:\n  data.id: order-id",
+            8,
+            "save.data.id: 'order-id' is not a valid variable name",
+        ),
+        ("type: question\ntext: Hi\nsave_to: not", 7, "save_to: 'not' is not a valid variable name"),
+        ("type: assign\nset:\n  t: " + "(" * 1000 + "1" + ")" * 1000, 7, "nested too deeply"),
+        ("type: assign\nset:\n  t: " + "+".join(["1"] * 3000), 7, "nested too deeply"),
+        ("type: message\ntext: '{{ " + "[" * 1000 + "]" * 1000 + " }}'", 6, "nested too deeply"),
+    ],
+)
+def test_a_skill_that_would_fail_at_run_time_is_an_error_at_its_line(
+    node: str, line: int, message: str
+) -> None:
+    found = check_text(one_node_skill(node))
+    problems = [
+        p for p in found if p[0] == "error" and "can loop forever" not in p[3]
+    ]  # a lone condition loops
+    assert len(problems) == 1, problems
+    _, found_line, found_node, found_message = problems[0]
+    assert (found_line, found_node) == (line, "n")
+    assert message in found_message
+
+
+def test_literals_that_run_are_not_reported() -> None:
+    node = (
+        "type: assign\nset:\n"
+        "  t: generate_token(ttl='15m', uses=3)\n"
+        "  u: generate_token(ttl=ttl_var)\n"
+        "  m: matches(x, '^[0-9]{4}$') and x | matches('\\\\d')\n"
+        "  order_id: '1'\n"
+        "  x: '1'\n"
+        "  ttl_var: '\"7d\"'"
+    )
+    assert [p for p in check_text(one_node_skill(node)) if p[0] == "error"] == []
+
+
+def test_an_unknown_filter_in_a_bot_does_not_crash_check_bot(tmp_path: Path) -> None:
+    (tmp_path / "skills").mkdir()
+    (tmp_path / "rejoinder.yaml").write_text("id: b\nname: B\n")
+    (tmp_path / "skills" / "s.yaml").write_text(one_node_skill("type: message\ntext: '{{ x | shout }}'"))
+    bot, problems = check_bot(tmp_path)
+    assert bot is None
+    assert [(p.line, p.severity) for p in problems] == [(6, "error")]

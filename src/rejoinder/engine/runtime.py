@@ -30,7 +30,9 @@ from rejoinder.engine.types import (
     TurnContext,
 )
 from rejoinder.expr import ExpressionError, Expressions
+from rejoinder.expr.budget import DEFAULT_TIME_BUDGET
 from rejoinder.expr.jsonpath import InvalidPath, PathNotFound, lookup
+from rejoinder.expr.patterns import fullmatch
 from rejoinder.skills.model import (
     AssignNode,
     Bot,
@@ -51,7 +53,7 @@ BUILTIN_NAMES = frozenset({"env", "conversation", "user"})
 FALLBACK_REPLY = "Sorry, something went wrong on my side. Please try again in a moment."
 NO_SKILL_REPLY = "Sorry, I can't answer messages here yet."
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = r"[^@\s]+@[^@\s]+\.[^@\s]+"  # run by RE2, so linear in the answer's length
 _NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)$")
 
 
@@ -92,11 +94,17 @@ class Engine:
     """Runs one bot's skills. Cheap to keep for the bot's lifetime; holds no per-conversation data."""
 
     def __init__(
-        self, bot: Bot, expressions: Expressions | None = None, *, step_budget: int = DEFAULT_STEP_BUDGET
+        self,
+        bot: Bot,
+        expressions: Expressions | None = None,
+        *,
+        step_budget: int = DEFAULT_STEP_BUDGET,
+        time_budget: float = DEFAULT_TIME_BUDGET,
     ):
         self.bot = bot
         self.expressions = expressions or Expressions()
         self.step_budget = step_budget
+        self.time_budget = time_budget  # seconds the expressions of one turn may take
         self._settable = {
             name for skill in bot.skills.values() for name, decl in skill.variables.items() if decl.settable
         }
@@ -117,14 +125,15 @@ class Engine:
         turn = _Turn(self, state.copy(), ctx)
         if turn.state.status == "closed" and not isinstance(event, HttpResponse):
             raise ConversationClosed("this conversation is closed")
-        if isinstance(event, StartEvent):
-            self._start_event(turn, event)
-        elif isinstance(event, CustomerText | CustomerChoice):
-            self._customer(turn, event)
-        elif isinstance(event, HttpResponse):
-            self._http_response(turn, event)
-        else:  # pragma: no cover - the Input union is closed
-            raise EngineError(f"unknown input {event!r}")
+        with self.expressions.turn(self.time_budget):  # one step budget and one deadline for the whole turn
+            if isinstance(event, StartEvent):
+                self._start_event(turn, event)
+            elif isinstance(event, CustomerText | CustomerChoice):
+                self._customer(turn, event)
+            elif isinstance(event, HttpResponse):
+                self._http_response(turn, event)
+            else:  # pragma: no cover - the Input union is closed
+                raise EngineError(f"unknown input {event!r}")
         return turn.finish()
 
     def pending(self, state: ConversationState) -> Pending | None:
@@ -349,14 +358,14 @@ def _parse_input(node: QuestionNode, text: str) -> Any:
     answer = text.strip()
     kind = node.input
     if isinstance(kind, RegexInput):
-        return answer if re.fullmatch(kind.regex, answer) else _INVALID
+        return answer if fullmatch(kind.regex, answer) else _INVALID
     if kind == "number":
         if not _NUMBER.match(answer):
             return _INVALID
         number = float(answer.replace(",", "."))
         return int(number) if number.is_integer() and "." not in answer and "," not in answer else number
     if kind == "email":
-        return answer if _EMAIL.match(answer) else _INVALID
+        return answer if fullmatch(_EMAIL, answer) else _INVALID
     return answer if answer else _INVALID
 
 

@@ -3,23 +3,25 @@
 Bare expressions (``assign`` values, ``if:`` conditions) and ``{{ }}`` templates (message texts, URLs,
 headers) share one set of functions. Each source string is compiled once and cached.
 
-A skill must not be able to stall or exhaust the server. Everywhere, ``range()`` is capped, operators, calls
-and filters refuse to build huge texts, lists or numbers, and rendered text may not exceed
-:data:`MAX_OUTPUT`. Templates with ``{% %}`` statements, the only sources that can loop, recurse or buffer
-output, also draw on a per-render budget of steps (loop iterations and calls) and of characters built, and
-cap macro nesting. The checks sit in the sandbox's hooks (calls, intercepted operators, output finalisation)
-and in a compile-time rewrite of ``{% for %}`` and ``~``, so ``count + 1`` or ``Hi {{ name }}`` pays almost
-nothing for them.
+A skill must not be able to stall or exhaust the server. ``range()`` is capped; operators, literals, calls
+and filters refuse to build values larger than :data:`MAX_VALUE_SIZE` (nested lists counted in full, however
+often they are shared), and text is checked before it is written; rendered text may not exceed
+:data:`MAX_OUTPUT`. Every evaluation draws on the turn's :class:`~rejoinder.expr.budget.Budget`: loop
+iterations, calls and each item an iterating filter or function handles cost steps, and the turn has a
+wall-clock deadline. The checks sit in the sandbox's hooks (calls, intercepted operators, output
+finalisation) and in a compile-time rewrite of ``{% for %}``, ``~``, ``in`` and list literals, so
+``count + 1`` or ``Hi {{ name }}`` pays almost nothing for them.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import itertools
 import re
 import string
 from collections.abc import Callable, Iterable, Iterator, Mapping, MappingView
-from contextvars import ContextVar
+from contextlib import contextmanager
 from typing import Any, cast
 
 from jinja2 import (
@@ -39,12 +41,15 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 from jinja2.visitor import NodeTransformer
 
-from rejoinder.expr.functions import FILTERS, FUNCTIONS, MAX_VALUE_SIZE, FunctionError, ValueTooLarge, join
+from rejoinder.expr import budget
+from rejoinder.expr.budget import BULK_ITEMS, MAX_VALUE_SIZE, OverBudget
+from rejoinder.expr.budget import MAX_PRODUCED as MAX_PRODUCED  # the limits, where callers look for them
+from rejoinder.expr.budget import MAX_STEPS as MAX_STEPS
+from rejoinder.expr.functions import FILTERS, FUNCTIONS, FunctionError, ValueTooLarge, join
 
 MAX_OUTPUT = 65_536  # characters of rendered text (a template, a macro's result, a {% set %} block)
-MAX_STEPS = 100_000  # loop iterations plus calls in one render
+CALL_STEPS = 4  # a call through the sandbox takes a few microseconds
 NESTED_CALL_STEPS = 10  # a macro call or recursive loop runs a whole body: it costs more than one step
-MAX_PRODUCED = 20_000_000  # characters and items built by operators and output in one render
 MAX_RANGE = 100_000  # numbers in one range()
 MAX_INT_BITS = 10_000  # about 3,000 decimal digits
 MAX_NESTING = 50  # macro calls and recursive loops inside each other
@@ -70,65 +75,51 @@ class LimitExceeded(ExpressionError):
     """An evaluation or render went over one of the sandbox's limits."""
 
 
-# ------------------------------------------------------------------------------------- budget
-
-
-class _Budget:
-    """What one evaluation or render has used so far."""
-
-    __slots__ = ("nesting", "produced", "steps")
-
-    def __init__(self) -> None:
-        self.steps = 0
-        self.produced = 0
-        self.nesting = 0
-
-    def step(self, cost: int = 1) -> None:
-        self.steps += cost
-        if self.steps > MAX_STEPS:
-            raise LimitExceeded(f"more than {MAX_STEPS:,} loop iterations and calls")
-
-    def produce(self, size: int) -> None:
-        self.produced += size
-        if self.produced > MAX_PRODUCED:
-            raise LimitExceeded(f"builds more than {MAX_PRODUCED:,} characters or items in total")
-
-
-# Set while a template with statements renders; None otherwise (then only the per-value checks apply).
-_BUDGET: ContextVar[_Budget | None] = ContextVar("rejoinder_expr_budget", default=None)
-
-
 def _produce(size: int) -> None:
-    budget = _BUDGET.get()
-    if budget is not None:
-        budget.produce(size)
+    budget.current().produce(size)
 
 
 def _counted(iterable: Iterable[Any]) -> Iterator[Any]:
     """Wraps every ``{% for %}`` iterable: each iteration costs one step."""
-    budget = _BUDGET.get()
-    if budget is None:
-        yield from iterable
-        return
+    current = budget.current()
     for item in iterable:
-        budget.step()
+        current.step()
         yield item
 
 
 def _concat(parts: list[Any]) -> str:
     """The ``~`` operator, with its result size checked before it is built."""
-    texts = [part if type(part) is str else str(part) for part in parts]
-    size = sum(map(len, texts))
+    texts: list[str] = []
+    size = 0
+    for part in parts:
+        piece = budget.text(part, "'~'", MAX_VALUE_SIZE - size)
+        size += len(piece)
+        texts.append(piece)
     _limit(size, "'~'")
     _produce(size)
     return "".join(texts)
 
 
 def _finalize(value: Any) -> str:
-    """Every ``{{ }}`` output passes here; counting it bounds what macros and blocks buffer before joining."""
-    text = value if type(value) is str else str(value)
-    _produce(len(text))
+    """Every ``{{ }}`` output passes here: written with its length checked, and counted for the turn."""
+    current = budget.current()
+    current.step()
+    text = budget.text(value, "the output", MAX_OUTPUT)
+    current.produce(len(text))
     return text
+
+
+def _walked(value: Any) -> Any:
+    """A value C code walks through: each side of a comparison (``in``, ``==``, ``<``), a sliced value."""
+    budget.current().charge_bulk(value)
+    return value
+
+
+def _literal(value: Any) -> Any:
+    """A list, tuple or object literal with variables in it: ``[big, big]`` is twice the size of ``big``."""
+    size = budget.current().check_size(value, "a literal")
+    _produce(size)
+    return value
 
 
 _TOO_LONG = f"the rendered text is longer than {MAX_OUTPUT:,} characters"
@@ -174,14 +165,15 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
     """Refuses operations whose result would be too large, before computing them."""
     if operator == "+":
         if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
-            size = len(left) + len(right)
+            current = budget.current()
+            size = current.size_of(left) + current.size_of(right)
             _limit(size, "'+'")
             _produce(size)
     elif operator == "*":
         if isinstance(left, str | list | tuple) and _is_int(right):
-            size = len(left) * right
+            size = budget.current().size_of(left) * right
         elif _is_int(left) and isinstance(right, str | list | tuple):
-            size = left * len(right)
+            size = left * budget.current().size_of(right)
         elif _is_int(left) and _is_int(right):
             if left.bit_length() + right.bit_length() > MAX_INT_BITS:
                 raise LimitExceeded(f"'*': the result would have more than {MAX_INT_BITS:,} bits")
@@ -203,7 +195,9 @@ def _numbers_total(spec: str) -> int:
 
 
 def _longest(values: Iterable[Any]) -> int:
-    return max((len(value) for value in values if isinstance(value, str | list | tuple | dict)), default=0)
+    """The size of the largest value: a lower bound of the longest text any of them is written as."""
+    current = budget.current()
+    return max((current.size_of(value) for value in values), default=0)
 
 
 def _format_args(args: Any) -> Iterable[Any]:
@@ -212,6 +206,12 @@ def _format_args(args: Any) -> Iterable[Any]:
     if isinstance(args, Mapping):
         return args.values()
     return (args,)
+
+
+def _formatting(size: int, what: str) -> None:
+    """Refuses formatting whose result could be too large; charges writing it."""
+    _limit(size, what)
+    budget.current().step(size // BULK_ITEMS)
 
 
 def _check_printf(fmt: str, args: Any = ()) -> None:
@@ -231,7 +231,7 @@ def _check_printf(fmt: str, args: Any = ()) -> None:
         widths += _numbers_total(spec)
         fields += 1
         position = fmt.find("%", end + 1)
-    _limit(len(fmt) + widths + fields * _longest(_format_args(args)), "'%' formatting")
+    _formatting(len(fmt) + widths + fields * _longest(_format_args(args)), "'%' formatting")
 
 
 def _check_format_spec(fmt: str, args: Iterable[Any]) -> None:
@@ -245,12 +245,17 @@ def _check_format_spec(fmt: str, args: Iterable[Any]) -> None:
         if "{" in (spec or ""):
             raise FunctionError("format(): nested replacement fields are not supported")
         widths += _numbers_total(spec or "")
-    _limit(len(fmt) + widths + fields * _longest(args), "format()")
+    _formatting(len(fmt) + widths + fields * _longest(args), "format()")
 
 
 def _check_result(value: Any, what: Callable[[], str]) -> Any:
-    if isinstance(value, str | list | tuple | dict) and len(value) > MAX_VALUE_SIZE:
-        _limit(len(value), what())
+    if isinstance(value, str):
+        if len(value) > MAX_VALUE_SIZE:
+            _limit(len(value), what())
+    elif isinstance(value, list | tuple | dict):
+        size = budget.current().size_of(value)
+        if size > MAX_VALUE_SIZE:
+            _limit(size, what())
     return value
 
 
@@ -333,8 +338,76 @@ def _check_wordwrap(s: Any, width: Any = 79, long_words: Any = 1, wrapstring: An
 @pass_environment
 def _join_filter(environment: Any, value: Iterable[Any], d: str = "", attribute: str | None = None) -> str:
     if attribute is not None:
-        value = map(make_attrgetter(environment, attribute), value)
-    return join(list(value), str(d))
+        value = map(make_attrgetter(environment, attribute), budget.counted(value))
+    return join(list(budget.counted(value, BULK_ITEMS)), str(d))
+
+
+def _string_filter(value: Any) -> str:
+    return budget.text(value, "string")
+
+
+def _charging(original: Callable[..., Any], per: int) -> Callable[..., Any]:
+    """``original``, a filter that goes through its input, charging a step per ``per`` items of it."""
+    skip = 1 if getattr(original, "jinja_pass_arg", None) is not None else 0
+
+    @functools.wraps(original)
+    def charged(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > skip and isinstance(args[skip], Iterable) and not isinstance(args[skip], Undefined):
+            args = (*args[:skip], budget.counted(args[skip], per), *args[skip + 1 :])
+        return original(*args, **kwargs)
+
+    return charged
+
+
+def _writing(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``original``, a filter that writes its input as text: refused before that text would be too long."""
+    skip = 1 if getattr(original, "jinja_pass_arg", None) is not None else 0
+
+    @functools.wraps(original)
+    def written(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > skip:
+            size = budget.current().charge_writing(args[skip])
+            if size > MAX_VALUE_SIZE:
+                _limit(size, original.__name__)
+        return original(*args, **kwargs)
+
+    return written
+
+
+# Filters whose Python code handles each item (a step each), and those that leave it to C code (bulk).
+_PER_ITEM = frozenset(
+    {
+        "map",
+        "select",
+        "reject",
+        "selectattr",
+        "rejectattr",
+        "groupby",
+        "unique",
+        "dictsort",
+        "sort",
+        "min",
+        "max",
+    }
+    | {"batch", "slice"}
+)
+_BULK = frozenset({"list", "sum", "reverse", "random", "last", "items"})
+_WRITING = frozenset(
+    {"tojson", "pprint", "e", "escape", "forceescape", "safe", "striptags", "title", "capitalize", "upper"}
+    | {"lower", "trim", "truncate", "wordcount", "wordwrap", "center", "indent", "urlize", "urlencode"}
+    | {"format", "replace", "xmlattr"}
+)
+
+
+def _budgeted_filters(filters: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    budgeted = dict(filters)
+    for name in _PER_ITEM:
+        budgeted[name] = _charging(budgeted[name], 1)
+    for name in _BULK:
+        budgeted[name] = _charging(budgeted[name], BULK_ITEMS)
+    for name in _WRITING:
+        budgeted[name] = _writing(budgeted[name])
+    return budgeted
 
 
 def _replace_filter(s: Any, old: Any, new: Any, count: int | None = None) -> str:
@@ -356,8 +429,11 @@ _SAFE_FILTERS: dict[str, Callable[..., Any]] = {
     "wordwrap": _guard(DEFAULT_FILTERS["wordwrap"], _check_wordwrap),
     "join": _join_filter,
     "replace": _replace_filter,
+    "string": _string_filter,
     "_counted": _counted,
     "_concat": _concat,
+    "_walked": _walked,
+    "_literal": _literal,
 }
 
 
@@ -377,33 +453,65 @@ class _LenientUndefined(ChainableUndefined):
     __getitem__ = __getattr__
 
 
+def _through(node: nodes.Node, helper: str) -> nodes.Filter:
+    return nodes.Filter(cast(nodes.Expr, node), helper, [], [], None, None, lineno=node.lineno)
+
+
 class _Budgeted(NodeTransformer):
-    """Compile-time rewrite: ``{% for %}`` iterables and ``~`` go through the budgeted helpers."""
+    """Compile-time rewrite: ``{% for %}`` iterables, ``~``, ``in`` and literals go through budgeted helpers."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
-        node.iter = nodes.Filter(node.iter, "_counted", [], [], None, None, lineno=node.lineno)
+        node.iter = _through(node.iter, "_counted")
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
-        return nodes.Filter(nodes.List(node.nodes), "_concat", [], [], None, None, lineno=node.lineno)
+        return _through(nodes.List(node.nodes, lineno=node.lineno), "_concat")
+
+    def visit_Compare(self, node: nodes.Compare) -> nodes.Node:
+        self.generic_visit(node)
+        node.expr = _through(node.expr, "_walked")
+        for operand in node.ops:
+            operand.expr = _through(operand.expr, "_walked")
+        return node
+
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
+        self.generic_visit(node)
+        if isinstance(
+            node.arg, nodes.Slice
+        ):  # compiled to a plain Python slice, which the sandbox never sees
+            node.node = _through(node.node, "_walked")
+        return node
+
+    def _literal(self, node: nodes.List | nodes.Tuple | nodes.Dict) -> nodes.Node:
+        self.generic_visit(node)
+        if getattr(node, "ctx", "load") != "load":  # a target: {% for a, b in … %}
+            return node
+        values = [item.value for item in node.items] if isinstance(node, nodes.Dict) else node.items
+        if all(isinstance(value, nodes.Const) for value in values):
+            return node  # written out in the source: its size is the source's
+        return _through(node, "_literal")
+
+    visit_List = visit_Tuple = visit_Dict = _literal
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
     """The sandbox: no internals, no mutation of values passed in, and the limits above."""
 
-    intercepted_binops = frozenset({"+", "*", "**", "%"})
+    # Every arithmetic operator: each costs a step, and some are checked for the size of their result.
+    intercepted_binops = frozenset({"+", "-", "*", "/", "//", "**", "%"})
 
     def __init__(self, undefined: type[Undefined], *, statements: bool = False) -> None:
         # Only sources with {% %} can loop, call macros or buffer output, so only they need the budget hooks.
-        super().__init__(undefined=undefined, autoescape=False, finalize=_finalize if statements else None)
+        super().__init__(undefined=undefined, autoescape=False, finalize=_finalize)
         if statements:
             self.concat = _bounded_concat  # type: ignore[method-assign]
         self.lenient = not issubclass(undefined, StrictUndefined)
         del self.globals["lipsum"]  # generates unbounded text
         self.globals["range"] = _range
         self.filters.update(_SAFE_FILTERS)
+        self.filters = _budgeted_filters(self.filters)
 
     def make_globals(self, d: Any) -> Any:
         # A plain dict, not Jinja's ChainMap: every context copies the globals, and a dict copies fast.
@@ -418,28 +526,42 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         raise SecurityError(f"access to {attribute!r} of {type(obj).__name__}")
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        budget.current().step()
         _check_binop(operator, left, right)
         return self.binop_table[operator](left, right)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        budget.current().step()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        current = budget.current()
+        current.step()
+        if isinstance(argument, slice):
+            current.charge_bulk(obj)  # a slice copies
+        return super().getitem(obj, argument)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         """Every call in a skill: budgeted, checked for unknown functions and oversized results."""
         if isinstance(__obj, Undefined):
             return __self._call_undefined(__obj)
-        budget = _BUDGET.get()
+        current = budget.current()
         nested = isinstance(__obj, Macro | LoopContext)
-        if budget is not None:
-            budget.step(NESTED_CALL_STEPS if nested else 1)
+        current.step(NESTED_CALL_STEPS if nested else CALL_STEPS)
         method = getattr(__obj, "__wrapped__", __obj)  # the sandbox wraps str.format in a checked formatter
-        if isinstance(getattr(method, "__self__", None), str):
-            _check_str_method(method.__name__, method.__self__, args, kwargs)
-        if budget is not None and nested:
-            budget.nesting += 1
+        owner = getattr(method, "__self__", None)
+        if isinstance(owner, str | list | tuple | dict):
+            current.charge_bulk(owner)  # str.count, list.index…: C code over the whole value
+            if isinstance(owner, str):
+                _check_str_method(method.__name__, owner, args, kwargs)
+        if nested:
+            current.nesting += 1
             try:
-                if budget.nesting > MAX_NESTING:
+                if current.nesting > MAX_NESTING:
                     raise LimitExceeded(f"macros or recursive loops nested more than {MAX_NESTING} deep")
                 result = super().call(__context, __obj, *args, **kwargs)
             finally:
-                budget.nesting -= 1
+                current.nesting -= 1
         else:
             result = super().call(__context, __obj, *args, **kwargs)
         return _check_result(result, lambda: f"{getattr(__obj, '__name__', 'the call')}()")
@@ -470,12 +592,13 @@ def _failure(source: str, exc: BaseException) -> ExpressionError:
     message = str(exc)
     if isinstance(exc, UndefinedError | TemplateError) and exc.message:
         message = exc.message
-    kind = LimitExceeded if isinstance(exc, LimitExceeded | ValueTooLarge) else ExpressionError
+    kind = LimitExceeded if isinstance(exc, LimitExceeded | ValueTooLarge | OverBudget) else ExpressionError
     return kind(f"{_shown(source)}: {message}")
 
 
 _FAILURES = (
     ExpressionError,
+    OverBudget,
     FunctionError,
     TemplateError,
     ArithmeticError,
@@ -487,17 +610,21 @@ _FAILURES = (
 )
 
 
-_PLAIN_TYPES = frozenset({str, int, float, bool, type(None), list, dict, tuple})
+_CONTAINER_TYPES = frozenset({list, dict, tuple})
 
 
 def _plain(value: Any) -> Any:
     """Lazy results (generators from filters, ranges, dict views) become lists: variables hold plain data."""
-    if type(value) in _PLAIN_TYPES:
-        return value
     if isinstance(value, Iterator | range | MappingView):
         value = list(itertools.islice(cast(Iterable[Any], value), MAX_VALUE_SIZE + 1))
         _limit(len(value), "the result")
+    if type(value) in _CONTAINER_TYPES:
+        _check_result(value, lambda: "the result")
     return value
+
+
+# Jinja's parser and code generator recurse on the source's nesting, and so does Python's compiler.
+_TOO_DEEP_TO_COMPILE = (RecursionError, SyntaxError, MemoryError)
 
 
 class Expressions:
@@ -513,6 +640,7 @@ class Expressions:
             env.filters.update(FILTERS)
         self._expressions: dict[str, Any] = {}
         self._templates: dict[str, Any] = {}
+        self._trees: dict[tuple[str, bool], nodes.Template] = {}
 
     # ------------------------------------------------------------------ compile
 
@@ -525,6 +653,8 @@ class Expressions:
             except TemplateSyntaxError as exc:
                 message = f"invalid expression {_shown(source)}: {exc.message}"
                 raise ExpressionSyntaxError(message, exc.lineno) from exc
+            except _TOO_DEEP_TO_COMPILE:
+                raise ExpressionSyntaxError(f"invalid expression {_shown(source)}: {_TOO_DEEP}") from None
             if len(self._expressions) >= _CACHE_LIMIT:
                 self._expressions.clear()
             self._expressions[source] = compiled
@@ -540,6 +670,8 @@ class Expressions:
             except TemplateSyntaxError as exc:
                 message = f"invalid template {_shown(source)}: {exc.message}"
                 raise ExpressionSyntaxError(message, exc.lineno) from exc
+            except _TOO_DEEP_TO_COMPILE:
+                raise ExpressionSyntaxError(f"invalid template {_shown(source)}: {_TOO_DEEP}") from None
             if len(self._templates) >= _CACHE_LIMIT:
                 self._templates.clear()
             self._templates[source] = compiled
@@ -547,11 +679,27 @@ class Expressions:
 
     # ------------------------------------------------------------------ evaluate
 
+    @contextmanager
+    def turn(self, time_budget: float = budget.DEFAULT_TIME_BUDGET) -> Iterator[budget.Budget]:
+        """One budget, and one wall-clock deadline, for every evaluation inside the block (a turn)."""
+        with budget.spending(budget.Budget(time_budget)) as spent:
+            yield spent
+
+    @contextmanager
+    def _budgeted(self) -> Iterator[None]:
+        """Outside a turn, each evaluation gets a budget of its own."""
+        if budget.active() is not None:
+            yield
+            return
+        with budget.spending(budget.Budget()):
+            yield
+
     def evaluate(self, source: str, scope: Mapping[str, Any]) -> Any:
         """Evaluate a bare expression. An undefined name is an error, not a silent empty value."""
         compiled = self.compile_expression(source)
         try:
-            value = _plain(compiled(scope))
+            with self._budgeted():
+                value = _plain(compiled(scope))
         except _FAILURES as exc:
             raise _failure(source, exc) from exc
         if isinstance(value, Undefined):
@@ -563,45 +711,113 @@ class Expressions:
         if not is_template(source):
             return source
         template = self.compile_template(source)
-        if "{%" not in source:
-            # No loops, macros or blocks: the output is a fixed number of values, each already size-checked.
-            try:
-                text: str = template.render(scope)
-            except _FAILURES as exc:
-                raise _failure(source, exc) from exc
-            if len(text) > MAX_OUTPUT:
-                raise LimitExceeded(f"{_shown(source)}: {_TOO_LONG}")
-            return text
-        token = _BUDGET.set(_Budget())
         try:
-            return str(template.render(scope))
+            with self._budgeted():
+                text: str = template.render(scope)
         except _FAILURES as exc:
             raise _failure(source, exc) from exc
-        finally:
-            _BUDGET.reset(token)
+        # Without {% %}, the output is a fixed number of values, each checked on its own when written.
+        if len(text) > MAX_OUTPUT:
+            raise LimitExceeded(f"{_shown(source)}: {_TOO_LONG}")
+        return text
 
     # ------------------------------------------------------------------ static checks
 
-    def syntax_error(self, source: str, *, template: bool) -> ExpressionSyntaxError | None:
-        """The syntax error in ``source``, or None when it compiles."""
+    def parse(self, source: str, *, template: bool) -> nodes.Template:
+        """The syntax tree of ``source`` (cached: do not change it). Raises ExpressionSyntaxError."""
+        key = (source, template)
+        tree = self._trees.get(key)
+        if tree is None:
+            tree = self._parse(source, template=template)
+            if len(self._trees) >= _CACHE_LIMIT:
+                self._trees.clear()
+            self._trees[key] = tree
+        return tree
+
+    def _parse(self, source: str, *, template: bool) -> nodes.Template:
+        env = self._lenient if template else self._strict
+        text = source if template else "{{ " + source + " }}"
+        what = "template" if template else "expression"
         try:
-            if not template:
-                self.compile_expression(source)
-            elif is_template(source):
+            return env.parse(text)
+        except TemplateSyntaxError as exc:
+            raise ExpressionSyntaxError(
+                f"invalid {what} {_shown(source)}: {exc.message}", exc.lineno
+            ) from exc
+        except RecursionError:
+            raise ExpressionSyntaxError(f"invalid {what} {_shown(source)}: {_TOO_DEEP}") from None
+
+    def syntax_error(self, source: str, *, template: bool) -> ExpressionSyntaxError | None:
+        """The first problem that stops ``source`` from running, or None when it compiles.
+
+        Besides syntax: unknown filters, tests and functions (also inside ``{% if %}``, where Jinja would only
+        notice them at run time) and nesting too deep to compile.
+        """
+        if template and not is_template(source):
+            return None
+        try:
+            if template:
                 self.compile_template(source)
+            else:
+                self.compile_expression(source)
+            tree = self.parse(source, template=template)
+            env = self._lenient if template else self._strict
+            try:
+                unknown = _unknown_names(tree, env)
+            except RecursionError:
+                unknown = _TOO_DEEP
         except ExpressionSyntaxError as exc:
             return exc
-        return None
+        if unknown is None:
+            return None
+        return ExpressionSyntaxError(
+            f"invalid {'template' if template else 'expression'} {_shown(source)}: {unknown}"
+        )
 
     def names_used(self, source: str, *, template: bool) -> set[str]:
         """Top-level names a source reads that are not functions (for undefined-variable warnings)."""
         env = self._lenient if template else self._strict
-        text = source if template else "{{ " + source + " }}"
         try:
-            ast: nodes.Template = env.parse(text)
-        except TemplateSyntaxError:
-            return set()
-        return {name for name in meta.find_undeclared_variables(ast) if name not in env.globals}
+            ast = self.parse(source, template=template)
+            found = meta.find_undeclared_variables(ast)
+            called = {
+                node.node.name for node in ast.find_all(nodes.Call) if isinstance(node.node, nodes.Name)
+            }
+        except (ExpressionSyntaxError, TemplateError, RecursionError):
+            return set()  # reported as a syntax error
+        return {name for name in found if name not in env.globals and name not in called}
+
+
+_TOO_DEEP = "nested too deeply"
+
+
+def _declared(tree: nodes.Template) -> set[str]:
+    """Names a template defines itself: macros, ``{% set %}``, loop variables and ``caller``."""
+    names = {node.name for node in tree.find_all(nodes.Macro)}
+    names.update(node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param"))
+    if any(True for _ in tree.find_all(nodes.CallBlock)):
+        names.add("caller")
+    return names
+
+
+def _unknown_names(tree: nodes.Template, env: _Sandbox) -> str | None:
+    """The first filter, test or function ``tree`` uses that does not exist, worded for a bot designer."""
+    for node in tree.find_all((nodes.Filter, nodes.Test, nodes.Call, nodes.FilterBlock)):
+        if isinstance(node, nodes.Filter) and node.name not in env.filters:
+            return f"no filter named {node.name!r}{_close(node.name, env.filters)}"
+        if isinstance(node, nodes.Test) and node.name not in env.tests:
+            return f"no test named {node.name!r}{_close(node.name, env.tests)}"
+        if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name):
+            name = node.node.name
+            if name not in env.globals and name not in _declared(tree):
+                return f"no function named {name!r}{_close(name, env.globals)}"
+    return None
+
+
+def _close(name: str, known: Iterable[str]) -> str:
+    public = [candidate for candidate in known if not candidate.startswith("_")]
+    close = difflib.get_close_matches(name, public, n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def is_template(text: str) -> bool:

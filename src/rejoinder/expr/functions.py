@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 import reprlib
 import secrets
 import uuid as _uuid
@@ -20,12 +19,11 @@ from typing import Any, NoReturn
 
 from jinja2 import Undefined
 
-from rejoinder.expr import jsonpath
+from rejoinder.expr import budget, jsonpath, patterns
+from rejoinder.expr.budget import BULK_ITEMS, MATCHED_CHARACTERS
+from rejoinder.expr.budget import MAX_VALUE_SIZE as MAX_VALUE_SIZE  # the largest value a function may build
 
-# Largest text or list a library function (or an operator in the sandbox) may build.
-MAX_VALUE_SIZE = 1_000_000
-# matches(): longer patterns or texts are refused, which keeps regex backtracking short.
-MAX_PATTERN_LENGTH = 500
+# matches(): longer texts are refused (RE2 is linear in the text, but the text is still work).
 MAX_MATCH_TEXT_LENGTH = 10_000
 
 
@@ -164,19 +162,22 @@ def length(value: Any) -> int:
 
 def lower(text: str) -> str:
     """``text`` in lower case."""
-    return _text("lower", text).lower()
+    budget.current().charge_bulk(_text("lower", text))
+    return text.lower()
 
 
 def upper(text: str) -> str:
     """``text`` in upper case."""
-    return _text("upper", text).upper()
+    budget.current().charge_bulk(_text("upper", text))
+    return text.upper()
 
 
 def strip(text: str, chars: str | None = None) -> str:
     """``text`` without surrounding white space (or without the given characters)."""
     if chars is not None:
         _text("strip", chars, "the characters to remove")
-    return _text("strip", text).strip(chars)
+    budget.current().charge_bulk(_text("strip", text))
+    return text.strip(chars)
 
 
 def replace(text: str, old: str, new: str) -> str:
@@ -184,6 +185,7 @@ def replace(text: str, old: str, new: str) -> str:
     _text("replace", text)
     _text("replace", old, "the text to replace")
     _text("replace", new, "the replacement")
+    budget.current().charge_bulk(text)
     if len(new) > len(old):
         check_size(len(text) + text.count(old) * (len(new) - len(old)), "replace()")
     return text.replace(old, new)
@@ -196,6 +198,7 @@ def split(text: str, sep: str | None = None) -> list[str]:
         _text("split", sep, "the separator")
         if not sep:
             _fail("split()", "the separator cannot be empty")
+    budget.current().charge_bulk(text)
     return text.split(sep)
 
 
@@ -204,15 +207,21 @@ def join(items: Iterable[Any], sep: str = "") -> str:
     if isinstance(items, Mapping | str) or not isinstance(items, Iterable):
         _fail(f"join({_show(items)})", f"expects a list, got {_kind(items)}")
     _text("join", sep, "the separator")
-    parts = [item if isinstance(item, str) else str(item) for item in items]
-    check_size(sum(map(len, parts)) + len(sep) * max(len(parts) - 1, 0), "join()")
+    parts: list[str] = []
+    size = 0
+    for item in budget.counted(items, BULK_ITEMS):
+        part = item if type(item) is str else budget.text(item, "join()", MAX_VALUE_SIZE - size)
+        size += len(part) + len(sep)
+        check_size(size - len(sep), "join()")
+        parts.append(part)
     return sep.join(parts)
 
 
 def contains(container: Any, item: Any) -> bool:
     """Whether text contains a piece of text, a list contains an item, or an object has a key."""
+    budget.current().charge_bulk(container)
     if isinstance(container, str):
-        return (item if isinstance(item, str) else str(item)) in container
+        return budget.text(item, "contains()") in container
     if isinstance(container, list | tuple | set | frozenset | Mapping):
         try:
             return item in container
@@ -227,15 +236,13 @@ def matches(text: Any, regex: str) -> bool:
         text = str(text)
     _text("matches", text)
     _text("matches", regex, "the pattern")
-    if len(regex) > MAX_PATTERN_LENGTH:
-        _fail("matches()", f"the pattern is longer than {MAX_PATTERN_LENGTH} characters")
     if len(text) > MAX_MATCH_TEXT_LENGTH:
         _fail("matches()", f"the text is longer than {MAX_MATCH_TEXT_LENGTH:,} characters")
+    budget.current().step(len(text) // MATCHED_CHARACTERS + 1)
     try:
-        pattern = re.compile(regex)
-    except re.error as exc:
-        _fail(f"matches(..., {_show(regex)})", f"invalid regular expression: {exc}")
-    return pattern.search(text) is not None
+        return patterns.search(regex, text)
+    except patterns.PatternError as exc:
+        _fail(f"matches(..., {_show(regex)})", str(exc))
 
 
 # ------------------------------------------------------------------------------------- numbers
@@ -287,7 +294,7 @@ def to_float(value: Any) -> float:
 def to_str(value: Any) -> str:
     """``value`` as text."""
     try:
-        return str(value)
+        return budget.text(value, "str()")
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
         _fail("str()", str(exc))
 
@@ -316,6 +323,7 @@ def _extreme(name: str, pick: Callable[..., Any], values: tuple[Any, ...]) -> An
         items = only
     if not items:
         _fail(f"{name}()", "no values")
+    budget.current().charge_bulk(items if isinstance(items, list | tuple) else list(items))
     try:
         return pick(items)
     except TypeError:

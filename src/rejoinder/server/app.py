@@ -92,6 +92,7 @@ def create_app(
             http=MeteredIntegrationClient(metrics),
             environ=environment,
             on_commit=commit_publisher(hub),
+            turn_time_budget=settings.turn_time_budget,
         )
         app.state.hub = hub
         app.state.service = service

@@ -8,10 +8,12 @@ began on. Changes made on another worker are picked up by :meth:`SkillCatalog.fo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from rejoinder.service import ConversationService
 from rejoinder.skills import ERROR, Bot, SkillSource, read_skill, validate_bot
@@ -28,8 +30,11 @@ from rejoinder.store.skill_versions import (
 )
 
 log = logging.getLogger("rejoinder.skills")
+T = TypeVar("T")
 
 _CHANGE_ATTEMPTS = 5
+# Validating a large skill takes seconds of CPU: it runs in worker threads, this many at once per process.
+MAX_VALIDATIONS = 2
 JSON_MEDIA_TYPE = "application/json"
 
 
@@ -77,6 +82,12 @@ class SkillCatalog:
         self.directory_bots = dict(directory_bots)
         self.clock = clock
         self._heads: dict[str, int] = {}
+        self._validations = asyncio.Semaphore(MAX_VALIDATIONS)
+
+    async def _off_loop(self, work: Callable[[], T]) -> T:
+        """Runs parsing or validation in a worker thread, so the event loop keeps answering meanwhile."""
+        async with self._validations:
+            return await asyncio.to_thread(work)
 
     async def sync(self, bot_id: str) -> Bot:
         """The bot's newest version, loaded into the service when it changed (here or on another worker)."""
@@ -104,17 +115,19 @@ class SkillCatalog:
 
     async def check(self, bot_id: str, text: str, media_type: str) -> list[SkillProblem]:
         """Every problem the upload of ``text`` would meet; nothing is stored."""
-        source, problems = _parse(None, text, media_type)
+        source, problems = await self._off_loop(lambda: _parse(None, text, media_type))
         if source is None:
             return problems
-        _, problems = _with_skill(await self.sync(bot_id), source, problems)
+        base = await self.sync(bot_id)
+        _, problems = await self._off_loop(lambda: _with_skill(base, source, problems))
         return problems
 
     async def upload(self, bot_id: str, skill_id: str, text: str, media_type: str) -> Upload:
         """Store ``text`` as the skill's next version, unless it has errors."""
-        source, problems = _parse(skill_id, text, media_type)
-        if source is None:
+        parsed, problems = await self._off_loop(lambda: _parse(skill_id, text, media_type))
+        if parsed is None:
             return Upload(None, problems, replaced=False)
+        source = parsed
         found: list[SkillProblem] = problems
 
         def add(base: Bot) -> SkillChange | None:
@@ -152,7 +165,7 @@ class SkillCatalog:
         """Apply ``make`` to the newest bot and record its change; redo both if another change landed first."""
         for _attempt in range(_CHANGE_ATTEMPTS):
             base = await self.sync(bot_id)
-            change = make(base)
+            change = await self._off_loop(functools.partial(make, base))
             if change is None:
                 return None, base
             try:

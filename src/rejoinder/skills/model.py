@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rejoinder.expr.patterns import PatternError, compile_pattern
+
 ID_PATTERN = r"^[a-z0-9_]+$"
 BOT_ID_PATTERN = r"^[a-z0-9_-]+$"
 
@@ -96,9 +98,9 @@ class RegexInput(Strict):
     @classmethod
     def _compiles(cls, pattern: str) -> str:
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+            compile_pattern(pattern)
+        except PatternError as exc:
+            raise ValueError(str(exc)) from None
         return pattern
 
 

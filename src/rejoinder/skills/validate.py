@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, TemplateSyntaxError, nodes
+from jinja2 import nodes
 
 from rejoinder.expr import Expressions
-from rejoinder.expr.environment import is_template
+from rejoinder.expr.environment import ExpressionSyntaxError, is_template
 from rejoinder.expr.jsonpath import InvalidPath
 from rejoinder.expr.jsonpath import parse as parse_path
+from rejoinder.expr.patterns import PatternError, compile_pattern
 from rejoinder.skills.graph import node_edges, skill_jump
 from rejoinder.skills.model import (
     AssignNode,
@@ -33,6 +34,7 @@ from rejoinder.skills.model import (
     Node,
     QuestionNode,
     Skill,
+    parse_duration,
 )
 from rejoinder.skills.problems import ERROR, WARNING, Problem, field_label
 
@@ -43,7 +45,7 @@ BUILTIN_NAMES = frozenset({"env", "conversation", "user"})
 
 _expressions = Expressions()
 _CACHE_SIZE = 4096  # many skills repeat the same texts and conditions
-_parser = Environment()  # the sandbox's syntax, used to read ``env.NAME`` out of expressions
+_MAX_HINTS = 200  # "did you mean" lookups in one validation: each costs as much as the names it compares
 
 FieldPath = tuple[str | int, ...]
 Vertex = tuple[str, str]  # (skill id, node id)
@@ -126,8 +128,8 @@ def env_names(source: str, *, template: bool) -> frozenset[str]:
     if template and not is_template(source):
         return frozenset()
     try:
-        ast = _parser.parse(source if template else "{{ " + source + " }}")
-    except TemplateSyntaxError:
+        ast = _expressions.parse(source, template=template)
+    except ExpressionSyntaxError:
         return frozenset()
     names = {
         item.attr
@@ -143,6 +145,75 @@ def env_names(source: str, *, template: bool) -> frozenset[str]:
         ):
             names.add(item.arg.value)
     return frozenset(names)
+
+
+# Words of the expression language: a variable with one of these names could never be read.
+_RESERVED = frozenset(
+    {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "True", "False", "None"}
+)
+
+
+def is_variable_name(name: str) -> bool:
+    """Whether an expression can read a variable called ``name``."""
+    return name.isidentifier() and name not in _RESERVED
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def literal_problems(source: str, *, template: bool) -> tuple[str, ...]:
+    """Literal arguments that would fail at run time: token lifetimes and use counts, regular expressions."""
+    if template and not is_template(source):
+        return ()
+    try:
+        tree = _expressions.parse(source, template=template)
+        calls = list(tree.find_all((nodes.Call, nodes.Filter)))
+    except (ExpressionSyntaxError, RecursionError):
+        return ()  # reported as a syntax error
+    found: list[str] = []
+    for call in calls:
+        assert isinstance(call, nodes.Call | nodes.Filter)
+        name = call.node.name if isinstance(call, nodes.Call) and isinstance(call.node, nodes.Name) else None
+        if isinstance(call, nodes.Filter):
+            name = call.name
+            arguments = _literal_arguments(call, ("regex",))
+        elif name == "generate_token":
+            arguments = _literal_arguments(call, ("ttl", "uses"))
+        else:
+            arguments = _literal_arguments(call, ("text", "regex"))
+        if name == "generate_token":
+            found.extend(_token_problems(arguments))
+        elif name == "matches" and isinstance(arguments.get("regex"), str):
+            try:
+                compile_pattern(arguments["regex"])
+            except PatternError as exc:
+                found.append(f"matches(): {exc}")
+    return tuple(found)
+
+
+def _literal_arguments(call: nodes.Call | nodes.Filter, names: tuple[str, ...]) -> dict[str, Any]:
+    """The arguments of ``call`` written as constants, by parameter name."""
+    values: dict[str, Any] = {}
+    for name, argument in zip(names, call.args, strict=False):
+        if isinstance(argument, nodes.Const):
+            values[name] = argument.value
+    for keyword in call.kwargs:
+        if (
+            isinstance(keyword, nodes.Keyword)
+            and keyword.key in names
+            and isinstance(keyword.value, nodes.Const)
+        ):
+            values[keyword.key] = keyword.value.value
+    return values
+
+
+def _token_problems(arguments: Mapping[str, Any]) -> Iterator[str]:
+    if "ttl" in arguments and arguments["ttl"] is not None:
+        try:
+            parse_duration(arguments["ttl"])
+        except ValueError as exc:
+            yield f"generate_token(ttl={arguments['ttl']!r}): {exc}"
+    uses = arguments.get("uses")
+    if "uses" in arguments and uses is not None and (type(uses) is not int or uses < 1):
+        yield f"generate_token(uses={uses!r}): uses must be a whole number of at least 1"
 
 
 # ------------------------------------------------------------------------------------------ entry points
@@ -198,6 +269,7 @@ class _Checker:
         self.unparsed = unparsed
         self.problems: list[Problem] = []
         self._seen: set[Problem] = set()
+        self._hints_left = _MAX_HINTS
         self._skill_order = {skill_id: index for index, skill_id in enumerate(skills)}
         self._entries: dict[str, list[str]] = {}  # skill id -> nodes other skills jump to
         for other in skills.values():
@@ -214,6 +286,7 @@ class _Checker:
             self._questions(skill)
             self._expressions(skill)
             self._read_only(skill)
+            self._variable_names(skill)
             self._save_paths(skill)
         self._loops()
         if self.whole_bot:
@@ -250,12 +323,14 @@ class _Checker:
 
     def _targets(self, skill: Skill) -> None:
         if skill.start not in skill.nodes:
-            message = f"start: no node {skill.start!r} in this skill{_did_you_mean(skill.start, skill.nodes)}"
+            message = (
+                f"start: no node {skill.start!r} in this skill{self._did_you_mean(skill.start, skill.nodes)}"
+            )
             self._report(ERROR, skill, message, path=("start",))
         for node_id, node in skill.nodes.items():
             for edge in node_edges(node):
                 if edge.target not in skill.nodes:
-                    hint = _did_you_mean(edge.target, skill.nodes)
+                    hint = self._did_you_mean(edge.target, skill.nodes)
                     message = f"{field_label(edge.path)}: no node {edge.target!r} in this skill{hint}"
                     self._report(ERROR, skill, message, node_id, edge.path)
 
@@ -270,11 +345,11 @@ class _Checker:
                 if target_id in self.unparsed or not (self.whole_bot or target_id == skill.id):
                     continue
                 known = ", ".join(self.skills)
-                hint = _did_you_mean(target_id, self.skills) or f" (skills: {known})"
+                hint = self._did_you_mean(target_id, self.skills) or f" (skills: {known})"
                 message = f"skill: no skill {target_id!r} in this bot{hint}"
                 self._report(ERROR, skill, message, node_id, ("skill",))
             elif target_node is not None and target_node not in target.nodes:
-                hint = _did_you_mean(target_node, target.nodes)
+                hint = self._did_you_mean(target_node, target.nodes)
                 message = f"node: skill {target_id!r} has no node {target_node!r}{hint}"
                 self._report(ERROR, skill, message, node_id, ("node",))
 
@@ -338,6 +413,8 @@ class _Checker:
                 if error is not None:
                     self._report(ERROR, skill, f"{label}: {error.message}", node_id, expression.path)
                     continue
+                for problem in literal_problems(expression.source, template=expression.template):
+                    self._report(ERROR, skill, f"{label}: {problem}", node_id, expression.path)
                 if allowed is None:
                     continue
                 for name in sorted(env_names(expression.source, template=expression.template) - allowed):
@@ -355,6 +432,15 @@ class _Checker:
                 message = f"{field_label(path)}: {name!r} is built in and read-only; choose another name"
                 self._report(ERROR, skill, message, node_id, path)
 
+    def _variable_names(self, skill: Skill) -> None:
+        for node_id, path, name in variables_set(skill):
+            if not is_variable_name(name):
+                message = (
+                    f"{field_label(path)}: {name!r} is not a valid variable name "
+                    "(letters, digits and '_', not starting with a digit)"
+                )
+                self._report(ERROR, skill, message, node_id, path)
+
     def _save_paths(self, skill: Skill) -> None:
         for node_id, node in skill.nodes.items():
             if not isinstance(node, IntegrateNode):
@@ -367,14 +453,18 @@ class _Checker:
 
     def _undefined_variables(self) -> None:
         known = BUILTIN_NAMES | {name for skill in self.skills.values() for *_, name in variables_set(skill)}
+        candidates = sorted(known - BUILTIN_NAMES)
+        hints: dict[str, str] = {}  # a name read in many places is looked up once
         for skill in self.skills.values():
             for node_id, node in skill.nodes.items():
                 for path, name in _reads(node):
                     if name in known:
                         continue
-                    hint = _did_you_mean(name, sorted(known - BUILTIN_NAMES)) or (
-                        " (declare it under 'variables:' or set it with an assign, a save_to or a save)"
-                    )
+                    if name not in hints:
+                        hints[name] = self._did_you_mean(name, candidates) or (
+                            " (declare it under 'variables:' or set it with an assign, a save_to or a save)"
+                        )
+                    hint = hints[name]
                     message = f"{field_label(path)}: variable {name!r} is never set{hint}"
                     self._report(WARNING, skill, message, node_id, path)
 
@@ -400,6 +490,13 @@ class _Checker:
                         "only one skill may have default: true"
                     )
                     self._report(ERROR, skill, message, path=("triggers", "default"))
+
+    def _did_you_mean(self, name: str, candidates: Collection[str]) -> str:
+        """A close name, for the first :data:`_MAX_HINTS` lookups: each compares ``name`` with every candidate."""
+        if self._hints_left <= 0:
+            return ""
+        self._hints_left -= 1
+        return _did_you_mean(name, candidates)
 
     def _where(self, skill: Skill) -> str:
         source = self.sources.get(skill.id)

@@ -1,0 +1,71 @@
+"""A turn's expressions share one budget and one deadline; a skill's mistakes end the skill, never the turn."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from rejoinder.engine import ConversationState, Engine, StartEvent
+from rejoinder.engine.runtime import FALLBACK_REPLY
+from rejoinder.expr import Expressions
+from rejoinder.expr.budget import MAX_STEPS
+from tests.unit.test_engine import ctx, make_bot, skill, texts
+
+
+def assign_chain(*sources: str) -> dict[str, Any]:
+    """A skill assigning each source in its own node, then saying the last value."""
+    nodes: dict[str, Any] = {}
+    for index, source in enumerate(sources):
+        nodes[f"n{index}"] = {"type": "assign", "set": {f"v{index}": source}, "next": f"n{index + 1}"}
+    nodes[f"n{len(sources)}"] = {"type": "end", "text": "done"}
+    return skill(nodes, start="n0")
+
+
+def start(engine: Engine) -> Any:
+    return engine.step(ConversationState(), StartEvent("main"), ctx())
+
+
+def test_the_step_budget_is_the_turns_not_each_expressions() -> None:
+    heavy = "range(20000)|map('string')|list|length"  # about 40,000 steps: one fits, three do not
+    assert texts(start(Engine(make_bot(assign_chain(heavy))))) == ["done"]
+    result = start(Engine(make_bot(assign_chain(heavy, heavy, heavy))))
+    assert texts(result) == [FALLBACK_REPLY]
+    assert f"more than {MAX_STEPS:,}" in result.errors[0]
+    assert "'n1'" in result.errors[0] or "'n2'" in result.errors[0]
+
+
+def test_the_time_budget_bounds_a_cpu_heavy_turn() -> None:
+    def spin() -> int:
+        return sum(range(50_000))  # C code the step count does not see
+
+    expressions = Expressions({"spin": spin})
+    source = "{% for i in range(2000) %}{{ spin() and '' }}{% endfor %}"
+    bot = make_bot(skill({"a": {"type": "message", "text": source, "next": "b"}, "b": {"type": "end"}}))
+    engine = Engine(bot, expressions, time_budget=0.05)
+    started = time.perf_counter()
+    result = start(engine)
+    assert time.perf_counter() - started < 1.0
+    assert texts(result) == [FALLBACK_REPLY]
+    assert "evaluation took longer than 0.05 s" in result.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("node", "error"),
+    [
+        ({"type": "message", "text": "{% if true %}{{ 'x' | shout }}{% endif %}"}, "No filter named 'shout'"),
+        (
+            {"type": "message", "text": "{% if true %}{{ 'x' is truthy }}{% endif %}"},
+            "No test named 'truthy'",
+        ),
+        ({"type": "assign", "set": {"t": "make_token(ttl='30m')"}}, "unknown function 'make_token'"),
+        ({"type": "assign", "set": {"t": "(" * 1000 + "1" + ")" * 1000}}, "nested too deeply"),
+        ({"type": "assign", "set": {"t": "+".join(["1"] * 3000)}}, "nested too deeply"),
+    ],
+)
+def test_a_skill_that_was_never_validated_fails_as_a_skill_error(node: dict[str, Any], error: str) -> None:
+    bot = make_bot(skill({"a": {**node, "next": "b"}, "b": {"type": "end", "text": "done"}}))
+    result = start(Engine(bot))
+    assert texts(result) == [FALLBACK_REPLY]
+    assert error in result.errors[0]

@@ -1,0 +1,166 @@
+"""A corpus of hostile expressions and templates: each is refused quickly, in little memory.
+
+Each one, before the sandbox counted nested sizes and charged iterating filters, ran for seconds or built
+hundreds of megabytes (the first took 13.9 s and 689 million characters). Now each must be refused within
+100 ms of CPU time (scaled for a slower machine, at most threefold) with a traced peak under 16 MB.
+tests/api/test_hostile_process.py sends the same corpus to a real server and checks /healthz meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from rejoinder.expr import Expressions, LimitExceeded
+from rejoinder.expr.budget import DEFAULT_TIME_BUDGET, MAX_STEPS
+
+# A bare expression, or a template when it starts with "{".
+HOSTILE = [
+    # Shared references: tiny to build, huge to write out.
+    "([[range(100000)|list]*10]*100)|string|length",
+    "([[range(100000)|list]*10]*100)|tojson|length",
+    "([[range(100000)|list]*10]*100)|pprint|length",
+    "str([[range(100000)|list]*10]*100)|length",
+    "{{ [[range(100000)|list]*10]*100 }}",
+    "{{ ([range(100000)|list]*9) ~ 'x' }}",
+    "'%s' % ([range(100000)|list]*9,)",
+    "'{}'.format([range(100000)|list]*9)",
+    "[range(100000)|list, range(100000)|list] + [range(100000)|list]*8",
+    "{% set l = range(100000)|list %}{{ [l, l, l, l, l, l, l, l, l, l, l] | length }}",
+    "{% set ns = namespace(x=[1]) %}{% for i in range(40) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ns.x }}",
+    "{% set ns = namespace(x=[1]) %}{% for i in range(10000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ 1 }}",
+    "dict(a=range(100000)|list, b=range(100000)|list, c=[range(100000)|list]*8)",
+    "join([[range(100000)|list]*9]*2, ',')",
+    # Work without a loop: iterating filters and functions.
+    "([range(100000)|list]*300)|map('sum')|sum",
+    "([range(100000)|list]*300)|map('unique')|map('list')|map('length')|sum",
+    "range(100000)|map('string')|map('length')|sum",
+    "range(100000)|list|sort|map('string')|join(',')|length",
+    "range(100000)|select('odd')|map('string')|select('ne', '')|list|length",
+    "range(100000)|map('string')|unique|list|length",
+    "range(100000)|batch(3)|map('sum')|list|length",
+    "{% set s = range(100000)|list|string %}{% for i in range(1000) %}{% set x = s|wordcount %}{% endfor %}",
+    # Loops whose every iteration does bulk work.
+    "{% set l = range(100000)|list %}{% for i in range(100000) %}{% if i in l %}{% endif %}{% endfor %}",
+    "{% set l = range(100000)|list %}{% for i in range(100000) %}{% set x = l|tojson %}{% endfor %}",
+    "{% set s = 'a' * 999999 %}{% for i in range(100000) %}{% set x = s[1:] %}{% endfor %}",
+    "{% set s = 'ab' * 5000 %}{% for i in range(100000) %}{% if matches(s, '(a|b)*c') %}{% endif %}{% endfor %}",
+    "{% set s = 'a' * 999999 %}{% for i in range(100000) %}{% set x = s.count('b') %}{% endfor %}",
+    "{% set s = 'a' * 999999 %}{% for i in range(100000) %}{% set x = s|upper %}{% endfor %}",
+    "{% for i in range(100000) %}{% set x = upper('a') ~ lower('B') %}{% endfor %}",
+    "{% macro f() %}{% endmacro %}{% for i in range(100000) %}{{ f() }}{% endfor %}",
+    "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+]
+
+REFUSED_WITHIN = (
+    0.1  # seconds of CPU time on the machine the corpus was measured on (it takes 1 to 70 ms there)
+)
+MEMORY_BOUND = (
+    16_000_000  # bytes traced at the peak (one 100,000-number list, which is allowed, is about 4 MB)
+)
+_REFERENCE_CPU = 0.02  # the reference loop below, on that machine
+
+
+def _slowness() -> float:
+    """How much slower this machine runs plain Python than the one the corpus was measured on (1 to 3)."""
+
+    def reference() -> float:
+        started = time.thread_time()
+        total = 0
+        for number in range(300_000):
+            total += len(str(number))
+        return time.thread_time() - started
+
+    return min(max(min(reference() for _ in range(3)) / _REFERENCE_CPU, 1.0), 3.0)
+
+
+CPU_BOUND = REFUSED_WITHIN * _slowness()
+
+
+def attempt(exprs: Expressions, source: str) -> Callable[[], Any]:
+    if source.startswith("{"):
+        return lambda: exprs.render(source, {})
+    return lambda: exprs.evaluate(source, {})
+
+
+@pytest.mark.parametrize("source", HOSTILE)
+def test_a_hostile_expression_is_refused_quickly_in_little_memory(source: str) -> None:
+    exprs = Expressions()
+    exprs.syntax_error(source, template=source.startswith("{"))  # compiling is not what is measured
+    action = attempt(exprs, source)
+    started = time.thread_time()
+    with pytest.raises(LimitExceeded) as refused:
+        action()
+    spent = time.thread_time() - started
+    assert spent < CPU_BOUND, f"{spent * 1000:.0f} ms of CPU before: {refused.value}"
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(LimitExceeded):
+            action()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < MEMORY_BOUND, f"{peak / 1e6:.1f} MB at the peak"
+
+
+def test_the_corpus_is_refused_by_counting_not_by_the_clock() -> None:
+    """Each is stopped by steps or sizes, well before the turn's deadline would."""
+    exprs = Expressions()
+    for source in HOSTILE:
+        with pytest.raises(LimitExceeded) as refused:
+            attempt(exprs, source)()
+        assert "evaluation took longer than" not in str(refused.value), source
+
+
+def test_the_deadline_bounds_work_the_steps_do_not_see() -> None:
+    """Python code the sandbox does not charge (here, a custom function) still stops at the turn's deadline."""
+
+    def spin() -> int:
+        total = 0
+        for number in range(20_000):
+            total += number
+        return total
+
+    exprs = Expressions({"spin": spin})
+    source = "{% for i in range(10000) %}{% set x = spin() %}{% endfor %}"
+    with exprs.turn(0.05):
+        started = time.perf_counter()
+        with pytest.raises(LimitExceeded, match=r"evaluation took longer than 0\.05 s"):
+            exprs.render(source, {})
+    assert time.perf_counter() - started < 0.05 + 0.5  # the next step after the deadline stops it
+
+
+def test_a_turn_shares_one_budget_between_its_evaluations() -> None:
+    exprs = Expressions()
+    source = "{% for i in range(30000) %}{% endfor %}ok"
+    assert exprs.render(source, {}) == "ok"  # alone, well within the budget
+    with exprs.turn(DEFAULT_TIME_BUDGET) as spent:
+        assert exprs.render(source, {}) == "ok"
+        with pytest.raises(LimitExceeded, match=f"more than {MAX_STEPS:,}"):
+            exprs.render(source, {})  # 2 x 30,000 steps is more than one turn's budget
+    assert spent.steps > MAX_STEPS
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "range(1000)|map('string')|join(',')|length",
+        "([range(1000)|list] * 100) | length",
+        "(range(10000)|list|sum) + (range(10000)|list|max)",
+        "{% for item in items %}{{ item.name | upper }}: {{ item.qty * 2 }}\n{% endfor %}",
+        "dict(a=[1, 2], b=[3])|tojson",
+        "str([range(100)|list] * 10)|length",
+    ],
+)
+def test_ordinary_expressions_still_run(source: str) -> None:
+    exprs = Expressions()
+    scope = {"items": [{"name": f"item {n}", "qty": n} for n in range(200)]}
+    if source.startswith("{"):
+        assert exprs.render(source, scope)
+    else:
+        assert exprs.evaluate(source, scope)

@@ -1040,7 +1040,8 @@ button { cursor: pointer; border: 0; background: none; }
 
     /** The bot's `widget:` settings from the server: title (unless the page set one), accent, avatar, name. */
     applyLook(look) {
-      if (look.title && !this.titleGiven) this.heading.textContent = look.title;
+      const title = look.title || look.name; // the bot's name when it has no title of its own
+      if (typeof title === 'string' && title && !this.titleGiven) this.heading.textContent = title;
       if (typeof look.accent === 'string' && ACCENT_PATTERN.test(look.accent)) {
         this.root.style.setProperty('--accent', look.accent);
         this.root.style.setProperty('--accent-ink', inkFor(look.accent));

@@ -1380,9 +1380,9 @@ button { cursor: pointer; border: 0; background: none; }
       this.strings = stringsFor(options.locale);
       this.english = !options.locale || /^en\b/i.test(options.locale);
       this.look = null; // the bot's widget settings, once the server has answered
-      // The resume this page session made: {token: fingerprint, text: its resume message, replay, awaiting}.
+      // The resume this page session made: {token: fingerprint, text: its resume message}; `awaiting` while its
+      // message may still come, `replay` when the page was reloaded since.
       this.resumed = null;
-      this.replayed = null; // the same, as saved before a reload
       this.onVisible = () => this.checkRefreshDue();
     }
 
@@ -1450,7 +1450,8 @@ button { cursor: pointer; border: 0; background: none; }
         return;
       }
       const { conversationId: id, session, expiresAt, issuedAt } = saved;
-      this.replayed = saved.resume || null;
+      const resume = saved.resume;
+      this.resumed = resume && typeof resume.token === 'string' ? { token: resume.token, text: resume.text } : null;
       this.adopt({ id, session, expiresAt, issuedAt });
       try {
         await this.loadHistory();
@@ -1517,10 +1518,11 @@ button { cursor: pointer; border: 0; background: none; }
         if (options.launcher !== undefined) this.widget.setLauncher(Boolean(options.launcher));
         this.open(options.popupMode ? true : undefined);
         const print = fingerprint(token);
-        if (this.replayed && this.replayed.token === print && this.conversation && !this.conversation.closed) {
+        const resumed = this.resumed;
+        if (resumed && resumed.token === print && this.conversation && !this.conversation.closed) {
           // A reload of the page that resumed: the conversation is back from this page session, as it is.
           debug('this token was resumed earlier in this page session: showing the conversation as it is');
-          this.resumed = { ...this.replayed, replay: true, awaiting: true };
+          Object.assign(resumed, { replay: true, awaiting: true });
           return this.currentAnswer();
         }
         debug('resuming a conversation by its token');
@@ -1553,7 +1555,7 @@ button { cursor: pointer; border: 0; background: none; }
             debug('the resume message was sent before this reload: not sending it again');
             return { messages: [], pending: this.pending === undefined ? null : this.pending, replayed: true };
           }
-          resumed.text = shown;
+          Object.assign(resumed, { text: shown, replay: false });
           this.saveState();
         }
         return this.sendNow({ text: shown }, shown);
@@ -1907,7 +1909,6 @@ button { cursor: pointer; border: 0; background: none; }
       this.persistence.clear();
       this.conversation = null;
       this.resumed = null;
-      this.replayed = null;
       this.seen = new Set();
       this.latest = null;
       this.contiguous = 0;

@@ -11,15 +11,15 @@ from rejoinder.skills import Bot, BotConfig
 from tests.api.conftest import ALLOWED_ORIGIN, Launch, Server
 
 
-async def test_the_defaults_name_the_bot_and_its_welcome_skill(server: Server) -> None:
+async def test_the_example_bot_names_itself_and_its_welcome_skill(server: Server) -> None:
     answer = await server.client.get("/v1/widget", headers=server.sdk(Origin=ALLOWED_ORIGIN))
 
     assert answer.status_code == 200, answer.text
     assert answer.json() == {
-        "title": None,
-        "accent": None,
+        "title": "Demo Shop",
+        "accent": "#2f5d50",
         "avatar": None,
-        "name": "Demo shop",
+        "name": "Demo Shop assistant",
         "welcome_event": "welcome",
         "welcome_skill": True,
     }
@@ -37,6 +37,8 @@ async def test_the_bots_widget_settings_reach_the_page(tmp_path: Path, shop_bot:
         },
     }
     bot = Bot(config=BotConfig.model_validate(config), skills=shop_bot.skills)
+    bare = BotConfig.model_validate({"id": "bare"})
+    assert (bare.welcome_event, bare.widget.title, bare.widget.accent) == ("welcome", None, None)
     async with launch(tmp_path / "w.db", {"shop": bot}) as server:
         answer = await server.client.get("/v1/widget", headers=server.sdk())
 

@@ -1043,7 +1043,7 @@ button { cursor: pointer; border: 0; background: none; }
       const title = look.title || look.name; // the bot's name when it has no title of its own
       if (typeof title === 'string' && title && !this.titleGiven) this.heading.textContent = title;
       if (typeof look.accent === 'string' && ACCENT_PATTERN.test(look.accent)) {
-        this.root.style.setProperty('--accent', look.accent);
+        this.root.style.setProperty('--accent', `var(--rejoinder-accent, ${look.accent})`); // the page's CSS wins
         this.root.style.setProperty('--accent-ink', inkFor(look.accent));
       }
       this.botName = typeof look.name === 'string' ? look.name : '';

@@ -201,7 +201,9 @@ def alli_v1(browser: Browser, url: str, out: Path) -> None:
     click_choice(page, "Opening hours", 3)
     page.locator("#rejoinder-widget .input").blur()
     page.wait_for_timeout(300)
-    page.screenshot(path=str(out / "widget-alli-v1.png"), clip={"x": 560, "y": 0, "width": 720, "height": 800})
+    page.screenshot(
+        path=str(out / "widget-alli-v1.png"), clip={"x": 560, "y": 0, "width": 720, "height": 800}
+    )
     context.close()
 
 

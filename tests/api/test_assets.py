@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 
+import rjsmin
+
 from rejoinder.server.assets import web_file
 from tests.api.conftest import Server
 
@@ -52,3 +54,9 @@ async def test_the_es_module_is_made_from_the_same_file_and_exports_window_alli(
         assert (await server.client.head(path)).status_code == 200
     classic = await server.client.get("/sdk/alli.min.js", headers={"Accept-Encoding": "identity"})
     assert classic.content == source
+
+
+def test_the_sdk_stays_within_its_size_budget() -> None:
+    # What a page pays on its first visit, minified and gzipped: at most 30 KB (bench/sdk_size.py shows it).
+    minified = rjsmin.jsmin(web_file("sdk", "alli.js").decode()).encode()
+    assert len(gzip.compress(minified, compresslevel=9, mtime=0)) <= 30 * 1024

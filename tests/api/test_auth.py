@@ -74,7 +74,7 @@ async def test_the_sdk_key_works_from_an_allowed_origin_and_without_one(server: 
     from_server = await start(server, server.sdk())
 
     assert from_page.status_code == from_server.status_code == 201
-    assert from_page.headers["access-control-allow-origin"] == ALLOWED
+    assert from_page.headers["access-control-allow-origin"] == "*"
 
 
 async def test_the_sdk_key_is_refused_from_another_origin(server: Server) -> None:
@@ -82,7 +82,10 @@ async def test_the_sdk_key_is_refused_from_another_origin(server: Server) -> Non
 
     assert response.status_code == 403
     assert response.json()["type"] == "origin_not_allowed"
-    assert "access-control-allow-origin" not in response.headers
+    assert EVIL in response.json()["detail"]
+    # The page may read the refusal (and tell its developer which origin to add), never cookies.
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in response.headers
 
 
 async def test_an_origin_allowed_for_one_bot_is_refused_for_another(server: Server) -> None:
@@ -92,21 +95,40 @@ async def test_an_origin_allowed_for_one_bot_is_refused_for_another(server: Serv
     assert response.json()["type"] == "origin_not_allowed"
 
 
-async def test_cors_preflight_is_answered_for_allowed_origins_only(server: Server) -> None:
-    preflight = {
-        "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization,content-type",
-    }
+PREFLIGHT = {
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization,content-type",
+}
 
-    allowed = await server.client.options("/v1/conversations", headers={"Origin": ALLOWED, **preflight})
-    refused = await server.client.options("/v1/conversations", headers={"Origin": EVIL, **preflight})
 
-    assert allowed.status_code == 200
-    assert allowed.headers["access-control-allow-origin"] == ALLOWED
-    assert "POST" in allowed.headers["access-control-allow-methods"]
-    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
-    assert refused.status_code == 400
-    assert "access-control-allow-origin" not in refused.headers
+async def test_cors_preflight_of_the_client_api_lets_every_origin_hear_its_answer(server: Server) -> None:
+    # The route itself then refuses an origin its bot does not allow, with 403 origin_not_allowed.
+    for path in (
+        "/v1/conversations",
+        "/v1/conversations/resume",
+        "/v1/conversations/c1/messages",
+        "/v1/widget",
+    ):
+        allowed = await server.client.options(path, headers={"Origin": ALLOWED, **PREFLIGHT})
+        stranger = await server.client.options(path, headers={"Origin": EVIL, **PREFLIGHT})
+
+        assert allowed.status_code == stranger.status_code == 200, path
+        assert allowed.headers["access-control-allow-origin"] == "*"
+        assert stranger.headers["access-control-allow-origin"] == "*"
+        assert "POST" in allowed.headers["access-control-allow-methods"]
+        assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+        assert "access-control-allow-credentials" not in stranger.headers
+
+
+async def test_cors_preflight_of_other_routes_is_answered_for_allowed_origins_only(server: Server) -> None:
+    for path in ("/v1/conversations/c1/tokens", "/v1/skills", "/v1/audit"):
+        allowed = await server.client.options(path, headers={"Origin": ALLOWED, **PREFLIGHT})
+        refused = await server.client.options(path, headers={"Origin": EVIL, **PREFLIGHT})
+
+        assert allowed.status_code == 200, path
+        assert allowed.headers["access-control-allow-origin"] == ALLOWED
+        assert refused.status_code == 400, path
+        assert "access-control-allow-origin" not in refused.headers
 
 
 async def test_a_session_is_refused_from_another_origin(server: Server) -> None:

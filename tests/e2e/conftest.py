@@ -112,10 +112,12 @@ class Site:
                 pass
 
             def do_GET(self) -> None:
-                body = pages.get(self.path.split("?")[0])
+                path = self.path.split("?")[0]
+                body = pages.get(path)
                 data = (body if body is not None else "not found").encode()
                 self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
+                kind = "image/svg+xml" if path.endswith(".svg") else "text/html; charset=utf-8"
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
@@ -146,11 +148,12 @@ def site() -> Iterator[Site]:
 # ------------------------------------------------------------------------------------------------ the rejoinder server
 
 
-def make_bot(directory: Path, origins: list[str]) -> Path:
-    """The example shop bot plus the skills of tests/e2e/skills/, allowing ``origins``."""
+def make_bot(directory: Path, origins: list[str], settings: dict[str, Any] | None = None) -> Path:
+    """The example shop bot plus the skills of tests/e2e/skills/, allowing ``origins``, with ``settings`` added
+    to its rejoinder.yaml."""
     shutil.copytree(EXAMPLE_BOT, directory, ignore=shutil.ignore_patterns("tests", "__pycache__", "*.py"))
     config_path = directory / "rejoinder.yaml"
-    config = yaml.safe_load(config_path.read_text())
+    config = {**yaml.safe_load(config_path.read_text()), **(settings or {})}
     config["allowed_origins"] = sorted({*config.get("allowed_origins", []), *origins})
     config_path.write_text(yaml.safe_dump(config))
     if E2E_SKILLS.is_dir():
@@ -263,11 +266,14 @@ def server_environment(database: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def run_server(directory: Path, origins: list[str], **env: str) -> Server:
-    """Write a bot allowing ``origins`` under ``directory``, create its keys and start serving it."""
+def run_server(
+    directory: Path, origins: list[str], settings: dict[str, Any] | None = None, **env: str
+) -> Server:
+    """Write a bot allowing ``origins`` (and ``settings`` in its rejoinder.yaml) under ``directory``, create its
+    keys and start serving it."""
     database = directory / "rejoinder.db"
     server = Server(
-        bot_dir=make_bot(directory / "bot", origins),
+        bot_dir=make_bot(directory / "bot", origins, settings),
         database=database,
         port=free_port(),
         env=server_environment(database, **env),

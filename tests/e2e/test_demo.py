@@ -86,6 +86,17 @@ def test_ask_log_in_and_come_back_to_the_same_chat(
     # The shop's tab was in the same conversation all along: the replies reach it live.
     expect(chat.locator(".msg").last).to_have_text("Your orders: A-1001 (shipped), A-1002 (being packed).")
 
+    # A reload of the account page shows the chat as it is: no second RESUME, no empty chat.
+    resumed_once = messages_in(login)
+    login.reload()
+    expect(login.locator("#chat-state")).to_have_text("Your chat goes on in the chat window.")
+    expect(widget(login).locator(".window")).to_be_visible()
+    expect(widget(login).locator(".msg")).to_have_count(len(resumed_once))
+    login.wait_for_timeout(500)  # a second RESUME and its answer would be on their way by now
+    assert messages_in(login) == resumed_once
+    expect(widget(login).locator(".title")).to_have_text("Demo Shop")
+    snapshot(login, "demo-4-account-reloaded")
+
     assert page_errors.exceptions == [] and page_errors.console == []
     tokens = [line for line in demo.log.read_text().splitlines() if "rjt_" in line]
     assert tokens == [], tokens

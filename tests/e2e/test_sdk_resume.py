@@ -114,3 +114,35 @@ def test_malformed_token_is_refused_without_a_conversation(page: Page, site: Sit
     outcome = resume_refused(page, site, server, "/malformed.html", "not-a-token")
     assert outcome["code"] == "token_malformed"
     assert_refused_on_screen(page, outcome["message"])
+
+
+def test_reloading_a_resume_page_does_not_resume_twice(
+    page: Page, page_errors: PageErrors, site: Site, server: Server
+) -> None:
+    started = server.start_conversation(event="echo")
+    token = server.issue_token(started["conversation_id"])["token"]
+    snippet = SEED_SNIPPET.replace("CONVERSATION_TOKEN", token).replace("RESUME_MESSAGE", "I am back")
+    page.goto(page_with_sdk(site, server, "/seed-reload.html", snippet))
+    expect(widget(page).locator(".msg").last).to_have_text("You said: I am back")
+    once = messages_in(page)
+
+    for _ in range(2):
+        page.reload()
+        expect(widget(page).locator(".msg").last).to_have_text("You said: I am back")
+        wait_for(lambda: page.evaluate("Alli.status") == "online")
+        time.sleep(0.5)  # a second resume message would be on its way by now
+        assert messages_in(page) == once
+    with server.client() as client:
+        history = client.get(
+            f"/v1/conversations/{started['conversation_id']}/messages",
+            headers={"Authorization": f"Bearer {started['session']}"},
+        ).json()["messages"]
+    assert [m["text"] for m in history if m["sender"] == "customer"] == ["I am back"]
+    assert widget(page).locator(".window").bounding_box() == {"x": 0, "y": 0, "width": 1280, "height": 800}
+    assert page_errors.exceptions == [] and page_errors.console == []
+
+    # Another token for the same conversation is another resume: its message is sent.
+    again = server.issue_token(started["conversation_id"])["token"]
+    page.goto(page_with_sdk(site, server, "/seed-other.html", snippet.replace(token, again)))
+    expect(widget(page).locator(".msg")).to_have_count(len(once) + 2)
+    assert messages_in(page) == [*once, ("customer", "I am back"), ("bot", "You said: I am back")]

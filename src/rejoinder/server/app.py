@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from rejoinder import __version__
 from rejoinder.config import Settings
 from rejoinder.realtime import commit_publisher, create_hub
 from rejoinder.retention import purge_loop
-from rejoinder.server import admin, assets, client_api, errors, ops, stream
+from rejoinder.server import admin, assets, client_api, errors, ops, stream, widget_config
 from rejoinder.server.admission import Admission
 from rejoinder.server.body import BodyDeadline
+from rejoinder.server.cors import ServerCors
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, BodyLimit
 from rejoinder.server.ops import AccessLog, MeteredIntegrationClient, Metrics
 from rejoinder.server.quotas import Quotas
@@ -139,6 +139,7 @@ def create_app(
     app.include_router(stream.router)
     app.include_router(ops.router)
     app.include_router(assets.router)
+    app.include_router(widget_config.router)
 
     # Added innermost first: the access log sees every answer, CORS headers reach even a 413 or a busy 503, and
     # a request takes an admission slot only once its whole body is in.
@@ -146,12 +147,7 @@ def create_app(
     app.add_middleware(BodyDeadline, timeout=settings.request_body_timeout)
     app.add_middleware(BodyLimit, limit=errors.MAX_BODY_BYTES)
     app.add_middleware(
-        CORSMiddleware,
-        allow_origins=sorted({origin for bot in bots.values() for origin in bot.config.allowed_origins}),
-        allow_methods=["GET", "POST"],
-        allow_headers=["Authorization", "Content-Type"],
-        expose_headers=["Retry-After"],
-        max_age=600,
+        ServerCors, allowed_origins={origin for bot in bots.values() for origin in bot.config.allowed_origins}
     )
     app.add_middleware(AccessLog, metrics=metrics)
 

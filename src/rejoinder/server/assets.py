@@ -1,7 +1,12 @@
-"""Static files shipped in the wheel: the JavaScript SDK at ``/sdk/alli.js``.
+"""Static files shipped in the wheel: the JavaScript SDK at ``/sdk/alli.js`` and as an ES module.
 
 The file is read and gzipped once per process. Answers carry a strong ETag (a hash of the content) and a short
 cache lifetime, so that pages pick up a new SDK within minutes of an upgrade and otherwise revalidate cheaply.
+``HEAD`` answers the same headers without the body (caches and uptime checks use it).
+
+The ES module (``/sdk/alli.esm.js``) is made from the same file when it is first asked for: the classic script
+defines ``window.Alli``; the module runs it and exports that object, so both names give the very same ``Alli``.
+The ``.min`` names of Alli's guides serve the same bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 SDK_CACHE_SECONDS = 300
+MEDIA_TYPE = "text/javascript; charset=utf-8"
+
+# The module's own URL tells the SDK which server it came from (a module has no document.currentScript).
+ESM_PROLOGUE = b"const __rejoinderModuleUrl = import.meta.url;\n"
+ESM_EPILOGUE = b"\nexport default window.Alli;\n"
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,10 +55,14 @@ class Asset:
         }
         if self.etag in request.headers.get("if-none-match", ""):
             return Response(status_code=304, headers=headers)
+        body = self.body
         if "gzip" in request.headers.get("accept-encoding", ""):
             headers["Content-Encoding"] = "gzip"
-            return Response(self.gzipped, media_type=self.media_type, headers=headers)
-        return Response(self.body, media_type=self.media_type, headers=headers)
+            body = self.gzipped
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(len(body))
+            return Response(media_type=self.media_type, headers=headers)
+        return Response(body, media_type=self.media_type, headers=headers)
 
 
 def web_file(*parts: str) -> bytes:
@@ -59,9 +73,22 @@ def web_file(*parts: str) -> bytes:
 @cache
 def sdk() -> Asset:
     """The SDK file, loaded once per process."""
-    return Asset.of(web_file("sdk", "alli.js"), "text/javascript; charset=utf-8")
+    return Asset.of(web_file("sdk", "alli.js"), MEDIA_TYPE)
 
 
-@router.get("/sdk/alli.js")
+@cache
+def sdk_module() -> Asset:
+    """The SDK as an ES module whose default export is ``window.Alli``, made from the same file."""
+    return Asset.of(ESM_PROLOGUE + web_file("sdk", "alli.js") + ESM_EPILOGUE, MEDIA_TYPE)
+
+
+@router.api_route("/sdk/alli.js", methods=["GET", "HEAD"])
+@router.api_route("/sdk/alli.min.js", methods=["GET", "HEAD"])
 async def alli_js(request: Request) -> Response:
     return sdk().response(request, SDK_CACHE_SECONDS)
+
+
+@router.api_route("/sdk/alli.esm.js", methods=["GET", "HEAD"])
+@router.api_route("/sdk/alli.esm.min.js", methods=["GET", "HEAD"])
+async def alli_esm_js(request: Request) -> Response:
+    return sdk_module().response(request, SDK_CACHE_SECONDS)

@@ -261,6 +261,26 @@ class IdentitySettings(Strict):
     secret_env: str
 
 
+_ACCENT = r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"
+
+
+class WidgetSettings(Strict):
+    """How the web widget looks for this bot: sent to every page that loads the SDK with the bot's key."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=60)
+    accent: str | None = Field(default=None, pattern=_ACCENT, description="A CSS colour: #rgb or #rrggbb.")
+    avatar: str | None = Field(default=None, max_length=2000, description="An http(s) URL of a square image.")
+    greeting_name: str | None = Field(default=None, min_length=1, max_length=60)
+
+    @field_validator("avatar")
+    @classmethod
+    def _http_url(cls, avatar: str | None) -> str | None:
+        # The widget puts it in an <img src>: only plain web addresses, never javascript: or data: URLs.
+        if avatar is not None and not re.match(r"^https?://[^\s/]+\S*$", avatar):
+            raise ValueError(f"avatar must be an http(s) URL, got {avatar[:100]!r}")
+        return avatar
+
+
 class BotConfig(Strict):
     """``rejoinder.yaml``: a bot's settings."""
 
@@ -274,6 +294,9 @@ class BotConfig(Strict):
     identity: IdentitySettings | None = None
     # Conversations idle for longer are erased by the server (and `rejoinder db purge`); None keeps them.
     retention: str | None = None
+    # The event that `Alli.event()` with no name starts; a bot without a skill for it waits for a first message.
+    welcome_event: str = Field(default="welcome", min_length=1, max_length=100)
+    widget: WidgetSettings = Field(default_factory=WidgetSettings)
 
     @field_validator("retention")
     @classmethod

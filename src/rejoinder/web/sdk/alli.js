@@ -1,12 +1,15 @@
 /**
  * rejoinder web SDK and chat widget: `window.Alli`.
  *
- * One dependency-free file. Pages written for the Alli guide work unchanged:
+ * One dependency-free file. Pages written for the Alli guides (v1 and v2) work unchanged:
  *
- *   Alli.initialize({ sdkKey: "pk_…" });
+ *   Alli.initialize({ sdkKey: "pk_…" });                         // or { apiKey: "pk_…", debug, styleOptions, … }
+ *   Alli.event();                                                // the bot's welcome
  *   Alli.event("login_help");                                    // a new conversation, by a skill trigger
  *   Alli.__startConversation(token, { launcher: false, popupMode: true })
  *     .then(function () { Alli.__sendChat("RESUME") });          // resume by a conversation token
+ *
+ * The server also serves this file as an ES module (`/sdk/alli.esm.js`) whose default export is `window.Alli`.
  *
  * The widget lives in an open Shadow DOM (`#rejoinder-widget`). Message content is only ever rendered as text.
  * Conversation tokens are never stored; what persists (per `persist`) is the conversation id, its session, the
@@ -17,7 +20,13 @@
 
   if (window.Alli && window.Alli.__rejoinder) return; // the script was included twice: keep the first
 
-  const SCRIPT_SRC = document.currentScript ? document.currentScript.src : '';
+  /* global __rejoinderModuleUrl */
+  // A classic script knows its own URL; the ES module variant defines __rejoinderModuleUrl from import.meta.url.
+  const SCRIPT_SRC = document.currentScript
+    ? document.currentScript.src
+    : typeof __rejoinderModuleUrl === 'string'
+      ? __rejoinderModuleUrl
+      : '';
   const REQUEST_TIMEOUT_MS = 15000;
   const BACKOFF_BASE_MS = 500;
   const BACKOFF_CAP_MS = 15000;
@@ -59,9 +68,168 @@
     /^token_/.test(error.code) ||
     ['unauthorized', 'forbidden', 'conversation_not_found', 'origin_not_allowed'].includes(error.code);
 
+  // ------------------------------------------------------------------------------------------- the widget's words
+
+  /**
+   * The widget's own strings, by language. English is complete; a language may leave keys out (English is used).
+   * Pages add a language with `Alli.addLocale(code, strings)` before `initialize({locale: code})`.
+   */
+  const LOCALES = {
+    en: {
+      title: 'Chat',
+      openChat: 'Open chat',
+      closeChat: 'Close chat',
+      back: 'Back',
+      placeholder: 'Type a message…',
+      unavailable: 'Chat unavailable',
+      message: 'Message',
+      send: 'Send',
+      conversation: 'Conversation',
+      typing: 'The assistant is typing',
+      suggested: 'Suggested replies',
+      connecting: 'Connecting…',
+      offline: 'Offline. Reconnecting…',
+      offlineIn: 'Offline. Reconnecting in {seconds} s…',
+      reconnecting: 'Reconnecting…',
+      expired: 'This conversation can no longer be continued.',
+      ended: 'This conversation has ended.',
+      restart: 'Start a new conversation',
+      sessionExpired: 'Your previous chat session has expired.',
+      unreachable: 'The chat server cannot be reached. Check the connection and try again.',
+      busy: 'The chat is busy right now. Please try again in a moment.',
+      failed: 'Something went wrong. Please try again.',
+      notSent: 'Not sent.',
+      sendAgain: 'Send again',
+      blocked: 'This chat is not enabled for this website ({origin}) yet.',
+      poweredBy: 'Powered by rejoinder',
+      justNow: 'just now',
+    },
+    ko: {
+      title: '채팅',
+      openChat: '채팅 열기',
+      closeChat: '채팅 닫기',
+      back: '뒤로',
+      placeholder: '메시지를 입력하세요…',
+      unavailable: '채팅을 사용할 수 없습니다',
+      message: '메시지',
+      send: '보내기',
+      conversation: '대화',
+      typing: '상담원이 입력 중입니다',
+      suggested: '추천 답변',
+      connecting: '연결 중…',
+      offline: '오프라인입니다. 다시 연결하는 중…',
+      offlineIn: '오프라인입니다. {seconds}초 후 다시 연결합니다…',
+      reconnecting: '다시 연결하는 중…',
+      expired: '이 대화는 더 이상 이어갈 수 없습니다.',
+      ended: '대화가 종료되었습니다.',
+      restart: '새 대화 시작',
+      sessionExpired: '이전 채팅 세션이 만료되었습니다.',
+      unreachable: '채팅 서버에 연결할 수 없습니다. 연결 상태를 확인한 후 다시 시도해 주세요.',
+      busy: '지금은 채팅이 혼잡합니다. 잠시 후 다시 시도해 주세요.',
+      failed: '문제가 발생했습니다. 다시 시도해 주세요.',
+      notSent: '전송되지 않았습니다.',
+      sendAgain: '다시 보내기',
+      blocked: '이 웹사이트({origin})에서는 아직 채팅을 사용할 수 없습니다.',
+      poweredBy: 'Powered by rejoinder',
+      justNow: '방금',
+      tokenExpired: '대화 링크가 만료되었습니다. 새 대화를 시작해 주세요.',
+      tokenInvalid: '이 대화 링크는 더 이상 유효하지 않습니다.',
+      sessionEnded: '채팅 세션이 종료되었습니다.',
+    },
+    ja: {
+      title: 'チャット',
+      openChat: 'チャットを開く',
+      closeChat: 'チャットを閉じる',
+      back: '戻る',
+      placeholder: 'メッセージを入力…',
+      unavailable: 'チャットは利用できません',
+      message: 'メッセージ',
+      send: '送信',
+      conversation: '会話',
+      typing: 'アシスタントが入力中です',
+      suggested: '返信の候補',
+      connecting: '接続中…',
+      offline: 'オフラインです。再接続しています…',
+      offlineIn: 'オフラインです。{seconds} 秒後に再接続します…',
+      reconnecting: '再接続しています…',
+      expired: 'この会話は続けることができません。',
+      ended: '会話は終了しました。',
+      restart: '新しい会話を始める',
+      sessionExpired: '前回のチャットセッションの有効期限が切れました。',
+      unreachable: 'チャットサーバーに接続できません。接続を確認して、もう一度お試しください。',
+      busy: '現在チャットが混み合っています。しばらくしてからもう一度お試しください。',
+      failed: '問題が発生しました。もう一度お試しください。',
+      notSent: '送信されませんでした。',
+      sendAgain: '再送信',
+      blocked: 'このウェブサイト（{origin}）ではまだチャットを利用できません。',
+      poweredBy: 'Powered by rejoinder',
+      justNow: 'たった今',
+      tokenExpired: '会話のリンクの有効期限が切れました。新しい会話を始めてください。',
+      tokenInvalid: 'この会話のリンクは無効になりました。',
+      sessionEnded: 'チャットセッションは終了しました。',
+    },
+  };
+
+  /** The strings for `locale` ("ko", "ko-KR", "ja_JP"…): its own, then its language's, then English. */
+  function stringsFor(locale) {
+    const tag = String(locale || 'en').replace('_', '-');
+    const language = tag.split('-')[0].toLowerCase();
+    return { ...LOCALES.en, ...(LOCALES[language] || {}), ...(LOCALES[tag] || {}) };
+  }
+
+  const fill = (text, values) => text.replace(/\{(\w+)\}/g, (all, name) => (name in values ? values[name] : all));
+
+  /**
+   * What a customer reads for an error: never a code, a status or a server's developer text. In English the
+   * server's own words for token and session refusals are shown (they are written for customers).
+   */
+  function customerText(error, strings, english) {
+    const code = error.code || '';
+    if (code === 'origin_not_allowed') return fill(strings.blocked, { origin: location.origin });
+    if (code === 'network_error') return strings.unreachable;
+    if (code === 'rate_limited' || code === 'unavailable' || error.status === 429 || error.status === 503) {
+      return strings.busy;
+    }
+    if (/^token_/.test(code) || code === 'unauthorized' || code === 'conversation_closed') {
+      if (english && error.message) return error.message;
+      if (code === 'token_expired') return strings.tokenExpired || strings.expired;
+      if (/^token_/.test(code)) return strings.tokenInvalid || strings.expired;
+      if (code === 'conversation_closed') return strings.ended;
+      return strings.sessionEnded || strings.expired;
+    }
+    if (['invalid_input', 'invalid_choice'].includes(code) && english && error.message) return error.message;
+    return strings.failed;
+  }
+
   // ------------------------------------------------------------------------------------------- small helpers
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  /** With `debug: true`, what the SDK does goes to the console (never a token or a session). */
+  let debugging = false;
+  const debug = (...args) => {
+    if (debugging) console.info('[Alli]', ...args);
+  };
+  const debugWarn = (...args) => {
+    if (debugging) console.warn('[Alli]', ...args);
+  };
+
+  /**
+   * A short fingerprint of a conversation token (53-bit cyrb53): enough to recognise the same token after a
+   * reload, and nothing to resume with (tokens themselves are never stored).
+   */
+  function fingerprint(text) {
+    let h1 = 0xdeadbeef;
+    let h2 = 0x41c6ce57;
+    for (let i = 0; i < text.length; i += 1) {
+      const c = text.charCodeAt(i);
+      h1 = Math.imul(h1 ^ c, 2654435761);
+      h2 = Math.imul(h2 ^ c, 1597334677);
+    }
+    h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+    h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+    return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36);
+  }
 
   /** Exponential back-off with jitter: between half and all of base·2^attempt, capped. */
   const backoffDelay = (attempt) => {
@@ -85,7 +253,7 @@
   };
 
   const defaultServer = () => {
-    const script = SCRIPT_SRC || (document.querySelector('script[src*="/sdk/alli.js"]') || {}).src || '';
+    const script = SCRIPT_SRC || (document.querySelector('script[src*="/sdk/alli"]') || {}).src || '';
     try {
       return new URL(script, location.href).origin;
     } catch {
@@ -109,6 +277,11 @@
 
     resume(token) {
       return this.request('POST', '/v1/conversations/resume', this.sdkKey, { token });
+    }
+
+    /** The bot's widget settings and welcome event (GET /v1/widget). */
+    settings() {
+      return this.request('GET', '/v1/widget', this.sdkKey);
     }
 
     send(session, conversationId, body) {
@@ -456,6 +629,8 @@
   const ICON_CHAT = 'M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z';
   const ICON_CLOSE = 'M6.4 5 12 10.6 17.6 5 19 6.4 13.4 12l5.6 5.6-1.4 1.4L12 13.4 6.4 19 5 17.6 10.6 12 5 6.4z';
   const ICON_SEND = 'M3 20.5v-6.2l9-2.3-9-2.3V3.5L22 12z';
+  const ICON_BACK = 'M20 11H7.8l5.6-5.6L12 4l-8 8 8 8 1.4-1.4L7.8 13H20z';
+  const PROVIDER_URL = 'https://pypi.org/project/rejoinder/';
 
   // ------------------------------------------------------------------------------------------- styles
 
@@ -469,6 +644,7 @@
 *, *::before, *::after { box-sizing: border-box; margin: 0; padding: 0; }
 [hidden] { display: none !important; }
 .root {
+  --edge-x: 20px; --edge-bottom: 20px;
   --accent: var(--rejoinder-accent, #2563eb); --accent-ink: #ffffff; --ink: #1f2328; --muted: #5b6470;
   --line: #e3e6ea; --canvas: #f6f7f9; --paper: #ffffff;
   font: 400 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
@@ -479,7 +655,7 @@ button { cursor: pointer; border: 0; background: none; }
 :focus { outline: none; }
 :focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
 .launcher {
-  position: fixed; bottom: 20px; right: 20px; width: 56px; height: 56px; border-radius: 50%;
+  position: fixed; bottom: var(--edge-bottom); right: var(--edge-x); width: 56px; height: 56px; border-radius: 50%;
   display: grid; place-items: center; background: var(--accent); color: var(--accent-ink);
   box-shadow: 0 6px 20px rgba(15, 23, 42, .22), 0 1px 3px rgba(15, 23, 42, .12); transition: transform .15s ease;
 }
@@ -491,23 +667,38 @@ button { cursor: pointer; border: 0; background: none; }
   inset: 0; width: auto; height: auto;
 }
 .window.popup {
-  inset: auto; bottom: 88px; right: 20px; width: 380px; height: min(620px, calc(100vh - 110px));
+  inset: auto; bottom: calc(var(--edge-bottom) + 68px); right: var(--edge-x); width: 380px;
+  height: min(620px, calc(100vh - 110px - var(--edge-bottom)));
   border-radius: 16px; border: 1px solid rgba(15, 23, 42, .06);
   box-shadow: 0 16px 48px rgba(15, 23, 42, .18), 0 2px 8px rgba(15, 23, 42, .08);
 }
-.root.no-launcher .window.popup { bottom: 20px; height: min(660px, calc(100vh - 40px)); }
-.root.left .launcher, .root.left .window.popup { right: auto; left: 20px; }
+.root.no-launcher .window.popup { bottom: var(--edge-bottom); height: min(660px, calc(100vh - 40px)); }
+.root.left .launcher, .root.left .window.popup { right: auto; left: var(--edge-x); }
 .root.top .launcher { bottom: auto; top: 20px; }
 .root.top .window.popup { bottom: auto; top: 88px; }
 .root.top.no-launcher .window.popup { top: 20px; }
-.window:not(.popup) .log, .window:not(.popup) .choices, .window:not(.popup) .composer, .window:not(.popup) .banner {
+.window:not(.popup) .log, .window:not(.popup) .composer, .window:not(.popup) .banner {
   padding-left: max(14px, calc((100% - 760px) / 2)); padding-right: max(14px, calc((100% - 760px) / 2));
 }
 .header {
   display: flex; align-items: center; gap: 10px; padding: 14px 12px 14px 18px;
   background: var(--accent); color: var(--accent-ink);
 }
-.title { flex: 1; font-size: 16px; font-weight: 600; line-height: 1.3; }
+.title { flex: 1; font-size: 16px; font-weight: 600; line-height: 1.3; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; }
+.window.popup .back { display: none; }
+.avatar {
+  flex: none; width: 28px; height: 28px; border-radius: 50%; object-fit: cover; display: grid; place-items: center;
+  background: var(--accent); color: var(--accent-ink); font-size: 13px; font-weight: 600; overflow: hidden;
+}
+.header .avatar { width: 32px; height: 32px; background: rgba(255, 255, 255, .2); }
+.who { display: flex; align-items: center; gap: 7px; margin: 4px 0 -2px 2px; font-size: 12.5px; font-weight: 600;
+  color: var(--muted); }
+.who .avatar { width: 24px; height: 24px; font-size: 11px; }
+.stamp { align-self: center; margin: 8px 0 2px; font-size: 12px; color: var(--muted); }
+.provider { padding: 0 12px 8px; background: var(--paper); text-align: center; font-size: 11px; line-height: 1.2; }
+.provider a { color: var(--muted); text-decoration: none; }
+.provider a:hover { text-decoration: underline; }
 .dot { width: 8px; height: 8px; border-radius: 50%; background: #9ca3af; box-shadow: 0 0 0 2px rgba(255,255,255,.5); }
 .dot.online { background: #22c55e; }
 .dot.offline, .dot.connecting { background: #f59e0b; }
@@ -572,8 +763,7 @@ button { cursor: pointer; border: 0; background: none; }
   40% { opacity: 1; transform: translateY(-2px); }
 }
 @media (prefers-reduced-motion: reduce) { .typing span { animation: none; } .launcher { transition: none; } }
-.choices { display: flex; flex-wrap: wrap; justify-content: flex-end; gap: 8px; padding: 4px 14px 10px;
-  background: var(--canvas); }
+.choices { display: flex; flex-wrap: wrap; gap: 8px; margin: 2px 0 4px; max-width: 92%; }
 .composer { display: flex; align-items: center; gap: 8px; padding: 10px 12px;
   border-top: 1px solid var(--line); background: var(--paper); }
 .input {
@@ -589,6 +779,13 @@ button { cursor: pointer; border: 0; background: none; }
 }
 .send svg { width: 19px; height: 19px; fill: currentColor; }
 .send:disabled { background: #c3c9d1; cursor: not-allowed; }
+@media (max-width: 639.98px) {
+  /* A phone: a smaller button nearer the corner, clear of the home indicator; the window takes the screen. */
+  .launcher { width: 48px; height: 48px; right: 12px; bottom: max(12px, env(safe-area-inset-bottom)); }
+  .root.left .launcher { left: 12px; }
+  .launcher svg { width: 22px; height: 22px; }
+  .composer { padding-bottom: max(10px, env(safe-area-inset-bottom)); }
+}
 .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%);
   white-space: nowrap; }
 `;
@@ -614,12 +811,27 @@ button { cursor: pointer; border: 0; background: none; }
   /** What the chat window shows for each connection state (the banner) and whether the customer may type. */
   const STATE_VIEWS = {
     idle: { banner: null, input: true },
-    connecting: { banner: 'Connecting…', tone: 'warn', input: true },
+    connecting: { banner: 'connecting', tone: 'warn', input: true },
     online: { banner: null, input: true },
-    offline: { banner: 'Offline. Reconnecting…', tone: 'warn', input: true },
-    expired: { banner: 'This conversation can no longer be continued.', tone: 'error', input: false, restart: true },
-    ended: { banner: 'This conversation has ended.', tone: 'ended', input: false, restart: true },
+    offline: { banner: 'offline', tone: 'warn', input: true },
+    expired: { banner: 'expired', tone: 'error', input: false, restart: true },
+    ended: { banner: 'ended', tone: 'ended', input: false, restart: true },
+    blocked: { banner: 'unavailable', tone: 'error', input: false }, // the page's origin is not allowed
   };
+
+  const GROUP_GAP_MS = 5 * 60 * 1000; // messages closer than this share one timestamp
+  const STAMP_REFRESH_MS = 60 * 1000;
+  const ACCENT_PATTERN = /^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i;
+
+  /** Dark text on a light accent, white on a dark one (WCAG relative luminance). */
+  function inkFor(accent) {
+    const hex = accent.length === 4 ? accent.replace(/\w/g, (c) => c + c) : accent;
+    const [r, g, b] = [1, 3, 5].map((i) => {
+      const c = parseInt(hex.slice(i, i + 2), 16) / 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.4 ? '#1f2328' : '#ffffff';
+  }
 
   /**
    * The chat widget's DOM: a launcher and a chat window in an open shadow root. It renders what it is told and
@@ -627,19 +839,28 @@ button { cursor: pointer; border: 0; background: none; }
    */
   class Widget {
     /**
-     * @param {{placement: string, launcher: boolean, title: string}} options
+     * @param {{placement: string, launcher: boolean, title: string, titleGiven: boolean, strings: object,
+     *   locale?: string, backButton: boolean, providerLink: boolean|string,
+     *   offsets: {x?: number, bottom?: number}}} options
      * @param {{send: Function, choose: Function, open: Function, close: Function, restart: Function}} on
      */
     constructor(options, on) {
       this.on = on;
+      this.t = options.strings;
+      this.locale = options.locale || undefined;
+      this.titleGiven = options.titleGiven;
       this.fullRequested = false;
       this.launcherWanted = options.launcher;
       this.rendered = new Map(); // seq → element
+      this.botName = '';
+      this.avatarUrl = '';
+      this.lastAppended = null; // {sender, time} of the newest message on screen: starts of groups
       this.countdown = null;
       this.typingTimer = null;
       this.smallScreen = window.matchMedia('(max-width: 639.98px)');
       this.onScreenChange = () => this.layout();
       this.build(options);
+      this.stampTimer = setInterval(() => this.refreshStamps(), STAMP_REFRESH_MS);
     }
 
     build(options) {
@@ -647,10 +868,14 @@ button { cursor: pointer; border: 0; background: none; }
       host.id = 'rejoinder-widget';
       const shadow = host.attachShadow({ mode: 'open' });
       adoptStyles(shadow);
-      const [vertical, horizontal] = String(options.placement || 'bottom-right').split('-');
-      this.root = element('div', `root${vertical === 'top' ? ' top' : ''}${horizontal === 'left' ? ' left' : ''}`);
-      if (options.locale) this.root.lang = options.locale;
-      this.root.append(this.buildLauncher(), this.buildWindow(options.title));
+      this.root = element('div', 'root');
+      this.setPlacement(options.placement);
+      if (options.offsets.x !== undefined) this.root.style.setProperty('--edge-x', `${options.offsets.x}px`);
+      if (options.offsets.bottom !== undefined) {
+        this.root.style.setProperty('--edge-bottom', `${options.offsets.bottom}px`);
+      }
+      if (this.locale) this.root.lang = this.locale;
+      this.root.append(this.buildLauncher(), this.buildWindow(options));
       shadow.append(this.root);
       this.host = host;
       this.shadow = shadow;
@@ -659,10 +884,17 @@ button { cursor: pointer; border: 0; background: none; }
       this.layout();
     }
 
+    /** `bottom-right` (the default), `bottom-left`, `top-right` or `top-left`. */
+    setPlacement(placement) {
+      const [vertical, horizontal] = String(placement || 'bottom-right').split('-');
+      this.root.classList.toggle('top', vertical === 'top');
+      this.root.classList.toggle('left', horizontal === 'left');
+    }
+
     buildLauncher() {
       this.launcher = element('button', 'launcher');
       this.launcher.type = 'button';
-      this.launcher.setAttribute('aria-label', 'Open chat');
+      this.launcher.setAttribute('aria-label', this.t.openChat);
       this.launcher.setAttribute('aria-expanded', 'false');
       this.launcher.setAttribute('aria-controls', 'rejoinder-window');
       this.launcher.append(icon(ICON_CHAT));
@@ -670,7 +902,7 @@ button { cursor: pointer; border: 0; background: none; }
       return this.launcher;
     }
 
-    buildWindow(title) {
+    buildWindow(options) {
       const win = element('section', 'window');
       win.id = 'rejoinder-window';
       win.hidden = true;
@@ -686,12 +918,19 @@ button { cursor: pointer; border: 0; background: none; }
       });
       this.window = win;
       win.append(
-        this.buildHeader(title),
+        this.buildHeader(options),
         this.buildBanner(),
         this.buildLog(),
-        this.buildChoices(),
         this.buildComposer(),
       );
+      if (options.providerLink) {
+        const footer = element('div', 'provider');
+        const link = options.providerLink;
+        const url = typeof link === 'string' && isHttpUrl(link) ? link : PROVIDER_URL;
+        footer.append(anchor(url, this.t.poweredBy, ''));
+        win.append(footer);
+      }
+      this.buildChoices();
       this.announcer = element('div', 'sr-only');
       this.announcer.setAttribute('aria-live', 'polite');
       win.append(this.announcer);
@@ -716,19 +955,26 @@ button { cursor: pointer; border: 0; background: none; }
       }
     }
 
-    buildHeader(title) {
+    iconButton(className, label, path, action) {
+      const button = element('button', `icon-button ${className}`);
+      button.type = 'button';
+      button.setAttribute('aria-label', label);
+      button.append(icon(path));
+      button.addEventListener('click', action);
+      return button;
+    }
+
+    buildHeader(options) {
       const header = element('header', 'header');
-      const heading = element('h2', 'title', title);
-      heading.id = 'rejoinder-title';
+      this.heading = element('h2', 'title', options.title);
+      this.heading.id = 'rejoinder-title';
       this.dot = element('span', 'dot');
       this.dot.setAttribute('aria-hidden', 'true');
-      const close = element('button', 'icon-button close');
-      close.type = 'button';
-      close.setAttribute('aria-label', 'Close chat');
-      close.append(icon(ICON_CLOSE));
-      close.addEventListener('click', () => this.on.close());
-      this.closeButton = close;
-      header.append(this.dot, heading, close);
+      this.headerAvatar = element('span', 'avatar');
+      this.headerAvatar.hidden = true;
+      this.closeButton = this.iconButton('close', this.t.closeChat, ICON_CLOSE, () => this.on.close());
+      if (options.backButton) header.append(this.iconButton('back', this.t.back, ICON_BACK, () => this.on.close()));
+      header.append(this.dot, this.headerAvatar, this.heading, this.closeButton);
       return header;
     }
 
@@ -737,7 +983,7 @@ button { cursor: pointer; border: 0; background: none; }
       this.banner.setAttribute('role', 'status');
       this.banner.hidden = true;
       this.bannerText = element('span', 'banner-text');
-      this.bannerAction = element('button', 'banner-action', 'Start a new conversation');
+      this.bannerAction = element('button', 'banner-action', this.t.restart);
       this.bannerAction.type = 'button';
       this.bannerAction.hidden = true;
       this.bannerAction.addEventListener('click', () => this.on.restart());
@@ -749,23 +995,24 @@ button { cursor: pointer; border: 0; background: none; }
       this.log = element('div', 'log');
       this.log.setAttribute('role', 'log');
       this.log.setAttribute('aria-live', 'off'); // new bot messages are announced once, by the announcer
-      this.log.setAttribute('aria-label', 'Conversation');
+      this.log.setAttribute('aria-label', this.t.conversation);
       this.log.tabIndex = 0;
       this.typing = element('div', 'typing');
       this.typing.setAttribute('role', 'status');
-      this.typing.setAttribute('aria-label', 'The assistant is typing');
+      this.typing.setAttribute('aria-label', this.t.typing);
       this.typing.append(element('span'), element('span'), element('span'));
       this.typing.hidden = true;
       this.log.append(this.typing);
       return this.log;
     }
 
+    /** Quick replies live in the log, right under the bot message that asks. */
     buildChoices() {
       this.choices = element('div', 'choices');
       this.choices.setAttribute('role', 'group');
-      this.choices.setAttribute('aria-label', 'Suggested replies');
+      this.choices.setAttribute('aria-label', this.t.suggested);
       this.choices.hidden = true;
-      return this.choices;
+      this.log.insertBefore(this.choices, this.typing);
     }
 
     buildComposer() {
@@ -774,11 +1021,11 @@ button { cursor: pointer; border: 0; background: none; }
       this.input.type = 'text';
       this.input.maxLength = 4000;
       this.input.autocomplete = 'off';
-      this.input.placeholder = 'Type a message…';
-      this.input.setAttribute('aria-label', 'Message');
+      this.input.placeholder = this.t.placeholder;
+      this.input.setAttribute('aria-label', this.t.message);
       this.sendButton = element('button', 'send');
       this.sendButton.type = 'submit';
-      this.sendButton.setAttribute('aria-label', 'Send');
+      this.sendButton.setAttribute('aria-label', this.t.send);
       this.sendButton.append(icon(ICON_SEND));
       form.append(this.input, this.sendButton);
       form.addEventListener('submit', (event) => {
@@ -789,6 +1036,46 @@ button { cursor: pointer; border: 0; background: none; }
         this.on.send(text);
       });
       return form;
+    }
+
+    /** The bot's `widget:` settings from the server: title (unless the page set one), accent, avatar, name. */
+    applyLook(look) {
+      const title = look.title || look.name; // the bot's name when it has no title of its own
+      if (typeof title === 'string' && title && !this.titleGiven) this.heading.textContent = title;
+      if (typeof look.accent === 'string' && ACCENT_PATTERN.test(look.accent)) {
+        this.root.style.setProperty('--accent', `var(--rejoinder-accent, ${look.accent})`); // the page's CSS wins
+        this.root.style.setProperty('--accent-ink', inkFor(look.accent));
+      }
+      this.botName = typeof look.name === 'string' ? look.name : '';
+      this.avatarUrl = typeof look.avatar === 'string' && isHttpUrl(look.avatar) ? look.avatar : '';
+      if (this.avatarUrl) {
+        const avatar = this.avatarElement();
+        this.headerAvatar.replaceWith(avatar);
+        this.headerAvatar = avatar;
+      }
+      // Messages already on screen (a resumed history) get the name and picture too.
+      for (const who of this.log.querySelectorAll('.who')) who.replaceWith(this.whoElement());
+    }
+
+    /** The bot's picture, or the first letter of its name on the accent colour. */
+    avatarElement() {
+      if (this.avatarUrl) {
+        const image = element('img', 'avatar');
+        image.src = this.avatarUrl;
+        image.alt = '';
+        image.referrerPolicy = 'no-referrer';
+        return image;
+      }
+      const initial = element('span', 'avatar', (this.botName || '?').trim().charAt(0).toUpperCase());
+      initial.setAttribute('aria-hidden', 'true');
+      return initial;
+    }
+
+    whoElement() {
+      const who = element('div', 'who');
+      who.append(this.avatarElement(), element('span', 'who-name', this.botName));
+      if (!this.botName && !this.avatarUrl) who.hidden = true;
+      return who;
     }
 
     // ----------------------------------------------------------------------------------------- open and close
@@ -827,7 +1114,7 @@ button { cursor: pointer; border: 0; background: none; }
       this.root.classList.toggle('no-launcher', !this.launcherWanted);
       this.launcher.hidden = !this.launcherWanted || (full && this.isOpen);
       this.launcher.replaceChildren(icon(this.isOpen ? ICON_CLOSE : ICON_CHAT)); // a toggle: open, then close
-      this.launcher.setAttribute('aria-label', this.isOpen ? 'Close chat' : 'Open chat');
+      this.launcher.setAttribute('aria-label', this.isOpen ? this.t.closeChat : this.t.openChat);
     }
 
     // ----------------------------------------------------------------------------------------- state
@@ -837,7 +1124,7 @@ button { cursor: pointer; border: 0; background: none; }
       const view = STATE_VIEWS[state] || STATE_VIEWS.idle;
       clearInterval(this.countdown);
       this.dot.className = `dot ${state}`;
-      const text = detail || view.banner;
+      const text = detail || (view.banner && this.t[view.banner]);
       this.banner.hidden = !text;
       this.banner.className = `banner ${view.tone || ''}`;
       this.bannerText.textContent = text || '';
@@ -846,7 +1133,7 @@ button { cursor: pointer; border: 0; background: none; }
       const wasFocused = this.shadow.activeElement === this.input;
       this.input.disabled = !view.input;
       this.sendButton.disabled = !view.input;
-      this.input.placeholder = view.input ? 'Type a message…' : 'Chat unavailable';
+      this.input.placeholder = view.input ? this.t.placeholder : this.t.unavailable;
       if (!view.input) {
         this.setChoices([]);
         this.setTyping(false);
@@ -857,7 +1144,7 @@ button { cursor: pointer; border: 0; background: none; }
     runCountdown(retryAt) {
       const tick = () => {
         const seconds = Math.ceil((retryAt - Date.now()) / 1000);
-        this.bannerText.textContent = seconds > 0 ? `Offline. Reconnecting in ${seconds} s…` : 'Reconnecting…';
+        this.bannerText.textContent = seconds > 0 ? fill(this.t.offlineIn, { seconds }) : this.t.reconnecting;
         if (seconds <= 0) clearInterval(this.countdown);
       };
       tick();
@@ -878,6 +1165,8 @@ button { cursor: pointer; border: 0; background: none; }
     /** Quick replies: `[{label, value}]`; an empty list hides them. */
     setChoices(choices) {
       const key = JSON.stringify(choices.map((choice) => [choice.label, choice.value]));
+      const anchorNode = this.firstLocal();
+      if (this.choices.nextSibling !== anchorNode) this.log.insertBefore(this.choices, anchorNode);
       if (key === this.choicesKey) {
         // The same replies again (the answer and the live stream both bring them): keep the buttons, and the focus.
         this.choices.hidden = choices.length === 0 || this.input.disabled;
@@ -897,6 +1186,7 @@ button { cursor: pointer; border: 0; background: none; }
       }
       this.choices.hidden = choices.length === 0 || this.input.disabled;
       if (hadFocus) (this.choices.firstChild || this.input).focus({ preventScroll: true });
+      if (choices.length && this.nearEnd(160)) this.scrollToEnd();
     }
 
     announce(text) {
@@ -907,7 +1197,8 @@ button { cursor: pointer; border: 0; background: none; }
 
     clear() {
       this.rendered.clear();
-      this.log.replaceChildren(this.typing);
+      this.lastAppended = null;
+      this.log.replaceChildren(this.choices, this.typing);
       this.setChoices([]);
     }
 
@@ -922,6 +1213,7 @@ button { cursor: pointer; border: 0; background: none; }
       for (const message of messages) {
         const node = this.messageElement(message);
         if (message.seq > lastSeq) {
+          this.startGroup(message, fragment);
           fragment.append(node);
           lastSeq = message.seq;
         } else {
@@ -929,8 +1221,51 @@ button { cursor: pointer; border: 0; background: none; }
         }
         this.rendered.set(message.seq, node);
       }
-      this.log.insertBefore(fragment, this.firstLocal());
+      this.log.insertBefore(fragment, this.choices.hidden ? this.firstLocal() : this.choices);
       if (stick) this.scrollToEnd();
+    }
+
+    /**
+     * Before a message added at the end: a timestamp when it is the first in a while, and the bot's name and
+     * picture when the bot starts speaking.
+     */
+    startGroup(message, fragment) {
+      const time = Date.parse(message.created_at);
+      const last = this.lastAppended;
+      const newTime = !Number.isNaN(time) && (!last || !(time - last.time < GROUP_GAP_MS));
+      if (newTime) fragment.append(this.stampElement(time));
+      if (message.sender === 'bot' && (newTime || !last || last.sender !== 'bot')) fragment.append(this.whoElement());
+      this.lastAppended = { sender: message.sender, time: Number.isNaN(time) ? last && last.time : time };
+    }
+
+    stampElement(time) {
+      const stamp = element('div', 'stamp');
+      stamp.dataset.time = String(time);
+      stamp.title = new Date(time).toLocaleString(this.locale, { dateStyle: 'full', timeStyle: 'medium' });
+      stamp.textContent = this.relativeTime(time);
+      return stamp;
+    }
+
+    /** "just now", "5 minutes ago", a time today, or a date and time before today. */
+    relativeTime(time) {
+      const seconds = (Date.now() - time) / 1000;
+      if (seconds < 60) return this.t.justNow;
+      if (seconds < 3600 && typeof Intl.RelativeTimeFormat === 'function') {
+        const format = new Intl.RelativeTimeFormat(this.locale, { numeric: 'auto' });
+        return format.format(-Math.floor(seconds / 60), 'minute');
+      }
+      const date = new Date(time);
+      const today = new Date().toDateString() === date.toDateString();
+      return today
+        ? date.toLocaleTimeString(this.locale, { hour: 'numeric', minute: '2-digit' })
+        : date.toLocaleString(this.locale, { dateStyle: 'medium', timeStyle: 'short' });
+    }
+
+    refreshStamps() {
+      if (!this.isOpen) return;
+      for (const stamp of this.log.querySelectorAll('.stamp')) {
+        stamp.textContent = this.relativeTime(Number(stamp.dataset.time));
+      }
     }
 
     lastRenderedSeq() {
@@ -957,7 +1292,7 @@ button { cursor: pointer; border: 0; background: none; }
       node.dataset.seq = String(message.seq);
       const bubble = element('div', 'bubble');
       bubble.append(linkified(String(message.text || '')));
-      if (message.created_at) node.title = new Date(message.created_at).toLocaleString();
+      if (message.created_at) node.title = new Date(message.created_at).toLocaleString(this.locale);
       node.append(bubble);
       const links = (message.buttons || []).filter((button) => button.url && isHttpUrl(button.url));
       if (links.length) {
@@ -985,12 +1320,12 @@ button { cursor: pointer; border: 0; background: none; }
       return null;
     }
 
-    markFailed(node, error, retry) {
+    markFailed(node, message, retry) {
       node.classList.remove('sending');
       node.classList.add('failed');
       node.querySelectorAll('.note, .retry').forEach((old) => old.remove());
-      node.append(element('div', 'note', error.message));
-      const again = element('button', 'retry', 'Send again');
+      node.append(element('div', 'note', `${this.t.notSent} ${message}`));
+      const again = element('button', 'retry', this.t.sendAgain);
       again.type = 'button';
       again.addEventListener('click', () => {
         node.classList.remove('failed');
@@ -1002,8 +1337,8 @@ button { cursor: pointer; border: 0; background: none; }
       node.append(again);
     }
 
-    nearEnd() {
-      return this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
+    nearEnd(margin = 80) {
+      return this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < margin;
     }
 
     scrollToEnd() {
@@ -1012,6 +1347,7 @@ button { cursor: pointer; border: 0; background: none; }
 
     destroy() {
       clearInterval(this.countdown);
+      clearInterval(this.stampTimer);
       clearTimeout(this.typingTimer);
       this.smallScreen.removeEventListener('change', this.onScreenChange);
       this.host.remove();
@@ -1041,6 +1377,12 @@ button { cursor: pointer; border: 0; background: none; }
       this.live = null;
       this.refreshTimer = null;
       this.widget = null;
+      this.strings = stringsFor(options.locale);
+      this.english = !options.locale || /^en\b/i.test(options.locale);
+      this.look = null; // the bot's widget settings, once the server has answered
+      // The resume this page session made: {token: fingerprint, text: its resume message}; `awaiting` while its
+      // message may still come, `replay` when the page was reloaded since.
+      this.resumed = null;
       this.onVisible = () => this.checkRefreshDue();
     }
 
@@ -1052,12 +1394,18 @@ button { cursor: pointer; border: 0; background: none; }
         await new Promise((resolve) => document.addEventListener('DOMContentLoaded', resolve, { once: true }));
       }
       if (this.destroyed) return;
+      const settings = this.loadSettings(); // in parallel with bringing back an earlier conversation
       this.widget = new Widget(
         {
           placement: this.options.placement,
           launcher: this.options.launcher,
-          title: this.options.title,
+          title: this.options.title || this.strings.title,
+          titleGiven: Boolean(this.options.title),
+          strings: this.strings,
           locale: this.options.locale,
+          backButton: this.options.backButton,
+          providerLink: this.options.providerLink,
+          offsets: this.options.offsets,
         },
         {
           send: (text) => this.userSend({ text }, text),
@@ -1071,15 +1419,39 @@ button { cursor: pointer; border: 0; background: none; }
       const saved = this.persistence.load();
       if (saved) await this.restore(saved);
       if (this.options.popupMode) this.open();
+      await settings;
+    }
+
+    /**
+     * The bot's widget settings. A page on an origin the bot does not allow learns it here, before any chat;
+     * other failures keep the defaults (the welcome event is then `welcome`).
+     */
+    loadSettings() {
+      this.settings = this.api.settings().then(
+        (look) => {
+          debug('bot settings', look);
+          this.look = look;
+          if (this.widget) this.widget.applyLook(look);
+          return look;
+        },
+        (error) => {
+          if (error.code === 'origin_not_allowed') this.fail(error);
+          else debugWarn('the bot settings could not be read:', error.code, error.message);
+          return null;
+        },
+      );
+      return this.settings;
     }
 
     async restore(saved) {
       if (!(Date.parse(saved.expiresAt) > Date.now())) {
         this.persistence.clear();
-        this.setStatus('expired', { detail: 'Your previous chat session has expired.' });
+        this.setStatus('expired', { detail: this.strings.sessionExpired });
         return;
       }
       const { conversationId: id, session, expiresAt, issuedAt } = saved;
+      const resume = saved.resume;
+      this.resumed = resume && typeof resume.token === 'string' ? { token: resume.token, text: resume.text } : null;
       this.adopt({ id, session, expiresAt, issuedAt });
       try {
         await this.loadHistory();
@@ -1118,11 +1490,25 @@ button { cursor: pointer; border: 0; background: none; }
 
     // ----------------------------------------------------------------------------------------- public actions
 
+    /** A new conversation started by an event; with no name, the bot's welcome. */
     event(name, variables) {
       return this.enqueue(async () => {
         this.open();
+        let event = name;
+        if (event === undefined) {
+          const look = await this.settings;
+          event = look ? look.welcome_event : 'welcome';
+          if (look && !look.welcome_skill) {
+            // No skill greets: an open chat whose first message starts the conversation (the default skill).
+            debug(`no skill is triggered by "${event}": waiting for the customer's first message`);
+            this.beginNew();
+            this.setStatus('idle');
+            return null;
+          }
+        }
         this.beginNew();
-        const body = { event: name, ...this.startFields(variables) };
+        debug('event', event);
+        const body = { event, ...this.startFields(variables) };
         return this.startWith(() => this.api.start(body));
       });
     }
@@ -1131,12 +1517,49 @@ button { cursor: pointer; border: 0; background: none; }
       return this.enqueue(async () => {
         if (options.launcher !== undefined) this.widget.setLauncher(Boolean(options.launcher));
         this.open(options.popupMode ? true : undefined);
-        return this.startWith(() => this.api.resume(token), { keepSameConversation: true });
+        const print = fingerprint(token);
+        const resumed = this.resumed;
+        if (resumed && resumed.token === print && this.conversation && !this.conversation.closed) {
+          // A reload of the page that resumed: the conversation is back from this page session, as it is.
+          debug('this token was resumed earlier in this page session: showing the conversation as it is');
+          Object.assign(resumed, { replay: true, awaiting: true });
+          return this.currentAnswer();
+        }
+        debug('resuming a conversation by its token');
+        const answer = await this.startWith(() => this.api.resume(token), { keepSameConversation: true });
+        this.resumed = { token: print, awaiting: true };
+        this.saveState();
+        return answer;
       });
     }
 
+    /** What resuming answers, from what is on screen (for a resume this page session already made). */
+    currentAnswer() {
+      return {
+        conversation_id: this.conversation.id,
+        status: this.conversation.closed ? 'closed' : 'active',
+        messages: [],
+        pending: this.pending === undefined ? null : this.pending,
+        replayed: true,
+      };
+    }
+
     sendChat(text) {
-      return this.enqueue(() => this.sendNow({ text: String(text) }, String(text)));
+      return this.enqueue(() => {
+        const shown = String(text);
+        const resumed = this.resumed;
+        if (resumed && resumed.awaiting) {
+          // The first message after a resume is its resume message: a reload must not send it again.
+          resumed.awaiting = false;
+          if (resumed.replay && resumed.text === shown) {
+            debug('the resume message was sent before this reload: not sending it again');
+            return { messages: [], pending: this.pending === undefined ? null : this.pending, replayed: true };
+          }
+          Object.assign(resumed, { text: shown, replay: false });
+          this.saveState();
+        }
+        return this.sendNow({ text: shown }, shown);
+      });
     }
 
     /** What the customer typed or clicked in the widget: sent through the queue; failures show on screen. */
@@ -1206,6 +1629,7 @@ button { cursor: pointer; border: 0; background: none; }
 
     /** Start or resume: one call that answers with a session and the conversation so far. */
     async startWith(call, { keepSameConversation = false } = {}) {
+      if (this.status === 'blocked') throw this.blockedError;
       const before = this.status;
       this.setStatus('connecting');
       let answer;
@@ -1228,6 +1652,7 @@ button { cursor: pointer; border: 0; background: none; }
       this.applyPending(answer.pending);
       this.applyConversationStatus(answer.status);
       if (answer.status !== 'closed') this.goLive();
+      debug('conversation', answer.conversation_id, `${(answer.messages || []).length} messages`);
       this.emit('conversation', answer.conversation_id);
       return answer;
     }
@@ -1247,7 +1672,7 @@ button { cursor: pointer; border: 0; background: none; }
       if (this.status === 'expired' || this.status === 'ended') {
         const view = STATE_VIEWS[this.status];
         const code = this.status === 'ended' ? 'conversation_closed' : 'unauthorized';
-        throw new AlliError(code, this.lastDetail || view.banner);
+        throw new AlliError(code, this.lastDetail || this.strings[view.banner]);
       }
       this.widget.setChoices([]);
       const local = this.widget.addLocal(shown);
@@ -1280,7 +1705,7 @@ button { cursor: pointer; border: 0; background: none; }
             this.fail(error);
           } else {
             const again = () => this.enqueue(() => this.deliver(request, local)).catch(() => undefined);
-            this.widget.markFailed(local, error, again);
+            this.widget.markFailed(local, customerText(error, this.strings, this.english), again);
             this.emit('error', error);
           }
           throw error;
@@ -1438,21 +1863,33 @@ button { cursor: pointer; border: 0; background: none; }
 
     /** A refusal (bad token, ended session…) or a failure to start: show it, report it, stop. */
     fail(error) {
-      if (isRefusal(error)) {
+      const detail = customerText(error, this.strings, this.english);
+      debugWarn(`${error.code}: ${error.message}`);
+      if (error.code === 'origin_not_allowed') {
+        this.stopLive();
+        clearTimeout(this.refreshTimer);
+        this.blockedError = error;
+        debugWarn(
+          `this page's origin ${location.origin} is not allowed for this bot: ` +
+            `add "${location.origin}" to allowed_origins in the bot's rejoinder.yaml and deploy it again.`,
+        );
+        this.setStatus('blocked', { detail });
+      } else if (isRefusal(error)) {
         this.stopLive();
         clearTimeout(this.refreshTimer);
         this.persistence.clear();
-        this.setStatus('expired', { detail: error.message });
+        this.setStatus('expired', { detail });
       } else if (error.code === 'conversation_closed') {
         this.stopLive();
         this.setStatus('ended');
       } else if (!this.conversation) {
-        this.setStatus(error.code === 'network_error' ? 'offline' : 'idle', { detail: error.message });
+        this.setStatus(error.code === 'network_error' ? 'offline' : 'idle', { detail });
       }
       this.emit('error', error);
     }
 
     setStatus(status, { detail, retryAt } = {}) {
+      if (status !== this.status) debug('status', status, detail || '');
       this.lastDetail = detail;
       if (this.widget) this.widget.showState(status, { detail, retryAt });
       if (status === this.status) return;
@@ -1471,6 +1908,7 @@ button { cursor: pointer; border: 0; background: none; }
       clearTimeout(this.refreshTimer);
       this.persistence.clear();
       this.conversation = null;
+      this.resumed = null;
       this.seen = new Set();
       this.latest = null;
       this.contiguous = 0;
@@ -1487,6 +1925,7 @@ button { cursor: pointer; border: 0; background: none; }
         expiresAt: conversation.expiresAt,
         lastSeq: this.contiguous,
         open: Boolean(this.widget && this.widget.isOpen),
+        resume: this.resumed ? { token: this.resumed.token, text: this.resumed.text } : undefined,
       });
     }
 
@@ -1524,27 +1963,81 @@ button { cursor: pointer; border: 0; background: none; }
     return fields;
   }
 
+  // Options this SDK knows; Alli's others are ignored with a debug warning.
+  const KNOWN_OPTIONS = [
+    'sdkKey', 'apiKey', 'server', 'launcher', 'popupMode', 'placement', 'title', 'user', 'variables', 'locale',
+    'persist', 'debug', 'backButton', 'providerLink', 'styleOptions',
+  ];
+  const PLACEMENTS = ['bottom-right', 'bottom-left', 'top-right', 'top-left'];
+
+  /** A pixel offset of styleOptions: a number or "50px"; anything else is ignored. */
+  function pixels(value, name) {
+    if (value === undefined) return undefined;
+    const number = typeof value === 'number' ? value : parseFloat(String(value));
+    if (Number.isFinite(number) && number >= 0 && number <= 2000) return number;
+    debugWarn(`styleOptions.conversationContainer.${name} must be a number of pixels; ignored:`, value);
+    return undefined;
+  }
+
+  /** `styleOptions.conversationContainer {right, left, bottom}`: the side given by the placement. */
+  function offsetsOf(styleOptions, placement) {
+    const offsets = {};
+    if (!styleOptions || typeof styleOptions !== 'object') return offsets;
+    for (const name of Object.keys(styleOptions)) {
+      if (name !== 'conversationContainer') debugWarn(`styleOptions.${name} is not supported; ignored.`);
+    }
+    const container = styleOptions.conversationContainer || {};
+    const side = placement.endsWith('left') ? 'left' : 'right';
+    offsets.x = pixels(container[side], side);
+    offsets.bottom = pixels(container.bottom, 'bottom');
+    for (const name of Object.keys(container)) {
+      if (!['right', 'left', 'bottom'].includes(name)) {
+        debugWarn(`styleOptions.conversationContainer.${name} is not supported; ignored.`);
+      }
+    }
+    return offsets;
+  }
+
+  /** What setUser / setUserId / setPlacement said before initialize(), and since. */
+  const presets = { user: undefined, variables: undefined, placement: undefined };
+
   function checkedOptions(options) {
-    if (!options || typeof options.sdkKey !== 'string' || !options.sdkKey) {
+    const given = options && typeof options === 'object' ? options : {};
+    debugging = Boolean(given.debug);
+    const sdkKey = given.sdkKey || given.apiKey;
+    if (typeof sdkKey !== 'string' || !sdkKey) {
       throw new AlliError('invalid_options', 'Alli.initialize needs {sdkKey: "pk_…"}, the bot\'s SDK key.');
     }
-    const persist = options.persist === undefined ? 'session' : options.persist;
+    for (const name of Object.keys(given)) {
+      if (!KNOWN_OPTIONS.includes(name)) debugWarn(`the option ${name} is not supported; ignored.`);
+    }
+    const persist = given.persist === undefined ? 'session' : given.persist;
     if (!['session', 'local', 'none'].includes(persist)) {
       throw new AlliError('invalid_options', 'persist must be "session", "local" or "none".');
     }
-    const server = String(options.server || defaultServer()).replace(/\/+$/, '');
+    const server = String(given.server || defaultServer()).replace(/\/+$/, '');
     if (!isHttpUrl(server)) throw new AlliError('invalid_options', `server must be an http(s) URL, not ${server}.`);
+    let placement = presets.placement || given.placement || 'bottom-right';
+    if (!PLACEMENTS.includes(placement)) {
+      debugWarn(`placement must be one of ${PLACEMENTS.join(', ')}; using bottom-right.`);
+      placement = 'bottom-right';
+    }
+    const user = presets.user || (given.user ? userFields(given.user) : undefined);
+    const variables = { ...(given.variables || {}), ...(presets.variables || {}) };
     return {
-      sdkKey: options.sdkKey,
+      sdkKey,
       server,
-      launcher: options.launcher !== false,
-      popupMode: Boolean(options.popupMode),
-      placement: options.placement || 'bottom-right',
-      title: options.title || 'Chat',
-      user: options.user ? userFields(options.user) : undefined,
-      variables: options.variables || undefined,
-      locale: options.locale || undefined,
+      launcher: given.launcher !== false,
+      popupMode: Boolean(given.popupMode),
+      placement,
+      title: given.title ? String(given.title) : '',
+      user,
+      variables: Object.keys(variables).length ? variables : undefined,
+      locale: given.locale ? String(given.locale) : undefined,
       persist,
+      backButton: Boolean(given.backButton),
+      providerLink: given.providerLink === undefined ? true : given.providerLink,
+      offsets: offsetsOf(given.styleOptions, placement),
     };
   }
 
@@ -1553,10 +2046,13 @@ button { cursor: pointer; border: 0; background: none; }
 
     /**
      * Set the widget up for a bot. Call once per page (call destroy() first to start over).
-     * @param {{sdkKey: string, server?: string, launcher?: boolean, popupMode?: boolean, placement?: string,
-     *   user?: {id?: string, name?: string, hash?: string}, variables?: object, locale?: string,
-     *   persist?: 'session'|'local'|'none', title?: string}} options
-     * @returns {Promise<void>} settles when an earlier page's conversation, if any, is back on screen
+     * @param {{sdkKey?: string, apiKey?: string, server?: string, launcher?: boolean, popupMode?: boolean,
+     *   placement?: string, user?: {id?: string, name?: string, hash?: string}, variables?: object,
+     *   locale?: string, persist?: 'session'|'local'|'none', title?: string, debug?: boolean,
+     *   backButton?: boolean, providerLink?: boolean|string,
+     *   styleOptions?: {conversationContainer?: {right?: number, left?: number, bottom?: number}}}} options
+     * @returns {Promise<void>} settles when the widget is ready: the bot's settings read and an earlier page's
+     *   conversation, if any, back on screen
      */
     initialize(options) {
       if (chat) {
@@ -1573,18 +2069,75 @@ button { cursor: pointer; border: 0; background: none; }
       } catch (error) {
         return Promise.reject(error);
       }
+      debug('initialize', { server: checked.server, placement: checked.placement, persist: checked.persist });
       chat = new Chat(checked);
       const current = chat;
       return chat.enqueue(() => current.mount());
     },
 
     /**
-     * Start a new conversation with the skill that `name` triggers, and open the window.
-     * @param {string} name @param {object} [variables] values for the skill's settable variables
-     * @returns {Promise<object>} the server's answer
+     * Start a new conversation with the skill that `name` triggers, and open the window. With no name, the
+     * bot's welcome event (its `welcome_event` setting); a bot with no skill for it waits for a first message.
+     * @param {string} [name] @param {object} [variables] values for the skill's settable variables
+     * @returns {Promise<object|null>} the server's answer (null when waiting for the first message)
      */
     event(name, variables) {
-      return withChat((c) => c.event(String(name), variables));
+      const event = name === undefined || name === null || name === '' ? undefined : String(name);
+      return withChat((c) => c.event(event, variables));
+    },
+
+    /**
+     * Who the customer is, for the conversations started from now on: `{id, name, hash, variables}`
+     * (`hash` = HMAC-SHA256 of `id` by the business's backend; `variables` for the skill's settable variables).
+     * @param {{id?: string, name?: string, hash?: string, variables?: object}} user
+     */
+    setUser(user) {
+      const given = user && typeof user === 'object' ? user : {};
+      presets.user = userFields(given);
+      presets.variables = given.variables && typeof given.variables === 'object' ? { ...given.variables } : undefined;
+      if (chat) {
+        chat.options.user = presets.user;
+        chat.options.variables = { ...(chat.options.variables || {}), ...(presets.variables || {}) };
+      }
+      debug('user', { id: presets.user.id, name: presets.user.name });
+    },
+
+    /** The customer's id alone (a hash given for another id is dropped). @param {string} id */
+    setUserId(id) {
+      const current = (chat ? chat.options.user : presets.user) || {};
+      const next = { ...current, id: String(id) };
+      if (current.id !== next.id) delete next.hash;
+      presets.user = next;
+      if (chat) chat.options.user = next;
+    },
+
+    /** Where the launcher and window sit: bottom-right, bottom-left, top-right or top-left. @param {string} p */
+    setPlacement(placement) {
+      if (!PLACEMENTS.includes(placement)) {
+        debugWarn(`placement must be one of ${PLACEMENTS.join(', ')}; ignored:`, placement);
+        return;
+      }
+      presets.placement = placement;
+      if (chat) {
+        chat.options.placement = placement;
+        if (chat.widget) chat.widget.setPlacement(placement);
+      }
+    },
+
+    /** The customer as set by initialize, setUser or setUserId (a frozen copy; `hash` is not shown). */
+    get user() {
+      const user = (chat ? chat.options.user : presets.user) || {};
+      const variables = (chat ? chat.options.variables : presets.variables) || {};
+      return Object.freeze({ id: user.id, name: user.name, variables: Object.freeze({ ...variables }) });
+    },
+
+    /**
+     * Add or complete a language of the widget's own strings (keys as in English; missing ones stay English).
+     * Call before initialize({locale: code}).
+     * @param {string} code e.g. "fr" or "pt-BR" @param {object} strings
+     */
+    addLocale(code, strings) {
+      LOCALES[String(code)] = { ...(LOCALES[String(code)] || {}), ...strings };
     },
 
     /**

@@ -535,3 +535,17 @@ async def test_skill_files_larger_than_a_chat_message_can_be_uploaded(api: Api) 
     huge = FAQ + "description: " + repr("x" * 300_000) + "\n"
     refused = await api.put_skill("faq", huge)
     assert refused.status_code == 413 and refused.json()["type"] == "too_large"
+
+
+@pytest.mark.parametrize("content", [None, b""])
+async def test_a_token_issue_without_a_body_takes_the_bots_defaults(api: Api, content: bytes | None) -> None:
+    conversation, _ = await api.start()
+    issued = await api.http.post(
+        f"/v1/conversations/{conversation}/tokens", content=content, headers=api.admin
+    )
+    assert issued.status_code == 201, issued.text
+    body = issued.json()
+    assert body["token"].startswith("rjt_")
+    assert body["max_uses"] is None
+    assert datetime.fromisoformat(body["expires_at"]) > datetime.fromisoformat(body["created_at"])
+    assert (await api.resume(body["token"])).status_code == 200

@@ -414,9 +414,11 @@ class TokenRequest(BaseModel):
     responses=problem_responses(400, 401, 403, 404, 415, 422, 503),
 )
 async def issue_token(
-    conversation_id: str, body: TokenRequest, request: Request, caller: Admin
+    conversation_id: str, request: Request, caller: Admin, body: TokenRequest | None = None
 ) -> JSONResponse:
     await _own_conversation(request, caller, conversation_id)
+    # No body at all means the bot's defaults, as `{}` does.
+    body = body or TokenRequest()
     ttl = None if body.ttl is None else str(body.ttl)
     secret, record = await state.service(request).issue_token(conversation_id, ttl=ttl, uses=body.uses)
     await _audit(request, caller, "token_issued", conversation_id=conversation_id, token_id=record.id)

@@ -417,3 +417,33 @@ def test_a_state_serialises_every_field_and_round_trips() -> None:
 
     assert set(data) == {field.name for field in dataclasses.fields(ConversationState)}
     assert ConversationState.from_json(json.loads(json.dumps(data))) == state
+
+
+@pytest.mark.parametrize("max_retries", [0, 1, 2, 3])
+def test_max_retries_counts_the_times_the_question_is_asked_again(max_retries: int) -> None:
+    """``max_retries: n``: n invalid answers are each asked again; invalid answer n + 1 goes to ``on_invalid``."""
+    nodes = {
+        "a": {
+            "type": "question",
+            "text": "Number?",
+            "retry_text": "A number, please.",
+            "save_to": "n",
+            "input": "number",
+            "max_retries": max_retries,
+            "on_invalid": "give_up",
+        },
+        "give_up": {"type": "message", "text": "Let's move on."},
+    }
+    engine = Engine(make_bot(skill(nodes)))
+    wrong = [CustomerText(f"wrong {i}") for i in range(max_retries + 1)]
+    state, results = run(engine, StartEvent("main"), *wrong)
+    for retry in results[1:-1]:
+        assert texts(retry) == ["A number, please."]
+        assert retry.pending is not None and retry.pending.node == "a"
+    assert texts(results[-1]) == ["Let's move on."]
+    assert state.waiting == "nothing"
+
+    # One invalid answer fewer, and a valid one still counts.
+    state, results = run(engine, StartEvent("main"), *wrong[:-1], CustomerText("7"))
+    assert state.variables["n"] == 7
+    assert "Let's move on." not in texts(results[-1])

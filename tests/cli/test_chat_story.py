@@ -80,3 +80,12 @@ def test_a_broken_bot_says_where(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "a.yaml:5" in result.stderr and "mesage" in result.stderr
+
+
+def test_a_database_in_a_missing_directory_is_refused_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such"
+    env = {**os.environ, "REJOINDER_DATABASE_URL": f"sqlite:///{missing / 'chat.db'}", "COLUMNS": "300"}
+    result = chat(["--event", "welcome"], "", env)
+    assert result.returncode == 1
+    assert f"the directory {missing} does not exist" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "no").exists()

@@ -45,10 +45,14 @@ def chat(
     except BotLoadError as exc:
         err.print(escape(str(exc)))
         raise typer.Exit(1) from None
-    from rejoinder.store import StoreUnavailable
+    from rejoinder.store import InvalidDatabaseURL, StoreUnavailable
+    from rejoinder.store.urls import check_url
 
     try:
+        check_url(get_settings().database_url)
         code = asyncio.run(_chat(bot, event=event, resume=resume))
+    except InvalidDatabaseURL as exc:
+        _fail(f"REJOINDER_DATABASE_URL: {exc}")
     except StoreUnavailable as exc:
         _fail(f"the database is not available: {exc}")
     except KeyboardInterrupt:

@@ -22,14 +22,16 @@ def upgrade() -> None:
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from rejoinder.store import InvalidDatabaseURL, StoreUnavailable, normalize_url
+    from rejoinder.store import InvalidDatabaseURL, StoreUnavailable
     from rejoinder.store.migrate import revisions_between
+    from rejoinder.store.urls import check_url, shown_url
 
     url = get_settings().database_url
+    shown = shown_url(url)
     try:
-        shown = normalize_url(url).render_as_string(hide_password=True)
+        check_url(url)
     except InvalidDatabaseURL as error:
-        _fail(f"REJOINDER_DATABASE_URL: {error}")
+        _fail(f"REJOINDER_DATABASE_URL={shown}: {error}")
     try:
         before, after = asyncio.run(_upgrade(url))
     except (StoreUnavailable, SQLAlchemyError, CommandError) as error:

@@ -50,7 +50,11 @@ async def _create(bot_id: str) -> IssuedKeys:
     from rejoinder.server.auth import create_keys
     from rejoinder.store import Store
 
-    store = Store.from_url(get_settings().database_url)
+    from rejoinder.store.urls import check_url
+
+    url = get_settings().database_url
+    check_url(url)
+    store = Store.from_url(url)
     try:
         await store.upgrade()
         return await create_keys(store, bot_id, now=datetime.now(UTC))

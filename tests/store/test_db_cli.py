@@ -44,7 +44,9 @@ def test_upgrade_creates_the_schema_then_has_nothing_to_do(run: Runner, tmp_path
     assert first[1].startswith(f"{url}: ") and "aiosqlite" not in first[1] + second[1]
 
 
-def test_a_missing_directory_is_an_error_naming_it_and_nothing_is_created(run: Runner, tmp_path: Path) -> None:
+def test_a_missing_directory_is_an_error_naming_it_and_nothing_is_created(
+    run: Runner, tmp_path: Path
+) -> None:
     url = f"sqlite:///{tmp_path / 'dta' / 'deeper' / 'rejoinder.db'}"
     exit_code, out, err = run(url)
     assert exit_code == 1 and out == ""

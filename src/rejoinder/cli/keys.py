@@ -49,7 +49,6 @@ def create(
 async def _create(bot_id: str) -> IssuedKeys:
     from rejoinder.server.auth import create_keys
     from rejoinder.store import Store
-
     from rejoinder.store.urls import check_url
 
     url = get_settings().database_url

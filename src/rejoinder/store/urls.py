@@ -60,7 +60,9 @@ def check_url(url: str) -> sa.URL:
         directory = Path(database).parent
         if not directory.is_dir():
             what = "is not a directory" if directory.exists() else "does not exist"
-            raise InvalidDatabaseURL(f"the directory {directory} {what}; create it first, or correct the path")
+            raise InvalidDatabaseURL(
+                f"the directory {directory} {what}; create it first, or correct the path"
+            )
     return normalized
 
 

@@ -17,6 +17,7 @@ from rejoinder.engine.types import (
     ConversationState,
     CustomerChoice,
     CustomerText,
+    HandledFault,
     HttpCall,
     HttpResponse,
     Input,
@@ -191,11 +192,15 @@ class Engine:
                     turn.set_variable(variable, None)
             turn.resume_at(node.next)
             return
-        reason = response.error or f"status {response.status}"
-        turn.errors.append(f"node {state.node_id!r}: outside call failed: {reason}")
+        reason = response.error or (
+            f"status {response.status}" if response.status is not None else "no response"
+        )
+        fault = f"node {state.node_id!r}: outside call failed: {reason}"
         if node.on_error:
+            turn.errors.append(HandledFault(fault))
             turn.resume_at(node.on_error)
         else:
+            turn.errors.append(fault)
             turn.say(FALLBACK_REPLY, sender="system")
             turn.end_skill()
 
@@ -274,7 +279,7 @@ class Engine:
         except _SkillFault as fault:
             if node.on_error is None:
                 raise
-            turn.errors.append(str(fault))
+            turn.errors.append(HandledFault(fault))
             return node.on_error
         turn.state.waiting = "http"
         turn.state.node_id = turn.node_id

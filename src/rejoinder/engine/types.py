@@ -179,6 +179,15 @@ class TurnContext:
     mint_token: Callable[[], NewToken] | None = None  # default: rejoinder.tokens.mint
 
 
+class HandledFault(str):
+    """A skill fault the skill handled itself: an Integrate call that failed and went on at its ``on_error``.
+
+    It is a plain string everywhere (logs, conversation tests); a front end may show it as less than an error.
+    """
+
+    __slots__ = ()
+
+
 @dataclass
 class StepResult:
     """What one call of :meth:`Engine.step` produced."""
@@ -189,4 +198,5 @@ class StepResult:
     http_call: HttpCall | None = None  # when set, perform it and call step() again with its HttpResponse
     pending: Pending | None = None  # when set, the bot waits for the customer
     steps: int = 0  # nodes executed
-    errors: list[str] = field(default_factory=list)  # skill faults met this step, for logs and the designer
+    # Skill faults met this step, for logs and the designer; those the skill handled are HandledFault.
+    errors: list[str] = field(default_factory=list)

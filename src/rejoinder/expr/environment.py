@@ -126,9 +126,14 @@ def _concat(parts: list[Any]) -> str:
 
 def _finalize(value: Any) -> str:
     """Every ``{{ }}`` output passes here; counting it bounds what macros and blocks buffer before joining."""
-    text = value if type(value) is str else str(value)
+    text = value if type(value) is str else _shown_value(value)
     _produce(len(text))
     return text
+
+
+def _shown_value(value: Any) -> str:
+    """What ``{{ value }}`` shows: ``null`` is empty text, like an undefined variable (never "None")."""
+    return "" if value is None else str(value)
 
 
 _TOO_LONG = f"the rendered text is longer than {MAX_OUTPUT:,} characters"
@@ -397,7 +402,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def __init__(self, undefined: type[Undefined], *, statements: bool = False) -> None:
         # Only sources with {% %} can loop, call macros or buffer output, so only they need the budget hooks.
-        super().__init__(undefined=undefined, autoescape=False, finalize=_finalize if statements else None)
+        super().__init__(
+            undefined=undefined, autoescape=False, finalize=_finalize if statements else _shown_value
+        )
         if statements:
             self.concat = _bounded_concat  # type: ignore[method-assign]
         self.lenient = not issubclass(undefined, StrictUndefined)

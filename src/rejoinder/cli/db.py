@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from rejoinder.config import get_settings
+from rejoinder.cli.typer_app import new_app
 
 if TYPE_CHECKING:
     from rejoinder.store.migrate import Revision
 
-app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app = new_app(help="Database maintenance.")
 
 
 @app.command()
 def upgrade() -> None:
     """Apply the database migrations that are missing (REJOINDER_DATABASE_URL; safe to run again)."""
     # Imported here so that the other commands start fast.
+    import asyncio
+
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
+    from rejoinder.config import get_settings
     from rejoinder.store import InvalidDatabaseURL, StoreUnavailable
     from rejoinder.store.migrate import revisions_between
     from rejoinder.store.urls import check_url, shown_url

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -28,6 +27,8 @@ def demo(
     """Run the demo shop with the example bot on a fresh SQLite file (deleted on exit); prints the URL and keys."""
     listener = _listen(host, port)  # first: a busy port is reported at once
     # Imported here so that the other commands start fast.
+    import asyncio
+
     import uvicorn
 
     from rejoinder.cli.serve import uvicorn_options

@@ -10,9 +10,6 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from rejoinder.config import Settings
-from rejoinder.skills import BotLoadError
-
 # In-flight requests get this long to finish once a shutdown signal arrives.
 GRACEFUL_SHUTDOWN_SECONDS = 30
 # How long uvicorn's supervisor waits for a worker to answer its health check (uvicorn's default is 5 s). A new
@@ -34,8 +31,10 @@ def serve(
     import uvicorn
     from sqlalchemy import make_url
 
+    from rejoinder.config import Settings
     from rejoinder.server.app import BOT_DIRS_ENV, create_app, load_bots, spare_from_full_collections
     from rejoinder.server.ops import MULTIPROCESS_DIR_ENV
+    from rejoinder.skills import BotLoadError
     from rejoinder.store import InvalidDatabaseURL, Store, normalize_url
 
     try:

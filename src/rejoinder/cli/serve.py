@@ -35,7 +35,8 @@ def serve(
     from rejoinder.server.app import BOT_DIRS_ENV, create_app, load_bots, spare_from_full_collections
     from rejoinder.server.ops import MULTIPROCESS_DIR_ENV
     from rejoinder.skills import BotLoadError
-    from rejoinder.store import InvalidDatabaseURL, Store, normalize_url
+    from rejoinder.store import InvalidDatabaseURL, Store
+    from rejoinder.store.urls import check_url
 
     try:
         bots = load_bots(bot_dirs)
@@ -46,7 +47,7 @@ def serve(
         _fail(str(exc))
     settings = Settings()
     try:
-        normalize_url(settings.database_url)
+        check_url(settings.database_url)
     except InvalidDatabaseURL as exc:
         _fail(f"REJOINDER_DATABASE_URL: {exc}")
 

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export UV_PYTHON := $(shell command -v $(PYTHON))
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup run chat test lint format bench clean
+.PHONY: setup run chat test test-fast lint format bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -33,6 +33,11 @@ chat: setup
 
 test: setup lint
 	$(BIN)/pytest
+
+# The quick tier while working: the engine, expressions, skills, the service and the SQLite store (no servers,
+# no browser, no PostgreSQL). `make test` stays the whole suite.
+test-fast: setup
+	$(BIN)/pytest -q tests/unit tests/service tests/store -k "not postgres"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -7,10 +7,13 @@ them are skipped when they are down. With ``REJOINDER_REQUIRE_SERVICES=1`` (CI) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import secrets
 import shutil
+import signal
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +36,49 @@ _DATABASE_PREFIX = "rejoinder_test_"  # then the pid of the test process, so tha
 REDIS_TEST_DB = 15  # kept apart from db 0, which a developer's own server may use
 
 T = TypeVar("T")
+
+
+# Every process the suite starts inherits this mark (tests copy os.environ and drop only REJOINDER_ variables),
+# so the end of the run can find any that a test left behind.
+RUN_MARK = "SUITE_RUN_MARK"
+os.environ[RUN_MARK] = f"{os.getpid()}-{secrets.token_hex(4)}"
+_LEFTOVER_GRACE = 10.0  # seconds for processes being shut down (a browser, a server after SIGTERM) to exit
+
+
+def _marked_processes() -> dict[int, str]:
+    """Processes other than this one that carry this run's mark, with their command lines."""
+    mark = f"{RUN_MARK}={os.environ[RUN_MARK]}".encode()
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if mark in (entry / "environ").read_bytes().split(b"\0"):
+                found[int(entry.name)] = (
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
+        except OSError:
+            continue  # gone meanwhile, or a zombie
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any process a test started outlived it, and end those processes."""
+    if not Path("/proc").is_dir():
+        return
+    deadline = time.monotonic() + _LEFTOVER_GRACE
+    leftovers = _marked_processes()
+    while leftovers and time.monotonic() < deadline:
+        time.sleep(0.2)
+        leftovers = _marked_processes()
+    if not leftovers:
+        return
+    for pid in leftovers:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    listing = "\n".join(f"  {pid}: {command}" for pid, command in sorted(leftovers.items()))
+    print(f"\n{len(leftovers)} process(es) started by the tests were still running (now killed):\n{listing}")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

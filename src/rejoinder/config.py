@@ -23,6 +23,44 @@ class Settings(BaseSettings):
     queue_timeout: float = Field(
         default=0.5, ge=0, le=60, description="seconds a request waits for a free slot before its 503"
     )
+    # Slow or greedy clients: every connection is bounded in time, and every peer in how many it holds.
+    request_header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="seconds a request's headers may take to arrive, from the connection's opening or the "
+        "first byte of a following request; then 408 and the connection is closed",
+    )
+    max_request_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        le=1024 * 1024,
+        description="bytes a request line and headers may take; more gets a 431 and the connection is closed",
+    )
+    request_body_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="seconds a request's body may take to arrive once its headers are in; then 408",
+    )
+    keep_alive_timeout: float = Field(
+        default=5.0, gt=0, le=300, description="seconds an idle keep-alive connection stays open"
+    )
+    max_connections_per_ip: int = Field(
+        default=64,
+        ge=1,
+        description="open connections (WebSockets included) one peer address may hold per worker; "
+        "peers trusted to forward client addresses (FORWARDED_ALLOW_IPS) are not capped",
+    )
+    max_sockets_per_session: int = Field(
+        default=4, ge=1, description="open conversation streams one session may hold per worker"
+    )
+    max_sockets_per_ip: int = Field(
+        default=32, ge=1, description="open conversation streams one client address may hold per worker"
+    )
+    max_frame_bytes: int = Field(
+        default=16 * 1024, ge=1024, le=1024 * 1024, description="largest WebSocket message a client may send"
+    )
 
 
 @lru_cache(maxsize=1)

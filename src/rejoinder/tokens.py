@@ -1,8 +1,13 @@
-"""Conversation tokens: format, hashing and the verification rules of API.md.
+"""Conversation tokens: format, hashing, the reference skills hold, and the verification rules of API.md.
 
 A token is ``rjt_`` followed by 43 URL-safe base64 characters (256 random bits from :mod:`secrets`).
 Only its SHA-256 is stored; lookups are by hash, so no secret is ever compared character by character.
 A token has a separate public id (``tok_…``) that logs, audits and the admin API use instead.
+
+A skill never holds the secret: ``generate_token()`` gives it a :class:`TokenRef`, the text ``tokref-tok_…``.
+Whatever the skill does with that text (stores it, nests it, concatenates, replaces, slices it) can only yield
+text derived from the public reference. The secret takes the reference's place in one spot only: the bytes of an
+outgoing Integrate request (:func:`reveal`), during the turn that minted the token.
 """
 
 from __future__ import annotations
@@ -11,12 +16,17 @@ import enum
 import hashlib
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 TOKEN_PREFIX = "rjt_"
+REF_PREFIX = "tokref-"
 _TOKEN_BYTES = 32
 _TOKEN_RE = re.compile(r"^rjt_[A-Za-z0-9_-]{43}$")
+_SECRET_IN_TEXT = re.compile(r"rjt_[A-Za-z0-9_-]{43}")
+# Only URL-unreserved characters, so that URL-encoding, JSON and header values carry a reference unchanged.
+_REF_IN_TEXT = re.compile(r"tokref-(tok_[0-9a-f]{24})")
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,42 @@ def mint() -> NewToken:
 
 def is_well_formed(secret: object) -> bool:
     return isinstance(secret, str) and _TOKEN_RE.fullmatch(secret) is not None
+
+
+class TokenRef(str):
+    """What ``generate_token()`` returns: the text ``tokref-tok_…``, naming a token by its public id only."""
+
+    __slots__ = ()
+
+    def __new__(cls, token_id: str) -> TokenRef:
+        return super().__new__(cls, REF_PREFIX + token_id)
+
+    @property
+    def token_id(self) -> str:
+        return self[len(REF_PREFIX) :]
+
+
+def reveal(text: str, minted: Mapping[str, str]) -> str:
+    """``text`` with every reference to a token of ``minted`` (secret by token id) replaced by its secret.
+
+    References to other tokens (one minted in an earlier turn, or a made-up one) stay as they are.
+    """
+    if not minted or REF_PREFIX not in text:
+        return text
+    return _REF_IN_TEXT.sub(lambda found: minted.get(found[1], found[0]), text)
+
+
+def conceal(text: str, minted: Mapping[str, str]) -> str:
+    """The reverse of :func:`reveal`: each secret of ``minted`` found in ``text`` becomes its reference again."""
+    if not minted or TOKEN_PREFIX not in text:
+        return text
+    references = {secret: REF_PREFIX + token_id for token_id, secret in minted.items()}
+    return _SECRET_IN_TEXT.sub(lambda found: references.get(found[0], found[0]), text)
+
+
+def referenced_ids(text: str) -> set[str]:
+    """The token ids that ``text`` refers to."""
+    return set(_REF_IN_TEXT.findall(text)) if REF_PREFIX in text else set()
 
 
 class TokenOutcome(enum.StrEnum):

@@ -15,9 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from rejoinder.server.admission import Admission
+from rejoinder.server.body import BodyDeadline
 from tests.api.test_serve_process import REJOINDER, environment, free_port, wait_until_up
 
 
@@ -90,6 +91,72 @@ async def test_a_request_that_gets_a_slot_within_the_wait_goes_through() -> None
 def test_limits_must_make_sense() -> None:
     with pytest.raises(ValueError, match="limit >= 1"):
         Admission(Gate(), limit=0)
+
+
+# ------------------------------------------------------------------------------------------------ slow bodies
+
+
+class Trickle:
+    """An ASGI ``receive`` whose body comes in pieces, ``pause`` seconds apart."""
+
+    def __init__(self, pieces: list[bytes], pause: float) -> None:
+        self.pieces = pieces
+        self.pause = pause
+
+    async def __call__(self) -> Message:
+        if not self.pieces:
+            await asyncio.Event().wait()  # the client stays, silent
+        await asyncio.sleep(self.pause)
+        piece = self.pieces.pop(0)
+        return {"type": "http.request", "body": piece, "more_body": bool(self.pieces)}
+
+
+async def _call(app: Any, receive: Trickle) -> list[Message]:
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/conversations",
+        "headers": [],
+        "query_string": b"",
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_a_slow_body_holds_no_slot_and_gets_a_408_at_its_deadline() -> None:
+    gate = Gate()
+    gate.opened.set()
+    admission = Admission(gate, limit=1, max_wait=0.1)
+    app = BodyDeadline(admission, timeout=0.3)
+
+    slow = asyncio.create_task(_call(app, Trickle([b"{", b'"a"', b":1}"], pause=0.2)))
+    await asyncio.sleep(0.1)
+    assert admission.in_flight == 0  # the body is not in yet: no slot is taken
+    # Meanwhile a request with its body in goes straight through the single slot.
+    assert (await _call(app, Trickle([b"{}"], pause=0)))[0]["status"] == 200
+    sent = await slow
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["type"] == "request_timeout"
+    assert gate.entered == 1 and admission.in_flight == 0
+
+
+async def test_a_body_in_time_reaches_the_app_whole() -> None:
+    received: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        received.append(await receive())
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent = await _call(BodyDeadline(app, timeout=2), Trickle([b"ab", b"cd", b"ef"], pause=0.05))
+    assert sent[0]["status"] == 204
+    assert received == [{"type": "http.request", "body": b"abcdef", "more_body": False}]
 
 
 # ------------------------------------------------------------------------------------------------ a real overload
@@ -202,15 +269,38 @@ async def _turn(
     return answer, time.perf_counter() - started
 
 
+async def _carried_rate(client: httpx.AsyncClient, conversations: list[tuple[str, str]]) -> float:
+    """Turns per second the worker carries on this machine now: one closed-loop client per slot, 1.5 s."""
+    done = 0
+    began = time.perf_counter()
+
+    async def keep_sending(conversation: tuple[str, str], lane: int) -> None:
+        nonlocal done
+        while time.perf_counter() - began < 1.5:
+            answer, _ = await _turn(client, conversation, f"capacity-{lane}-{done}")
+            assert answer.status_code == 200, answer.text
+            done += 1
+
+    await asyncio.gather(*(keep_sending(c, lane) for lane, c in enumerate(conversations)))
+    return done / (time.perf_counter() - began)
+
+
+async def _start(client: httpx.AsyncClient, sdk_key: str, count: int) -> list[tuple[str, str]]:
+    conversations = []
+    for _ in range(count):
+        started = await client.post(
+            "/v1/conversations", json={"event": "talk"}, headers={"Authorization": f"Bearer {sdk_key}"}
+        )
+        assert started.status_code == 201, started.text
+        conversations.append((started.json()["conversation_id"], started.json()["session"]))
+    return conversations
+
+
 async def _overload(base: str, sdk_key: str) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        conversations = []
-        for _ in range(CONVERSATIONS):
-            started = await client.post(
-                "/v1/conversations", json={"event": "talk"}, headers={"Authorization": f"Bearer {sdk_key}"}
-            )
-            assert started.status_code == 201, started.text
-            conversations.append((started.json()["conversation_id"], started.json()["session"]))
+        conversations = await _start(client, sdk_key, CONVERSATIONS)
+        # The baseline, measured in the same run: on a busy machine the worker carries less than its slots allow.
+        carried = await _carried_rate(client, await _start(client, sdk_key, SLOT_LIMIT))
 
         # Open loop at twice what the worker carries (SLOT_LIMIT turns per CALL_SECONDS), for two seconds.
         rate = 2 * SLOT_LIMIT / CALL_SECONDS
@@ -225,8 +315,8 @@ async def _overload(base: str, sdk_key: str) -> None:
 
         statuses = collections.Counter(answer.status_code for answer, _ in results)
         assert set(statuses) == {200, 503}, statuses
-        # Accepted turns are not starved: roughly what the worker carries gets through.
-        assert statuses[200] >= 0.6 * len(results) / 2, statuses
+        # Accepted turns are not starved: roughly what the worker carried just before gets through.
+        assert statuses[200] >= 0.6 * min(carried, rate / 2) * 2.0, (statuses, carried)
         for answer, seconds in results:
             if answer.status_code == 503:
                 assert answer.headers["retry-after"] == "1"

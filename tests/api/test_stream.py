@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,10 +20,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
+from rejoinder.cli.serve import uvicorn_options
 from rejoinder.config import Settings
 from rejoinder.realtime import MemoryHub, commit_publisher
 from rejoinder.server.app import create_app, load_bots
-from rejoinder.server.auth import create_keys
+from rejoinder.server.auth import create_keys, hash_secret, open_session
+from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.server.stream import StreamSettings
 from rejoinder.store import Store
 
@@ -93,7 +96,10 @@ async def run_server(app: Any, store: Store, *, bot_id: str = "chat") -> AsyncIt
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_per_message_deflate=False))
+    # The protocols and limits of `rejoinder serve` (frame size, header deadline), without its log setup.
+    options = uvicorn_options("warning", 1, Settings())
+    del options["log_config"]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **options))
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
         assert not serving.done(), "the server did not start"
@@ -128,10 +134,10 @@ async def shared_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
 async def server(shared_server: Server) -> AsyncIterator[Server]:
     """The module's server, with the timings and hub a test may change put back afterwards."""
     state = shared_server.app.state
-    hub, on_commit = state.hub, state.service.on_commit
+    hub, on_commit, quota = state.hub, state.service.on_commit, state.socket_quota
     yield shared_server
     state.stream_settings = CALM
-    state.hub, state.service.on_commit = hub, on_commit
+    state.hub, state.service.on_commit, state.socket_quota = hub, on_commit, quota
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -508,3 +514,161 @@ async def test_a_socket_on_one_worker_sees_turns_run_on_another_through_redis(
                 seen_on_b = await frames_until(ws, is_status_at(5))
             assert seqs(seen_on_b) == [3, 4, 5]
             assert texts(seen_on_b) == ["from A", "You said from A", "Say something"]
+
+
+# ---------------------------------------------------------------------------------------------- limits
+
+
+async def test_a_message_larger_than_the_frame_limit_closes_the_socket_with_1009(server: Server) -> None:
+    conversation, session = await server.start()
+    async with connect(server.ws_url(conversation, session=session, after=2), max_size=None) as ws:
+        await frame(ws)
+        await ws.send(json.dumps({"type": "message", "text": "x" * 20_000, "client_message_id": "big"}))
+        code, reason = await closed(ws)
+    assert code == 1009
+    assert reason is not None and "16384" in reason
+
+
+async def test_a_deeply_nested_frame_gets_an_error_frame_and_the_socket_stays_open(server: Server) -> None:
+    conversation, session = await server.start()
+    async with connect(server.ws_url(conversation, session=session, after=2)) as ws:
+        await frame(ws)
+        await ws.send("[" * 8000)
+        refused = await frame(ws)
+        assert refused["type"] == "error" and refused["code"] == "malformed_body"
+        await ws.send(json.dumps({"type": "message", "text": "after", "client_message_id": "n1"}))
+        assert texts(await frames_until(ws, lambda f: f["type"] == "ack"))[0] == "after"
+    async with connect(server.ws_url(conversation)) as ws:  # the auth frame is parsed the same way
+        await ws.send("{" * 8000)
+        code, _ = await closed(ws)
+    assert code == 4401
+
+
+async def test_one_session_holds_a_bounded_number_of_sockets(server: Server) -> None:
+    server.app.state.socket_quota = SocketQuota(per_ip=50, per_session=2)
+    conversation, session = await server.start()
+    url = server.ws_url(conversation, session=session, after=2)
+    async with connect(url) as first, connect(url) as second:
+        await frame(first)
+        await frame(second)
+        async with connect(url) as third:
+            code, reason = await closed(third)
+        assert code == 4429
+        assert reason == "rate_limited: this session has 2 streams open already; close one first"
+        # Another session is counted apart.
+        other_conversation, other = await server.start()
+        async with connect(server.ws_url(other_conversation, session=other, after=2)) as elsewhere:
+            assert (await frame(elsewhere))["type"] == "status"
+    # Closed sockets give their place back.
+    record = await server.app.state.store.find_session(hash_secret(session))
+    await eventually(lambda: server.app.state.socket_quota.held(session_id=record.id) == 0)
+    async with connect(url) as again:
+        assert (await frame(again))["type"] == "status"
+
+
+async def test_one_address_holds_a_bounded_number_of_sockets(server: Server) -> None:
+    server.app.state.socket_quota = SocketQuota(per_ip=2, per_session=10)
+    conversation, session = await server.start()
+    url = server.ws_url(conversation, session=session, after=2)
+    async with connect(url) as first, connect(url) as second:
+        await frame(first)
+        await frame(second)
+        async with connect(url) as third:
+            code, reason = await closed(third)
+        assert code == 4429
+        assert reason == "rate_limited: this address has 2 streams open already; close one first"
+    await eventually(lambda: server.app.state.socket_quota.held(ip="127.0.0.1") == 0)
+
+
+# ---------------------------------------------------------------------------------------------- sessions that end
+
+
+async def test_a_refreshed_session_s_sockets_are_closed_and_receive_nothing_more(server: Server) -> None:
+    conversation, old = await server.start()
+    async with connect(server.ws_url(conversation, session=old, after=2)) as ws:
+        await frame(ws)
+        refreshed = await server.http.post(
+            f"/v1/conversations/{conversation}/session/refresh", headers={"Authorization": f"Bearer {old}"}
+        )
+        assert refreshed.status_code == 200
+        new = refreshed.json()["session"]
+        await server.say(conversation, new, "secret plans", "r1")
+        received: list[dict[str, Any]] = []
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(3):
+                while True:
+                    received.append(json.loads(await ws.recv()))
+    assert ws.close_code == 4401
+    assert ws.close_reason is not None and "session has ended" in ws.close_reason
+    assert "secret plans" not in json.dumps(received)
+    # The old session is refused over HTTP too; the new one streams.
+    history = await server.http.get(
+        f"/v1/conversations/{conversation}/messages", headers={"Authorization": f"Bearer {old}"}
+    )
+    assert history.status_code == 401
+    async with connect(server.ws_url(conversation, session=new, after=2)) as fresh:
+        assert "secret plans" in texts(await frames_until(fresh, lambda f: f["type"] == "status"))
+
+
+async def test_a_session_ended_in_the_store_receives_nothing_even_if_the_news_is_lost(server: Server) -> None:
+    conversation, watching = await server.start()
+    store: Store = server.app.state.store
+    now = datetime.now(UTC)
+    talking = await open_session(store, server.app.state.bots["chat"], conversation, token_id=None, now=now)
+    async with connect(server.ws_url(conversation, session=watching, after=2)) as ws:
+        await frame(ws)
+        record = await store.find_session(hash_secret(watching))
+        assert record is not None
+        await store.revoke_session(record.id, now)  # and no word of it through the hub
+        await server.say(conversation, talking.secret, "not for the watcher", "w1")
+        received: list[dict[str, Any]] = []
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(3):
+                while True:
+                    received.append(json.loads(await ws.recv()))
+    assert ws.close_code == 4401
+    assert "not for the watcher" not in json.dumps(received)
+
+
+async def test_a_socket_closes_at_its_session_s_expiry_however_busy_the_client(tmp_path: Path) -> None:
+    bot_dir = write_bot(tmp_path / "bot")
+    (bot_dir / "rejoinder.yaml").write_text(BOT_CONFIG + "sessions: {ttl: 2s}\n")
+    app, store = make_app(bot_dir, tmp_path / "brief.db")
+    async for brief in run_server(app, store):
+        conversation, session = await brief.start()
+        async with connect(brief.ws_url(conversation, session=session, after=2)) as ws:
+            await frame(ws)
+            loop = asyncio.get_running_loop()
+            opened = loop.time()
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(10):
+                    while True:  # a client that keeps talking: a pong every 0.2 s
+                        await ws.send(json.dumps({"type": "pong"}))
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(ws.recv(), 0.2)
+            lasted = loop.time() - opened
+        assert ws.close_code == 4401
+        assert ws.close_reason == "unauthorized: this session has expired; refresh or resume, then reconnect"
+        assert lasted < 5
+
+
+async def test_a_refresh_on_one_worker_closes_the_old_session_s_socket_on_another(
+    tmp_path: Path, redis_url: str
+) -> None:
+    bot_dir = write_bot(tmp_path / "bot")
+    database = tmp_path / "shared.db"
+    app_a, store_a = make_app(bot_dir, database, redis_url)
+    app_b, store_b = make_app(bot_dir, database, redis_url)
+    async for worker_a in run_server(app_a, store_a):
+        async for worker_b in run_server(app_b, store_b):
+            conversation, old = await worker_a.start()
+            async with connect(worker_b.ws_url(conversation, session=old, after=2)) as ws:
+                await frame(ws)
+                refreshed = await worker_a.http.post(
+                    f"/v1/conversations/{conversation}/session/refresh",
+                    headers={"Authorization": f"Bearer {old}"},
+                )
+                assert refreshed.status_code == 200
+                code, reason = await closed(ws)
+            assert code == 4401
+            assert reason is not None and "session has ended" in reason

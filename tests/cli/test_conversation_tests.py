@@ -380,7 +380,7 @@ def test_resume_by_the_token_sent_to_the_backend(cafe: Path) -> None:
             - resume: last_token
             - bot: "Order 7 is being made."
             - pending: {node: placed}
-            - variables: {drink: coffee, TOKEN: "[conversation token]"}
+            - variables: {drink: coffee}
             - say: "ready?"
             - bot: "Enjoy your coffee!"
             - status: closed

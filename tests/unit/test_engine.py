@@ -26,9 +26,9 @@ from rejoinder.engine import (
     UnknownEvent,
     VariableNotSettable,
 )
-from rejoinder.engine.runtime import FALLBACK_REPLY, REDACTED_TOKEN
+from rejoinder.engine.runtime import FALLBACK_REPLY
 from rejoinder.skills.model import Bot, BotConfig, Skill
-from rejoinder.tokens import hash_token, is_well_formed
+from rejoinder.tokens import TokenRef, hash_token, is_well_formed
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -227,9 +227,12 @@ def test_integrate_emits_call_and_applies_response() -> None:
     assert call is not None and first.state.waiting == "http"
     assert (call.method, call.url, call.timeout, call.retries) == ("POST", "http://127.0.0.1:9/resume", 3, 2)
     assert call.headers == {"X-Conv": "cnv_1"}
-    assert call.json_body["who"] == "ann" and is_well_formed(call.json_body["tok"])
+    reference = call.json_body["tok"]
+    assert call.json_body["who"] == "ann" and isinstance(reference, TokenRef)
+    secret = call.token_secrets[reference.token_id]  # only the request builder puts it in the body
+    assert is_well_formed(secret) and secret not in json.dumps(call.json_body)
     [issue] = first.effects
-    assert isinstance(issue, IssueToken) and issue.token_hash == hash_token(call.json_body["tok"])
+    assert isinstance(issue, IssueToken) and issue.token_hash == hash_token(secret)
     assert issue.ttl_seconds == 24 * 3600
 
     done = engine.step(first.state, HttpResponse(status=200, body={"data": {"login_url": "/login"}}), ctx())
@@ -271,9 +274,10 @@ def test_token_secret_is_not_persisted_in_state() -> None:
         "q": {"type": "question", "text": "Code sent.", "save_to": "x"},
     }
     result = Engine(make_bot(skill(nodes))).step(ConversationState(), StartEvent("main"), ctx())
-    assert result.state.variables["tok"] == REDACTED_TOKEN
     [issue] = result.effects
     assert isinstance(issue, IssueToken) and issue.ttl_seconds == 900 and issue.max_uses == 2
+    assert result.state.variables["tok"] == "tokref-" + issue.token_id
+    assert "rjt_" not in json.dumps(result.state.to_json())
 
 
 def test_generate_token_bad_ttl_is_a_skill_error_not_a_crash() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import socket
@@ -27,12 +28,14 @@ from rejoinder.engine.types import HttpCall, HttpResponse
 from rejoinder.integrations import IntegratePolicy, IntegrationClient, verify_signature
 from rejoinder.integrations.http import ServerNamePools
 from rejoinder.skills.model import IntegrateSettings
+from rejoinder.tokens import TokenRef, mint
 
 LOCAL = IntegratePolicy(allow_hosts=("127.0.0.1",))
 
 # ----------------------------------------------------------------------------------------------- the far end
 
 hits: Counter[str] = Counter()
+received: dict[str, dict[str, Any]] = {}  # what /record/{key} was sent, by key
 
 
 async def echo(request: Request) -> Response:
@@ -46,6 +49,20 @@ async def echo(request: Request) -> Response:
             "body": body.decode(),
         }
     )
+
+
+async def record(request: Request) -> Response:
+    """Keeps the request as it arrived, and answers with it (an echo of everything it was sent)."""
+    seen = {
+        "path": request.url.path,
+        "query": dict(request.query_params),
+        "headers": dict(request.headers),
+        "body": (await request.body()).decode(),
+    }
+    received[request.path_params["key"]] = seen
+    if request.query_params.get("as") == "text":
+        return PlainTextResponse(json.dumps(seen))
+    return JSONResponse(seen)
 
 
 async def flaky(request: Request) -> Response:
@@ -109,6 +126,7 @@ async def loop(request: Request) -> Response:
 app = Starlette(
     routes=[
         Route("/echo", echo, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        Route("/record/{key}/{rest:path}", record, methods=["GET", "POST"]),
         Route("/flaky/{key}/{failures}", flaky, methods=["GET", "POST"]),
         Route("/status/{key}/{code}", status, methods=["GET", "POST"]),
         Route("/hang/{key}", hang, methods=["GET", "POST"]),
@@ -608,3 +626,90 @@ async def test_pools_beyond_the_name_limit_are_closed_and_made_again_when_needed
         assert len(pools._pools) == 1  # the idle pool of the other name was closed
     assert first.ok and again.ok, (first.error, again.error)
     assert other.error is not None and "certificate" in other.error
+
+
+# ---------------------------------------------------------------------------------------- token references
+
+
+async def test_the_far_end_receives_the_secrets_and_an_echo_brings_back_references(
+    client: IntegrationClient, base: str
+) -> None:
+    token, other = mint(), mint()
+    ref, stale = TokenRef(token.token_id), TokenRef(other.token_id)  # ``other`` was not minted this turn
+    secret = b"whsec_shop"
+    policy = IntegratePolicy(allow_hosts=("127.0.0.1",), signing_secret=secret)
+    name = key()
+    for answer_as in ("json", "text"):
+        response = await client.perform(
+            call(
+                f"{base}/record/{name}/{ref}?as={answer_as}&link=https%3A%2F%2Fshop.test%2F%3Ft%3D{ref}",
+                "POST",
+                headers={"Authorization": f"Bearer {ref}"},
+                query={"again": ref, "stale": stale},
+                json_body={"RESUME_TOKEN": ref, "nested": [{"t": "x" + ref}], "stale": stale},
+                token_secrets={token.token_id: token.secret},
+            ),
+            policy,
+        )
+        seen = received[name]
+        assert seen["path"] == f"/record/{name}/{token.secret}"
+        assert seen["query"]["link"] == f"https://shop.test/?t={token.secret}"
+        assert seen["query"]["again"] == token.secret and seen["query"]["stale"] == stale
+        assert seen["headers"]["authorization"] == f"Bearer {token.secret}"
+        assert json.loads(seen["body"]) == {
+            "RESUME_TOKEN": token.secret,
+            "nested": [{"t": "x" + token.secret}],
+            "stale": stale,
+        }
+        headers = seen["headers"]
+        assert verify_signature(
+            secret, headers["x-rejoinder-timestamp"], seen["body"].encode(), headers["x-rejoinder-signature"]
+        )
+        # The far end echoed every secret; what the skill can save holds the reference in its place.
+        echoed = response.body if answer_as == "json" else json.loads(response.body)
+        assert response.ok and token.secret not in json.dumps(echoed)
+        assert echoed["headers"]["authorization"] == f"Bearer {ref}"
+        assert json.loads(echoed["body"])["RESUME_TOKEN"] == ref
+
+
+async def test_a_call_without_the_turn_secrets_sends_the_references(
+    client: IntegrationClient, base: str
+) -> None:
+    ref = TokenRef(mint().token_id)
+    name = key()
+    response = await client.perform(call(f"{base}/record/{name}/x", "POST", json_body={"t": ref}), LOCAL)
+    assert response.ok and json.loads(received[name]["body"]) == {"t": ref}
+
+
+async def test_a_body_with_a_token_secret_is_not_sent_on_to_another_site(server: LocalServer) -> None:
+    token = mint()
+    ref = TokenRef(token.token_id)
+    policy = IntegratePolicy(allow_hosts=("127.0.0.1",))
+    resolver = resolving({"api.shop.test": ["127.0.0.1"]})
+    other = f"http://api.shop.test:{server.port}/echo"
+    async with IntegrationClient(resolver=resolver) as client:
+        elsewhere = await client.perform(
+            call(
+                f"http://127.0.0.1:{server.port}/redirect?to={other}&code=307",
+                "POST",
+                json_body={"RESUME_TOKEN": ref},
+                token_secrets={token.token_id: token.secret},
+            ),
+            policy,
+        )
+        name = key()
+        same_site = await client.perform(
+            call(
+                f"http://127.0.0.1:{server.port}/redirect?to=/record/{name}/x&code=307",
+                "POST",
+                json_body={"RESUME_TOKEN": ref},
+                token_secrets={token.token_id: token.secret},
+            ),
+            policy,
+        )
+    assert not elsewhere.ok
+    assert elsewhere.error == (
+        "127.0.0.1 redirected the call to api.shop.test: a request that carries a conversation token is not "
+        "sent on to another site"
+    )
+    assert same_site.ok and json.loads(received[name]["body"]) == {"RESUME_TOKEN": token.secret}

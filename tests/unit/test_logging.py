@@ -9,6 +9,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+from rejoinder.server.ops import redact
+
 SCRIPT = textwrap.dedent(
     """
     import logging.config, sys, time
@@ -71,3 +75,63 @@ def test_the_last_lines_are_written_when_a_signal_ends_the_process() -> None:
     lines = [json.loads(line)["message"] for line in finished.stderr.splitlines()]
     assert lines[-1] == "shutting down, step 199"
     assert len(lines) == 200
+
+
+# ------------------------------------------------------------------------------------------------ redaction
+
+SESSION = "ses_Q3bT0x9Lk2mPq8Rz4VwY1aBcDeFgHiJk"
+
+
+@pytest.mark.parametrize(
+    "logged",
+    [
+        f"/v1/conversations/c1/stream?session={SESSION}",
+        "?session=" + SESSION.replace("_", "%5F"),
+        "?session=" + SESSION.replace("_", "%5f"),
+        "?session=" + SESSION.replace("_", "%255F"),  # encoded twice
+        "?session%3D" + SESSION.replace("_", "%5F"),
+        "?session=" + "".join(f"%{ord(char):02X}" for char in SESSION),  # every character escaped
+        '{"session": "' + SESSION.replace("_", "\\u005f") + '"}',  # a JSON text
+        '{"session": "' + SESSION.replace("_", "\\\\u005f") + '"}',  # that JSON text inside another
+    ],
+)
+def test_a_secret_is_redacted_however_it_is_encoded(logged: str) -> None:
+    redacted = redact(logged)
+    assert "Q3bT0x9Lk2mPq8Rz4VwY1aBcDeFgHiJk" not in redacted
+    assert "ses_[redacted]" in redacted
+
+
+@pytest.mark.parametrize(
+    "logged",
+    ["progress 100%25 done", "C:\\users\\task_manager_0123456789abcdef", "/v1/skills/pk%5Fshort", "%zz"],
+)
+def test_text_without_a_secret_is_left_as_it_is(logged: str) -> None:
+    assert redact(logged) == logged
+
+
+UVICORN_SCRIPT = textwrap.dedent(
+    """
+    import logging.config
+    from rejoinder.server.ops import logging_config
+
+    logging.config.dictConfig(logging_config("info"))
+    # uvicorn's own line for an accepted WebSocket, with the path as the client sent it.
+    logging.getLogger("uvicorn.error").info(
+        '%s - "WebSocket %s" [accepted]', "127.0.0.1:50000", "/v1/conversations/c1/stream?session=SECRET&after=2"
+    )
+    """
+)
+
+
+def test_uvicorn_websocket_lines_are_logged_without_their_query() -> None:
+    encoded = SESSION.replace("_", "%5F")
+    finished = subprocess.run(
+        [sys.executable, "-c", UVICORN_SCRIPT.replace("SECRET", encoded)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 0, finished.stderr
+    line = json.loads(finished.stderr.splitlines()[-1])
+    assert line["message"] == '127.0.0.1:50000 - "WebSocket /v1/conversations/c1/stream" [accepted]'
+    assert "Q3bT0x9Lk2mPq8Rz4VwY1aBcDeFgHiJk" not in finished.stderr

@@ -6,9 +6,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from rejoinder.config import Settings
 
 # In-flight requests get this long to finish once a shutdown signal arrives.
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -54,7 +57,11 @@ def serve(
     shown_host = f"[{host}]" if ":" in host else host
     typer.echo(f"rejoinder: serving {', '.join(sorted(bots))} at http://{shown_host}:{port}")
     typer.echo(f"rejoinder: database {make_url(settings.database_url).render_as_string(hide_password=True)}")
-    options = {"host": host, "port": port, **uvicorn_options(settings.log_level, GRACEFUL_SHUTDOWN_SECONDS)}
+    options = {
+        "host": host,
+        "port": port,
+        **uvicorn_options(settings.log_level, GRACEFUL_SHUTDOWN_SECONDS, settings),
+    }
     if workers == 1:
         app = create_app(bots, store=Store.from_url(settings.database_url), settings=settings)
         spare_from_full_collections()
@@ -76,18 +83,27 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def uvicorn_options(log_level: str, graceful_shutdown: float) -> dict[str, Any]:
-    """How rejoinder runs uvicorn (``serve`` and ``demo``), host and port aside."""
+def uvicorn_options(
+    log_level: str, graceful_shutdown: float, settings: Settings | None = None
+) -> dict[str, Any]:
+    """How rejoinder runs uvicorn (``serve`` and ``demo``), host and port aside; limits from ``settings``."""
+    from rejoinder.config import Settings
+    from rejoinder.server.connections import GuardedHttpProtocol, GuardedWebSocketProtocol
     from rejoinder.server.ops import logging_config
 
+    limits = settings or Settings()
     return {
         "log_config": logging_config(log_level),
         "access_log": False,  # requests are logged by the app, without query strings
         "timeout_graceful_shutdown": graceful_shutdown,
         "server_header": False,
+        # httptools with a deadline for request headers and a cap on connections per peer (docs/operations.md).
+        "http": GuardedHttpProtocol,
+        "timeout_keep_alive": limits.keep_alive_timeout,
         # The sans-I/O websockets implementation without compression: an idle socket stays small. The stream
         # has heartbeats of its own (docs/api.md), so protocol pings would only add a timer to every socket.
-        "ws": "websockets-sansio",
+        "ws": GuardedWebSocketProtocol,
+        "ws_max_size": limits.max_frame_bytes,
         "ws_per_message_deflate": False,
         "ws_ping_interval": None,
     }

@@ -7,6 +7,8 @@ It never touches a socket, a file or a database; randomness and time come in thr
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -42,15 +44,13 @@ from rejoinder.skills.model import (
     Skill,
     parse_duration,
 )
-from rejoinder.tokens import mint
+from rejoinder.tokens import TokenRef, mint, referenced_ids
 
 DEFAULT_STEP_BUDGET = 1000
 BUILTIN_NAMES = frozenset({"env", "conversation", "user"})
-REDACTED_TOKEN = "[conversation token]"  # a token's secret is never persisted in variables
 FALLBACK_REPLY = "Sorry, something went wrong on my side. Please try again in a moment."
 NO_SKILL_REPLY = "Sorry, I can't answer messages here yet."
 
-_TOKEN_SECRET = re.compile(r"rjt_[A-Za-z0-9_-]{43}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)$")
 
@@ -275,12 +275,21 @@ class Engine:
                 content=turn.render(node.body) if isinstance(node.body, str) else None,
                 timeout=node.timeout or self.bot.config.integrate.timeout,
                 retries=node.retries,
+                token_secrets=dict(turn.ctx.token_secrets),
             )
         except _SkillFault as fault:
             if node.on_error is None:
                 raise
             turn.errors.append(HandledFault(fault))
             return node.on_error
+        stale = _referenced_tokens(call) - call.token_secrets.keys()
+        if stale:
+            # Sent as the bare reference: only the turn that minted a token knows its secret.
+            turn.errors.append(
+                f"node {turn.node_id!r}: the call refers to token {', '.join(sorted(stale))}, which this turn "
+                "did not make, so it carries the bare reference: a token's secret is known only in the turn "
+                "that calls generate_token()"
+            )
         turn.state.waiting = "http"
         turn.state.node_id = turn.node_id
         turn.http_call = call
@@ -334,6 +343,15 @@ def _parse_input(node: QuestionNode, text: str) -> Any:
     if kind == "email":
         return answer if _EMAIL.match(answer) else _INVALID
     return answer if answer else _INVALID
+
+
+def _referenced_tokens(call: HttpCall) -> set[str]:
+    texts = [call.url, call.content or "", *call.headers.values(), *call.query.keys(), *call.query.values()]
+    if call.json_body is not None:
+        # A body that is not JSON is refused by the client with its own message.
+        with contextlib.suppress(TypeError, ValueError, RecursionError):
+            texts.append(json.dumps(call.json_body, default=str))
+    return {token_id for text in texts for token_id in referenced_ids(text)}
 
 
 def _pending_for(node_id: str, node: QuestionNode) -> Pending:
@@ -491,7 +509,7 @@ class _Turn:
             return [self.render_tree(v) for v in value]
         return value
 
-    def _generate_token(self, ttl: str | int | None = None, uses: int | None = None) -> str:
+    def _generate_token(self, ttl: str | int | None = None, uses: int | None = None) -> TokenRef:
         defaults = self.engine.bot.config.tokens
         try:
             lifetime = parse_duration(ttl if ttl is not None else defaults.ttl)
@@ -503,14 +521,13 @@ class _Turn:
         ):
             raise ExpressionError(f"generate_token(uses={uses!r}): uses must be a whole number of at least 1")
         token = (self.ctx.mint_token or mint)()
+        self.ctx.token_secrets[token.token_id] = token.secret
         self.effects.append(IssueToken(token.token_id, token.token_hash, lifetime.total_seconds(), max_uses))
-        return token.secret
+        return TokenRef(token.token_id)
 
     # -------------------------------------------------------------------------------- result
 
     def finish(self) -> StepResult:
-        if self.http_call is None:
-            self._redact_token_secrets()
         return StepResult(
             state=self.state,
             messages=self.messages,
@@ -520,10 +537,3 @@ class _Turn:
             steps=self.steps,
             errors=self.errors,
         )
-
-    def _redact_token_secrets(self) -> None:
-        # Tokens are stored hashed only; the secret must not reach the state saved at the end of the turn.
-        variables = self.state.variables
-        for name, value in variables.items():
-            if isinstance(value, str) and _TOKEN_SECRET.search(value):
-                variables[name] = _TOKEN_SECRET.sub(REDACTED_TOKEN, value)

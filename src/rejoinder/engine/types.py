@@ -5,7 +5,7 @@ Everything here is plain data so that the shell (service, store, server) can per
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -147,6 +147,9 @@ class HttpCall:
     content: str | None = None  # a text body from a string template (sent as is)
     timeout: float = 10.0
     retries: int = 0
+    # The secrets of the tokens minted this turn, by token id. The fields above hold only their references
+    # (``tokref-tok_…``); the request builder puts the secrets in their place in the bytes it sends.
+    token_secrets: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ class IssueToken:
     """A conversation token that ``generate_token()`` created this turn; persist it with the turn."""
 
     token_id: str
-    token_hash: str  # SHA-256 hex of the secret; the secret itself never leaves the turn except in variables
+    token_hash: str  # SHA-256 hex of the secret; the secret itself never leaves the turn
     ttl_seconds: float
     max_uses: int | None
 
@@ -177,6 +180,8 @@ class TurnContext:
     user: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # only the names the bot allows
     mint_token: Callable[[], NewToken] | None = None  # default: rejoinder.tokens.mint
+    # The secrets of the tokens minted this turn, by token id: they live as long as this context, one turn.
+    token_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 class HandledFault(str):

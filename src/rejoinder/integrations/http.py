@@ -8,6 +8,7 @@ raise: they come back as ``HttpResponse.error`` so the skill can route to ``on_e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -34,8 +35,11 @@ from rejoinder.integrations.ssrf import (
     system_resolver,
 )
 from rejoinder.skills.model import IntegrateSettings
+from rejoinder.tokens import conceal, reveal
 
 log = logging.getLogger("rejoinder.integrations")
+# httpx logs every request's full URL at INFO; an Integrate URL may carry a conversation token's secret.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -128,6 +132,7 @@ class _Hop:
     content_type: str | None
     signed: bool = True
     redirected: bool = False
+    carries_token: bool = False  # a conversation token's secret may be in the body
 
     @property
     def host(self) -> str:
@@ -226,7 +231,7 @@ class IntegrationClient:
             return self._finish(call, first.host, started, status=failure.status, error=error)
         assert answer is not None
         try:
-            body = _parse_body(answer)
+            body = _parse_body(answer, call.token_secrets)
         except _Failure as bad:
             return self._finish(call, first.host, started, status=answer.status, error=str(bad))
         return self._finish(call, first.host, started, status=answer.status, body=body)
@@ -351,8 +356,38 @@ def _check_url(url: httpx.URL) -> None:
         raise _Failure("the URL has no host")
 
 
+def with_token_secrets(call: HttpCall) -> HttpCall:
+    """The call as it goes out: each reference to a token minted this turn replaced by the token's secret.
+
+    Only the request is built from this; the call the engine made, which a skill may have stored parts of, keeps
+    the references.
+    """
+    secrets = call.token_secrets
+    if not secrets:
+        return call
+    body = call.json_body
+    if body is not None:
+        # References are made of characters JSON never escapes, so they are found in the JSON text as is.
+        # A body that is not JSON is left alone: the request builder refuses it with its own message.
+        with contextlib.suppress(TypeError, ValueError, RecursionError):
+            body = json.loads(reveal(_json_text(body), secrets))
+    return replace(
+        call,
+        url=reveal(call.url, secrets),
+        headers={name: reveal(value, secrets) for name, value in call.headers.items()},
+        query={reveal(key, secrets): reveal(value, secrets) for key, value in call.query.items()},
+        json_body=body,
+        content=reveal(call.content, secrets) if call.content is not None else None,
+    )
+
+
+def _json_text(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _first_hop(call: HttpCall) -> _Hop:
     """The call's first request, validated: URL, headers and body bytes (the bytes that are signed)."""
+    call = with_token_secrets(call)
     try:
         url = httpx.URL(call.url)
         _check_url(url)
@@ -375,16 +410,16 @@ def _first_hop(call: HttpCall) -> _Hop:
 
     if call.json_body is not None:
         try:
-            text = json.dumps(call.json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as exc:
+            body = _json_text(call.json_body).encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:
             raise _Failure(f"the request body cannot be sent as JSON: {exc}") from None
-        return _Hop(
-            call.method.upper(), url, headers, text.encode("utf-8"), content_type or "application/json"
-        )
-    if call.content is not None:
+        content_type = content_type or "application/json"
+    elif call.content is not None:
         body = call.content.encode("utf-8")
-        return _Hop(call.method.upper(), url, headers, body, content_type or "text/plain; charset=utf-8")
-    return _Hop(call.method.upper(), url, headers, b"", content_type)
+        content_type = content_type or "text/plain; charset=utf-8"
+    else:
+        body = b""
+    return _Hop(call.method.upper(), url, headers, body, content_type, carries_token=bool(call.token_secrets))
 
 
 def _same_site(old: httpx.URL, new: httpx.URL) -> bool:
@@ -410,6 +445,12 @@ def _follow(hop: _Hop, response: httpx.Response) -> _Hop:
     if (status == 303 and hop.method != "HEAD") or (status in (301, 302) and hop.method == "POST"):
         follow = replace(follow, method="GET", body=b"", content_type=None)
     if not _same_site(hop.url, target):
+        if follow.body and hop.carries_token:
+            # A 307/308 would send the body again, and a conversation token in it is meant for the node's host.
+            raise _Failure(
+                f"{hop.host} redirected the call to {target.host}: a request that carries a conversation "
+                "token is not sent on to another site"
+            )
         # The node's headers (credentials among them) and the signature are meant for the host the node names.
         follow = replace(follow, headers=httpx.Headers(), signed=False)
     return follow
@@ -436,20 +477,27 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-def _parse_body(answer: _Answer) -> Any:
-    """Parsed JSON for a JSON content type (None when empty), else the text."""
+def _parse_body(answer: _Answer, secrets: Mapping[str, str]) -> Any:
+    """Parsed JSON for a JSON content type (None when empty), else the text.
+
+    A token secret of this turn that the far end echoes comes back as its reference, so that a skill cannot
+    save it from the response.
+    """
     content_type = answer.headers.get("content-type", "")
     if _is_json(content_type):
         if not answer.raw.strip():
             return None
         try:
-            return json.loads(answer.raw)
+            # Decoded as json.loads decodes bytes (UTF-8, -16 or -32), so that secrets can be found in the text.
+            text = answer.raw.decode(json.detect_encoding(answer.raw), "surrogatepass")
+            return json.loads(conceal(text, secrets))
         except ValueError:
             raise _Failure(f"invalid JSON from {answer.host}", status=answer.status) from None
     try:
-        return answer.raw.decode(answer.charset or "utf-8", errors="replace")
+        text = answer.raw.decode(answer.charset or "utf-8", errors="replace")
     except LookupError:
-        return answer.raw.decode("utf-8", errors="replace")
+        text = answer.raw.decode("utf-8", errors="replace")
+    return conceal(text, secrets)
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:

@@ -33,9 +33,9 @@ def status_event(status: str, pending: dict[str, Any] | None, last_seq: int) -> 
     return {"type": "status", "status": status, "pending": pending, "last_seq": last_seq}
 
 
-def sessions_ended_event(reason: str, *, token_id: str | None = None) -> Event:
-    """Sessions of this conversation ended: those opened with ``token_id``, or all of them when it is None."""
-    return {"type": SESSIONS_ENDED, "reason": reason, "token_id": token_id}
+def sessions_ended_event(reason: str, *, token_id: str | None = None, session_id: str | None = None) -> Event:
+    """Sessions of this conversation ended: the one ``session_id``, those opened with ``token_id``, or all."""
+    return {"type": SESSIONS_ENDED, "reason": reason, "token_id": token_id, "session_id": session_id}
 
 
 def commit_publisher(hub: Hub) -> Callable[[str, list[MessageRecord]], None]:

@@ -1,10 +1,11 @@
 """Admission control: past saturation, refuse work fast instead of queueing it without bound.
 
 A worker runs at most ``limit`` API requests at once. A request that finds every slot taken waits for one at most
-``max_wait`` seconds, and then gets a fast ``503 unavailable`` with ``Retry-After`` — before its body is read or any
-work is done — so that under twice the load a worker can carry, the requests it accepts are still answered in good
-time, the others know when to come back, and nothing half-done is left behind. Probes (/healthz, /readyz,
-/metrics), the SDK file and WebSockets are never held back.
+``max_wait`` seconds, and then gets a fast ``503 unavailable`` with ``Retry-After`` — before any work is done — so
+that under twice the load a worker can carry, the requests it accepts are still answered in good time, the others
+know when to come back, and nothing half-done is left behind. Requests arrive here with their body already read
+(:class:`~rejoinder.server.body.BodyDeadline` sits outside), so a slot is held by work, never by a slow client.
+Probes (/healthz, /readyz, /metrics), the SDK file and WebSockets are never held back.
 """
 
 from __future__ import annotations

@@ -24,9 +24,11 @@ from rejoinder.config import Settings
 from rejoinder.realtime import commit_publisher, create_hub
 from rejoinder.server import admin, assets, client_api, errors, ops, stream
 from rejoinder.server.admission import Admission
+from rejoinder.server.body import BodyDeadline
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, BodyLimit
 from rejoinder.server.ops import AccessLog, MeteredIntegrationClient, Metrics
 from rejoinder.server.ratelimit import ResumeGuard
+from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.service import ConversationService
 from rejoinder.skills import Bot, load_bot
 from rejoinder.store import Store
@@ -114,6 +116,7 @@ def create_app(
     app.state.environ = environment
     app.state.metrics = metrics
     app.state.resume_guard = guard
+    app.state.socket_quota = SocketQuota(settings.max_sockets_per_ip, settings.max_sockets_per_session)
 
     errors.install(app)
     app.include_router(client_api.router)
@@ -122,8 +125,10 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(assets.router)
 
-    # Added innermost first: the access log sees every answer, CORS headers reach even a 413 or a busy 503.
+    # Added innermost first: the access log sees every answer, CORS headers reach even a 413 or a busy 503, and
+    # a request takes an admission slot only once its whole body is in.
     app.add_middleware(Admission, limit=settings.max_concurrent_requests, max_wait=settings.queue_timeout)
+    app.add_middleware(BodyDeadline, timeout=settings.request_body_timeout)
     app.add_middleware(BodyLimit, limit=errors.MAX_BODY_BYTES)
     app.add_middleware(
         CORSMiddleware,

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rejoinder.realtime import status_event, typing_event
+from rejoinder.realtime import sessions_ended_event, status_event, typing_event
 from rejoinder.server import state
 from rejoinder.server.auth import (
     KeyCaller,
@@ -302,6 +302,10 @@ async def refresh_session(conversation_id: str, request: Request, caller: Sessio
     store, now = state.store(request), state.service(request).clock()
     opened = await open_session(store, caller.bot, conversation_id, token_id=caller.session.token_id, now=now)
     await store.revoke_session(caller.session.id, now)
+    # The old session's open streams end now, on whichever worker they are.
+    state.hub(request).publish_nowait(
+        conversation_id, sessions_ended_event("session_refreshed", session_id=caller.session.id)
+    )
     return JSONResponse({"session": opened.secret, "session_expires_at": iso_z(opened.record.expires_at)})
 
 

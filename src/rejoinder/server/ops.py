@@ -3,7 +3,8 @@
 Metrics live in a registry of their own per app (several apps in one process never collide). The counters are
 fed where the work happens: the client API times turns and resumes, :class:`MeteredIntegrationClient` times
 Integrate calls, and :class:`AccessLog` times every request. Log lines carry paths without query strings, so a
-credential passed as a query parameter (the WebSocket's ``?session=``) never reaches a log.
+credential passed as a query parameter (the WebSocket's ``?session=``) never reaches a log; uvicorn's own
+WebSocket lines lose their query too, and whatever else slips through is redacted, however it is encoded.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -233,13 +235,52 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
 }
 
 
-# Credentials that must never reach a log line, whoever logs them (uvicorn logs WebSocket paths with their query).
-_SECRET = re.compile(r"\b(rjt|ses|sk|pk)_[A-Za-z0-9_-]{16,}")
+# Credentials that must never reach a log line, whoever logs them.
+_SECRET = re.compile(r"(?<![A-Za-z0-9])(rjt|ses|sk|pk)_[A-Za-z0-9_-]{16,}")
+# A run of characters that may spell a credential once decoded: percent escapes (%5F, or %255F when encoded
+# twice) and backslash escapes (\u005f, as a JSON text writes it, its backslash doubled when JSON is nested).
+_ESCAPED_RUN = re.compile(r"(?:[A-Za-z0-9_.~-]|%[0-9A-Fa-f]{2}|\\+u[0-9A-Fa-f]{4})+")
+_BACKSLASH_ESCAPE = re.compile(r"\\+u([0-9A-Fa-f]{4})")
+_DECODE_ROUNDS = 4
 
 
 def redact(text: str) -> str:
-    """``text`` with every token, session and key replaced by its prefix."""
-    return _SECRET.sub(r"\1_[redacted]", text)
+    """``text`` with every token, session and key replaced by its prefix, also when escaped.
+
+    An escaped run that decodes to a credential is replaced by its decoded form, redacted (and percent-encoded
+    again where it holds characters other than those of a credential).
+    """
+    text = _SECRET.sub(r"\1_[redacted]", text)
+    if "%" not in text and "\\" not in text:
+        return text
+    return _ESCAPED_RUN.sub(_redact_escaped, text)
+
+
+def _redact_escaped(match: re.Match[str]) -> str:
+    run = match.group()
+    if "%" not in run and "\\" not in run:
+        return run
+    decoded = run
+    for _ in range(_DECODE_ROUNDS):
+        unescaped = urllib.parse.unquote(_BACKSLASH_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), decoded))
+        if unescaped == decoded:
+            break
+        decoded = unescaped
+    if decoded == run or not _SECRET.search(decoded):
+        return run
+    return urllib.parse.quote(_SECRET.sub(r"\1_[redacted]", decoded), safe="_.~-[]")
+
+
+class QuerylessWebSocketLines(logging.Filter):
+    """Drop the query from the path of uvicorn's WebSocket lines: it may carry ``?session=``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(record.msg, str) and '"WebSocket %s"' in record.msg and isinstance(args, tuple):
+            record.args = tuple(
+                arg.split("?", 1)[0] if isinstance(arg, str) and arg.startswith("/") else arg for arg in args
+            )
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -308,11 +349,12 @@ def logging_config(level: str = "info") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "filters": {"queryless_websocket_lines": {"()": f"{__name__}.QuerylessWebSocketLines"}},
         "handlers": {"stderr": {"()": f"{__name__}.queued_stderr", "formatter": "json"}},
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {
             "uvicorn": {"handlers": [], "propagate": True},
-            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True, "filters": ["queryless_websocket_lines"]},
             "uvicorn.access": {"handlers": [], "propagate": False},
         },
     }

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from rejoinder.server.ops import Metrics
     from rejoinder.server.ratelimit import ResumeGuard
     from rejoinder.server.skill_catalog import SkillCatalog
+    from rejoinder.server.socket_quota import SocketQuota
     from rejoinder.service import ConversationService
     from rejoinder.store import Store
 
@@ -37,3 +38,7 @@ def resume_guard(conn: HTTPConnection) -> ResumeGuard:
 
 def skill_catalog(conn: HTTPConnection) -> SkillCatalog:
     return cast("SkillCatalog", conn.app.state.skill_catalog)
+
+
+def socket_quota(conn: HTTPConnection) -> SocketQuota:
+    return cast("SocketQuota", conn.app.state.socket_quota)

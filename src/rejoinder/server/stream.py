@@ -5,7 +5,8 @@ Protocol (JSON text frames):
 * Authenticate with ``?session=ses_…`` or, within a few seconds of connecting, a first frame
   ``{"type": "auth", "session": "ses_…"}``. Refusals close the socket with code ``4000 + HTTP status``
   (4400 bad query, 4401 missing, unknown, expired or ended session, 4403 another conversation's session or a
-  foreign origin, 4408 no authentication in time) and a reason ``"<problem type>: <what to do>"``.
+  foreign origin, 4408 no authentication in time, 4429 too many streams open for this session or address) and
+  a reason ``"<problem type>: <what to do>"``.
 * The server first replays every stored message with ``seq > after`` (``?after=SEQ``, default 0) in order, then
   sends ``{"type": "status", "status", "pending", "last_seq"}``, then live events: ``{"type": "message",
   "message": {seq, sender, type, text, buttons?, created_at}}``, ``{"type": "typing"}`` while the bot works
@@ -17,8 +18,11 @@ Protocol (JSON text frames):
 * Heartbeats: after ``heartbeat`` seconds without a frame from the client the server sends
   ``{"type": "ping"}``; the client answers ``{"type": "pong"}`` (any frame will do). A client silent for
   ``liveness`` seconds is taken for dead and its socket closed (4408).
-* A session that ends while its socket is open (its token revoked) closes it with 4401; erasing the conversation
-  closes its sockets with 4404.
+* A session that ends while its socket is open closes it with 4401, and nothing is sent to it once it has ended:
+  at its ``expires_at``, when its token is revoked, and when it is exchanged for a fresh one (``session/refresh``).
+  Erasing the conversation closes its sockets with 4404.
+* A message larger than the frame limit closes the socket with 1009, text that is not UTF-8 with 1007; other bad
+  frames are answered by an error frame.
 * A client too slow to take its events, or a realtime hub that lost its backend, gets close code 1013: reconnect
   with ``after=<last seq received>``. Server shutdown closes with 1012.
 """
@@ -51,7 +55,9 @@ from rejoinder.realtime.events import CLIENT_EVENT_TYPES, SESSIONS_ENDED
 from rejoinder.server import state
 from rejoinder.server.auth import SessionCaller, authenticate_session, hash_secret
 from rejoinder.server.client_api import MAX_TEXT_CHARS, SendRequest
+from rejoinder.server.connections import client_address
 from rejoinder.server.errors import Problem
+from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.service import ServiceError
 from rejoinder.store import MessageRecord, StoreError, StoreUnavailable
 
@@ -59,15 +65,18 @@ log = logging.getLogger("rejoinder.stream")
 
 router = APIRouter(tags=["client"])
 
-MAX_FRAME_CHARS = 16 * 1024
 REPLAY_PAGE = 500
 _MAX_REASON_BYTES = 123  # what a close frame can carry
+_CLOCK_SLACK = 0.05  # seconds: the loop's timer and the session clock are not the same clock
+_EXPIRED = "this session has expired; refresh or resume, then reconnect"
+_ENDED = "this session has ended; resume the conversation with its token"
 
 # Close codes besides 4000 + an HTTP status.
 CLOSE_TRY_AGAIN = 1013
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_INTERNAL = 1011
 CLOSE_TIMEOUT = 4408
+CLOSE_TOO_MANY = 4429
 
 
 @dataclass(frozen=True)
@@ -93,11 +102,19 @@ async def conversation_stream(websocket: WebSocket) -> None:
     """Push a conversation's messages live, after replaying those missed since ``after``."""
     conversation_id: str = websocket.path_params["conversation_id"]
     settings: StreamSettings = getattr(websocket.app.state, "stream_settings", StreamSettings())
+    quota = state.socket_quota(websocket)
+    address = client_address(websocket.client.host) if websocket.client else ""
     await websocket.accept()
+    if not quota.take_ip(address):
+        detail = f"this address has {quota.per_ip} streams open already; close one first"
+        await _close(websocket, CLOSE_TOO_MANY, _reason(f"rate_limited: {detail}"))
+        return
     stream: _Stream | None = None
+    session_id: str | None = None
     try:
         after = _after(websocket.query_params.get("after"))
         caller, secret = await _authenticate(websocket, conversation_id, settings)
+        session_id = _take_session(quota, caller)
         stream = _Stream(websocket, caller, secret, settings)
         await stream.run(after)
     except _Close as close:
@@ -107,6 +124,9 @@ async def conversation_stream(websocket: WebSocket) -> None:
     finally:
         if stream is not None:
             await stream.finish()
+        if session_id is not None:
+            quota.give_back_session(session_id)
+        quota.give_back_ip(address)
 
 
 # A plain Starlette route: FastAPI's per-request machinery would stay alive, and in memory, as long as the socket.
@@ -140,6 +160,13 @@ async def _authenticate(
         raise _Close(
             CLOSE_TRY_AGAIN, "unavailable", "the database is not reachable; reconnect shortly"
         ) from None
+
+
+def _take_session(quota: SocketQuota, caller: SessionCaller) -> str:
+    if not quota.take_session(caller.session.id):
+        detail = f"this session has {quota.per_session} streams open already; close one first"
+        raise _Close(CLOSE_TOO_MANY, "rate_limited", detail)
+    return caller.session.id
 
 
 async def _auth_frame(websocket: WebSocket, wait: float) -> str:
@@ -276,9 +303,15 @@ class _Stream:
     async def _drain(self) -> None:
         """Send the queued events, then end (the next event starts another); close the socket when it must go."""
         assert self._subscription is not None
+        verified = False
         try:
             while (event := self._subscription.get_nowait()) is not None:
                 kind = event.get("type")
+                if kind in CLIENT_EVENT_TYPES and not verified:
+                    # Once a burst: the news of a session's end may have been lost on the way (the hub is best
+                    # effort), the database says it for sure.
+                    await self._check_session_alive()
+                    verified = True
                 if kind == "message":
                     await self._send_items([event["message"]])
                 elif kind == SESSIONS_ENDED:
@@ -307,12 +340,14 @@ class _Stream:
         await _close(self.websocket, close.code, close.reason)
 
     def _check_session_ended(self, event: Event) -> None:
-        token_id = event.get("token_id")
+        token_id, session_id = event.get("token_id"), event.get("session_id")
         if token_id is not None and token_id != self.caller.session.token_id:
+            return
+        if session_id is not None and session_id != self.caller.session.id:
             return
         if event.get("reason") == "conversation_erased":
             raise _Close(4404, "conversation_not_found", "the conversation was erased")
-        raise _Close(4401, "unauthorized", "this session has ended; resume the conversation with its token")
+        raise _Close(4401, "unauthorized", _ENDED)
 
     async def _send_messages(self, records: list[MessageRecord]) -> None:
         await self._send_items([record.to_api() for record in records])
@@ -351,8 +386,12 @@ class _Stream:
         while True:
             if self._closed:
                 return  # the socket was closed from the sending side (too slow, hub lost, session ended)
+            left = self._session_seconds_left()
+            if left <= 0:
+                raise _Close(4401, "unauthorized", _EXPIRED)
             try:
-                async with asyncio.timeout(self.settings.heartbeat):
+                # Woken at the session's expiry too, however busy the client keeps the socket.
+                async with asyncio.timeout(min(self.settings.heartbeat, left + _CLOCK_SLACK)):
                     message = await self.websocket.receive()
             except TimeoutError:
                 silent = loop.time() - heard
@@ -360,8 +399,8 @@ class _Stream:
                     raise _Close(
                         CLOSE_TIMEOUT, "timeout", f"no frame for {silent:.0f} s; answer pings with pong"
                     ) from None
-                await self._check_session_alive()
-                await self._send({"type": "ping"})
+                if self._session_seconds_left() > 0:
+                    await self._send({"type": "ping"})
                 continue
             if message["type"] == "websocket.disconnect":
                 return
@@ -373,12 +412,9 @@ class _Stream:
         if text is None:
             await self._error("unsupported_frame", "send JSON as text frames, not binary")
             return
-        if len(text) > MAX_FRAME_CHARS:
-            await self._error("too_large", f"a frame may hold at most {MAX_FRAME_CHARS // 1024} KB")
-            return
         frame = _json_object(text)
         if frame is None:
-            await self._error("malformed_body", "a frame must be a JSON object")
+            await self._error("malformed_body", "a frame must be a JSON object (and not nested too deeply)")
             return
         kind = frame.get("type")
         if kind in ("pong", "ping", "auth"):
@@ -430,10 +466,7 @@ class _Stream:
             if not await self._session_alive():
                 self._turns.clear()
                 self._closed = True
-                reason = _reason(
-                    "unauthorized: this session has ended; resume the conversation with its token"
-                )
-                await _close(self.websocket, 4401, reason)
+                await _close(self.websocket, 4401, _reason(f"unauthorized: {_ENDED}"))
                 return
             self.hub.publish_nowait(self.conversation_id, typing_event())
             outcome = await self.service.send(
@@ -474,8 +507,14 @@ class _Stream:
         )
 
     async def _check_session_alive(self) -> None:
-        if self.caller.session.expires_at <= self.service.clock():
-            raise _Close(4401, "unauthorized", "this session has expired; refresh or resume, then reconnect")
+        """Close with 4401 unless the session is still valid: not expired, not revoked (read from the store)."""
+        if self._session_seconds_left() <= 0:
+            raise _Close(4401, "unauthorized", _EXPIRED)
+        if not await self._session_alive():
+            raise _Close(4401, "unauthorized", _ENDED)
+
+    def _session_seconds_left(self) -> float:
+        return (self.caller.session.expires_at - self.service.clock()).total_seconds()
 
     async def _error(self, code: str, detail: str, client_message_id: str | None = None) -> None:
         frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
@@ -491,8 +530,9 @@ def _json_object(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
+        # The parser recurses once per level of nesting: a deep enough frame reaches the recursion limit.
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from rejoinder.engine import HttpCall, HttpResponse
 from rejoinder.integrations import IntegratePolicy
+from rejoinder.integrations.http import with_token_secrets
 from rejoinder.testing.match import describe_call, url_matches
 from rejoinder.testing.model import FakeResponse
 
@@ -36,6 +37,7 @@ class FakeBackend:
         self.turn = 0
 
     async def perform(self, call: HttpCall, policy: IntegratePolicy) -> HttpResponse:
+        call = with_token_secrets(call)  # what a real backend would receive: the secrets, not the references
         self.calls.append(RecordedCall(call, self.turn))
         for i, fake in enumerate(self.fakes):
             if fake.times is not None and self.answered[i] >= fake.times:

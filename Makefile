@@ -19,18 +19,17 @@ $(BIN)/rejoinder: $(UV) pyproject.toml uv.lock
 
 setup: $(BIN)/rejoinder
 
-SHOP_PORT ?= 8700
-PORT      ?= 8000
-SHOP_ENV  := SHOP_BACKEND=http://127.0.0.1:$(SHOP_PORT)
-# The example shop's stand-in backend runs beside the bot for as long as the command in $(1) runs.
-with_shop_backend = $(BIN)/python examples/shop/backend.py --port $(SHOP_PORT) --state .shop-backend.json & backend=$$!; \
-	trap "kill $$backend 2>/dev/null" EXIT INT TERM; sleep 0.5; export $(SHOP_ENV); $(1)
+SHOP_PORT  ?= 8700
+SHOP_STATE ?= .shop-backend.json
+PORT       ?= 8000
 
 run: setup
 	@$(BIN)/rejoinder demo --port $(PORT)
 
+# The example shop's stand-in backend runs beside the chat, on SHOP_PORT or a free port when that one is taken.
 chat: setup
-	@$(call with_shop_backend,$(BIN)/rejoinder chat examples/shop $(if $(RESUME),--resume $(RESUME),--event welcome))
+	@$(BIN)/python examples/shop/backend.py --port $(SHOP_PORT) --state $(SHOP_STATE) -- \
+		$(BIN)/rejoinder chat examples/shop $(if $(RESUME),--resume $(RESUME),--event welcome)
 
 test: setup lint
 	$(BIN)/pytest

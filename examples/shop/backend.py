@@ -5,13 +5,23 @@ resume that very conversation; the bot then fetches the customer's orders. Stand
 
     python examples/shop/backend.py --port 8700
     SHOP_BACKEND=http://127.0.0.1:8700 rejoinder chat examples/shop --event orders
+
+or, the backend running for as long as a command does, with SHOP_BACKEND set for it (this is `make chat`):
+
+    python examples/shop/backend.py --port 8700 -- rejoinder chat examples/shop --event orders
+
+When the port is taken, the backend listens on a free one instead and says which.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -132,17 +142,58 @@ def serve(
     return server, state
 
 
+def serve_or_elsewhere(
+    host: str, port: int, state_file: Path | None = None
+) -> tuple[ThreadingHTTPServer, ShopState]:
+    """``serve`` on ``port``, or on a free port when that one is taken (the caller reads which)."""
+    try:
+        return serve(host, port, state_file)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+    return serve(host, 0, state_file)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8700)
+    parser.add_argument("--port", type=int, default=8700, help="the port; a free one when it is taken")
     parser.add_argument("--state", type=Path, help="keep tokens and logins in this JSON file across restarts")
+    parser.add_argument(
+        "command", nargs=argparse.REMAINDER, help="after --: run it with SHOP_BACKEND set, then stop"
+    )
     args = parser.parse_args()
-    server, _ = serve(args.host, args.port, args.state)
-    print(f"shop backend on http://{args.host}:{server.server_address[1]}", flush=True)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    try:
+        server, _ = serve_or_elsewhere(args.host, args.port, args.state)
+    except (OSError, OverflowError, ValueError) as exc:
+        parser.exit(2, f"shop backend: cannot listen on {args.host}:{args.port}: {exc}\n")
+    url = f"http://{args.host}:{server.server_address[1]}"
+    if server.server_address[1] != args.port and args.port != 0:
+        print(f"shop backend: port {args.port} is taken, so it listens on {url} instead", flush=True)
+    else:
+        print(f"shop backend on {url}", flush=True)
+    if command:
+        sys.exit(_run_beside(server, command, url))
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
+        server.shutdown()
+
+
+def _run_beside(server: ThreadingHTTPServer, command: list[str], url: str) -> int:
+    """Run ``command`` with SHOP_BACKEND set to ``url``; stop the backend when it ends and return its status."""
+    try:
+        child = subprocess.Popen(command, env=os.environ | {"SHOP_BACKEND": url})
+    except OSError as exc:
+        print(f"shop backend: cannot run {command[0]}: {exc}", file=sys.stderr)
+        server.shutdown()
+        return 127
+    # Ctrl-C is the command's to handle (the chat ends on it); the backend stops when the command does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return child.wait()
+    finally:
         server.shutdown()
 
 

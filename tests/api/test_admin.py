@@ -534,3 +534,33 @@ async def test_skill_files_larger_than_a_chat_message_can_be_uploaded(api: Api) 
     huge = FAQ + "description: " + repr("x" * 300_000) + "\n"
     refused = await api.put_skill("faq", huge)
     assert refused.status_code == 413 and refused.json()["type"] == "too_large"
+
+
+@pytest.mark.parametrize("content", [None, b""])
+async def test_a_token_issue_without_a_body_takes_the_bots_defaults(api: Api, content: bytes | None) -> None:
+    conversation, _ = await api.start()
+    issued = await api.http.post(
+        f"/v1/conversations/{conversation}/tokens", content=content, headers=api.admin
+    )
+    assert issued.status_code == 201, issued.text
+    body = issued.json()
+    assert body["token"].startswith("rjt_")
+    assert body["max_uses"] is None
+    assert datetime.fromisoformat(body["expires_at"]) > datetime.fromisoformat(body["created_at"])
+    assert (await api.resume(body["token"])).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["DELETE", "GET", "PUT"])
+@pytest.mark.parametrize("key", ["sdk", "secret"])
+async def test_other_methods_on_the_resume_path_are_not_allowed(api: Api, method: str, key: str) -> None:
+    secret = api.sdk_key if key == "sdk" else api.secret_key
+    answer = await api.http.request(
+        method, "/v1/conversations/resume", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert (answer.status_code, answer.json()["type"]) == (405, "method_not_allowed"), answer.text
+    assert answer.headers["allow"] == "POST"
+
+
+async def test_a_conversation_path_that_only_starts_with_resume_is_still_a_conversation(api: Api) -> None:
+    answer = await api.http.get("/v1/conversations/resumed", headers=api.admin)
+    assert (answer.status_code, answer.json()["type"]) == (404, "conversation_not_found")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -80,3 +81,54 @@ def test_a_broken_bot_says_where(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "a.yaml:5" in result.stderr and "mesage" in result.stderr
+
+
+def test_a_database_in_a_missing_directory_is_refused_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such"
+    env = {**os.environ, "REJOINDER_DATABASE_URL": f"sqlite:///{missing / 'chat.db'}", "COLUMNS": "300"}
+    result = chat(["--event", "welcome"], "", env)
+    assert result.returncode == 1
+    assert f"the directory {missing} does not exist" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "no").exists()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_failure_the_skill_handles_is_a_note_and_one_it_does_not_is_an_error(tmp_path: Path) -> None:
+    bot = tmp_path / "bot"
+    (bot / "skills").mkdir(parents=True)
+    (bot / "rejoinder.yaml").write_text(
+        "id: calls\nenv: [BACKEND]\nintegrate: {allow_hosts: ['127.0.0.1'], timeout: 5}\n"
+    )
+    (bot / "skills" / "call.yaml").write_text(
+        "id: call\ntriggers: {events: [handled, unhandled], default: true}\nstart: handled\nnodes:\n"
+        "  handled: {type: integrate, url: '{{ env.BACKEND }}/a', save_status: code, on_error: down, next: bye}\n"
+        "  down: {type: message, text: 'No answer ({{ code }}).', next: unhandled}\n"
+        "  unhandled: {type: integrate, url: '{{ env.BACKEND }}/b', next: bye}\n"
+        "  bye: {type: end}\n"
+    )
+    env = {
+        **os.environ,
+        "REJOINDER_DATABASE_URL": f"sqlite:///{tmp_path / 'chat.db'}",
+        "BACKEND": f"http://127.0.0.1:{_closed_port()}",
+        "COLUMNS": "300",
+    }
+    result = subprocess.run(
+        [str(REJOINDER), "chat", str(bot), "--event", "handled"],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "bot › No answer ()." in result.stdout  # no status: shown as nothing, never "None"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr  # one line per failure: no log lines repeating them
+    assert lines[0].startswith("· handled by on_error: node 'handled': outside call failed: ")
+    assert lines[1].startswith("! skill error: node 'unhandled': outside call failed: ")
+    assert "None" not in result.stdout + result.stderr

@@ -86,16 +86,32 @@ def test_the_login_and_resume_story_over_http(demo: DemoProcess) -> None:
     assert '"route": "/demo/shop-api/chat/resume-token"' in log  # the bot's call reached the shop's backend
     assert token not in log and token not in demo.printed
 
+    # The guide's two commands: the latest conversation, then that conversation's transcript.
+    admin = {"Authorization": f"Bearer {demo.secret_key}"}
+    latest_url, transcript_url = re.findall(r'curl -s -H "Authorization: Bearer sk_\S+" (\S+)', demo.printed)
+    [item] = httpx.get(latest_url, headers=admin, timeout=10).json()["items"]
+    assert item["id"] == conversation["conversation_id"]
+    url = transcript_url.replace("/ID", f"/{item['id']}")
+    transcript = httpx.get(url, headers=admin, timeout=10)
+    said = [m["text"] for m in transcript.json()["messages"]]
+    assert said[-3:] == [
+        "RESUME",
+        "Welcome back, Ann! You're logged in.",
+        reply.json()["messages"][-1]["text"],
+    ]
+
 
 def test_ctrl_c_stops_it_and_deletes_its_database(tmp_path: Path) -> None:
     running = start_demo(tmp_path)
-    folders = [line.split("database: ")[1].split(" ")[0] for line in running.output if "database: " in line]
-    assert len(folders) == 1 and Path(folders[0]).is_dir()
+    files = [line.split("database: ")[1].split(" ")[0] for line in running.output if "database: " in line]
+    assert len(files) == 1
+    database = Path(files[0])
+    assert database.is_file() and database.name == "demo.db"  # the file, not its folder
 
     code = running.stop()
 
     assert code == 0, running.log.read_text()
-    assert not Path(folders[0]).exists()
+    assert not database.parent.exists()
     assert running.printed.splitlines()[-1] == "rejoinder demo: stopped; the demo database is deleted."
 
 
@@ -110,6 +126,7 @@ def test_a_busy_port_is_reported_in_one_line() -> None:
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"rejoinder demo: cannot listen on 127.0.0.1:{port}: Address already in use (try another --port)"
+        f"rejoinder demo: cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(try another: --port N, or PORT=N with make run)"
     ]
     assert result.stdout == ""

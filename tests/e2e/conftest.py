@@ -3,6 +3,7 @@
 A test gets a business site (``site``: a plain web server on its own port serving the pages the test writes) and a
 rejoinder server (``server``) whose bot allows that site's origin. Every test leaves a screenshot of its page in
 ``artifacts/e2e/`` (look at them). Without chromium the tests skip; with ``REJOINDER_REQUIRE_SERVICES=1`` they fail.
+``REJOINDER_CHROMIUM`` points them at another chromium executable.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ EXAMPLE_BOT = ROOT / "examples" / "shop"
 E2E_SKILLS = Path(__file__).resolve().parent / "skills"
 ARTIFACTS = ROOT / "artifacts" / "e2e"
 REJOINDER = str(Path(sys.executable).with_name("rejoinder"))
-CHROMIUM = "/usr/bin/chromium"
+# REJOINDER_CHROMIUM names another chromium build (e.g. /usr/bin/chromium-browser); else chromium on the PATH.
+CHROMIUM = os.environ.get("REJOINDER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -53,7 +55,12 @@ IDENTITY_SECRET = "identity-secret-for-browser-tests"
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
-        _unreachable("chromium", FileNotFoundError(f"{CHROMIUM} (apt-get install -y chromium)"))
+        _unreachable(
+            "chromium",
+            FileNotFoundError(
+                f"{CHROMIUM} (apt-get install -y chromium, or set REJOINDER_CHROMIUM to its path)"
+            ),
+        )
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
         yield launched

@@ -30,6 +30,7 @@ def run(monkeypatch: pytest.MonkeyPatch) -> Iterator[Runner]:
 
 
 def test_upgrade_creates_the_schema_then_has_nothing_to_do(run: Runner, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
     url = f"sqlite:///{tmp_path / 'data' / 'rejoinder.db'}"
 
     first = run(url)
@@ -39,11 +40,34 @@ def test_upgrade_creates_the_schema_then_has_nothing_to_do(run: Runner, tmp_path
     assert first[0] == 0 and f"created the schema ({head})" in first[1] and f"applied {head}" in first[1]
     assert second[0] == 0 and "nothing to do" in second[1]
     assert (tmp_path / "data" / "rejoinder.db").exists()
+    # The URL as given, not the driver the store runs it on.
+    assert first[1].startswith(f"{url}: ") and "aiosqlite" not in first[1] + second[1]
+
+
+def test_a_missing_directory_is_an_error_naming_it_and_nothing_is_created(
+    run: Runner, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'dta' / 'deeper' / 'rejoinder.db'}"
+    exit_code, out, err = run(url)
+    assert exit_code == 1 and out == ""
+    assert err.strip() == (
+        f"rejoinder db upgrade: REJOINDER_DATABASE_URL={url}: the directory {tmp_path / 'dta' / 'deeper'} "
+        "does not exist; create it first, or correct the path"
+    )
+    assert not (tmp_path / "dta").exists()
+
+
+def test_a_file_where_the_directory_should_be_is_an_error(run: Runner, tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("")
+    exit_code, _, err = run(f"sqlite:///{tmp_path / 'data' / 'rejoinder.db'}")
+    assert exit_code == 1 and f"the directory {tmp_path / 'data'} is not a directory" in err
 
 
 def test_upgrade_on_postgresql(run: Runner, postgres_url: str) -> None:
-    exit_code, out, _ = run(postgres_url.replace("postgresql://", "postgres://"))
-    assert exit_code == 0 and "postgresql+asyncpg://" in out and "created the schema" in out
+    given = postgres_url.replace("postgresql://", "postgres://")
+    exit_code, out, _ = run(given)
+    assert exit_code == 0 and "created the schema" in out
+    assert out.startswith("postgres://") and "asyncpg" not in out
 
 
 def test_a_bad_url_is_refused_naming_the_accepted_forms(run: Runner) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rejoinder.store import InvalidDatabaseURL, normalize_url
+from rejoinder.store.urls import check_url, shown_url
 
 
 @pytest.mark.parametrize(
@@ -55,3 +58,26 @@ def test_a_refused_url_never_echoes_its_password() -> None:
     with pytest.raises(InvalidDatabaseURL) as refused:
         normalize_url("mysql://root:hunter2@localhost/shop")
     assert "hunter2" not in str(refused.value)
+
+
+def test_check_url_wants_the_directory_of_a_sqlite_file_to_exist(tmp_path: Path) -> None:
+    assert check_url(f"sqlite:///{tmp_path / 'rejoinder.db'}").database == str(tmp_path / "rejoinder.db")
+    assert check_url("sqlite:///rejoinder.db").database == "rejoinder.db"  # the working directory
+    assert check_url("postgresql://app@db.internal/rejoinder").database == "rejoinder"
+    with pytest.raises(InvalidDatabaseURL, match=f"the directory {tmp_path / 'nope'} does not exist"):
+        check_url(f"sqlite:///{tmp_path / 'nope' / 'rejoinder.db'}")
+    with pytest.raises(InvalidDatabaseURL, match="unsupported database"):
+        check_url("mysql://root@localhost/shop")
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("sqlite:///./x.db", "sqlite:///./x.db"),
+        ("postgres://app:hunter2@h/rj\n", "postgres://app:***@h/rj"),
+        ("postgresql+psycopg://app@h/rj", "postgresql+psycopg://app@h/rj"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_shown_url_is_the_url_as_given_without_its_password(given: str, shown: str) -> None:
+    assert shown_url(given) == shown

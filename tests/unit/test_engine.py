@@ -16,6 +16,7 @@ from rejoinder.engine import (
     CustomerChoice,
     CustomerText,
     Engine,
+    HandledFault,
     HttpResponse,
     InvalidChoice,
     IssueToken,
@@ -240,7 +241,7 @@ def test_integrate_emits_call_and_applies_response() -> None:
     failed = engine.step(first.state, HttpResponse(status=503, body="busy"), ctx())
     assert texts(failed) == ["down 503"]
     timed_out = engine.step(first.state, HttpResponse(error="timed out after 3 s"), ctx())
-    assert texts(timed_out) == ["down None"]
+    assert texts(timed_out) == ["down "]  # no status: null renders as empty text, never "None"
     assert timed_out.errors and "timed out" in timed_out.errors[0]
 
 
@@ -421,3 +422,70 @@ def test_a_state_serialises_every_field_and_round_trips() -> None:
 
     assert set(data) == {field.name for field in dataclasses.fields(ConversationState)}
     assert ConversationState.from_json(json.loads(json.dumps(data))) == state
+
+
+@pytest.mark.parametrize("max_retries", [0, 1, 2, 3])
+def test_max_retries_counts_the_times_the_question_is_asked_again(max_retries: int) -> None:
+    """``max_retries: n``: n invalid answers are each asked again; invalid answer n + 1 goes to ``on_invalid``."""
+    nodes = {
+        "a": {
+            "type": "question",
+            "text": "Number?",
+            "retry_text": "A number, please.",
+            "save_to": "n",
+            "input": "number",
+            "max_retries": max_retries,
+            "on_invalid": "give_up",
+        },
+        "give_up": {"type": "message", "text": "Let's move on."},
+    }
+    engine = Engine(make_bot(skill(nodes)))
+    wrong = [CustomerText(f"wrong {i}") for i in range(max_retries + 1)]
+    state, results = run(engine, StartEvent("main"), *wrong)
+    for retry in results[1:-1]:
+        assert texts(retry) == ["A number, please."]
+        assert retry.pending is not None and retry.pending.node == "a"
+    assert texts(results[-1]) == ["Let's move on."]
+    assert state.waiting == "nothing"
+
+    # One invalid answer fewer, and a valid one still counts.
+    state, results = run(engine, StartEvent("main"), *wrong[:-1], CustomerText("7"))
+    assert state.variables["n"] == 7
+    assert "Let's move on." not in texts(results[-1])
+
+
+def test_a_failed_call_handled_by_on_error_is_marked_handled_and_never_says_status_none() -> None:
+    nodes = {
+        "a": {"type": "integrate", "url": "http://127.0.0.1:9/x", "on_error": "down", "next": "b"},
+        "down": {"type": "message", "text": "The shop is not answering."},
+        "b": {"type": "end"},
+    }
+    engine = Engine(make_bot(skill(nodes)))
+    first = engine.step(ConversationState(), StartEvent("main"), ctx())
+    handled = engine.step(first.state, HttpResponse(status=None), ctx())
+    assert texts(handled) == ["The shop is not answering."]
+    [fault] = handled.errors
+    assert isinstance(fault, HandledFault)
+    assert fault == "node 'a': outside call failed: no response"
+
+    unhandled_nodes = {
+        "a": {"type": "integrate", "url": "http://127.0.0.1:9/x", "next": "b"},
+        "b": {"type": "end"},
+    }
+    engine = Engine(make_bot(skill(unhandled_nodes)))
+    first = engine.step(ConversationState(), StartEvent("main"), ctx())
+    unhandled = engine.step(first.state, HttpResponse(status=502), ctx())
+    [fault] = unhandled.errors
+    assert not isinstance(fault, HandledFault) and fault == "node 'a': outside call failed: status 502"
+
+
+def test_an_integrate_node_that_cannot_be_built_goes_to_on_error_marked_handled() -> None:
+    nodes = {
+        "a": {"type": "integrate", "url": "http://127.0.0.1:9/{{ 1 / 0 }}", "on_error": "down", "next": "b"},
+        "down": {"type": "message", "text": "Not now."},
+        "b": {"type": "end"},
+    }
+    result = Engine(make_bot(skill(nodes))).step(ConversationState(), StartEvent("main"), ctx())
+    assert texts(result) == ["Not now."]
+    [fault] = result.errors
+    assert isinstance(fault, HandledFault) and "division by zero" in fault

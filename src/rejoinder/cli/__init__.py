@@ -1,16 +1,17 @@
-"""The ``rejoinder`` command line."""
+"""The ``rejoinder`` command line.
+
+Each command module imports at its top only what typer needs to read its options; the rest is imported inside the
+command, so that ``rejoinder --help`` and every command start without loading what they do not use.
+"""
 
 from __future__ import annotations
 
-import typer
-
 from rejoinder.cli import chat, db, demo, keys, serve, skills, testing
+from rejoinder.cli.typer_app import new_app
 
-app = typer.Typer(
+app = new_app(
     name="rejoinder",
     help="Resumable chatbot conversations: check and run bots, chat in the terminal, serve them.",
-    no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 app.add_typer(skills.app, name="skills")

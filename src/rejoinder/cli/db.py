@@ -2,37 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from rejoinder.config import get_settings
+from rejoinder.cli.typer_app import new_app
 
 if TYPE_CHECKING:
     from rejoinder.store import Store
     from rejoinder.store.migrate import Revision
 
-app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app = new_app(help="Database maintenance.")
 
 
 @app.command()
 def upgrade() -> None:
     """Apply the database migrations that are missing (REJOINDER_DATABASE_URL; safe to run again)."""
     # Imported here so that the other commands start fast.
+    import asyncio
+
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from rejoinder.store import InvalidDatabaseURL, StoreUnavailable, normalize_url
+    from rejoinder.config import get_settings
+    from rejoinder.store import InvalidDatabaseURL, StoreUnavailable
     from rejoinder.store.migrate import revisions_between
+    from rejoinder.store.urls import check_url, shown_url
 
     url = get_settings().database_url
+    shown = shown_url(url)
     try:
-        shown = normalize_url(url).render_as_string(hide_password=True)
+        check_url(url)
     except InvalidDatabaseURL as error:
-        _fail(f"REJOINDER_DATABASE_URL: {error}")
+        _fail(f"REJOINDER_DATABASE_URL={shown}: {error}")
     try:
         before, after = asyncio.run(_upgrade(url))
     except (StoreUnavailable, SQLAlchemyError, CommandError) as error:
@@ -86,16 +90,20 @@ def purge(
     The server does the same in the background every REJOINDER_PURGE_INTERVAL seconds; this runs it now, in short
     batches that let a running server go on writing, with a progress bar per bot.
     """
+    import asyncio
+
     from sqlalchemy.exc import SQLAlchemyError
 
+    from rejoinder.config import get_settings
     from rejoinder.skills.model import parse_duration
-    from rejoinder.store import InvalidDatabaseURL, StoreUnavailable, normalize_url
+    from rejoinder.store import InvalidDatabaseURL, StoreUnavailable
+    from rejoinder.store.urls import check_url, shown_url
 
     url = get_settings().database_url
     try:
-        normalize_url(url)
+        check_url(url)
     except InvalidDatabaseURL as error:
-        _fail(f"REJOINDER_DATABASE_URL: {error}", "purge")
+        _fail(f"REJOINDER_DATABASE_URL={shown_url(url)}: {error}", "purge")
     if older_than is not None:
         try:
             parse_duration(older_than)

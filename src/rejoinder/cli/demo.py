@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
 # The demo logs only warnings unless REJOINDER_LOG_LEVEL asks for more: the terminal keeps the guide in view.
 DEMO_LOG_LEVEL = "warning"
 SHUTDOWN_SECONDS = 5
+DATABASE_FILE = "demo.db"
 
 
 def demo(
@@ -28,6 +28,8 @@ def demo(
     """Run the demo shop with the example bot on a fresh SQLite file (deleted on exit); prints the URL and keys."""
     listener = _listen(host, port)  # first: a busy port is reported at once
     # Imported here so that the other commands start fast.
+    import asyncio
+
     import uvicorn
 
     from rejoinder.cli.serve import uvicorn_options
@@ -63,7 +65,7 @@ def demo(
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         with tempfile.TemporaryDirectory(prefix="rejoinder-demo-") as folder:
-            database = f"sqlite:///{Path(folder) / 'demo.db'}"
+            database = f"sqlite:///{Path(folder) / DATABASE_FILE}"
             keys = asyncio.run(_create_keys(database, bot.id))
             settings = Settings(
                 database_url=database,
@@ -108,7 +110,8 @@ def _listen(host: str, port: int) -> socket.socket:
         listener.bind(address)
         listener.listen(128)
     except OSError as exc:
-        hint = " (try another --port)" if port else ""
+        # `make run` passes its PORT= on as --port.
+        hint = " (try another: --port N, or PORT=N with make run)" if port else ""
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}")
     listener.set_inheritable(True)
     return listener
@@ -139,16 +142,16 @@ def _announce(shop_url: str, keys: IssuedKeys, base: str, folder: str) -> None:
     echo(f"rejoinder demo: the shop is at {shop_url}")
     echo(f"  SDK key (in the shop's pages): {keys.sdk_key}")
     echo(f"  secret key (admin API):        {keys.secret_key}")
-    echo(f"  database: {folder} (a fresh SQLite file, deleted on exit)")
+    echo(f"  database: {Path(folder) / DATABASE_FILE} (a fresh SQLite file, deleted on exit with its folder)")
     echo("What to try:")
     echo(
         '  1. Open the shop and click "Ask about my orders": the assistant asks you to log in and gives a link.'
     )
     echo("  2. Follow it and log in with any name: the account page resumes the same chat by its token.")
-    echo(
-        f'  3. The chat says "Welcome back" with your orders; see the transcript with '
-        f'curl -H "Authorization: Bearer {keys.secret_key}" {base}/v1/conversations'
-    )
+    echo('  3. The chat says "Welcome back" with your orders. What was said, from the admin API:')
+    admin = f'curl -s -H "Authorization: Bearer {keys.secret_key}" {base}/v1/conversations'
+    echo(f"     {admin}?limit=1    (the latest conversation; its id is cnv_…)")
+    echo(f"     {admin}/ID    (that conversation's transcript, with ID its id)")
     echo("Press Ctrl-C to stop.")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,13 +9,12 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from rejoinder.config import get_settings
-from rejoinder.skills import BotLoadError, load_bot
+from rejoinder.cli.typer_app import new_app
 
 if TYPE_CHECKING:
     from rejoinder.server.auth import IssuedKeys
 
-app = typer.Typer(help="SDK and secret keys.", no_args_is_help=True)
+app = new_app(help="SDK and secret keys.")
 
 
 @app.command("create")
@@ -25,6 +23,10 @@ def create(
     as_json: Annotated[bool, typer.Option("--json", help="Print the keys as one JSON object.")] = False,
 ) -> None:
     """Create an SDK key and a secret key for a bot in the configured database and print them once."""
+    # Imported here so that the other commands start fast.
+    import asyncio
+
+    from rejoinder.skills import BotLoadError, load_bot
     from rejoinder.store import InvalidDatabaseURL, StoreUnavailable
 
     try:
@@ -47,10 +49,14 @@ def create(
 
 
 async def _create(bot_id: str) -> IssuedKeys:
+    from rejoinder.config import get_settings
     from rejoinder.server.auth import create_keys
     from rejoinder.store import Store
+    from rejoinder.store.urls import check_url
 
-    store = Store.from_url(get_settings().database_url)
+    url = get_settings().database_url
+    check_url(url)
+    store = Store.from_url(url)
     try:
         await store.upgrade()
         return await create_keys(store, bot_id, now=datetime.now(UTC))

@@ -6,12 +6,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from rejoinder.config import Settings
-from rejoinder.skills import BotLoadError
+if TYPE_CHECKING:
+    from rejoinder.config import Settings
 
 # In-flight requests get this long to finish once a shutdown signal arrives.
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -34,9 +34,12 @@ def serve(
     import uvicorn
     from sqlalchemy import make_url
 
+    from rejoinder.config import Settings
     from rejoinder.server.app import BOT_DIRS_ENV, create_app, load_bots, spare_from_full_collections
     from rejoinder.server.ops import MULTIPROCESS_DIR_ENV
-    from rejoinder.store import InvalidDatabaseURL, Store, normalize_url
+    from rejoinder.skills import BotLoadError
+    from rejoinder.store import InvalidDatabaseURL, Store
+    from rejoinder.store.urls import check_url
 
     try:
         bots = load_bots(bot_dirs)
@@ -47,7 +50,7 @@ def serve(
         _fail(str(exc))
     settings = Settings()
     try:
-        normalize_url(settings.database_url)
+        check_url(settings.database_url)
     except InvalidDatabaseURL as exc:
         _fail(f"REJOINDER_DATABASE_URL: {exc}")
 
@@ -84,6 +87,7 @@ def uvicorn_options(
     log_level: str, graceful_shutdown: float, settings: Settings | None = None
 ) -> dict[str, Any]:
     """How rejoinder runs uvicorn (``serve`` and ``demo``), host and port aside; limits from ``settings``."""
+    from rejoinder.config import Settings
     from rejoinder.server.connections import GuardedHttpProtocol, GuardedWebSocketProtocol
     from rejoinder.server.ops import logging_config
 

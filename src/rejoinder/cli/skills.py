@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from rejoinder.skills import Problem, check_report, read_skill, render_svg, to_dot, to_mermaid
+from rejoinder.cli.typer_app import new_app
 
-app = typer.Typer(help="Validate and draw skills.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rejoinder.skills import Problem
+
+app = new_app(help="Validate and draw skills.")
 
 _COLORS = {"error": "red", "warning": "yellow"}
 
@@ -24,6 +27,8 @@ class GraphFormat(StrEnum):
 
 
 def _console(*, stderr: bool = False) -> Console:
+    from rich.console import Console
+
     # soft_wrap: a long "file:line:" line stays one line when piped or read by an editor.
     return Console(soft_wrap=True, highlight=False, emoji=False, stderr=stderr)
 
@@ -36,6 +41,10 @@ def check(
     ],
 ) -> None:
     """Validate bot directories and skill files; exit 1 on any error (warnings are shown, not fatal)."""
+    from rich.markup import escape
+
+    from rejoinder.skills import check_report
+
     report = check_report(paths)
     console = _console()
     for problem in report.problems:
@@ -59,6 +68,8 @@ def graph(
     ] = None,
 ) -> None:
     """Draw a skill as a Mermaid flowchart, Graphviz dot, or SVG (needs Graphviz's `dot`)."""
+    from rejoinder.skills import read_skill, render_svg, to_dot, to_mermaid
+
     try:
         text = skill_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -91,6 +102,8 @@ def graph(
 
 
 def _print_problem(console: Console, problem: Problem) -> None:
+    from rich.markup import escape
+
     color = _COLORS.get(problem.severity, "default")
     console.print(f"[{color}]{escape(problem.format(severity=True))}[/{color}]")
 

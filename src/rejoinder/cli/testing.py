@@ -6,14 +6,11 @@ Exit status: 0 when every test passed, 1 when any failed (a test file that does 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 USAGE_ERROR = 2
 
@@ -38,6 +35,11 @@ def test(
 ) -> None:
     """Run conversation tests (BOT_DIR/tests/*.yaml); the bot's Integrate calls are answered by fakes."""
     # Imported here so that the other commands start fast.
+    import asyncio
+
+    from rich.console import Console
+    from rich.markup import escape
+
     from rejoinder.store import StoreError
     from rejoinder.testing import NoTestsFound, Reporter, run_tests
 

@@ -19,6 +19,7 @@ from rejoinder.engine.types import (
     ConversationState,
     CustomerChoice,
     CustomerText,
+    HandledFault,
     HttpCall,
     HttpResponse,
     Input,
@@ -214,17 +215,19 @@ class Engine:
                     turn.set_variable(variable, None)
             turn.resume_at(node.next)
             return
-        reason = response.error or f"status {response.status}"
-        turn.errors.append(
-            SkillError(
-                f"node {state.node_id!r}: outside call failed: {reason}",
-                kind="outside_call_failed",
-                node=state.node_id,
-            )
+        reason = response.error or (
+            f"status {response.status}" if response.status is not None else "no response"
+        )
+        fault = SkillError(
+            f"node {state.node_id!r}: outside call failed: {reason}",
+            kind="outside_call_failed",
+            node=state.node_id,
         )
         if node.on_error:
+            turn.errors.append(HandledFault(fault, kind=fault.kind, node=fault.node))
             turn.resume_at(node.on_error)
         else:
+            turn.errors.append(fault)
             turn.say(FALLBACK_REPLY, sender="system")
             turn.end_skill()
 
@@ -304,7 +307,7 @@ class Engine:
         except _SkillFault as fault:
             if node.on_error is None:
                 raise
-            turn.errors.append(SkillError(str(fault), kind=fault.kind, node=turn.node_id))
+            turn.errors.append(HandledFault(str(fault), kind=fault.kind, node=turn.node_id))
             return node.on_error
         stale = _referenced_tokens(call) - call.token_secrets.keys()
         if stale:

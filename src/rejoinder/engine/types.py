@@ -204,6 +204,16 @@ class SkillError(str):
         return f"{self.kind} at node {self.node!r}" if self.node else self.kind
 
 
+class HandledFault(SkillError):
+    """A skill fault the skill handled itself: an Integrate call that failed and went on at its ``on_error``.
+
+    It is a plain string everywhere (conversation tests, the designer's view); a front end may show it as less
+    than an error.
+    """
+
+    __slots__ = ()
+
+
 @dataclass
 class StepResult:
     """What one call of :meth:`Engine.step` produced."""
@@ -214,6 +224,6 @@ class StepResult:
     http_call: HttpCall | None = None  # when set, perform it and call step() again with its HttpResponse
     pending: Pending | None = None  # when set, the bot waits for the customer
     steps: int = 0  # nodes executed
-    errors: list[str] = field(
-        default_factory=list
-    )  # skill faults met this step (SkillError), for the designer
+    # Skill faults met this step, for the designer (SkillError: what a log may keep of each); those the skill
+    # handled are HandledFault.
+    errors: list[str] = field(default_factory=list)

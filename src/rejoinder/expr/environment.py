@@ -101,10 +101,13 @@ def _concat(parts: list[Any]) -> str:
 
 
 def _finalize(value: Any) -> str:
-    """Every ``{{ }}`` output passes here: written with its length checked, and counted for the turn."""
+    """Every ``{{ }}`` output passes here: written with its length checked, and counted for the turn.
+
+    ``null`` is shown as empty text, like an undefined variable (never "None").
+    """
     current = budget.current()
     current.step()
-    text = budget.text(value, "the output", MAX_OUTPUT)
+    text = "" if value is None else budget.text(value, "the output", MAX_OUTPUT)
     current.produce(len(text))
     return text
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from rejoinder.engine import ConversationState
 from rejoinder.realtime import sessions_ended_event
@@ -72,6 +73,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await follower
 
+
+class _ConversationIdConvertor(StringConvertor):
+    """A conversation id in a path: any segment but ``resume``.
+
+    ``/v1/conversations/resume`` is the client API's resume route (POST); another method on it must answer
+    405, not fall through to the admin routes of a conversation called "resume".
+    """
+
+    regex = "(?!resume$)[^/]+"
+
+
+register_url_convertor("conversation_id", _ConversationIdConvertor())
+# The admin routes on a bare conversation path, which share their path with the client API's resume.
+_CONVERSATION_PATH = "/conversations/{conversation_id:conversation_id}"
 
 router = APIRouter(prefix="/v1", tags=["admin"], lifespan=_lifespan)
 Admin = Annotated[KeyCaller, Depends(require_secret_key)]
@@ -315,7 +330,7 @@ async def list_conversations(
 
 
 @router.get(
-    "/conversations/{conversation_id}",
+    _CONVERSATION_PATH,
     summary="A conversation: transcript, variables and position",
     responses=problem_responses(401, 403, 404, 422, 503),
 )
@@ -353,7 +368,7 @@ async def get_conversation(
 
 
 @router.delete(
-    "/conversations/{conversation_id}",
+    _CONVERSATION_PATH,
     status_code=204,
     summary="Erase a conversation with its messages, tokens and sessions",
     responses=problem_responses(401, 403, 404, 503),
@@ -414,9 +429,11 @@ class TokenRequest(BaseModel):
     responses=problem_responses(400, 401, 403, 404, 415, 422, 503),
 )
 async def issue_token(
-    conversation_id: str, body: TokenRequest, request: Request, caller: Admin
+    conversation_id: str, request: Request, caller: Admin, body: TokenRequest | None = None
 ) -> JSONResponse:
     await _own_conversation(request, caller, conversation_id)
+    # No body at all means the bot's defaults, as `{}` does.
+    body = body or TokenRequest()
     ttl = None if body.ttl is None else str(body.ttl)
     secret, record = await state.service(request).issue_token(conversation_id, ttl=ttl, uses=body.uses)
     await _audit(request, caller, "token_issued", conversation_id=conversation_id, token_id=record.id)

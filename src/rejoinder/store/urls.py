@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError
 
@@ -44,3 +46,29 @@ def normalize_url(url: str) -> sa.URL:
             query["ssl"] = query.pop("sslmode")
         return parsed.set(drivername="postgresql+asyncpg", query=query)
     raise InvalidDatabaseURL(f"unsupported database {parsed.drivername!r}; use {ACCEPTED_FORMS}")
+
+
+def check_url(url: str) -> sa.URL:
+    """``normalize_url``, and for a SQLite file, its directory must exist.
+
+    The store would create the missing directories; for a URL a person typed, a missing directory is far more often
+    a typo than a wish, so commands refuse it, naming the directory.
+    """
+    normalized = normalize_url(url)
+    database = normalized.database or ""
+    if normalized.get_backend_name() == "sqlite" and not database.startswith("file:"):
+        directory = Path(database).parent
+        if not directory.is_dir():
+            what = "is not a directory" if directory.exists() else "does not exist"
+            raise InvalidDatabaseURL(
+                f"the directory {directory} {what}; create it first, or correct the path"
+            )
+    return normalized
+
+
+def shown_url(url: str) -> str:
+    """The URL as the user gave it, for messages: its password hidden, its driver as written."""
+    try:
+        return sa.make_url(url.strip()).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.strip()

@@ -53,9 +53,9 @@ from rejoinder.realtime import (
 )
 from rejoinder.realtime.events import CLIENT_EVENT_TYPES, SESSIONS_ENDED
 from rejoinder.server import state
+from rejoinder.server.addresses import client_key
 from rejoinder.server.auth import SessionCaller, authenticate_session, hash_secret
 from rejoinder.server.client_api import MAX_TEXT_CHARS, SendRequest
-from rejoinder.server.connections import client_address
 from rejoinder.server.errors import Problem
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.service import ServiceError
@@ -103,7 +103,7 @@ async def conversation_stream(websocket: WebSocket) -> None:
     conversation_id: str = websocket.path_params["conversation_id"]
     settings: StreamSettings = getattr(websocket.app.state, "stream_settings", StreamSettings())
     quota = state.socket_quota(websocket)
-    address = client_address(websocket.client.host) if websocket.client else ""
+    address = client_key(websocket.client.host) if websocket.client else ""
     await websocket.accept()
     if not quota.take_ip(address):
         detail = f"this address has {quota.per_ip} streams open already; close one first"

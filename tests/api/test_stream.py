@@ -499,22 +499,28 @@ async def test_erasing_a_conversation_closes_its_sockets(server: Server) -> None
 # ---------------------------------------------------------------------------------------------- two workers
 
 
-async def test_a_socket_on_one_worker_sees_turns_run_on_another_through_redis(
-    tmp_path: Path, redis_url: str
-) -> None:
+async def two_workers(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[Server, Server]]:
+    """Two servers of one bot on one database, sharing news through Redis, as two workers of a host are."""
     bot_dir = write_bot(tmp_path / "bot")
     database = tmp_path / "shared.db"
     app_a, store_a = make_app(bot_dir, database, redis_url)
     app_b, store_b = make_app(bot_dir, database, redis_url)
     async for worker_a in run_server(app_a, store_a):
         async for worker_b in run_server(app_b, store_b):
-            conversation, session = await worker_a.start()
-            async with connect(worker_b.ws_url(conversation, session=session, after=2)) as ws:
-                await frame(ws)
-                await worker_a.say(conversation, session, "from A", "a1")
-                seen_on_b = await frames_until(ws, is_status_at(5))
-            assert seqs(seen_on_b) == [3, 4, 5]
-            assert texts(seen_on_b) == ["from A", "You said from A", "Say something"]
+            yield worker_a, worker_b
+
+
+async def test_a_socket_on_one_worker_sees_turns_run_on_another_through_redis(
+    tmp_path: Path, redis_url: str
+) -> None:
+    async for worker_a, worker_b in two_workers(tmp_path, redis_url):
+        conversation, session = await worker_a.start()
+        async with connect(worker_b.ws_url(conversation, session=session, after=2)) as ws:
+            await frame(ws)
+            await worker_a.say(conversation, session, "from A", "a1")
+            seen_on_b = await frames_until(ws, is_status_at(5))
+        assert seqs(seen_on_b) == [3, 4, 5]
+        assert texts(seen_on_b) == ["from A", "You said from A", "Say something"]
 
 
 # ---------------------------------------------------------------------------------------------- limits
@@ -656,23 +662,18 @@ async def test_a_socket_closes_at_its_session_s_expiry_however_busy_the_client(t
 async def test_a_refresh_on_one_worker_closes_the_old_session_s_socket_on_another(
     tmp_path: Path, redis_url: str
 ) -> None:
-    bot_dir = write_bot(tmp_path / "bot")
-    database = tmp_path / "shared.db"
-    app_a, store_a = make_app(bot_dir, database, redis_url)
-    app_b, store_b = make_app(bot_dir, database, redis_url)
-    async for worker_a in run_server(app_a, store_a):
-        async for worker_b in run_server(app_b, store_b):
-            conversation, old = await worker_a.start()
-            async with connect(worker_b.ws_url(conversation, session=old, after=2)) as ws:
-                await frame(ws)
-                refreshed = await worker_a.http.post(
-                    f"/v1/conversations/{conversation}/session/refresh",
-                    headers={"Authorization": f"Bearer {old}"},
-                )
-                assert refreshed.status_code == 200
-                code, reason = await closed(ws)
-            assert code == 4401
-            assert reason is not None and "session has ended" in reason
+    async for worker_a, worker_b in two_workers(tmp_path, redis_url):
+        conversation, old = await worker_a.start()
+        async with connect(worker_b.ws_url(conversation, session=old, after=2)) as ws:
+            await frame(ws)
+            refreshed = await worker_a.http.post(
+                f"/v1/conversations/{conversation}/session/refresh",
+                headers={"Authorization": f"Bearer {old}"},
+            )
+            assert refreshed.status_code == 200
+            code, reason = await closed(ws)
+        assert code == 4401
+        assert reason is not None and "session has ended" in reason
 
 
 # ---------------------------------------------------------------------------------------------- quotas and a full disk

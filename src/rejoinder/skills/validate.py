@@ -21,6 +21,7 @@ from rejoinder.expr.environment import ExpressionSyntaxError, is_template
 from rejoinder.expr.jsonpath import InvalidPath
 from rejoinder.expr.jsonpath import parse as parse_path
 from rejoinder.expr.patterns import PatternError, compile_pattern
+from rejoinder.skills.cycles import shortest_cycle_through, strongly_connected
 from rejoinder.skills.graph import node_edges, skill_jump
 from rejoinder.skills.model import (
     AssignNode,
@@ -49,7 +50,6 @@ _MAX_HINTS = 200  # "did you mean" lookups in one validation: each costs as much
 
 FieldPath = tuple[str | int, ...]
 Vertex = tuple[str, str]  # (skill id, node id)
-Successors = Callable[[Vertex], list[Vertex]]
 
 
 @dataclass(frozen=True)
@@ -386,11 +386,11 @@ class _Checker:
             for index, (skill_id, node_id, node) in enumerate(every_node)
             if not isinstance(node, QuestionNode)  # a question waits: a cycle through one is fine
         }
-        for component in _strongly_connected(list(vertices), successors):
+        for component in strongly_connected(list(vertices), successors):
             first = min(component, key=vertices.__getitem__)
             if len(component) == 1 and first not in successors(first):
                 continue
-            cycle = _cycle_through(first, set(component), successors)
+            cycle = shortest_cycle_through(first, set(component), successors)
             skill = self.skills[first[0]]
             shown = " → ".join(node if owner == skill.id else f"{owner}.{node}" for owner, node in cycle)
             message = f"can loop forever without waiting for the customer: {shown} (no question on the way)"
@@ -537,70 +537,3 @@ def _walk(
         seen.add(current)
         queue.extend(target for target in successors(current) if target in universe and target not in seen)
     return seen
-
-
-def _strongly_connected(vertices: list[Vertex], successors: Successors) -> list[list[Vertex]]:
-    """Tarjan's algorithm, iterative (a long chain of nodes must not hit Python's recursion limit)."""
-    index_of: dict[Vertex, int] = {}
-    low: dict[Vertex, int] = {}
-    stack: list[Vertex] = []
-    on_stack: set[Vertex] = set()
-    components: list[list[Vertex]] = []
-    counter = 0
-    for root in vertices:
-        if root in index_of:
-            continue
-        work: list[tuple[Vertex, Iterator[Vertex]]] = []
-        index_of[root] = low[root] = counter
-        counter += 1
-        stack.append(root)
-        on_stack.add(root)
-        work.append((root, iter(successors(root))))
-        while work:
-            vertex, pending = work[-1]
-            advanced = False
-            for target in pending:
-                if target not in index_of:
-                    index_of[target] = low[target] = counter
-                    counter += 1
-                    stack.append(target)
-                    on_stack.add(target)
-                    work.append((target, iter(successors(target))))
-                    advanced = True
-                    break
-                if target in on_stack:
-                    low[vertex] = min(low[vertex], index_of[target])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[vertex])
-            if low[vertex] == index_of[vertex]:
-                component: list[Vertex] = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == vertex:
-                        break
-                components.append(component)
-    return components
-
-
-def _cycle_through(start: Vertex, members: set[Vertex], successors: Successors) -> list[Vertex]:
-    """The shortest cycle from ``start`` back to itself inside one strongly connected component."""
-    previous: dict[Vertex, Vertex] = {}
-    queue = deque([start])
-    while queue:
-        current = queue.popleft()
-        for target in successors(current):
-            if target == start:
-                path = [current]
-                while path[-1] != start:
-                    path.append(previous[path[-1]])
-                return [*reversed(path), start]
-            if target in members and target not in previous:
-                previous[target] = current
-                queue.append(target)
-    return [start, start]

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import nodes
 
 from rejoinder.expr import Expressions
-from rejoinder.expr.environment import ExpressionSyntaxError, is_template
+from rejoinder.expr.environment import is_template
+from rejoinder.expr.errors import ExpressionSyntaxError
 from rejoinder.expr.jsonpath import InvalidPath
 from rejoinder.expr.jsonpath import parse as parse_path
 from rejoinder.expr.patterns import PatternError, compile_pattern

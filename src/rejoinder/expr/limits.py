@@ -416,12 +416,12 @@ SAFE_FILTERS: dict[str, Callable[..., Any]] = {
 # ------------------------------------------------------------------------------------- compile-time rewrite
 
 
-def _through(node: nodes.Node, helper: str) -> nodes.Filter:
-    return nodes.Filter(cast(nodes.Expr, node), helper, [], [], None, None, lineno=node.lineno)
+def _through(node: nodes.Node, hook: str) -> nodes.Filter:
+    return nodes.Filter(cast(nodes.Expr, node), hook, [], [], None, None, lineno=node.lineno)
 
 
 class BudgetedRewrite(NodeTransformer):
-    """Compile-time rewrite: ``{% for %}`` iterables, ``~``, ``in`` and literals go through budgeted helpers."""
+    """Compile-time rewrite: ``{% for %}`` iterables, ``~``, ``in`` and literals go through the budgeted filters."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)

@@ -24,12 +24,14 @@ from rejoinder import __version__
 from rejoinder.config import Settings
 from rejoinder.realtime import commit_publisher, create_hub
 from rejoinder.retention import purge_loop
-from rejoinder.server import admin, assets, client_api, errors, ops, stream, widget_config
+from rejoinder.server import admin, assets, client_api, errors, stream, widget_config
 from rejoinder.server.admission import Admission
 from rejoinder.server.body import BodyDeadline
 from rejoinder.server.cors import ServerCors
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, BodyLimit
-from rejoinder.server.ops import AccessLog, MeteredIntegrationClient, Metrics
+from rejoinder.server.ops import probes
+from rejoinder.server.ops.access_log import AccessLog
+from rejoinder.server.ops.metrics import MeteredIntegrationClient, Metrics
 from rejoinder.server.quotas import Quotas
 from rejoinder.server.ratelimit import ResumeGuard
 from rejoinder.server.socket_quota import SocketQuota
@@ -137,7 +139,7 @@ def create_app(
     app.include_router(client_api.router)
     app.include_router(admin.router)
     app.include_router(stream.router)
-    app.include_router(ops.router)
+    app.include_router(probes.router)
     app.include_router(assets.router)
     app.include_router(widget_config.router)
 

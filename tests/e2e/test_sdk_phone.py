@@ -110,7 +110,8 @@ def test_the_launcher_lifts_itself_above_a_bar_fixed_at_the_bottom(
     assert launcher["y"] + launcher["height"] <= bar["y"]  # above the bar, not beside it
     assert launcher["x"] + launcher["width"] == PHONE["width"] - 12  # still in its corner's column
     assert on_screen(launcher)
-    assert any("launcher lifted" in line for line in debug_lines), debug_lines
+    lifted = f"[Alli] launcher lifted {BAR_HEIGHT + 8}px above the page's bar div#cart-bar"
+    assert lifted in debug_lines, debug_lines
     phone.screenshot(path=str(ARTIFACTS / "phone-launcher-above-cart-bar.png"))
     # The bar's own button can be tapped: nothing of the widget lies over it.
     phone.locator("#add").tap()

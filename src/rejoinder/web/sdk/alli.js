@@ -1159,7 +1159,8 @@ button { cursor: pointer; border: 0; background: none; }
       const lift = bar ? Math.ceil(window.innerHeight - bar.getBoundingClientRect().top + PAGE_BAR_GAP) : 0;
       if (lift) style.setProperty('--page-bar', `${lift}px`);
       if (lift !== this.pageBarLift) {
-        debug(lift ? `launcher lifted ${lift}px above the page's bar` : 'launcher back in its corner', bar || '');
+        const name = bar && bar.tagName.toLowerCase() + (bar.id ? `#${bar.id}` : '');
+        debug(lift ? `launcher lifted ${lift}px above the page's bar ${name}` : 'launcher back in its place');
         this.pageBarLift = lift;
       }
     }

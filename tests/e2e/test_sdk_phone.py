@@ -211,3 +211,25 @@ def test_the_open_chat_keeps_its_send_button_clear_of_the_launcher(
     send.tap()
     expect(chat.locator(".msg.customer").last).to_have_text("Opening hours?")
     assert page_errors.exceptions == [] and page_errors.console == []
+
+
+def test_a_bar_stuck_to_the_bottom_counts_and_a_full_screen_layer_does_not(
+    phone: Page, site: Site, server: Server
+) -> None:
+    sticky = (
+        '<div style="height: 1600px">Reviews…</div>'
+        f'<nav id="tabs" style="position: sticky; bottom: 0; height: {BAR_HEIGHT}px; background: #e5e7eb">Tabs</nav>'
+        '<div style="height: 400px">Footer</div>'
+    )
+    phone.goto(phone_page(site, server, "/phone-sticky.html", body=sticky))
+    expect(widget(phone).locator(".launcher")).to_be_visible()
+    wait_for(lambda: clear_of(phone, box_of(phone, "#tabs")))
+
+    # A layer over the whole screen (a cookie dialog's backdrop) is no bar: the launcher keeps its place.
+    layer = (
+        "const layer = document.createElement('div'); layer.id = 'backdrop';"
+        "layer.style.cssText = 'position: fixed; inset: 0; background: rgba(0, 0, 0, .3)';"
+        "document.getElementById('tabs').remove(); document.body.append(layer); dispatchEvent(new Event('resize'))"
+    )
+    phone.evaluate(layer)
+    wait_for(lambda: settled_launcher(phone)["y"] + 48 == PHONE["height"] - 12)

@@ -631,7 +631,6 @@
   const ICON_SEND = 'M3 20.5v-6.2l9-2.3-9-2.3V3.5L22 12z';
   const ICON_BACK = 'M20 11H7.8l5.6-5.6L12 4l-8 8 8 8 1.4-1.4L7.8 13H20z';
   const PROVIDER_URL = 'https://pypi.org/project/rejoinder/';
-  const PAGE_MOVES = ['scroll', 'resize', 'load']; // what can bring a page's bottom bar under the launcher
   const PAGE_BAR_GAP = 8; // px between a page's bottom bar and the launcher above it
   const PAGE_BAR_ZONE = 0.55; // a bar's top is below this fraction of the screen's height
 
@@ -1145,17 +1144,18 @@ button { cursor: pointer; border: 0; background: none; }
       this.checkPageBars = () => {
         if (!this.pageBarFrame) this.pageBarFrame = requestAnimationFrame(() => this.liftAbovePageBar());
       };
-      const events = { capture: true, passive: true }; // capture: the scrolls of a page's inner scrollers too
-      for (const name of PAGE_MOVES) window.addEventListener(name, this.checkPageBars, events);
+      // Capture: the scrolls of a page's inner scrollers too.
+      window.addEventListener('scroll', this.checkPageBars, { capture: true, passive: true });
+      window.addEventListener('resize', this.checkPageBars);
+      window.addEventListener('load', this.checkPageBars);
     }
 
     liftAbovePageBar() {
       this.pageBarFrame = 0;
       const style = this.root.style;
-      style.removeProperty('--page-bar'); // the launcher's own spot, where a bar would be under it
-      const spot = this.launcher.getBoundingClientRect();
+      style.removeProperty('--page-bar'); // back to the launcher's own spot, where a bar would be under it
       const phone = this.smallScreen.matches && !this.launcher.hidden && !this.root.classList.contains('top');
-      const bar = phone ? this.pageBarAt(spot) : null;
+      const bar = phone ? this.pageBarAt(this.launcher.getBoundingClientRect()) : null;
       const lift = bar ? Math.ceil(window.innerHeight - bar.getBoundingClientRect().top + PAGE_BAR_GAP) : 0;
       if (lift) style.setProperty('--page-bar', `${lift}px`);
       if (lift !== this.pageBarLift) {
@@ -1180,9 +1180,9 @@ button { cursor: pointer; border: 0; background: none; }
           if (seen.has(found)) continue;
           seen.add(found);
           const css = getComputedStyle(found);
-          const pinned = css.position === 'fixed' || (css.position === 'sticky' && css.bottom !== 'auto');
+          if (css.position !== 'fixed' && (css.position !== 'sticky' || css.bottom === 'auto')) continue;
           const box = found.getBoundingClientRect();
-          if (pinned && box.top > height * PAGE_BAR_ZONE && box.top < top) {
+          if (box.top > height * PAGE_BAR_ZONE && box.top < top) {
             bar = found;
             top = box.top;
           }
@@ -1425,7 +1425,9 @@ button { cursor: pointer; border: 0; background: none; }
       clearTimeout(this.typingTimer);
       this.smallScreen.removeEventListener('change', this.onScreenChange);
       cancelAnimationFrame(this.pageBarFrame);
-      for (const name of PAGE_MOVES) window.removeEventListener(name, this.checkPageBars, { capture: true });
+      window.removeEventListener('scroll', this.checkPageBars, { capture: true });
+      window.removeEventListener('resize', this.checkPageBars);
+      window.removeEventListener('load', this.checkPageBars);
       this.host.remove();
     }
   }

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from rejoinder.config import Settings
-from rejoinder.server import admin
+from rejoinder.server import skill_catalog
 from rejoinder.server.app import create_app, load_bots
 from rejoinder.server.auth import create_keys
 from rejoinder.store import Store
@@ -334,7 +334,7 @@ async def test_uploads_survive_a_restart(bots_root: Path, tmp_path: Path) -> Non
 async def test_an_upload_on_one_worker_reaches_the_others(
     bots_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(admin, "SYNC_INTERVAL", 0.05)
+    monkeypatch.setattr(skill_catalog, "SYNC_INTERVAL", 0.05)
     database = tmp_path / "shared.db"
     async with running(bots_root, database) as worker_a, running(bots_root, database) as worker_b:
         assert (await worker_a.put_skill("faq", FAQ)).status_code == 201

@@ -22,7 +22,7 @@ from websockets.typing import Origin
 
 from rejoinder.cli.serve import uvicorn_options
 from rejoinder.config import Settings
-from rejoinder.realtime import MemoryHub, commit_publisher
+from rejoinder.realtime import MemoryHub
 from rejoinder.server.app import create_app, load_bots
 from rejoinder.server.auth import create_keys, hash_secret, open_session
 from rejoinder.server.socket_quota import SocketQuota
@@ -135,10 +135,10 @@ async def shared_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
 async def server(shared_server: Server) -> AsyncIterator[Server]:
     """The module's server, with the timings and hub a test may change put back afterwards."""
     state = shared_server.app.state
-    hub, on_commit, quota = state.hub, state.service.on_commit, state.socket_quota
+    hub, quota = state.hub, state.socket_quota
     yield shared_server
     state.stream_settings = CALM
-    state.hub, state.service.on_commit, state.socket_quota = hub, on_commit, quota
+    state.hub, state.service.hub, state.socket_quota = hub, hub, quota
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -320,7 +320,7 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(server: Ser
         assert await frame(ws) == {
             "type": "error",
             "code": "too_large",
-            "detail": "the message has 4001 characters; the limit is 4,000",
+            "detail": "The message has 4001 characters; the limit is 4,000.",
             "client_message_id": "long",
         }
         await ws.send(
@@ -432,7 +432,7 @@ async def test_a_client_that_falls_behind_is_told_to_reconnect_and_then_catches_
     # A hub that keeps a single undelivered event per subscriber: a turn's burst of events overflows it.
     tiny = MemoryHub(queue_size=1)
     server.app.state.hub = tiny
-    server.app.state.service.on_commit = commit_publisher(tiny)
+    server.app.state.service.hub = tiny
     conversation, session = await server.start()
     async with connect(server.ws_url(conversation, session=session, after=2)) as ws:
         await frame(ws)

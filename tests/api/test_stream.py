@@ -211,6 +211,54 @@ async def test_bot_messages_are_pushed_live(server: Server) -> None:
     assert pushed[1]["message"]["sender"] == "customer"
 
 
+async def test_a_message_over_http_or_over_the_stream_is_the_same_turn_with_the_same_events(
+    server: Server,
+) -> None:
+    by_http, http_session = await server.start()
+    by_stream, stream_session = await server.start()
+    seen: dict[str, list[dict[str, Any]]] = {}
+    stored: dict[str, list[dict[str, Any]]] = {}
+    async with (
+        connect(server.ws_url(by_http, session=http_session, after=2)) as http_watcher,
+        connect(server.ws_url(by_stream, session=stream_session, after=2)) as stream_watcher,
+        connect(server.ws_url(by_stream, session=stream_session, after=2)) as sender,
+    ):
+        for ws in (http_watcher, stream_watcher, sender):
+            await frame(ws)
+        for attempt in range(2):  # the second time, the same message is answered from the first
+            await server.say(by_http, http_session, "hi there", "m1")
+            await sender.send(json.dumps({"type": "message", "text": "hi there", "client_message_id": "m1"}))
+            ack = (await frames_until(sender, lambda f: f["type"] == "ack"))[-1]
+            assert ack == {"type": "ack", "client_message_id": "m1", "seq": 3}
+            if attempt == 0:
+                seen["http"] = await frames_until(http_watcher, is_status_at(5))
+                seen["stream"] = await frames_until(stream_watcher, is_status_at(5))
+    for name, conversation, session in (
+        ("http", by_http, http_session),
+        ("stream", by_stream, stream_session),
+    ):
+        answer = await server.http.get(
+            f"/v1/conversations/{conversation}/messages", headers={"Authorization": f"Bearer {session}"}
+        )
+        stored[name] = [
+            {key: value for key, value in message.items() if key != "created_at"}
+            for message in answer.json()["messages"]
+        ]
+
+    def without_times(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {**f, "message": {k: v for k, v in f["message"].items() if k != "created_at"}}
+            if "message" in f
+            else f
+            for f in frames
+        ]
+
+    assert [f["type"] for f in seen["http"]] == ["typing", "message", "message", "message", "status"]
+    assert without_times(seen["http"]) == without_times(seen["stream"])
+    assert stored["http"] == stored["stream"]
+    assert [m["text"] for m in stored["http"]][2:] == ["hi there", "You said hi there", "Say something"]
+
+
 async def test_reconnecting_with_after_replays_every_missed_message_once_and_in_order(server: Server) -> None:
     conversation, session = await server.start()
     async with connect(server.ws_url(conversation, session=session)) as ws:

@@ -80,8 +80,7 @@ class ConversationService(Turns, Resumes):
             clock=clock,
             hub=hub,
         )
-        self.turn_time_budget = turn_time_budget
-        self._locks = weakref.WeakValueDictionary[str, asyncio.Lock]()
+        self._locks = weakref.WeakValueDictionary[str, asyncio.Lock]()  # a turn holds its conversation's
         for bot in bots.values():
             self.add_bot(bot)
 

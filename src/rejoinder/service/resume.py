@@ -207,9 +207,6 @@ class Resumes(ServiceParts):
             raise ConversationNotFound(f"The bot has no conversation {conversation_id!r}.")
         self.publish(conversation_id, sessions_ended_event("conversation_erased"))
 
-    async def history(self, conversation_id: str, *, after: int = 0, limit: int = 100) -> list[MessageRecord]:
-        return await self.store.messages_after(conversation_id, after, limit)
-
 
 def _session_record(
     session: NewSession, bot_id: str, conversation_id: str, token_id: str | None, now: datetime

@@ -11,7 +11,7 @@ from rejoinder.engine import ConversationState, HttpCall, HttpResponse, TurnCont
 from rejoinder.integrations import IntegratePolicy, IntegrationClient
 from rejoinder.realtime import Event, Hub
 from rejoinder.service.bots import BotVersions
-from rejoinder.store import ConversationRecord, Store
+from rejoinder.store import ConversationRecord, MessageRecord, Store
 
 
 def utcnow() -> datetime:
@@ -50,6 +50,10 @@ class ServiceParts:
     def publish(self, conversation_id: str, event: Event) -> None:
         if self.hub is not None:
             self.hub.publish_nowait(conversation_id, event)
+
+    async def history(self, conversation_id: str, *, after: int = 0, limit: int = 100) -> list[MessageRecord]:
+        """Up to ``limit`` of the conversation's messages with ``seq > after``, oldest first."""
+        return await self.store.messages_after(conversation_id, after, limit)
 
     async def pending(self, conversation: ConversationRecord) -> dict[str, Any] | None:
         """What a stored conversation waits for, on the bot version it runs on."""

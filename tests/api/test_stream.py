@@ -22,7 +22,7 @@ from websockets.typing import Origin
 
 from rejoinder.cli.serve import uvicorn_options
 from rejoinder.config import Settings
-from rejoinder.realtime import MemoryHub, commit_publisher
+from rejoinder.realtime import MemoryHub
 from rejoinder.server.app import create_app, load_bots
 from rejoinder.server.auth import create_keys, hash_secret, open_session
 from rejoinder.server.socket_quota import SocketQuota
@@ -135,10 +135,10 @@ async def shared_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
 async def server(shared_server: Server) -> AsyncIterator[Server]:
     """The module's server, with the timings and hub a test may change put back afterwards."""
     state = shared_server.app.state
-    hub, on_commit, quota = state.hub, state.service.on_commit, state.socket_quota
+    hub, quota = state.hub, state.socket_quota
     yield shared_server
     state.stream_settings = CALM
-    state.hub, state.service.on_commit, state.socket_quota = hub, on_commit, quota
+    state.hub, state.service.hub, state.socket_quota = hub, hub, quota
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -209,6 +209,54 @@ async def test_bot_messages_are_pushed_live(server: Server) -> None:
     assert texts(pushed) == ["hi there", "You said hi there", "Say something"]
     assert [f["message"] for f in pushed if f["type"] == "message"] == answer["messages"]
     assert pushed[1]["message"]["sender"] == "customer"
+
+
+async def test_a_message_over_http_or_over_the_stream_is_the_same_turn_with_the_same_events(
+    server: Server,
+) -> None:
+    by_http, http_session = await server.start()
+    by_stream, stream_session = await server.start()
+    seen: dict[str, list[dict[str, Any]]] = {}
+    stored: dict[str, list[dict[str, Any]]] = {}
+    async with (
+        connect(server.ws_url(by_http, session=http_session, after=2)) as http_watcher,
+        connect(server.ws_url(by_stream, session=stream_session, after=2)) as stream_watcher,
+        connect(server.ws_url(by_stream, session=stream_session, after=2)) as sender,
+    ):
+        for ws in (http_watcher, stream_watcher, sender):
+            await frame(ws)
+        for attempt in range(2):  # the second time, the same message is answered from the first
+            await server.say(by_http, http_session, "hi there", "m1")
+            await sender.send(json.dumps({"type": "message", "text": "hi there", "client_message_id": "m1"}))
+            ack = (await frames_until(sender, lambda f: f["type"] == "ack"))[-1]
+            assert ack == {"type": "ack", "client_message_id": "m1", "seq": 3}
+            if attempt == 0:
+                seen["http"] = await frames_until(http_watcher, is_status_at(5))
+                seen["stream"] = await frames_until(stream_watcher, is_status_at(5))
+    for name, conversation, session in (
+        ("http", by_http, http_session),
+        ("stream", by_stream, stream_session),
+    ):
+        answer = await server.http.get(
+            f"/v1/conversations/{conversation}/messages", headers={"Authorization": f"Bearer {session}"}
+        )
+        stored[name] = [
+            {key: value for key, value in message.items() if key != "created_at"}
+            for message in answer.json()["messages"]
+        ]
+
+    def without_times(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {**f, "message": {k: v for k, v in f["message"].items() if k != "created_at"}}
+            if "message" in f
+            else f
+            for f in frames
+        ]
+
+    assert [f["type"] for f in seen["http"]] == ["typing", "message", "message", "message", "status"]
+    assert without_times(seen["http"]) == without_times(seen["stream"])
+    assert stored["http"] == stored["stream"]
+    assert [m["text"] for m in stored["http"]][2:] == ["hi there", "You said hi there", "Say something"]
 
 
 async def test_reconnecting_with_after_replays_every_missed_message_once_and_in_order(server: Server) -> None:
@@ -320,7 +368,7 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(server: Ser
         assert await frame(ws) == {
             "type": "error",
             "code": "too_large",
-            "detail": "the message has 4001 characters; the limit is 4,000",
+            "detail": "The message has 4001 characters; the limit is 4,000.",
             "client_message_id": "long",
         }
         await ws.send(
@@ -432,7 +480,7 @@ async def test_a_client_that_falls_behind_is_told_to_reconnect_and_then_catches_
     # A hub that keeps a single undelivered event per subscriber: a turn's burst of events overflows it.
     tiny = MemoryHub(queue_size=1)
     server.app.state.hub = tiny
-    server.app.state.service.on_commit = commit_publisher(tiny)
+    server.app.state.service.hub = tiny
     conversation, session = await server.start()
     async with connect(server.ws_url(conversation, session=session, after=2)) as ws:
         await frame(ws)

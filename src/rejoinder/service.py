@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import random
-import secrets
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from rejoinder.credentials import CONVERSATION_ID_PREFIX, new_public_id
 from rejoinder.engine import (
     ConversationState,
     CustomerChoice,
@@ -63,7 +63,7 @@ def utcnow() -> datetime:
 
 
 def new_conversation_id() -> str:
-    return "cnv_" + secrets.token_hex(12)
+    return new_public_id(CONVERSATION_ID_PREFIX)
 
 
 # Engines of earlier bot versions kept for the conversations still on them; others are loaded again from the store.

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from rejoinder.tokens import NewToken
+from rejoinder.tokens import MintedToken
 
 # ----------------------------------------------------------------------------------------- state
 
@@ -179,7 +179,7 @@ class TurnContext:
     now: datetime
     user: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # only the names the bot allows
-    mint_token: Callable[[], NewToken] | None = None  # default: rejoinder.tokens.mint
+    mint_token: Callable[[], MintedToken] | None = None  # default: rejoinder.tokens.mint
     # The secrets of the tokens minted this turn, by token id: they live as long as this context, one turn.
     token_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from rejoinder.credentials import CONVERSATION_ID_PREFIX, new_public_id
 from rejoinder.engine import (
+    STATE_VERSION_KEY,
     ConversationState,
     CustomerChoice,
     CustomerText,
@@ -525,7 +526,7 @@ class ConversationService:
                             outcome = TokenOutcome.USED_UP
         if outcome is not TokenOutcome.OK or record is None:
             visible = record is not None and record.bot_id == bot_id
-            await self.store.add_audit(
+            refusal = NewAudit(
                 kind="resume",
                 bot_id=bot_id,
                 outcome=outcome.value,
@@ -535,6 +536,7 @@ class ConversationService:
                 ip=ip,
                 user_agent=user_agent,
             )
+            await self.store.add_audit(refusal)
             log.info(
                 "resume refused for bot %s: %s (token %s)",
                 bot_id,
@@ -592,7 +594,7 @@ class ConversationService:
     async def _engine_for(self, conversation: ConversationRecord) -> Engine:
         """The engine of the bot version the conversation began on (the newest when that one is not kept)."""
         newest = self._engine(conversation.bot_id)
-        version = conversation.state.get("bot_version")
+        version = conversation.state.get(STATE_VERSION_KEY)
         if not isinstance(version, str) or version == newest.bot.version:
             return newest
         engine = self._versions.get((conversation.bot_id, version))

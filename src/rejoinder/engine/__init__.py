@@ -9,6 +9,7 @@ from rejoinder.engine.runtime import (
     VariableNotSettable,
 )
 from rejoinder.engine.types import (
+    STATE_VERSION_KEY,
     BotMessage,
     CloseConversation,
     ConversationState,
@@ -28,6 +29,7 @@ from rejoinder.engine.types import (
 )
 
 __all__ = [
+    "STATE_VERSION_KEY",
     "BotMessage",
     "CloseConversation",
     "ConversationClosed",

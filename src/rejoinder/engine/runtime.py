@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rejoinder.engine.types import (
+    BUILTIN_NAMES,
     BotMessage,
     CloseConversation,
     ConversationState,
@@ -50,7 +51,6 @@ from rejoinder.skills.model import (
 from rejoinder.tokens import TokenRef, mint, referenced_ids
 
 DEFAULT_STEP_BUDGET = 1000
-BUILTIN_NAMES = frozenset({"env", "conversation", "user"})
 FALLBACK_REPLY = "Sorry, something went wrong on my side. Please try again in a moment."
 NO_SKILL_REPLY = "Sorry, I can't answer messages here yet."
 

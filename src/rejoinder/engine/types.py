@@ -15,6 +15,8 @@ from rejoinder.tokens import MintedToken
 # ----------------------------------------------------------------------------------------- state
 
 Status = Literal["active", "closed"]
+# Where a stored state records the bot version it runs on, for the shell to read without parsing the state.
+STATE_VERSION_KEY = "bot_version"
 Waiting = Literal["nothing", "customer", "http"]
 
 
@@ -39,7 +41,7 @@ class ConversationState:
             "waiting": self.waiting,
             "retries": self.retries,
             "status": self.status,
-            "bot_version": self.bot_version,
+            STATE_VERSION_KEY: self.bot_version,
         }
 
     @classmethod
@@ -168,6 +170,10 @@ class CloseConversation:
 
 
 Effect = IssueToken | CloseConversation
+
+
+# The names under which a skill reads the turn context (conversation, user, env): no skill may set them.
+BUILTIN_NAMES = frozenset({"env", "conversation", "user"})
 
 
 @dataclass

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from rejoinder.engine import ConversationState
+from rejoinder.engine import STATE_VERSION_KEY, ConversationState
 from rejoinder.realtime import sessions_ended_event
 from rejoinder.server import state
 from rejoinder.server.auth import KeyCaller, require_secret_key
@@ -36,14 +36,13 @@ from rejoinder.skills import Bot
 from rejoinder.skills import Problem as SkillProblem
 from rejoinder.skills.model import ID_PATTERN, parse_duration
 from rejoinder.skills.problems import errors
-from rejoinder.store import AuditRecord, ConversationRecord, Store
+from rejoinder.store import MAX_SEQ, AuditRecord, ConversationRecord, NewAudit, Store
 from rejoinder.store.records import iso_z
-from rejoinder.store.skill_versions import STATE_VERSION_KEY, SkillVersionRecord
+from rejoinder.store.skill_versions import SkillVersionRecord
 from rejoinder.store.tables import tokens
 from rejoinder.tokens import TokenRecord
 
 SYNC_INTERVAL = 2.0  # seconds between checks for skill changes made by other workers
-MAX_SEQ = 2**31 - 1
 _MAX_TOKEN_TTL = timedelta(days=3660)
 YAML_MEDIA_TYPE = "application/yaml"
 _YAML_TYPES = {YAML_MEDIA_TYPE, "application/x-yaml", "text/yaml", "text/x-yaml"}
@@ -529,7 +528,7 @@ def _audit_item(event: AuditRecord) -> dict[str, Any]:
 async def _audit(
     request: Request, caller: KeyCaller, kind: str, *, conversation_id: str, token_id: str | None = None
 ) -> None:
-    await state.store(request).add_audit(
+    event = NewAudit(
         kind=kind,
         bot_id=caller.bot.id,
         outcome="ok",
@@ -540,6 +539,7 @@ async def _audit(
         user_agent=(request.headers.get("user-agent") or "")[:500] or None,
         detail={"key_id": caller.key.id},
     )
+    await state.store(request).add_audit(event)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

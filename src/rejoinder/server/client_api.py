@@ -29,11 +29,10 @@ from rejoinder.server.auth import (
 )
 from rejoinder.server.errors import Problem, problem_responses
 from rejoinder.service import TokenRefused
-from rejoinder.store import MessageRecord
+from rejoinder.store import MAX_SEQ, MessageRecord
 from rejoinder.store.records import iso_z
 
 MAX_TEXT_CHARS = 4000
-MAX_SEQ = 2**31 - 1
 
 router = APIRouter(prefix="/v1/conversations", tags=["client"])
 

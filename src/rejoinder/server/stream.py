@@ -59,7 +59,7 @@ from rejoinder.server.connections import client_address
 from rejoinder.server.errors import Problem
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.service import ServiceError
-from rejoinder.store import MessageRecord, StorageFull, StoreError, StoreUnavailable
+from rejoinder.store import MAX_SEQ, MessageRecord, StorageFull, StoreError, StoreUnavailable
 
 log = logging.getLogger("rejoinder.stream")
 
@@ -141,7 +141,7 @@ router.add_websocket_route(
 def _after(raw: str | None) -> int:
     if raw is None:
         return 0
-    if not raw.isdigit() or int(raw) > 2**31 - 1:
+    if not raw.isdigit() or int(raw) > MAX_SEQ:
         raise _Close(4400, "validation_error", "after must be a message seq (a whole number, 0 or more)")
     return int(raw)
 

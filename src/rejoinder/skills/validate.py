@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import nodes
 
+from rejoinder.engine.types import BUILTIN_NAMES
 from rejoinder.expr import Expressions
 from rejoinder.expr.environment import ExpressionSyntaxError, is_template
 from rejoinder.expr.jsonpath import InvalidPath
@@ -41,7 +42,6 @@ from rejoinder.skills.problems import ERROR, WARNING, Problem, field_label
 if TYPE_CHECKING:
     from rejoinder.skills.loader import SkillSource
 
-BUILTIN_NAMES = frozenset({"env", "conversation", "user"})
 
 _expressions = Expressions()
 _CACHE_SIZE = 4096  # many skills repeat the same texts and conditions

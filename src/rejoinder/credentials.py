@@ -10,9 +10,10 @@ What logs, audits and the admin API show instead is a public id: a prefix and 24
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
-import secrets
+from random import Random, SystemRandom
 
 TOKEN_PREFIX = "rjt_"
 SDK_KEY_PREFIX = "pk_"
@@ -23,6 +24,10 @@ TOKEN_ID_PREFIX = "tok_"
 KEY_ID_PREFIX = "key_"
 SESSION_ID_PREFIX = "sid_"
 CONVERSATION_ID_PREFIX = "cnv_"
+
+# What every credential is drawn from unless its maker brings its own source (a turn replayed in a test):
+# the operating system's cryptographically strong randomness.
+STRONG_RANDOM: Random = SystemRandom()
 
 SECRET_BYTES = 32  # 256 bits
 SECRET_LENGTH = 43  # SECRET_BYTES in unpadded base64
@@ -37,8 +42,8 @@ SECRET_IN_TEXT = re.compile(
 )
 
 
-def new_secret(prefix: str) -> str:
-    return prefix + secrets.token_urlsafe(SECRET_BYTES)
+def new_secret(prefix: str, source: Random = STRONG_RANDOM) -> str:
+    return prefix + base64.urlsafe_b64encode(source.randbytes(SECRET_BYTES)).rstrip(b"=").decode()
 
 
 def hash_secret(secret: str) -> str:
@@ -46,5 +51,5 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def new_public_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(PUBLIC_ID_BYTES)
+def new_public_id(prefix: str, source: Random = STRONG_RANDOM) -> str:
+    return prefix + source.randbytes(PUBLIC_ID_BYTES).hex()

@@ -16,11 +16,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from random import Random
 
 from rejoinder.credentials import (
     PUBLIC_ID_DIGITS,
     SECRET_CHARACTERS,
     SECRET_LENGTH,
+    STRONG_RANDOM,
     TOKEN_ID_PREFIX,
     TOKEN_PREFIX,
     hash_secret,
@@ -47,9 +49,10 @@ def hash_token(secret: str) -> str:
     return hash_secret(secret)
 
 
-def mint() -> MintedToken:
-    secret = new_secret(TOKEN_PREFIX)
-    return MintedToken(secret=secret, token_id=new_public_id(TOKEN_ID_PREFIX), token_hash=hash_token(secret))
+def mint(source: Random = STRONG_RANDOM) -> MintedToken:
+    secret = new_secret(TOKEN_PREFIX, source)
+    token_id = new_public_id(TOKEN_ID_PREFIX, source)
+    return MintedToken(secret=secret, token_id=token_id, token_hash=hash_token(secret))
 
 
 def is_well_formed(secret: object) -> bool:

@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from random import Random
 from typing import Any, Literal
 
+from rejoinder.credentials import STRONG_RANDOM
 from rejoinder.tokens import MintedToken
 
 # ----------------------------------------------------------------------------------------- state
@@ -185,7 +187,12 @@ class TurnContext:
     now: datetime
     user: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # only the names the bot allows
-    mint_token: Callable[[], MintedToken] | None = None  # default: rejoinder.tokens.mint
+    # Everything random in a turn comes from here: generate_token(), random_int(), uuid(). A fixed source (a
+    # seeded Random) makes a turn replay exactly.
+    random: Random = field(default=STRONG_RANDOM, repr=False)
+    mint_token: Callable[[], MintedToken] | None = (
+        None  # default: rejoinder.tokens.mint drawing from ``random``
+    )
     # The secrets of the tokens minted this turn, by token id: they live as long as this context, one turn.
     token_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 

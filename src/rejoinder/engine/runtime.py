@@ -551,7 +551,7 @@ class _Turn:
             not isinstance(max_uses, int) or isinstance(max_uses, bool) or max_uses < 1
         ):
             raise ExpressionError(f"generate_token(uses={uses!r}): uses must be a whole number of at least 1")
-        token = self.ctx.mint_token() if self.ctx.mint_token else mint(self.ctx.random)
+        token = mint(self.ctx.random)
         self.ctx.token_secrets[token.token_id] = token.secret
         self.effects.append(IssueToken(token.token_id, token.token_hash, lifetime.total_seconds(), max_uses))
         return TokenRef(token.token_id)

@@ -5,14 +5,13 @@ Everything here is plain data so that the shell (service, store, server) can per
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from random import Random
 from typing import Any, Literal
 
 from rejoinder.credentials import STRONG_RANDOM
-from rejoinder.tokens import MintedToken
 
 # ----------------------------------------------------------------------------------------- state
 
@@ -190,9 +189,6 @@ class TurnContext:
     # Everything random in a turn comes from here: generate_token(), random_int(), uuid(). A fixed source (a
     # seeded Random) makes a turn replay exactly.
     random: Random = field(default=STRONG_RANDOM, repr=False)
-    mint_token: Callable[[], MintedToken] | None = (
-        None  # default: rejoinder.tokens.mint drawing from ``random``
-    )
     # The secrets of the tokens minted this turn, by token id: they live as long as this context, one turn.
     token_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 

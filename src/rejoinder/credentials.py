@@ -35,11 +35,12 @@ SECRET_CHARACTERS = "[A-Za-z0-9_-]"
 PUBLIC_ID_BYTES = 12
 PUBLIC_ID_DIGITS = f"[0-9a-f]{{{PUBLIC_ID_BYTES * 2}}}"
 
-_CREDENTIAL_PREFIXES = (TOKEN_PREFIX, SESSION_PREFIX, SECRET_KEY_PREFIX, SDK_KEY_PREFIX)
-# A credential in free text, whole or cut short (from 16 characters of secret on), for logs to redact.
-SECRET_IN_TEXT = re.compile(
-    rf"(?<![A-Za-z0-9])({'|'.join(prefix[:-1] for prefix in _CREDENTIAL_PREFIXES)})_{SECRET_CHARACTERS}{{16,}}"
+_KINDS = "|".join(
+    prefix.removesuffix("_") for prefix in (TOKEN_PREFIX, SESSION_PREFIX, SECRET_KEY_PREFIX, SDK_KEY_PREFIX)
 )
+# A credential in free text, whole or cut short (from 16 characters of secret on), for logs to redact; the
+# group is its kind (``ses``), which a redacted line keeps.
+SECRET_IN_TEXT = re.compile(rf"(?<![A-Za-z0-9])({_KINDS})_{SECRET_CHARACTERS}{{16,}}")
 
 
 def new_secret(prefix: str, source: Random = STRONG_RANDOM) -> str:

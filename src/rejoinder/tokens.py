@@ -1,4 +1,4 @@
-"""Conversation tokens: format, hashing, the reference skills hold, and the verification rules of API.md.
+"""Conversation tokens: minting, hashing, the reference skills hold, and the verification rules of API.md.
 
 A token is a credential (:mod:`rejoinder.credentials`): ``rjt_`` and 256 random bits, stored only as its SHA-256.
 A token has a separate public id (``tok_…``) that logs, audits and the admin API use instead.
@@ -38,7 +38,7 @@ _REF_IN_TEXT = re.compile(f"{REF_PREFIX}({TOKEN_ID_PREFIX}{PUBLIC_ID_DIGITS})")
 
 @dataclass(frozen=True)
 class MintedToken:
-    """A freshly minted token: the secret for the skill, the id and hash for storage."""
+    """A freshly minted token: its secret, known to the turn that minted it, and the id and hash the store keeps."""
 
     secret: str
     token_id: str
@@ -46,6 +46,7 @@ class MintedToken:
 
 
 def hash_token(secret: str) -> str:
+    """The SHA-256 a token is stored and looked up by."""
     return hash_secret(secret)
 
 

@@ -1,7 +1,6 @@
-"""Conversation tokens: format, hashing, the reference skills hold, and the verification rules of API.md.
+"""Conversation tokens: minting, hashing, the reference skills hold, and the verification rules of API.md.
 
-A token is ``rjt_`` followed by 43 URL-safe base64 characters (256 random bits from :mod:`secrets`).
-Only its SHA-256 is stored; lookups are by hash, so no secret is ever compared character by character.
+A token is a credential (:mod:`rejoinder.credentials`): ``rjt_`` and 256 random bits, stored only as its SHA-256.
 A token has a separate public id (``tok_…``) that logs, audits and the admin API use instead.
 
 A skill never holds the secret: ``generate_token()`` gives it a :class:`TokenRef`, the text ``tokref-tok_…``.
@@ -13,25 +12,33 @@ outgoing Integrate request (:func:`reveal`), during the turn that minted the tok
 from __future__ import annotations
 
 import enum
-import hashlib
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from random import Random
 
-TOKEN_PREFIX = "rjt_"
+from rejoinder.credentials import (
+    PUBLIC_ID_DIGITS,
+    SECRET_CHARACTERS,
+    SECRET_LENGTH,
+    STRONG_RANDOM,
+    TOKEN_ID_PREFIX,
+    TOKEN_PREFIX,
+    hash_secret,
+    new_public_id,
+    new_secret,
+)
+
 REF_PREFIX = "tokref-"
-_TOKEN_BYTES = 32
-_TOKEN_RE = re.compile(r"^rjt_[A-Za-z0-9_-]{43}$")
-_SECRET_IN_TEXT = re.compile(r"rjt_[A-Za-z0-9_-]{43}")
+_SECRET_IN_TEXT = re.compile(f"{TOKEN_PREFIX}{SECRET_CHARACTERS}{{{SECRET_LENGTH}}}")
 # Only URL-unreserved characters, so that URL-encoding, JSON and header values carry a reference unchanged.
-_REF_IN_TEXT = re.compile(r"tokref-(tok_[0-9a-f]{24})")
+_REF_IN_TEXT = re.compile(f"{REF_PREFIX}({TOKEN_ID_PREFIX}{PUBLIC_ID_DIGITS})")
 
 
 @dataclass(frozen=True)
-class NewToken:
-    """A freshly minted token: the secret for the skill, the id and hash for storage."""
+class MintedToken:
+    """A freshly minted token: its secret, known to the turn that minted it, and the id and hash the store keeps."""
 
     secret: str
     token_id: str
@@ -39,20 +46,18 @@ class NewToken:
 
 
 def hash_token(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    """The SHA-256 a token is stored and looked up by."""
+    return hash_secret(secret)
 
 
-def new_token_id() -> str:
-    return "tok_" + secrets.token_hex(12)
-
-
-def mint() -> NewToken:
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
-    return NewToken(secret=secret, token_id=new_token_id(), token_hash=hash_token(secret))
+def mint(source: Random = STRONG_RANDOM) -> MintedToken:
+    secret = new_secret(TOKEN_PREFIX, source)
+    token_id = new_public_id(TOKEN_ID_PREFIX, source)
+    return MintedToken(secret=secret, token_id=token_id, token_hash=hash_token(secret))
 
 
 def is_well_formed(secret: object) -> bool:
-    return isinstance(secret, str) and _TOKEN_RE.fullmatch(secret) is not None
+    return isinstance(secret, str) and _SECRET_IN_TEXT.fullmatch(secret) is not None
 
 
 class TokenRef(str):

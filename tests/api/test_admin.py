@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from rejoinder.config import Settings
+from rejoinder.engine import STATE_VERSION_KEY
 from rejoinder.server import skill_catalog
 from rejoinder.server.app import create_app, load_bots
 from rejoinder.server.auth import create_keys
 from rejoinder.store import Store
-from rejoinder.store.skill_versions import STATE_VERSION_KEY
 
 pytestmark = pytest.mark.timeout(30)
 

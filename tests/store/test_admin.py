@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from rejoinder.store import ConversationRecord, InvalidCursor, Store
+from rejoinder.store import ConversationRecord, InvalidCursor, NewAudit, Store
 from tests.store.factories import BOT, NOW, new_token, start, turn
 
 
@@ -94,7 +94,7 @@ async def test_deleting_a_conversation_erases_its_messages_tokens_and_sessions(s
             now=NOW,
             expires_at=NOW + timedelta(hours=1),
         )
-    await store.add_audit(kind="resume", bot_id=BOT, outcome="ok", at=NOW, conversation_id="cnv_a")
+    await store.add_audit(NewAudit(kind="resume", bot_id=BOT, outcome="ok", at=NOW, conversation_id="cnv_a"))
 
     assert await store.delete_conversation("cnv_a") is True
 
@@ -117,17 +117,19 @@ async def test_deleting_a_conversation_erases_its_messages_tokens_and_sessions(s
 async def test_audit_events_page_newest_first_and_filter(store: Store) -> None:
     for n in range(5):
         await store.add_audit(
-            kind="resume",
-            bot_id=BOT,
-            outcome="ok" if n % 2 == 0 else "token_expired",
-            at=NOW + timedelta(seconds=n),
-            conversation_id="cnv_a" if n < 3 else "cnv_b",
-            token_id=f"tok_{n}",
-            ip="203.0.113.7",
-            user_agent="Mozilla/5.0",
-            detail={"n": n},
+            NewAudit(
+                kind="resume",
+                bot_id=BOT,
+                outcome="ok" if n % 2 == 0 else "token_expired",
+                at=NOW + timedelta(seconds=n),
+                conversation_id="cnv_a" if n < 3 else "cnv_b",
+                token_id=f"tok_{n}",
+                ip="203.0.113.7",
+                user_agent="Mozilla/5.0",
+                detail={"n": n},
+            )
         )
-    await store.add_audit(kind="resume", bot_id="other-bot", outcome="token_not_found", at=NOW)
+    await store.add_audit(NewAudit(kind="resume", bot_id="other-bot", outcome="token_not_found", at=NOW))
 
     first, cursor = await store.list_audit(bot_id=BOT, limit=2)
     second, cursor2 = await store.list_audit(bot_id=BOT, limit=2, cursor=cursor)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rejoinder.store import Store
+from rejoinder.store import NewAudit, Store
 from tests.store.factories import NOW, start, turn
 
 SECRET_WORDS = "my card is 4111-1111-1111-1111 and I live at 12 Erasure Lane"
@@ -69,14 +69,16 @@ async def test_an_erased_conversations_audit_events_keep_what_happened_but_no_ip
     for conversation_id in ("cnv_gone", "cnv_kept"):
         await start(sqlite_store, conversation_id)
         await sqlite_store.add_audit(
-            kind="resume",
-            bot_id="shop",
-            outcome="ok",
-            at=NOW,
-            conversation_id=conversation_id,
-            token_id="tok_1",
-            ip="203.0.113.7",
-            user_agent="Mozilla/5.0 (the customer's phone)",
+            NewAudit(
+                kind="resume",
+                bot_id="shop",
+                outcome="ok",
+                at=NOW,
+                conversation_id=conversation_id,
+                token_id="tok_1",
+                ip="203.0.113.7",
+                user_agent="Mozilla/5.0 (the customer's phone)",
+            )
         )
 
     await sqlite_store.delete_conversation("cnv_gone")

@@ -19,7 +19,7 @@ from rejoinder.retention import purge_bot
 from rejoinder.server.app import create_app
 from rejoinder.skills import load_bot
 from rejoinder.skills.model import BotConfig
-from rejoinder.store import Store
+from rejoinder.store import NewAudit, Store
 from tests.shop_backend import SHOP_DIR
 from tests.store.factories import new_token, start, turn
 
@@ -38,7 +38,9 @@ async def seed(store: Store) -> None:
     await start(store, "cnv_recent", now=RECENT)
     await start(store, "cnv_other", now=OLD, bot_id="other")
     await store.add_audit(
-        kind="resume", bot_id="shop", outcome="ok", at=OLD, conversation_id="cnv_old_1", ip="203.0.113.1"
+        NewAudit(
+            kind="resume", bot_id="shop", outcome="ok", at=OLD, conversation_id="cnv_old_1", ip="203.0.113.1"
+        )
     )
 
 

@@ -33,7 +33,7 @@ def test_the_spec_minimum_library_is_there() -> None:
         *("random_int", "uuid", "json_get", "matches"),
     }
     assert minimum <= set(FUNCTIONS)
-    assert set(TURN_FUNCTIONS) == {"generate_token", "now", "today"}
+    assert set(TURN_FUNCTIONS) == {"generate_token", "now", "today", "random_int", "uuid"}
 
 
 # ------------------------------------------------------------------------------------- time

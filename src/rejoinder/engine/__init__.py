@@ -9,6 +9,7 @@ from rejoinder.engine.runtime import (
     VariableNotSettable,
 )
 from rejoinder.engine.types import (
+    STATE_VERSION_KEY,
     BotMessage,
     CloseConversation,
     ConversationState,
@@ -19,7 +20,6 @@ from rejoinder.engine.types import (
     HttpResponse,
     Input,
     IssueToken,
-    NewToken,
     Pending,
     SkillError,
     StartEvent,
@@ -28,6 +28,7 @@ from rejoinder.engine.types import (
 )
 
 __all__ = [
+    "STATE_VERSION_KEY",
     "BotMessage",
     "CloseConversation",
     "ConversationClosed",
@@ -42,7 +43,6 @@ __all__ = [
     "Input",
     "InvalidChoice",
     "IssueToken",
-    "NewToken",
     "Pending",
     "SkillError",
     "StartEvent",

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rejoinder.engine.types import (
+    BUILTIN_NAMES,
     BotMessage,
     CloseConversation,
     ConversationState,
@@ -32,6 +33,7 @@ from rejoinder.engine.types import (
 )
 from rejoinder.expr import ExpressionError, Expressions
 from rejoinder.expr.budget import DEFAULT_TIME_BUDGET
+from rejoinder.expr.functions import drawing_from
 from rejoinder.expr.jsonpath import InvalidPath, PathNotFound, lookup
 from rejoinder.expr.patterns import fullmatch
 from rejoinder.skills.model import (
@@ -50,7 +52,6 @@ from rejoinder.skills.model import (
 from rejoinder.tokens import TokenRef, mint, referenced_ids
 
 DEFAULT_STEP_BUDGET = 1000
-BUILTIN_NAMES = frozenset({"env", "conversation", "user"})
 FALLBACK_REPLY = "Sorry, something went wrong on my side. Please try again in a moment."
 NO_SKILL_REPLY = "Sorry, I can't answer messages here yet."
 
@@ -496,7 +497,9 @@ class _Turn:
     def scope(self) -> dict[str, Any]:
         if self._scope is None:
             ctx = self.ctx
+            # random_int() and uuid() first: a skill's variable of the same name hides them, as it hides the library's functions.
             self._scope = {
+                **drawing_from(ctx.random),
                 **self.state.variables,
                 "conversation": {"id": ctx.conversation_id, "started_at": ctx.started_at},
                 "user": ctx.user,
@@ -548,7 +551,7 @@ class _Turn:
             not isinstance(max_uses, int) or isinstance(max_uses, bool) or max_uses < 1
         ):
             raise ExpressionError(f"generate_token(uses={uses!r}): uses must be a whole number of at least 1")
-        token = (self.ctx.mint_token or mint)()
+        token = mint(self.ctx.random)
         self.ctx.token_secrets[token.token_id] = token.secret
         self.effects.append(IssueToken(token.token_id, token.token_hash, lifetime.total_seconds(), max_uses))
         return TokenRef(token.token_id)

@@ -5,16 +5,19 @@ Everything here is plain data so that the shell (service, store, server) can per
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from random import Random
 from typing import Any, Literal
 
-from rejoinder.tokens import NewToken
+from rejoinder.credentials import STRONG_RANDOM
 
 # ----------------------------------------------------------------------------------------- state
 
 Status = Literal["active", "closed"]
+# Where a stored state records the bot version it runs on, for the shell to read without parsing the state.
+STATE_VERSION_KEY = "bot_version"
 Waiting = Literal["nothing", "customer", "http"]
 
 
@@ -39,7 +42,7 @@ class ConversationState:
             "waiting": self.waiting,
             "retries": self.retries,
             "status": self.status,
-            "bot_version": self.bot_version,
+            STATE_VERSION_KEY: self.bot_version,
         }
 
     @classmethod
@@ -170,6 +173,10 @@ class CloseConversation:
 Effect = IssueToken | CloseConversation
 
 
+# The names under which a skill reads the turn context (conversation, user, env): no skill may set them.
+BUILTIN_NAMES = frozenset({"env", "conversation", "user"})
+
+
 @dataclass
 class TurnContext:
     """What the shell tells the engine about the world for one turn (read-only to skills)."""
@@ -179,7 +186,9 @@ class TurnContext:
     now: datetime
     user: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # only the names the bot allows
-    mint_token: Callable[[], NewToken] | None = None  # default: rejoinder.tokens.mint
+    # Everything random in a turn comes from here: generate_token(), random_int(), uuid(). A fixed source (a
+    # seeded Random) makes a turn replay exactly.
+    random: Random = field(default=STRONG_RANDOM, repr=False)
     # The secrets of the tokens minted this turn, by token id: they live as long as this context, one turn.
     token_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 

@@ -10,11 +10,11 @@ import functools
 import json
 import math
 import reprlib
-import secrets
 import uuid as _uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from random import Random, SystemRandom
 from typing import Any, NoReturn
 
 from jinja2 import Undefined
@@ -341,18 +341,22 @@ def maximum(*values: Any) -> Any:
     return _extreme("max", max, values)
 
 
-def random_int(a: int, b: int) -> int:
-    """A random whole number from ``a`` to ``b``, both included (cryptographically strong)."""
-    low = _whole("random_int", a, "the lowest value")
-    high = _whole("random_int", b, "the highest value")
-    if low > high:
-        _fail(f"random_int({low}, {high})", "the lowest value is above the highest")
-    return low + secrets.randbelow(high - low + 1)
+def drawing_from(source: Random) -> dict[str, Callable[..., Any]]:
+    """``random_int()`` and ``uuid()`` drawing from ``source``: a turn's own, so that a turn can be replayed."""
 
+    def random_int(a: int, b: int) -> int:
+        """A random whole number from ``a`` to ``b``, both included."""
+        low = _whole("random_int", a, "the lowest value")
+        high = _whole("random_int", b, "the highest value")
+        if low > high:
+            _fail(f"random_int({low}, {high})", "the lowest value is above the highest")
+        return source.randint(low, high)
 
-def uuid() -> str:
-    """A new random UUID as text."""
-    return str(_uuid.uuid4())
+    def uuid() -> str:
+        """A new random UUID (version 4) as text."""
+        return str(_uuid.UUID(bytes=source.randbytes(16), version=4))
+
+    return {"random_int": random_int, "uuid": uuid}
 
 
 # ------------------------------------------------------------------------------------- JSON
@@ -377,11 +381,13 @@ def json_get(obj: Any, path: str) -> Any:
         _fail(f"json_get(..., {_show(path)})", str(exc))
 
 
-# Functions the engine rebinds for each turn (its clock, its token issuer); these defaults serve the checks.
+# Functions the engine rebinds for each turn (its clock, its token issuer, its randomness); these defaults serve
+# the checks, and draw from the operating system's cryptographically strong randomness.
 TURN_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "generate_token": _outside_conversation,
     "now": now,
     "today": today,
+    **drawing_from(SystemRandom()),
 }
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -402,8 +408,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "round": round_half_up,
     "min": minimum,
     "max": maximum,
-    "random_int": random_int,
-    "uuid": uuid,
     "json_get": json_get,
     "matches": matches,
 }

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from rejoinder.engine import ConversationState
+from rejoinder.engine import STATE_VERSION_KEY, ConversationState
 from rejoinder.server import state
 from rejoinder.server.auth import KeyCaller, require_secret_key
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, Problem, problem_responses
@@ -29,12 +29,11 @@ from rejoinder.skills import Bot
 from rejoinder.skills import Problem as SkillProblem
 from rejoinder.skills.model import ID_PATTERN, parse_duration
 from rejoinder.skills.problems import errors
-from rejoinder.store import AuditRecord, ConversationRecord
+from rejoinder.store import MAX_SEQ, AuditRecord, ConversationRecord
 from rejoinder.store.records import iso_z
-from rejoinder.store.skill_versions import STATE_VERSION_KEY, SkillVersionRecord
+from rejoinder.store.skill_versions import SkillVersionRecord
 from rejoinder.tokens import TokenRecord
 
-MAX_SEQ = 2**31 - 1
 _MAX_TOKEN_TTL = timedelta(days=3660)
 YAML_MEDIA_TYPE = "application/yaml"
 _YAML_TYPES = {YAML_MEDIA_TYPE, "application/x-yaml", "text/yaml", "text/x-yaml"}

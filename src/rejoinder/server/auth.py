@@ -1,8 +1,8 @@
 """Who is calling: API keys, sessions, the Origin rules of API.md, and verified user identity.
 
-Every credential is 256 random bits with a readable prefix (``pk_`` SDK key, ``sk_`` secret key, ``ses_``
-session) and is stored only as its SHA-256, so lookups go by hash and no secret is ever compared character by
-character. Credentials never appear in logs or error texts; sessions are named by their public id (``sid_…``).
+API keys (``pk_`` SDK key, ``sk_`` secret key) and sessions (``ses_``) are credentials as
+:mod:`rejoinder.credentials` spells them, stored only as their SHA-256. Credentials never appear in logs or error
+texts; sessions are named by their public id (``sid_…``).
 A valid API key is remembered by each server process for ``KEY_CACHE_SECONDS`` after it was read, so revoking
 a key in the database takes effect within that time.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import secrets
 import time
 import weakref
 from collections.abc import Mapping
@@ -25,17 +24,22 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
+from rejoinder.credentials import (
+    KEY_ID_PREFIX,
+    SDK_KEY_PREFIX,
+    SECRET_KEY_PREFIX,
+    SESSION_ID_PREFIX,
+    SESSION_PREFIX,
+    hash_secret,
+    new_public_id,
+    new_secret,
+)
 from rejoinder.server.errors import Problem, problem_for
 from rejoinder.service import ConversationService, NewSession, SessionRefused, UnknownBot
 from rejoinder.skills.model import Bot, parse_duration
 from rejoinder.store import ApiKeyRecord, SessionRecord, Store
 
 log = logging.getLogger("rejoinder.auth")
-
-SDK_KEY_PREFIX = "pk_"
-SECRET_KEY_PREFIX = "sk_"
-SESSION_PREFIX = "ses_"
-_SECRET_BYTES = 32  # 256 bits
 
 _KINDS = {SDK_KEY_PREFIX: "sdk", SECRET_KEY_PREFIX: "secret"}
 
@@ -61,14 +65,6 @@ session_scheme = HTTPBearer(
 Credentials = HTTPAuthorizationCredentials | None
 
 
-def new_secret(prefix: str) -> str:
-    return prefix + secrets.token_urlsafe(_SECRET_BYTES)
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 # ------------------------------------------------------------------------------------------------ keys
 
 
@@ -87,7 +83,7 @@ async def create_keys(store: Store, bot_id: str, *, now: datetime) -> IssuedKeys
     for prefix, kind in _KINDS.items():
         secret = new_secret(prefix)
         record = await store.create_api_key(
-            bot_id, kind, hash_secret(secret), "key_" + secrets.token_hex(12), now
+            bot_id, kind, hash_secret(secret), new_public_id(KEY_ID_PREFIX), now
         )
         log.info("created %s key %s for bot %s", kind, record.id, bot_id)
         issued[kind] = secret
@@ -232,7 +228,7 @@ def new_session(bot: Bot) -> tuple[str, NewSession]:
     """A fresh session secret and what the store keeps of it, valid for the bot's ``sessions.ttl``."""
     secret = new_secret(SESSION_PREFIX)
     session = NewSession(
-        id="sid_" + secrets.token_hex(12),
+        id=new_public_id(SESSION_ID_PREFIX),
         session_hash=hash_secret(secret),
         lifetime=parse_duration(bot.config.sessions.ttl),
     )

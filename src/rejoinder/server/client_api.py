@@ -30,10 +30,8 @@ from rejoinder.server.auth import (
 from rejoinder.server.errors import Problem, problem_responses
 from rejoinder.server.turn import Body, SendRequest, take_turn
 from rejoinder.service import MAX_TEXT_CHARS, TokenRefused
-from rejoinder.store import MessageRecord
+from rejoinder.store import MAX_SEQ, MessageRecord
 from rejoinder.store.records import iso_z
-
-MAX_SEQ = 2**31 - 1
 
 router = APIRouter(prefix="/v1/conversations", tags=["client"])
 

@@ -57,7 +57,7 @@ from rejoinder.server.errors import Problem, problem_for
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.server.turn import SendRequest, take_turn
 from rejoinder.service import SessionRefused
-from rejoinder.store import MessageRecord, StoreUnavailable
+from rejoinder.store import MAX_SEQ, MessageRecord, StoreUnavailable
 
 log = logging.getLogger("rejoinder.stream")
 
@@ -139,7 +139,7 @@ router.add_websocket_route(
 def _after(raw: str | None) -> int:
     if raw is None:
         return 0
-    if not raw.isdigit() or int(raw) > 2**31 - 1:
+    if not raw.isdigit() or int(raw) > MAX_SEQ:
         raise _Close(4400, "validation_error", "after must be a message seq (a whole number, 0 or more)")
     return int(raw)
 

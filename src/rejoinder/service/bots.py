@@ -10,7 +10,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from rejoinder.engine import Engine
+from rejoinder.engine import STATE_VERSION_KEY, Engine
 from rejoinder.integrations import IntegratePolicy
 from rejoinder.service.errors import UnknownBot
 from rejoinder.skills.model import Bot
@@ -68,7 +68,7 @@ class BotVersions:
     async def engine_for(self, conversation: ConversationRecord) -> Engine:
         """The engine of the bot version the conversation began on (the newest when that one is not kept)."""
         newest = self.newest(conversation.bot_id)
-        version = conversation.state.get("bot_version")
+        version = conversation.state.get(STATE_VERSION_KEY)
         if not isinstance(version, str) or version == newest.bot.version:
             return newest
         engine = self._versions.get((conversation.bot_id, version))

@@ -106,7 +106,7 @@ class Resumes(ServiceParts):
                             outcome = TokenOutcome.USED_UP
         if outcome is not TokenOutcome.OK or record is None:
             visible = record is not None and record.bot_id == bot_id
-            await self.store.add_audit(
+            refusal = NewAudit(
                 kind="resume",
                 bot_id=bot_id,
                 outcome=outcome.value,
@@ -116,6 +116,7 @@ class Resumes(ServiceParts):
                 ip=ip,
                 user_agent=user_agent,
             )
+            await self.store.add_audit(refusal)
             log.info(
                 "resume refused for bot %s: %s (token %s)",
                 bot_id,

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import secrets
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from rejoinder.credentials import CONVERSATION_ID_PREFIX, new_public_id
 from rejoinder.engine import (
     ConversationState,
     CustomerChoice,
@@ -62,7 +62,7 @@ _RETRY_PAUSE = 0.005  # seconds, doubled each attempt and jittered: racing worke
 
 
 def new_conversation_id() -> str:
-    return "cnv_" + secrets.token_hex(12)
+    return new_public_id(CONVERSATION_ID_PREFIX)
 
 
 @dataclass(frozen=True)

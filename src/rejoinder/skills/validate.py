@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import nodes
 
+from rejoinder.engine.types import BUILTIN_NAMES
 from rejoinder.expr import Expressions
 from rejoinder.expr.environment import is_template
 from rejoinder.expr.errors import ExpressionSyntaxError
@@ -37,7 +38,6 @@ from rejoinder.skills.problems import ERROR, WARNING, Problem, field_label
 if TYPE_CHECKING:
     from rejoinder.skills.loader import SkillSource
 
-BUILTIN_NAMES = frozenset({"env", "conversation", "user"})
 
 _expressions = Expressions()
 _CACHE_SIZE = 4096  # many skills repeat the same texts and conditions

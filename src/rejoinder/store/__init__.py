@@ -9,12 +9,14 @@ from rejoinder.store.errors import (
     VersionConflict,
 )
 from rejoinder.store.records import (
+    MAX_SEQ,
     ApiKeyRecord,
     AuditRecord,
     BotRecord,
     CommittedTurn,
     ConversationRecord,
     MessageRecord,
+    NewAudit,
     NewMessage,
     NewToken,
     SessionRecord,
@@ -24,6 +26,7 @@ from rejoinder.store.store import Store
 from rejoinder.store.urls import InvalidDatabaseURL, normalize_url
 
 __all__ = [
+    "MAX_SEQ",
     "ApiKeyRecord",
     "AuditRecord",
     "BotRecord",
@@ -33,6 +36,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidDatabaseURL",
     "MessageRecord",
+    "NewAudit",
     "NewMessage",
     "NewToken",
     "SessionRecord",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from rejoinder.store.records import (
     AuditRecord,
     BotRecord,
     ConversationRecord,
+    NewAudit,
     NewToken,
     SessionRecord,
     as_utc,
@@ -55,24 +56,6 @@ _SESSION_FOR_TURN = _SESSION_WITH_CONVERSATION.add_columns(
     .label("answered")
 )
 _SESSION_FOR_TURN_SQLITE = Prepared(_SESSION_FOR_TURN)
-
-
-@dataclass(frozen=True)
-class NewAudit:
-    """An audit event to write (the fields of :meth:`Access.add_audit`)."""
-
-    kind: str
-    bot_id: str
-    outcome: str
-    at: datetime
-    conversation_id: str | None = None
-    token_id: str | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    detail: dict[str, Any] | None = None
-
-    def row(self) -> dict[str, Any]:
-        return {**asdict(self), "at": as_utc(self.at)}
 
 
 class Access(Database):
@@ -139,31 +122,8 @@ class Access(Database):
         row = await self._write_call(_revoke_token, token_id, as_utc(now))
         return TokenRecord(**row._mapping) if row else None
 
-    async def add_audit(
-        self,
-        *,
-        kind: str,
-        bot_id: str,
-        outcome: str,
-        at: datetime,
-        conversation_id: str | None = None,
-        token_id: str | None = None,
-        ip: str | None = None,
-        user_agent: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        entry = NewAudit(
-            kind=kind,
-            bot_id=bot_id,
-            outcome=outcome,
-            at=at,
-            conversation_id=conversation_id,
-            token_id=token_id,
-            ip=ip,
-            user_agent=user_agent,
-            detail=detail,
-        )
-        await self._write_call(_execute, audit_events.insert(), entry.row())
+    async def add_audit(self, event: NewAudit) -> None:
+        await self._write_call(_execute, audit_events.insert(), event.row())
 
     async def list_audit(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,10 @@ class ConversationRecord:
     user: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+
+# The largest message seq the store can hold: its columns are 32-bit INTEGER.
+MAX_SEQ = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,24 @@ class TurnWrite:
 class CommittedTurn:
     version: int
     messages: list[MessageRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NewAudit:
+    """An audit event to write (an :class:`AuditRecord` before the store numbers it)."""
+
+    kind: str
+    bot_id: str
+    outcome: str
+    at: datetime
+    conversation_id: str | None = None
+    token_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    detail: dict[str, Any] | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {**asdict(self), "at": as_utc(self.at)}
 
 
 @dataclass(frozen=True)

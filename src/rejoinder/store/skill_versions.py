@@ -22,9 +22,6 @@ from rejoinder.store.errors import StoreError
 from rejoinder.store.records import as_utc
 from rejoinder.store.tables import bot_versions, skill_versions
 
-# Where a conversation's stored state records the bot version it runs on.
-STATE_VERSION_KEY = "bot_version"
-
 
 class SkillsChanged(StoreError):
     """The bot's skills changed since they were read; read them again and redo the change."""

@@ -8,10 +8,10 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from rejoinder.credentials import SECRET_CHARACTERS, TOKEN_PREFIX
 from rejoinder.engine import HttpCall
-from rejoinder.tokens import TOKEN_PREFIX
 
-TOKEN_IN_TEXT = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_-]+")
+TOKEN_IN_TEXT = re.compile(f"{TOKEN_PREFIX}{SECRET_CHARACTERS}+")
 
 
 def mismatch(expected: Any, actual: Any, where: str = "") -> str | None:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
+from rejoinder.credentials import TOKEN_PREFIX
 from rejoinder.engine import ConversationState, EngineError, HttpCall
 from rejoinder.service import ConversationService, ServiceError, TokenRefused, TurnOutcome
 from rejoinder.skills.model import Bot
@@ -26,7 +27,6 @@ from rejoinder.testing.fakes import FakeBackend, UnmatchedCall
 from rejoinder.testing.match import TOKEN_IN_TEXT
 from rejoinder.testing.model import ConversationTest, Start, Step
 from rejoinder.testing.results import StepLog
-from rejoinder.tokens import TOKEN_PREFIX
 
 LAST_TOKEN = "last_token"
 _USER_AGENT = "rejoinder-test"

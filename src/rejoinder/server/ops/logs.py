@@ -21,6 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from rejoinder.credentials import SECRET_IN_TEXT as _SECRET
+
 # Standard record attributes, and uvicorn's ANSI-coloured duplicate of its message.
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -29,8 +31,6 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
 }
 
 
-# Credentials that must never reach a log line, whoever logs them.
-_SECRET = re.compile(r"(?<![A-Za-z0-9])(rjt|ses|sk|pk)_[A-Za-z0-9_-]{16,}")
 # A run of characters that may spell a credential once decoded: percent escapes (%5F, or %255F when encoded
 # twice) and backslash escapes (\u005f, as a JSON text writes it, its backslash doubled when JSON is nested).
 _ESCAPED_RUN = re.compile(r"(?:[A-Za-z0-9_.~-]|%[0-9A-Fa-f]{2}|\\+u[0-9A-Fa-f]{4})+")

@@ -16,7 +16,7 @@ from rejoinder.credentials import (
     new_public_id,
     new_secret,
 )
-from rejoinder.server.ops import redact
+from rejoinder.server.ops.logs import redact
 from rejoinder.tokens import is_well_formed, mint
 
 

@@ -11,7 +11,6 @@ import contextlib
 import glob
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -19,13 +18,12 @@ import threading
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import IO, Any, NoReturn, Self, TypeVar
+from typing import Any, NoReturn, Self, TypeVar
 
 import httpx
 import pytest
 
-from tests.api.test_serve_process import EXAMPLE_BOT, REJOINDER, free_port, wait_until_up
-from tests.conftest import NO_QUOTAS
+from tests.helpers.processes import free_port
 
 T = TypeVar("T")
 
@@ -320,63 +318,6 @@ class PostgresCluster:
 def _version_key(path: str) -> tuple[int, ...]:
     version = Path(path).parent.parent.name
     return tuple(int(part) for part in version.split(".") if part.isdigit())
-
-
-# ------------------------------------------------------------------------------------------------ rejoinder serve
-
-
-def serve_environment(database_url: str, redis_url: str | None = None) -> dict[str, str]:
-    """The environment of a ``rejoinder serve`` of the example shop (whose backend calls fail fast)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("REJOINDER_")}
-    env |= {**NO_QUOTAS, "REJOINDER_DATABASE_URL": database_url, "SHOP_BACKEND": "http://127.0.0.1:9"}
-    if redis_url is not None:
-        env["REJOINDER_REDIS_URL"] = redis_url
-    return env
-
-
-class Served:
-    """``rejoinder serve`` of the example shop on a free port, its log kept in a file for failed tests."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        """Start the process and wait until ``/readyz`` answers 200 (blocking: call it on a thread)."""
-        log: IO[str] = open(self.log_path, "a")  # noqa: SIM115 - kept by the process
-        with log:
-            self.process = subprocess.Popen(
-                [REJOINDER, "serve", str(EXAMPLE_BOT), "--port", str(self.port)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        try:
-            wait_until_up(self.base, self.process, timeout=30)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not ended in a while."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 # ------------------------------------------------------------------------------------------------ what clients see

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.test_serve_process import EXAMPLE_BOT, REJOINDER, create_keys, free_port
-from tests.conftest import NO_QUOTAS
+from tests.helpers.bots import EXAMPLE_BOT
+from tests.helpers.processes import REJOINDER, create_keys, free_port, serve_environment
 
 START_TIMEOUT = 45.0  # seconds for a worker to answer /readyz (imports and migrations on a busy machine)
 STOP_TIMEOUT = 20.0
@@ -38,22 +38,9 @@ class Deployment:
     env: dict[str, str]
 
 
-def environment(database_url: str, redis_url: str, log_level: str = "info") -> dict[str, str]:
-    """A worker's environment: only these REJOINDER_* settings; the shop's backend is a closed port."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("REJOINDER_")}
-    return {
-        **env,
-        **NO_QUOTAS,
-        "REJOINDER_DATABASE_URL": database_url,
-        "REJOINDER_REDIS_URL": redis_url,
-        "REJOINDER_LOG_LEVEL": log_level,
-        "SHOP_BACKEND": "http://127.0.0.1:9",
-    }
-
-
 def create_deployment(database_url: str, redis_url: str, logs: Path) -> Deployment:
     """Keys for the example shop on ``database_url`` (which this also migrates), from the CLI."""
-    env = environment(database_url, redis_url)
+    env = serve_environment(database_url, REJOINDER_REDIS_URL=redis_url, REJOINDER_LOG_LEVEL="info")
     keys = create_keys(env)
     logs.mkdir(parents=True, exist_ok=True)
     return Deployment(database_url, redis_url, logs, keys["sdk_key"], keys["secret_key"], env)

@@ -320,6 +320,7 @@ class Customer:
             number += 1
 
 
+@pytest.mark.timeout(300)  # two server starts, each up to READY_TIMEOUT on a busy machine
 async def test_kill_9_during_turns_then_a_restart_loses_nothing_acknowledged_and_duplicates_nothing(
     tmp_path: Path,
 ) -> None:

@@ -22,6 +22,7 @@ from rejoinder.service import ConversationService
 from rejoinder.skills import Bot
 from rejoinder.store import Store
 from tests.helpers.bots import IDENTITY_SECRET
+from tests.helpers.clients import start
 
 ALLOWED_ORIGIN = "http://127.0.0.1:8000"  # one of the example shop's allowed origins
 # Port 9 (discard) is closed on the test machine: the shop's Integrate calls fail fast and take on_error.
@@ -60,9 +61,7 @@ class Server:
 
     async def start(self, bot_id: str = "shop", **body: Any) -> dict[str, Any]:
         """Start a conversation (by the ``welcome`` event unless told otherwise) and return the answer."""
-        response = await self.client.post(
-            "/v1/conversations", json=body or {"event": "welcome"}, headers=self.sdk(bot_id)
-        )
+        response = await start(self.client, self.keys[bot_id].sdk_key, **(body or {"event": "welcome"}))
         assert response.status_code == 201, response.text
         answer: dict[str, Any] = response.json()
         return answer

@@ -26,9 +26,13 @@ NO_QUOTAS = {
 }
 
 
-def unreachable(what: str, error: BaseException) -> NoReturn:
-    """Skip the test for want of ``what``; fail it instead when the run requires every service."""
-    message = f"{what}: {type(error).__name__}: {error}"
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test that cannot run here for ``reason``; fail it instead when the run requires every service."""
     if os.environ.get("REJOINDER_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{message} (REJOINDER_REQUIRE_SERVICES=1, so this is an error)", pytrace=False)
-    pytest.skip(message)
+        pytest.fail(f"{reason} (REJOINDER_REQUIRE_SERVICES=1, so this is an error)", pytrace=False)
+    pytest.skip(reason)
+
+
+def unreachable(what: str, error: BaseException) -> NoReturn:
+    """Skip (or fail, see :func:`unavailable`) a test for want of ``what``, which failed with ``error``."""
+    unavailable(f"{what}: {type(error).__name__}: {error}")

@@ -20,6 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.helpers import clients
 from tests.helpers.bots import EXAMPLE_BOT
 from tests.helpers.processes import ServeProcess, create_keys, serve_environment
 from tests.scale.faults import RedisServer, transcript
@@ -93,10 +94,8 @@ class Page:
 async def say(client: httpx.AsyncClient, started: dict[str, Any], number: int) -> list[dict[str, Any]]:
     """One turn; it must be answered 200, quickly, whatever Redis is doing."""
     began = time.monotonic()
-    response = await client.post(
-        f"/v1/conversations/{started['conversation_id']}/messages",
-        json={"text": f"message {number}", "client_message_id": f"m-{number}"},
-        headers={"Authorization": f"Bearer {started['session']}"},
+    response = await clients.say(
+        client, started["conversation_id"], started["session"], f"message {number}", f"m-{number}"
     )
     assert response.status_code == 200, response.text
     assert time.monotonic() - began < ANSWER_WITHIN

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,9 +19,18 @@ from pathlib import Path
 import httpx
 
 from tests.helpers.bots import EXAMPLE_BOT
-from tests.helpers.processes import REJOINDER, create_keys, free_port, serve_environment
+from tests.helpers.processes import (
+    READY_TIMEOUT,
+    REJOINDER,
+    create_keys,
+    end_process,
+    free_port,
+    serve_environment,
+)
 
-START_TIMEOUT = 45.0  # seconds for a worker to answer /readyz (imports and migrations on a busy machine)
+START_TIMEOUT = (
+    READY_TIMEOUT  # seconds for a worker to answer /readyz (imports and migrations on a busy machine)
+)
 STOP_TIMEOUT = 20.0
 
 
@@ -75,9 +83,11 @@ class Worker:
                 command, env=self.deployment.env, stdout=log, stderr=subprocess.STDOUT
             )
 
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+    def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until /readyz answers 200 (the database is reachable and migrations ran)."""
         assert self.process is not None
+        # A supervisor's processes start side by side, on the same cores.
+        timeout = START_TIMEOUT * self.processes if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -104,20 +114,10 @@ class Worker:
         self.process.wait(timeout=STOP_TIMEOUT)
 
     def stop(self) -> int:
-        """SIGTERM and wait for a graceful shutdown (killed if it does not come); the exit status."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        children = self.worker_pids()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            status = self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            status = self.process.wait(timeout=STOP_TIMEOUT)
-        for pid in children:  # a supervisor that died first leaves its workers behind
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        return status
+        """SIGTERM and wait for a graceful shutdown (killed if it does not come, its workers too); the exit status."""
+        if self.process is None:
+            return 0
+        return end_process(self.process, grace=STOP_TIMEOUT)
 
     def worker_pids(self) -> list[int]:
         """The worker processes of a ``--workers N`` supervisor (its spawned children, not its helpers)."""

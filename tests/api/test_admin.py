@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rejoinder.server import admin
+from rejoinder.server import skill_catalog
 from rejoinder.store.skill_versions import STATE_VERSION_KEY
 from tests.helpers.admin_api import Api, running_admin_api
 from tests.helpers.bots import TALK_SKILL
@@ -234,7 +234,7 @@ async def test_uploads_survive_a_restart(bots_root: Path, tmp_path: Path) -> Non
 async def test_an_upload_on_one_worker_reaches_the_others(
     bots_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(admin, "SYNC_INTERVAL", 0.05)
+    monkeypatch.setattr(skill_catalog, "SYNC_INTERVAL", 0.05)
     database = tmp_path / "shared.db"
     async with (
         running_admin_api(bots_root, database) as worker_a,
@@ -467,3 +467,39 @@ async def test_other_methods_on_the_resume_path_are_not_allowed(api: Api, method
 async def test_a_conversation_path_that_only_starts_with_resume_is_still_a_conversation(api: Api) -> None:
     answer = await api.http.get("/v1/conversations/resumed", headers=api.admin)
     assert (answer.status_code, answer.json()["type"]) == (404, "conversation_not_found")
+
+
+class _NoEngine:
+    """Stands in for the store's SQLAlchemy engine: any use of it fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the admin API used store.engine.{name}")
+
+
+async def test_the_token_and_erase_routes_go_through_the_store_s_own_calls(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversation, _ = await api.start()
+    monkeypatch.setattr(api.store, "engine", _NoEngine())
+
+    issued = await api.http.post(f"/v1/conversations/{conversation}/tokens", json={}, headers=api.admin)
+    revoked = await api.http.delete(f"/v1/tokens/{issued.json()['id']}", headers=api.admin)
+    erased = await api.http.delete(f"/v1/conversations/{conversation}", headers=api.admin)
+
+    assert (issued.status_code, revoked.status_code, erased.status_code) == (201, 200, 204)
+    monkeypatch.undo()
+    kinds = [item["kind"] for item in (await api.http.get("/v1/audit", headers=api.admin)).json()["items"]]
+    assert kinds[:3] == ["conversation_erased", "token_revoked", "token_issued"]
+
+
+async def test_another_bot_s_token_cannot_be_revoked_and_stays_valid(api: Api) -> None:
+    conversation, _ = await api.start()
+    token = (
+        await api.http.post(f"/v1/conversations/{conversation}/tokens", json={}, headers=api.admin)
+    ).json()
+    other = {"Authorization": f"Bearer {api.other_secret_key}"}
+
+    refused = await api.http.delete(f"/v1/tokens/{token['id']}", headers=other)
+
+    assert (refused.status_code, refused.json()["type"]) == (404, "token_not_found")
+    assert (await api.resume(token["token"])).status_code == 200

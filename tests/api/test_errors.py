@@ -202,7 +202,7 @@ async def test_credentials_never_reach_the_logs(server: Server, caplog: pytest.L
 def test_log_lines_never_carry_credentials() -> None:
     import logging
 
-    from rejoinder.server.ops import JsonFormatter
+    from rejoinder.server.ops.logs import JsonFormatter
 
     secret = "ses_" + "A" * 43
     record = logging.LogRecord(

@@ -22,7 +22,7 @@ from websockets.typing import Origin
 
 from rejoinder.cli.serve import uvicorn_options
 from rejoinder.config import Settings
-from rejoinder.realtime import MemoryHub, commit_publisher
+from rejoinder.realtime import MemoryHub
 from rejoinder.server.app import create_app, load_bots
 from rejoinder.server.auth import create_keys, hash_secret, open_session
 from rejoinder.server.socket_quota import SocketQuota
@@ -115,10 +115,10 @@ async def shared_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
 async def server(shared_server: Server) -> AsyncIterator[Server]:
     """The module's server, with the timings and hub a test may change put back afterwards."""
     state = shared_server.app.state
-    hub, on_commit, quota = state.hub, state.service.on_commit, state.socket_quota
+    hub, quota = state.hub, state.socket_quota
     yield shared_server
     state.stream_settings = CALM
-    state.hub, state.service.on_commit, state.socket_quota = hub, on_commit, quota
+    state.hub, state.service.hub, state.socket_quota = hub, hub, quota
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -189,6 +189,54 @@ async def test_bot_messages_are_pushed_live(server: Server) -> None:
     assert texts(pushed) == ["hi there", "You said hi there", "Say something"]
     assert [f["message"] for f in pushed if f["type"] == "message"] == answer["messages"]
     assert pushed[1]["message"]["sender"] == "customer"
+
+
+async def test_a_message_over_http_or_over_the_stream_is_the_same_turn_with_the_same_events(
+    server: Server,
+) -> None:
+    by_http, http_session = await server.start()
+    by_stream, stream_session = await server.start()
+    seen: dict[str, list[dict[str, Any]]] = {}
+    stored: dict[str, list[dict[str, Any]]] = {}
+    async with (
+        connect(server.ws_url(by_http, session=http_session, after=2)) as http_watcher,
+        connect(server.ws_url(by_stream, session=stream_session, after=2)) as stream_watcher,
+        connect(server.ws_url(by_stream, session=stream_session, after=2)) as sender,
+    ):
+        for ws in (http_watcher, stream_watcher, sender):
+            await frame(ws)
+        for attempt in range(2):  # the second time, the same message is answered from the first
+            await server.say(by_http, http_session, "hi there", "m1")
+            await sender.send(json.dumps({"type": "message", "text": "hi there", "client_message_id": "m1"}))
+            ack = (await frames_until(sender, lambda f: f["type"] == "ack"))[-1]
+            assert ack == {"type": "ack", "client_message_id": "m1", "seq": 3}
+            if attempt == 0:
+                seen["http"] = await frames_until(http_watcher, is_status_at(5))
+                seen["stream"] = await frames_until(stream_watcher, is_status_at(5))
+    for name, conversation, session in (
+        ("http", by_http, http_session),
+        ("stream", by_stream, stream_session),
+    ):
+        answer = await server.http.get(
+            f"/v1/conversations/{conversation}/messages", headers={"Authorization": f"Bearer {session}"}
+        )
+        stored[name] = [
+            {key: value for key, value in message.items() if key != "created_at"}
+            for message in answer.json()["messages"]
+        ]
+
+    def without_times(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {**f, "message": {k: v for k, v in f["message"].items() if k != "created_at"}}
+            if "message" in f
+            else f
+            for f in frames
+        ]
+
+    assert [f["type"] for f in seen["http"]] == ["typing", "message", "message", "message", "status"]
+    assert without_times(seen["http"]) == without_times(seen["stream"])
+    assert stored["http"] == stored["stream"]
+    assert [m["text"] for m in stored["http"]][2:] == ["hi there", "You said hi there", "Say something"]
 
 
 async def test_reconnecting_with_after_replays_every_missed_message_once_and_in_order(server: Server) -> None:
@@ -300,7 +348,7 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(server: Ser
         assert await frame(ws) == {
             "type": "error",
             "code": "too_large",
-            "detail": "the message has 4001 characters; the limit is 4,000",
+            "detail": "The message has 4001 characters; the limit is 4,000.",
             "client_message_id": "long",
         }
         await ws.send(
@@ -412,7 +460,7 @@ async def test_a_client_that_falls_behind_is_told_to_reconnect_and_then_catches_
     # A hub that keeps a single undelivered event per subscriber: a turn's burst of events overflows it.
     tiny = MemoryHub(queue_size=1)
     server.app.state.hub = tiny
-    server.app.state.service.on_commit = commit_publisher(tiny)
+    server.app.state.service.hub = tiny
     conversation, session = await server.start()
     async with connect(server.ws_url(conversation, session=session, after=2)) as ws:
         await frame(ws)
@@ -479,22 +527,28 @@ async def test_erasing_a_conversation_closes_its_sockets(server: Server) -> None
 # ---------------------------------------------------------------------------------------------- two workers
 
 
-async def test_a_socket_on_one_worker_sees_turns_run_on_another_through_redis(
-    tmp_path: Path, redis_url: str
-) -> None:
+async def two_workers(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[Server, Server]]:
+    """Two servers of one bot on one database, sharing news through Redis, as two workers of a host are."""
     bot_dir = write_bot(tmp_path / "bot", BOT_CONFIG, {"talk": TALK_SKILL})
     database = tmp_path / "shared.db"
     app_a, store_a = make_app(bot_dir, database, redis_url)
     app_b, store_b = make_app(bot_dir, database, redis_url)
     async for worker_a in run_server(app_a, store_a):
         async for worker_b in run_server(app_b, store_b):
-            conversation, session = await worker_a.start()
-            async with connect(worker_b.ws_url(conversation, session=session, after=2)) as ws:
-                await frame(ws)
-                await worker_a.say(conversation, session, "from A", "a1")
-                seen_on_b = await frames_until(ws, is_status_at(5))
-            assert seqs(seen_on_b) == [3, 4, 5]
-            assert texts(seen_on_b) == ["from A", "You said from A", "Say something"]
+            yield worker_a, worker_b
+
+
+async def test_a_socket_on_one_worker_sees_turns_run_on_another_through_redis(
+    tmp_path: Path, redis_url: str
+) -> None:
+    async for worker_a, worker_b in two_workers(tmp_path, redis_url):
+        conversation, session = await worker_a.start()
+        async with connect(worker_b.ws_url(conversation, session=session, after=2)) as ws:
+            await frame(ws)
+            await worker_a.say(conversation, session, "from A", "a1")
+            seen_on_b = await frames_until(ws, is_status_at(5))
+        assert seqs(seen_on_b) == [3, 4, 5]
+        assert texts(seen_on_b) == ["from A", "You said from A", "Say something"]
 
 
 # ---------------------------------------------------------------------------------------------- limits
@@ -636,23 +690,18 @@ async def test_a_socket_closes_at_its_session_s_expiry_however_busy_the_client(t
 async def test_a_refresh_on_one_worker_closes_the_old_session_s_socket_on_another(
     tmp_path: Path, redis_url: str
 ) -> None:
-    bot_dir = write_bot(tmp_path / "bot", BOT_CONFIG, {"talk": TALK_SKILL})
-    database = tmp_path / "shared.db"
-    app_a, store_a = make_app(bot_dir, database, redis_url)
-    app_b, store_b = make_app(bot_dir, database, redis_url)
-    async for worker_a in run_server(app_a, store_a):
-        async for worker_b in run_server(app_b, store_b):
-            conversation, old = await worker_a.start()
-            async with connect(worker_b.ws_url(conversation, session=old, after=2)) as ws:
-                await frame(ws)
-                refreshed = await worker_a.http.post(
-                    f"/v1/conversations/{conversation}/session/refresh",
-                    headers={"Authorization": f"Bearer {old}"},
-                )
-                assert refreshed.status_code == 200
-                code, reason = await closed(ws)
-            assert code == 4401
-            assert reason is not None and "session has ended" in reason
+    async for worker_a, worker_b in two_workers(tmp_path, redis_url):
+        conversation, old = await worker_a.start()
+        async with connect(worker_b.ws_url(conversation, session=old, after=2)) as ws:
+            await frame(ws)
+            refreshed = await worker_a.http.post(
+                f"/v1/conversations/{conversation}/session/refresh",
+                headers={"Authorization": f"Bearer {old}"},
+            )
+            assert refreshed.status_code == 200
+            code, reason = await closed(ws)
+        assert code == 4401
+        assert reason is not None and "session has ended" in reason
 
 
 # ---------------------------------------------------------------------------------------------- quotas and a full disk

@@ -55,11 +55,11 @@ async def test_unused_engines_are_freed_and_a_conversation_on_one_still_finishes
         newer = version(number)
         await service.store.save_bot(newer, NOW)
         service.add_bot(newer)
-    kept = [key for key in service._versions if key[0] == "versions"]
+    kept = [key for key in service.bots.kept() if key[0] == "versions"]
     assert len(kept) == EARLIER_VERSIONS_KEPT + 1  # the newest, and the earlier ones used last
-    assert ("versions", version(0).version) not in service._versions
+    assert ("versions", version(0).version) not in service.bots.kept()
 
     answer = await service.send(started.conversation_id, text="Ada")
     assert [message.payload["text"] for message in answer.messages][-1] == "Thanks Ada (v0)"
-    assert ("versions", version(0).version) in service._versions  # loaded again from the store
-    assert len([key for key in service._versions if key[0] == "versions"]) == EARLIER_VERSIONS_KEPT + 1
+    assert ("versions", version(0).version) in service.bots.kept()  # loaded again from the store
+    assert len([key for key in service.bots.kept() if key[0] == "versions"]) == EARLIER_VERSIONS_KEPT + 1

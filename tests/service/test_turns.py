@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from rejoinder.service import ConversationNotFound, ConversationService, TokenRefused
+from rejoinder.service import (
+    ConversationNotFound,
+    ConversationService,
+    CustomerMessage,
+    NewSession,
+    SessionRefused,
+    TokenRefused,
+)
 from rejoinder.skills import load_bot
 from rejoinder.skills.model import Bot
 from rejoinder.store import Store
@@ -187,17 +194,15 @@ async def test_unknown_conversation(service: ConversationService) -> None:
         await service.send("cnv_missing", text="hi")
 
 
-async def test_a_message_sent_again_from_a_snapshot_makes_its_outside_call_once(
+async def test_a_message_sent_again_on_a_session_makes_its_outside_call_once(
     service: ConversationService, store: Store, backend: tuple[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A turn may start from the conversation as read with the session (one read fewer), without knowing yet
-    # whether its client_message_id was answered: it must find out before the Integrate call it would make.
     _, shop_state = backend
     started = await service.start("shop", event="orders")
     [(conversation_ref, token)] = shop_state.tokens.items()
     shop_state.logged_in[conversation_ref] = "Ann"
-    resumed = await service.resume("shop", token, ip="127.0.0.1", user_agent="pytest")
-    snapshot = await store.get_conversation(started.conversation_id)
+    session = NewSession("sid_1", "hash-ses_1", timedelta(hours=1))
+    resumed = await service.resume("shop", token, ip="127.0.0.1", user_agent="pytest", session=session)
     calls: list[Any] = []
     perform = service.http.perform
 
@@ -206,13 +211,10 @@ async def test_a_message_sent_again_from_a_snapshot_makes_its_outside_call_once(
         return await perform(call, policy)
 
     monkeypatch.setattr(service.http, "perform", counted)
+    message = CustomerMessage(text="RESUME", client_message_id="m1")
 
-    first = await service.send(
-        resumed.conversation_id, text="RESUME", client_message_id="m1", snapshot=snapshot
-    )
-    again = await service.send(
-        resumed.conversation_id, text="RESUME", client_message_id="m1", snapshot=snapshot
-    )
+    first = await service.turn("hash-ses_1", resumed.conversation_id, message)
+    again = await service.turn("hash-ses_1", resumed.conversation_id, message)
 
     assert len(calls) == 1
     assert "A-1001 (shipped)" in texts(first)[2]
@@ -221,16 +223,27 @@ async def test_a_message_sent_again_from_a_snapshot_makes_its_outside_call_once(
     assert [m.payload["text"] for m in history if m.sender == "customer"] == ["RESUME"]
 
 
-async def test_turns_started_from_one_stale_snapshot_still_take_one_turn_each(
+async def test_turns_sent_at_once_on_one_session_take_one_turn_each(
     service: ConversationService, store: Store
 ) -> None:
     started = await service.start("shop", event="welcome")
-    snapshot = await store.get_conversation(started.conversation_id)
+    now = service.clock()
+    await store.create_session(
+        session_id="sid_1",
+        session_hash="hash-ses_1",
+        bot_id="shop",
+        conversation_id=started.conversation_id,
+        token_id=None,
+        now=now,
+        expires_at=now + timedelta(hours=1),
+    )
 
     await asyncio.gather(
         *(
-            service.send(
-                started.conversation_id, text=f"hello {i}", client_message_id=f"c{i}", snapshot=snapshot
+            service.turn(
+                "hash-ses_1",
+                started.conversation_id,
+                CustomerMessage(text=f"hello {i}", client_message_id=f"c{i}"),
             )
             for i in range(6)
         )
@@ -241,6 +254,80 @@ async def test_turns_started_from_one_stale_snapshot_still_take_one_turn_each(
     assert sorted(m.payload["text"] for m in history if m.sender == "customer") == [
         f"hello {i}" for i in range(6)
     ]
+
+
+async def test_a_turn_makes_two_store_calls_a_read_and_a_write(
+    service: ConversationService, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = await service.start("shop", event="welcome")
+    now = service.clock()
+    await store.create_session(
+        session_id="sid_1",
+        session_hash="hash-ses_1",
+        bot_id="shop",
+        conversation_id=started.conversation_id,
+        token_id=None,
+        now=now,
+        expires_at=now + timedelta(hours=1),
+    )
+    calls: list[str] = []
+    for name in ("_read_call", "_write_call"):
+        original = getattr(store, name)
+
+        def counted(work: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            calls.append(work.__name__)
+            return _original(work, *args, **kwargs)
+
+        monkeypatch.setattr(store, name, counted)
+
+    outcome = await service.turn(
+        "hash-ses_1", started.conversation_id, CustomerMessage(text="hi", client_message_id="m1")
+    )
+
+    assert outcome.messages[0].payload == {"text": "hi"}
+    assert calls == ["_session_for_turn", "_commit_turn"]
+
+
+async def test_a_turn_on_a_session_refuses_an_ended_expired_or_foreign_session(
+    service: ConversationService, store: Store
+) -> None:
+    started = await service.start("shop", event="welcome")
+    other = await service.start("shop", event="welcome")
+    now = service.clock()
+    for number, (conversation_id, lifetime) in enumerate(
+        [
+            (started.conversation_id, timedelta(hours=1)),
+            (started.conversation_id, timedelta(0)),
+            (other.conversation_id, timedelta(hours=1)),
+        ]
+    ):
+        await store.create_session(
+            session_id=f"sid_{number}",
+            session_hash=f"hash-ses_{number}",
+            bot_id="shop",
+            conversation_id=conversation_id,
+            token_id=None,
+            now=now,
+            expires_at=now + lifetime,
+        )
+    await store.revoke_session("sid_0", now)
+    message = CustomerMessage(text="hi", client_message_id="m1")
+
+    refusals = []
+    for session_hash in ("hash-ses_0", "hash-ses_1", "hash-ses_2", "hash-unknown"):
+        with pytest.raises(SessionRefused) as refused:
+            await service.turn(session_hash, started.conversation_id, message)
+        refusals.append((refused.value.code, str(refused.value).split(".")[0]))
+
+    assert refusals == [
+        ("unauthorized", "This session has ended"),
+        ("unauthorized", "This session has expired"),
+        ("forbidden", "This session belongs to another conversation"),
+        ("unauthorized", "This session is not known"),
+    ]
+    assert [m.sender for m in await service.history(started.conversation_id)] == ["bot"] * len(
+        started.messages
+    )
 
 
 async def test_skill_errors_are_logged_by_kind_and_node_never_with_what_the_customer_typed(

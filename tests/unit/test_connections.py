@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from rejoinder.server.connections import PeerConnections, client_address
+from rejoinder.server.addresses import client_key
+from rejoinder.server.connections import PeerConnections
 from rejoinder.server.socket_quota import SocketQuota
 
 
@@ -25,7 +26,7 @@ class FakeTransport(asyncio.BaseTransport):
     ],
 )
 def test_a_client_is_an_ipv4_address_or_an_ipv6_64(host: str, counted_as: str) -> None:
-    assert client_address(host) == counted_as
+    assert client_key(host) == counted_as
 
 
 def test_a_peer_holds_at_most_its_limit_and_a_closed_connection_frees_its_place() -> None:

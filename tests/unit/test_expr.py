@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from rejoinder.expr import ExpressionError, Expressions, ExpressionSyntaxError, LimitExceeded, is_template
-from rejoinder.expr.environment import MAX_NESTING, MAX_OUTPUT, MAX_STEPS
+from rejoinder.expr.budget import MAX_STEPS
+from rejoinder.expr.limits import MAX_NESTING, MAX_OUTPUT
 
 SCOPE: dict[str, Any] = {
     "count": 3,

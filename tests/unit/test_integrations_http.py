@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from rejoinder.engine.types import HttpCall, HttpResponse
 from rejoinder.integrations import IntegratePolicy, IntegrationClient, verify_signature
-from rejoinder.integrations.http import ServerNamePools
+from rejoinder.integrations.transport import ServerNamePools
 from rejoinder.skills.model import IntegrateSettings
 from rejoinder.tokens import TokenRef, mint
 

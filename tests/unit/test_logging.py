@@ -11,13 +11,13 @@ import textwrap
 
 import pytest
 
-from rejoinder.server.ops import redact
+from rejoinder.server.ops.logs import redact
 from tests.helpers.processes import ending
 
 SCRIPT = textwrap.dedent(
     """
     import logging.config, sys, time
-    from rejoinder.server.ops import logging_config
+    from rejoinder.server.ops.logs import logging_config
 
     logging.config.dictConfig(logging_config("info"))
     log = logging.getLogger("rejoinder.test")
@@ -53,7 +53,7 @@ def test_log_lines_are_json_and_a_full_stderr_does_not_hold_up_the_caller() -> N
 DYING_SCRIPT = textwrap.dedent(
     """
     import logging, logging.config, signal
-    from rejoinder.server.ops import logging_config
+    from rejoinder.server.ops.logs import logging_config
 
     logging.config.dictConfig(logging_config("info"))
     # What uvicorn does: handle the signal while serving, restore the handler it found, raise the signal again.
@@ -112,7 +112,7 @@ def test_text_without_a_secret_is_left_as_it_is(logged: str) -> None:
 UVICORN_SCRIPT = textwrap.dedent(
     """
     import logging.config
-    from rejoinder.server.ops import logging_config
+    from rejoinder.server.ops.logs import logging_config
 
     logging.config.dictConfig(logging_config("info"))
     # uvicorn's own line for an accepted WebSocket, with the path as the client sent it.

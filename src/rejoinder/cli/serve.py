@@ -36,7 +36,7 @@ def serve(
 
     from rejoinder.config import Settings
     from rejoinder.server.app import BOT_DIRS_ENV, create_app, load_bots, spare_from_full_collections
-    from rejoinder.server.ops import MULTIPROCESS_DIR_ENV
+    from rejoinder.server.ops.metrics import MULTIPROCESS_DIR_ENV
     from rejoinder.skills import BotLoadError
     from rejoinder.store import InvalidDatabaseURL, Store
     from rejoinder.store.urls import check_url
@@ -89,7 +89,7 @@ def uvicorn_options(
     """How rejoinder runs uvicorn (``serve`` and ``demo``), host and port aside; limits from ``settings``."""
     from rejoinder.config import Settings
     from rejoinder.server.connections import GuardedHttpProtocol, GuardedWebSocketProtocol
-    from rejoinder.server.ops import logging_config
+    from rejoinder.server.ops.logs import logging_config
 
     limits = settings or Settings()
     return {

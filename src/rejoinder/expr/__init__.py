@@ -1,13 +1,7 @@
 """Jinja2-sandboxed expressions and templates, the function library and JSON paths."""
 
-from rejoinder.expr.environment import (
-    CompiledExpression,
-    ExpressionError,
-    Expressions,
-    ExpressionSyntaxError,
-    LimitExceeded,
-    is_template,
-)
+from rejoinder.expr.environment import CompiledExpression, Expressions, is_template
+from rejoinder.expr.errors import ExpressionError, ExpressionSyntaxError, LimitExceeded
 from rejoinder.expr.functions import FILTERS, FUNCTIONS, TURN_FUNCTIONS, FunctionError
 from rejoinder.expr.jsonpath import InvalidPath, PathNotFound, lookup
 

@@ -1,8 +1,11 @@
 """The Integrate node's HTTP client: performs an engine ``HttpCall`` and reports an ``HttpResponse``.
 
 Every hop goes through the SSRF guard and then to the very address the guard checked (the URL carries the IP,
-the ``Host`` header and the TLS server name carry the host). Problems with the network or the far end never
-raise: they come back as ``HttpResponse.error`` so the skill can route to ``on_error``.
+the ``Host`` header and the TLS server name carry the host); the connections are pooled by
+:mod:`rejoinder.integrations.transport`. This module is the call itself: the request built from the node (token
+secrets filled in, headers checked, body signed), retries with back-off, redirects followed hop by hop, and the
+response read within its size limit and parsed. Problems with the network or the far end never raise: they
+come back as ``HttpResponse.error`` so the skill can route to ``on_error``.
 """
 
 from __future__ import annotations
@@ -14,27 +17,25 @@ import logging
 import random
 import re
 import ssl
-from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from rejoinder import __version__
 from rejoinder.engine.types import HttpCall, HttpResponse
+from rejoinder.integrations.policy import IntegratePolicy
 from rejoinder.integrations.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
 from rejoinder.integrations.ssrf import (
-    AllowList,
     DestinationError,
     Refused,
     Resolver,
     check_destination,
     system_resolver,
 )
-from rejoinder.skills.model import IntegrateSettings
+from rejoinder.integrations.transport import ServerNamePools
 from rejoinder.tokens import conceal, reveal
 
 log = logging.getLogger("rejoinder.integrations")
@@ -46,7 +47,6 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 BACKOFF_BASE = 0.2  # seconds before the first retry; doubles each time, with jitter
 BACKOFF_CAP = 2.0
-POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0)
 
 # Set by rejoinder alone: a skill cannot change message framing, the Host the guard checked, or the signature.
 _MANAGED_HEADERS = frozenset(
@@ -66,50 +66,6 @@ _MANAGED_HEADERS = frozenset(
 )
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
-
-
-@dataclass(frozen=True)
-class IntegratePolicy:
-    """A bot's rules for outbound calls (from ``integrate:`` in rejoinder.yaml)."""
-
-    allow_hosts: tuple[str, ...] = ()  # hostnames, IPs or CIDRs allowed even if private/loopback/link-local
-    signing_secret: bytes | None = None  # resolved by the caller from signing_secret_env
-    max_response_bytes: int = 1_048_576
-    max_redirects: int = 3
-    user_agent: str = f"rejoinder/{__version__} (+integrate)"
-    allow_list: AllowList = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "allow_hosts", tuple(self.allow_hosts))
-        object.__setattr__(self, "allow_list", AllowList.parse(self.allow_hosts))
-        if self.max_response_bytes <= 0:
-            raise ValueError("integrate: max_response_bytes must be positive")
-        if self.max_redirects < 0:
-            raise ValueError("integrate: max_redirects cannot be negative")
-        if self.signing_secret is not None and not self.signing_secret:
-            raise ValueError("integrate: the signing secret is empty")
-
-    @classmethod
-    def from_settings(cls, settings: IntegrateSettings, environ: Mapping[str, str]) -> IntegratePolicy:
-        """The policy for a bot's settings; the signing secret is read from ``environ``.
-
-        Raises ``ValueError`` when ``signing_secret_env`` names a variable that is unset or empty: calls that
-        the receiver expects to be signed must not silently go out unsigned.
-        """
-        secret: bytes | None = None
-        if settings.signing_secret_env:
-            value = environ.get(settings.signing_secret_env, "")
-            if not value:
-                raise ValueError(
-                    f"integrate.signing_secret_env: the environment variable {settings.signing_secret_env} "
-                    "is not set"
-                )
-            secret = value.encode("utf-8")
-        return cls(
-            allow_hosts=tuple(settings.allow_hosts),
-            signing_secret=secret,
-            max_response_bytes=settings.max_response_bytes,
-        )
 
 
 class _Failure(Exception):
@@ -561,99 +517,3 @@ def _connect_reason(exc: BaseException, host: str) -> str:
             return f"{host} refused the connection"
         cause = cause.__cause__ or cause.__context__
     return f"could not connect to {host}"
-
-
-# ----------------------------------------------------------------------------------------- transport
-
-
-class ServerNamePools(httpx.AsyncBaseTransport):
-    """Connection pools kept apart per TLS server name.
-
-    Requests go to the IP the guard checked, so httpcore keys its pools by IP. A TLS connection is verified
-    for one server name, though: sharing it with another name that resolves to the same IP would skip that
-    name's certificate check. Plain http shares one pool. Pools beyond ``max_server_names`` are closed once
-    idle, least recently used first.
-    """
-
-    def __init__(
-        self,
-        *,
-        verify: ssl.SSLContext | bool = True,
-        limits: httpx.Limits = POOL_LIMITS,
-        max_server_names: int = 64,
-    ) -> None:
-        # One context for all pools: loading the CA bundle is slow and would otherwise repeat per server name.
-        self._ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
-        self._limits = limits
-        self._max_server_names = max_server_names
-        self._pools: OrderedDict[str | None, httpx.AsyncHTTPTransport] = OrderedDict()
-        self._in_use: Counter[str | None] = Counter()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        key = self._key(request)
-        pool = self._pools.get(key)
-        self._in_use[key] += 1
-        try:
-            if pool is None:
-                pool = httpx.AsyncHTTPTransport(
-                    verify=self._ssl_context, limits=self._limits, trust_env=False
-                )
-                self._pools[key] = pool
-                await self._close_idle_pools()
-            self._pools.move_to_end(key)
-            response = await pool.handle_async_request(request)
-        except BaseException:
-            self._release(key)
-            raise
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        return httpx.Response(
-            status_code=response.status_code,
-            headers=response.headers,
-            stream=_ReleasingStream(response.stream, lambda: self._release(key)),
-            extensions=response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        pools = list(self._pools.values())
-        self._pools.clear()
-        for pool in pools:
-            await pool.aclose()
-
-    @staticmethod
-    def _key(request: httpx.Request) -> str | None:
-        if request.url.scheme != "https":
-            return None
-        name = request.extensions.get("sni_hostname") or request.url.host
-        return name.decode("ascii") if isinstance(name, bytes) else str(name)
-
-    def _release(self, key: str | None) -> None:
-        self._in_use[key] -= 1
-        if self._in_use[key] <= 0:
-            del self._in_use[key]
-
-    async def _close_idle_pools(self) -> None:
-        for key in list(self._pools):
-            if len(self._pools) <= self._max_server_names:
-                return
-            if key is not None and key not in self._in_use:
-                await self._pools.pop(key).aclose()
-
-
-class _ReleasingStream(httpx.AsyncByteStream):
-    """A response body that tells its pool's owner when it is closed."""
-
-    def __init__(self, stream: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
-        self._stream = stream
-        self._release: Callable[[], None] | None = release
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._stream.aclose()
-        finally:
-            if self._release is not None:
-                release, self._release = self._release, None
-                release()

@@ -6,43 +6,34 @@ version for new conversations, while conversations already under way finish on t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from rejoinder.engine import ConversationState
-from rejoinder.realtime import sessions_ended_event
 from rejoinder.server import state
 from rejoinder.server.auth import KeyCaller, require_secret_key
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, Problem, problem_responses
 from rejoinder.server.skill_catalog import (
     JSON_MEDIA_TYPE,
-    SkillCatalog,
     SkillInUse,
     SkillNotFound,
     SkillsBusy,
 )
-from rejoinder.service import ConversationService
+from rejoinder.service import Actor
 from rejoinder.skills import Bot
 from rejoinder.skills import Problem as SkillProblem
 from rejoinder.skills.model import ID_PATTERN, parse_duration
 from rejoinder.skills.problems import errors
-from rejoinder.store import AuditRecord, ConversationRecord, Store
+from rejoinder.store import AuditRecord, ConversationRecord
 from rejoinder.store.records import iso_z
 from rejoinder.store.skill_versions import STATE_VERSION_KEY, SkillVersionRecord
-from rejoinder.store.tables import tokens
 from rejoinder.tokens import TokenRecord
 
-SYNC_INTERVAL = 2.0  # seconds between checks for skill changes made by other workers
 MAX_SEQ = 2**31 - 1
 _MAX_TOKEN_TTL = timedelta(days=3660)
 YAML_MEDIA_TYPE = "application/yaml"
@@ -55,23 +46,6 @@ _SKILL_BODY = {
         "application/json": {"schema": {"type": "object"}},
     },
 }
-
-
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    service: ConversationService = app.state.service
-    store: Store = app.state.store
-    catalog = SkillCatalog(store, service, app.state.bots, service.clock)
-    for bot_id in app.state.bots:
-        await catalog.sync(bot_id)
-    app.state.skill_catalog = catalog
-    follower = asyncio.get_running_loop().create_task(catalog.follow(SYNC_INTERVAL))
-    try:
-        yield
-    finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
 
 
 class _ConversationIdConvertor(StringConvertor):
@@ -88,7 +62,7 @@ register_url_convertor("conversation_id", _ConversationIdConvertor())
 # The admin routes on a bare conversation path, which share their path with the client API's resume.
 _CONVERSATION_PATH = "/conversations/{conversation_id:conversation_id}"
 
-router = APIRouter(prefix="/v1", tags=["admin"], lifespan=_lifespan)
+router = APIRouter(prefix="/v1", tags=["admin"])
 Admin = Annotated[KeyCaller, Depends(require_secret_key)]
 SkillId = Annotated[str, Path(pattern=ID_PATTERN, max_length=100, description="The skill's id ([a-z0-9_]+).")]
 
@@ -374,12 +348,7 @@ async def get_conversation(
     responses=problem_responses(401, 403, 404, 503),
 )
 async def erase_conversation(conversation_id: str, request: Request, caller: Admin) -> Response:
-    await _own_conversation(request, caller, conversation_id)
-    store = state.store(request)
-    if not await store.delete_conversation(conversation_id):
-        raise _conversation_not_found(conversation_id)
-    state.hub(request).publish_nowait(conversation_id, sessions_ended_event("conversation_erased"))
-    await _audit(request, caller, "conversation_erased", conversation_id=conversation_id)
+    await state.service(request).erase_conversation(caller.bot.id, conversation_id, _actor(request, caller))
     return Response(status_code=204)
 
 
@@ -431,12 +400,12 @@ class TokenRequest(BaseModel):
 async def issue_token(
     conversation_id: str, request: Request, caller: Admin, body: TokenRequest | None = None
 ) -> JSONResponse:
-    await _own_conversation(request, caller, conversation_id)
     # No body at all means the bot's defaults, as `{}` does.
     body = body or TokenRequest()
     ttl = None if body.ttl is None else str(body.ttl)
-    secret, record = await state.service(request).issue_token(conversation_id, ttl=ttl, uses=body.uses)
-    await _audit(request, caller, "token_issued", conversation_id=conversation_id, token_id=record.id)
+    secret, record = await state.service(request).issue_token(
+        conversation_id, ttl=ttl, uses=body.uses, bot_id=caller.bot.id, actor=_actor(request, caller)
+    )
     return JSONResponse({"token": secret} | _token_item(record), status_code=201)
 
 
@@ -459,16 +428,7 @@ async def list_tokens(conversation_id: str, request: Request, caller: Admin) -> 
 async def revoke_token(
     token_id: Annotated[str, Path(max_length=100)], request: Request, caller: Admin
 ) -> JSONResponse:
-    store = state.store(request)
-    if await _token_bot(store, token_id) != caller.bot.id:
-        raise Problem(404, "token_not_found", f"The bot has no token {token_id!r}.")
-    record = await store.revoke_token(token_id, state.service(request).clock())
-    if record is None:
-        raise Problem(404, "token_not_found", f"The bot has no token {token_id!r}.")
-    state.hub(request).publish_nowait(
-        record.conversation_id, sessions_ended_event("token_revoked", token_id=token_id)
-    )
-    await _audit(request, caller, "token_revoked", conversation_id=record.conversation_id, token_id=token_id)
+    record = await state.service(request).revoke_token(caller.bot.id, token_id, _actor(request, caller))
     return JSONResponse(_token_item(record))
 
 
@@ -483,12 +443,6 @@ def _token_item(record: TokenRecord) -> dict[str, Any]:
         "revoked_at": _iso(record.revoked_at),
         "last_used_at": _iso(record.last_used_at),
     }
-
-
-async def _token_bot(store: Store, token_id: str) -> str | None:
-    async with store.engine.connect() as conn:
-        bot_id: str | None = await conn.scalar(sa.select(tokens.c.bot_id).where(tokens.c.id == token_id))
-    return bot_id
 
 
 # ---------------------------------------------------------------------------------------------- audit
@@ -526,19 +480,11 @@ def _audit_item(event: AuditRecord) -> dict[str, Any]:
     }
 
 
-async def _audit(
-    request: Request, caller: KeyCaller, kind: str, *, conversation_id: str, token_id: str | None = None
-) -> None:
-    await state.store(request).add_audit(
-        kind=kind,
-        bot_id=caller.bot.id,
-        outcome="ok",
-        at=state.service(request).clock(),
-        conversation_id=conversation_id,
-        token_id=token_id,
+def _actor(request: Request, caller: KeyCaller) -> Actor:
+    return Actor(
+        key_id=caller.key.id,
         ip=request.client.host if request.client else None,
         user_agent=(request.headers.get("user-agent") or "")[:500] or None,
-        detail={"key_id": caller.key.id},
     )
 
 

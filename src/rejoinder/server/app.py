@@ -1,8 +1,9 @@
 """The FastAPI application: routes, middleware, error handlers, and the lifespan that owns the store.
 
-On start the lifespan applies migrations, records the bots and creates the turn service and the realtime hub;
-on shutdown (after uvicorn has let in-flight requests finish) it closes the hub, the Integrate client and the
-store.
+The app is wired here and only here. On start the lifespan applies migrations, records the bots, creates the
+realtime hub, the turn service and the skill catalog (which follows skill changes made on other workers);
+on shutdown (after uvicorn has let in-flight requests finish) it stops the catalog and the retention purge, and
+closes the hub, the Integrate client and the store.
 """
 
 from __future__ import annotations
@@ -22,16 +23,19 @@ from fastapi.openapi.utils import get_openapi
 
 from rejoinder import __version__
 from rejoinder.config import Settings
-from rejoinder.realtime import commit_publisher, create_hub
+from rejoinder.realtime import create_hub
 from rejoinder.retention import purge_loop
-from rejoinder.server import admin, assets, client_api, errors, ops, stream, widget_config
+from rejoinder.server import admin, assets, client_api, errors, skill_catalog, stream, widget_config
 from rejoinder.server.admission import Admission
 from rejoinder.server.body import BodyDeadline
 from rejoinder.server.cors import ServerCors
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, BodyLimit
-from rejoinder.server.ops import AccessLog, MeteredIntegrationClient, Metrics
+from rejoinder.server.ops import probes
+from rejoinder.server.ops.access_log import AccessLog
+from rejoinder.server.ops.metrics import MeteredIntegrationClient, Metrics
 from rejoinder.server.quotas import Quotas
 from rejoinder.server.ratelimit import ResumeGuard
+from rejoinder.server.skill_catalog import SkillCatalog
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.service import ConversationService
 from rejoinder.skills import Bot, load_bot
@@ -91,21 +95,25 @@ def create_app(
             bots,
             http=MeteredIntegrationClient(metrics),
             environ=environment,
-            on_commit=commit_publisher(hub),
+            hub=hub,
             turn_time_budget=settings.turn_time_budget,
         )
+        catalog = SkillCatalog(store, service, bots, service.clock)
+        for bot_id in bots:
+            await catalog.sync(bot_id)
         app.state.hub = hub
         app.state.service = service
-        purging = None
+        app.state.skill_catalog = catalog
+        background = [asyncio.create_task(catalog.follow(skill_catalog.SYNC_INTERVAL))]
         if settings.purge_interval > 0 and any(bot.config.retention for bot in bots.values()):
-            purging = asyncio.create_task(purge_loop(store, bots, settings.purge_interval))
+            background.append(asyncio.create_task(purge_loop(store, bots, settings.purge_interval)))
         try:
             yield
         finally:
-            if purging is not None:
-                purging.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await purging
+                    await task
             await quotas.aclose()
             await hub.close()
             await service.aclose()
@@ -137,7 +145,7 @@ def create_app(
     app.include_router(client_api.router)
     app.include_router(admin.router)
     app.include_router(stream.router)
-    app.include_router(ops.router)
+    app.include_router(probes.router)
     app.include_router(assets.router)
     app.include_router(widget_config.router)
 

@@ -25,10 +25,10 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
-from rejoinder.server.errors import Problem
-from rejoinder.service import ConversationService, NewSession, UnknownBot
+from rejoinder.server.errors import Problem, problem_for
+from rejoinder.service import ConversationService, NewSession, SessionRefused, UnknownBot
 from rejoinder.skills.model import Bot, parse_duration
-from rejoinder.store import ApiKeyRecord, ConversationRecord, SessionRecord, Store
+from rejoinder.store import ApiKeyRecord, SessionRecord, Store
 
 log = logging.getLogger("rejoinder.auth")
 
@@ -127,7 +127,7 @@ async def require_secret_key(
 
 
 async def _key_caller(conn: HTTPConnection, credentials: Credentials, prefix: str) -> KeyCaller:
-    secret = _bearer(credentials)
+    secret = bearer(credentials)
     wanted = "SDK key (pk_…)" if prefix == SDK_KEY_PREFIX else "secret key (sk_…)"
     if not secret.startswith(prefix):
         if secret.startswith((SDK_KEY_PREFIX, SECRET_KEY_PREFIX, SESSION_PREFIX)):
@@ -212,15 +212,10 @@ def _same_origin(conn: HTTPConnection, origin: str) -> bool:
 
 @dataclass(frozen=True)
 class SessionCaller:
-    """A request authenticated by a session: one bot, one conversation.
-
-    ``conversation`` is that conversation as read along with the session, for a turn to start from instead of
-    reading it again (None when not asked for, or once erased).
-    """
+    """A request authenticated by a session: one bot, one conversation."""
 
     bot: Bot
     session: SessionRecord
-    conversation: ConversationRecord | None = None
 
     @property
     def conversation_id(self) -> str:
@@ -265,45 +260,26 @@ async def require_session(
     conn: HTTPConnection, conversation_id: str, credentials: Annotated[Credentials, Depends(session_scheme)]
 ) -> SessionCaller:
     """The session from ``Authorization: Bearer ses_…``; it must belong to the conversation in the path."""
-    return await authenticate_session(conn, _bearer(credentials), conversation_id)
-
-
-async def require_session_for_turn(
-    conn: HTTPConnection, conversation_id: str, credentials: Annotated[Credentials, Depends(session_scheme)]
-) -> SessionCaller:
-    """:func:`require_session`, with the conversation read in the same store call for the turn to start from."""
-    return await authenticate_session(conn, _bearer(credentials), conversation_id, with_conversation=True)
+    return await authenticate_session(conn, bearer(credentials), conversation_id)
 
 
 async def authenticate_session(
-    conn: HTTPConnection, secret: str | None, conversation_id: str, *, with_conversation: bool = False
+    conn: HTTPConnection, secret: str | None, conversation_id: str
 ) -> SessionCaller:
     """Check a session secret (from a header, a query parameter or a first frame) against one conversation."""
     if not secret or not secret.startswith(SESSION_PREFIX):
         raise _unauthorized("This route takes a session (ses_…) from starting or resuming the conversation.")
-    session_hash = hash_secret(secret)
-    conversation: ConversationRecord | None = None
-    if with_conversation:
-        session, conversation = await _store(conn).find_session_with_conversation(session_hash)
-    else:
-        session = await _store(conn).find_session(session_hash)
-    bot = _bot(conn, session.bot_id) if session is not None else None
-    if session is None or bot is None:
-        raise _unauthorized(
-            "This session is not known. Resume the conversation with its token to get a new one."
-        )
-    if session.revoked_at is not None:
-        raise _unauthorized(
-            "This session has ended. Resume the conversation with its token to get a new one."
-        )
-    if session.expires_at <= _service(conn).clock():
-        raise _unauthorized(
-            "This session has expired. Resume the conversation with its token to get a new one."
-        )
-    if session.conversation_id != conversation_id:
-        raise Problem(403, "forbidden", "This session belongs to another conversation.")
+    session = await _store(conn).find_session(hash_secret(secret))
+    try:
+        # The same rules as a turn's: known, not ended, not expired, this conversation's.
+        bot = _service(conn).authorise(session, conversation_id)
+    except SessionRefused as refused:
+        problem = problem_for(refused)
+        assert problem is not None
+        raise problem from None
+    assert session is not None
     check_origin(conn, bot)
-    return SessionCaller(bot=bot, session=session, conversation=conversation)
+    return SessionCaller(bot=bot, session=session)
 
 
 # ------------------------------------------------------------------------------------------------ identity
@@ -348,7 +324,7 @@ def _unverified_reason(bot: Bot, user_id: str, given: Any, environ: Mapping[str,
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def _bearer(credentials: Credentials) -> str:
+def bearer(credentials: Credentials) -> str:
     if credentials is None:
         raise _unauthorized("Send the credential as `Authorization: Bearer <key or session>`.")
     return credentials.credentials.strip()

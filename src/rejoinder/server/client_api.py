@@ -7,50 +7,38 @@ which opens exactly one conversation. Answers are built as plain JSON; the model
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rejoinder.realtime import sessions_ended_event, status_event, typing_event
 from rejoinder.server import state
 from rejoinder.server.auth import (
     KeyCaller,
     SessionCaller,
+    bearer,
     new_session,
     open_session,
     require_sdk_key,
     require_session,
-    require_session_for_turn,
+    session_scheme,
     verify_user,
 )
 from rejoinder.server.errors import Problem, problem_responses
-from rejoinder.service import TokenRefused
+from rejoinder.server.turn import Body, SendRequest, take_turn
+from rejoinder.service import MAX_TEXT_CHARS, TokenRefused
 from rejoinder.store import MessageRecord
 from rejoinder.store.records import iso_z
 
-MAX_TEXT_CHARS = 4000
 MAX_SEQ = 2**31 - 1
 
 router = APIRouter(prefix="/v1/conversations", tags=["client"])
 
 
 # ------------------------------------------------------------------------------------------------ requests
-
-
-class Body(BaseModel):
-    """A request body: unknown fields are errors; text holds no NUL or unpaired surrogate, numbers are finite."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="after")
-    def _storable_text(self) -> Body:
-        for value in self.__dict__.values():
-            _check_storable(value)
-        return self
 
 
 class UserIn(Body):
@@ -87,27 +75,6 @@ class StartRequest(Body):
 
 class ResumeRequest(Body):
     token: str = Field(max_length=512, description="The conversation token (`rjt_…`).")
-
-
-class SendRequest(Body):
-    text: str | None = Field(
-        default=None,
-        min_length=1,
-        description="The customer's message (at most 4,000 characters).",
-        json_schema_extra={"maxLength": MAX_TEXT_CHARS},
-    )
-    choice: str | None = Field(
-        default=None, min_length=1, max_length=200, description="The value of a choice."
-    )
-    client_message_id: str = Field(
-        min_length=1, max_length=128, description="Chosen by the client; the same id twice is answered once."
-    )
-
-    @model_validator(mode="after")
-    def _text_or_choice(self) -> SendRequest:
-        if (self.text is None) == (self.choice is None):
-            raise ValueError("give either 'text' or 'choice'")
-        return self
 
 
 # ------------------------------------------------------------------------------------------------ answers
@@ -171,7 +138,6 @@ class SessionOut(BaseModel):
 
 SdkCaller = Annotated[KeyCaller, Depends(require_sdk_key)]
 Session = Annotated[SessionCaller, Depends(require_session)]
-TurnSession = Annotated[SessionCaller, Depends(require_session_for_turn)]
 
 
 @router.post(
@@ -182,7 +148,6 @@ TurnSession = Annotated[SessionCaller, Depends(require_session_for_turn)]
     responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
 )
 async def start_conversation(body: StartRequest, request: Request, caller: SdkCaller) -> JSONResponse:
-    _check_text_length(body.text)
     await state.quotas(request).start(_client_ip(request), caller.bot.id)
     service = state.service(request)
     user = verify_user(caller.bot, body.user.model_dump() if body.user else None, request.app.state.environ)
@@ -259,25 +224,12 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
     responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
 )
 async def send_message(
-    conversation_id: str, body: SendRequest, request: Request, caller: TurnSession
+    conversation_id: str,
+    body: SendRequest,
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(session_scheme)],
 ) -> JSONResponse:
-    _check_text_length(body.text)
-    await state.quotas(request).message(_client_ip(request), caller.bot.id)
-    hub = state.hub(request)
-    hub.publish_nowait(conversation_id, typing_event())
-    with state.metrics(request).turn(caller.bot.id, "message"):
-        outcome = await state.service(request).send(
-            conversation_id,
-            text=body.text,
-            choice=body.choice,
-            client_message_id=body.client_message_id,
-            bot_id=caller.bot.id,
-            snapshot=caller.conversation,
-        )
-    if not outcome.replayed and outcome.messages:
-        hub.publish_nowait(
-            conversation_id, status_event(outcome.status, outcome.pending, outcome.messages[-1].seq)
-        )
+    outcome = await take_turn(request, bearer(credentials), conversation_id, body)
     return JSONResponse({"messages": _items(outcome.messages), "pending": outcome.pending})
 
 
@@ -305,14 +257,9 @@ async def read_history(
     responses=problem_responses(401, 403, 503),
 )
 async def refresh_session(conversation_id: str, request: Request, caller: Session) -> JSONResponse:
-    store, now = state.store(request), state.service(request).clock()
-    opened = await open_session(store, caller.bot, conversation_id, token_id=caller.session.token_id, now=now)
-    await store.revoke_session(caller.session.id, now)
-    # The old session's open streams end now, on whichever worker they are.
-    state.hub(request).publish_nowait(
-        conversation_id, sessions_ended_event("session_refreshed", session_id=caller.session.id)
-    )
-    return JSONResponse({"session": opened.secret, "session_expires_at": iso_z(opened.record.expires_at)})
+    secret, fresh = new_session(caller.bot)
+    record = await state.service(request).refresh_session(caller.session, fresh)
+    return JSONResponse({"session": secret, "session_expires_at": iso_z(record.expires_at)})
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -320,32 +267,6 @@ async def refresh_session(conversation_id: str, request: Request, caller: Sessio
 
 def _client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
-
-
-def _check_text_length(text: str | None) -> None:
-    if text is not None and len(text) > MAX_TEXT_CHARS:
-        raise Problem(
-            413, "too_large", f"The message has {len(text)} characters; the limit is {MAX_TEXT_CHARS:,}."
-        )
-
-
-def _check_storable(value: Any) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("text must not contain NUL characters")
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            raise ValueError("text must be valid Unicode (no unpaired surrogates)") from None
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("numbers must be finite (no NaN or Infinity)")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_storable(key)
-            _check_storable(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_storable(item)
 
 
 def _items(messages: list[MessageRecord]) -> list[dict[str, Any]]:

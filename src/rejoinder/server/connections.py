@@ -20,7 +20,6 @@ The body of a request is bounded in time by :class:`~rejoinder.server.body.BodyD
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 from typing import Any
 
@@ -30,24 +29,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from rejoinder.config import Settings, get_settings
+from rejoinder.server.addresses import client_key
 
 TOO_MANY_RETRY_AFTER = 10  # seconds
 # After a refusal, what the client still sends is read and dropped this long before the connection is closed:
 # closing with unread data would reset the connection, and the client might never see why.
 LINGER_SECONDS = 1.0
-
-
-def client_address(host: str) -> str:
-    """What counts as one client: an IPv4 address, or the /64 network of an IPv6 address."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
 
 
 class PeerConnections:
@@ -64,7 +51,7 @@ class PeerConnections:
         """Count a new connection; False (and nothing counted) when its peer already holds ``limit`` of them."""
         if peer is None or peer in self._trusted:
             return True
-        peer = client_address(peer)
+        peer = client_key(peer)
         held = self._by_peer.get(peer, 0)
         if held >= self.limit:
             return False

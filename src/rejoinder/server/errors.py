@@ -19,11 +19,22 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rejoinder.engine import ConversationClosed, EngineError
-from rejoinder.service import ServiceError
+from rejoinder.service import (
+    ClientMessageIdReused,
+    ConversationNotFound,
+    MessageTooLong,
+    ServiceError,
+    SessionRefused,
+    TokenNotFound,
+    TokenRefused,
+    TurnConflict,
+    UnknownBot,
+)
 from rejoinder.store.errors import (
     DuplicateClientMessage,
     InvalidCursor,
     StorageFull,
+    StoreError,
     StoreUnavailable,
     VersionConflict,
 )
@@ -144,18 +155,55 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+# The HTTP status of each service refusal; any other ServiceError is a 400. WebSocket error frames carry the
+# same problem type and detail (see problem_for).
+SERVICE_STATUS: dict[type[ServiceError], int] = {
+    ConversationNotFound: 404,
+    UnknownBot: 404,
+    TokenNotFound: 404,
+    TurnConflict: 409,
+    ClientMessageIdReused: 409,
+    MessageTooLong: 413,
+}
+
+
+def problem_for(error: Exception) -> Problem | None:
+    """The problem a refusal of the service, the engine or the store answers with; None for anything else.
+
+    One table for both edges: HTTP answers it as a problem document, the stream as an error frame.
+    """
+    if isinstance(error, SessionRefused):
+        if error.code == "forbidden":
+            return Problem(403, "forbidden", str(error))
+        return Problem(401, "unauthorized", str(error), headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(error, TokenRefused):
+        return Problem(error.outcome.http_status, error.code, str(error))
+    if isinstance(error, ServiceError):
+        return Problem(SERVICE_STATUS.get(type(error), 400), error.code, str(error))
+    if isinstance(error, EngineError):
+        return Problem(409 if isinstance(error, ConversationClosed) else 400, error.code, str(error))
+    if isinstance(error, StorageFull):
+        log.error("database storage full: %s", error)
+        return storage_full()
+    if isinstance(error, StoreUnavailable):
+        log.warning("database unavailable: %s", error)
+        return unavailable()
+    if isinstance(error, InvalidCursor):
+        return Problem(400, "invalid_cursor", str(error))
+    if isinstance(error, (VersionConflict, DuplicateClientMessage)):
+        return Problem(
+            409, "conflict", "The conversation changed at the same moment; send the request again."
+        )
+    return None
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into a problem document."""
     app.add_exception_handler(Problem, _problem)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(ServiceError, _service)
-    app.add_exception_handler(EngineError, _engine)
-    app.add_exception_handler(StoreUnavailable, _unavailable)
-    app.add_exception_handler(StorageFull, _storage_full)
-    app.add_exception_handler(VersionConflict, _conflict)
-    app.add_exception_handler(DuplicateClientMessage, _conflict)
-    app.add_exception_handler(InvalidCursor, _cursor)
+    for refusal in (ServiceError, EngineError, StoreError):
+        app.add_exception_handler(refusal, _refused)
     app.add_exception_handler(Exception, _internal)
 
 
@@ -230,35 +278,11 @@ async def _http(_request: Request, exc: Exception) -> JSONResponse:
     return Problem(status, kind, detail, headers=exc.headers).to_response()
 
 
-async def _service(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
-    return Problem(exc.status, exc.code, str(exc)).to_response()
-
-
-async def _engine(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, EngineError)
-    status = 409 if isinstance(exc, ConversationClosed) else 400
-    return Problem(status, exc.code, str(exc)).to_response()
-
-
-async def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable: %s", exc)
-    return unavailable().to_response()
-
-
-async def _storage_full(_request: Request, exc: Exception) -> JSONResponse:
-    log.error("database storage full: %s", exc)
-    return storage_full().to_response()
-
-
-async def _conflict(_request: Request, _exc: Exception) -> JSONResponse:
-    return Problem(
-        409, "conflict", "The conversation changed at the same moment; send the request again."
-    ).to_response()
-
-
-async def _cursor(_request: Request, exc: Exception) -> JSONResponse:
-    return Problem(400, "invalid_cursor", str(exc)).to_response()
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    problem = problem_for(exc)
+    if problem is None:
+        return await _internal(request, exc)
+    return problem.to_response()
 
 
 async def _internal(request: Request, exc: Exception) -> JSONResponse:

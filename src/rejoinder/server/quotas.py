@@ -8,19 +8,18 @@ shared through Redis by every worker when it is configured (see :mod:`rejoinder.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
 from rejoinder.config import Settings
-from rejoinder.server.errors import Problem
+from rejoinder.server.addresses import client_key
 from rejoinder.server.ratelimit import (
     FailureWindow,
     MemoryFailureWindow,
     RedisFailureWindow,
-    client_key,
     redis_client,
+    refuse_if_waiting,
 )
 
 DEFAULT_KEY_PREFIX = "rejoinder:quota:"
@@ -34,15 +33,7 @@ class Quota:
     what: str  # "new conversations from this address", …
 
     async def take(self, key: str) -> None:
-        wait = await self.window.take(key)
-        if wait > 0:
-            seconds = max(math.ceil(wait), 1)
-            raise Problem(
-                429,
-                "rate_limited",
-                f"Too many {self.what}. Try again in {seconds} s.",
-                headers={"Retry-After": str(seconds)},
-            )
+        refuse_if_waiting(await self.window.take(key), self.what)
 
 
 @dataclass

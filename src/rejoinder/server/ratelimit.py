@@ -12,7 +12,6 @@ the window falls back to counting in this process until Redis answers again.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import secrets
@@ -27,6 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from rejoinder.server.addresses import client_key
 from rejoinder.server.errors import Problem
 
 log = logging.getLogger("rejoinder.ratelimit")
@@ -35,24 +35,7 @@ DEFAULT_KEY_PREFIX = "rejoinder:resume-failures:"
 # A resume waits at most this long for Redis; then the window counts in this process for a while.
 REDIS_TIMEOUT = 0.5
 REDIS_RECHECK_AFTER = 5.0  # seconds before a window that fell back asks Redis again
-
-
-def client_key(ip: str | None) -> str:
-    """The key a client IP is counted under: an IPv4 address, or the /64 of an IPv6 address.
-
-    One IPv6 subscriber is given a whole /64 (or more), so counting its addresses one by one would never stop it.
-    """
-    if not ip:
-        return "-"
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
+_RESUME_FAILURES = "failed attempts to resume a conversation"
 
 
 class FailureWindow(Protocol):
@@ -323,22 +306,23 @@ class ResumeGuard:
 
     async def check(self, ip: str | None) -> None:
         """Raise a 429 problem when this client (its IP, or its IPv6 /64) failed too often lately."""
-        _refuse(await self.per_ip.retry_after(client_key(ip)))
+        refuse_if_waiting(await self.per_ip.retry_after(client_key(ip)), _RESUME_FAILURES)
 
     async def failed(self, ip: str | None, bot_id: str) -> None:
         """Count a refused token; raise a 429 problem instead of the refusal when the bot's count is over."""
         wait = await self.per_bot.retry_after(bot_id)
         await self.per_ip.add(client_key(ip))
         await self.per_bot.add(bot_id)
-        _refuse(wait)
+        refuse_if_waiting(wait, _RESUME_FAILURES)
 
 
-def _refuse(wait: float) -> None:
+def refuse_if_waiting(wait: float, what: str) -> None:
+    """Raise ``429 rate_limited`` (``Too many {what}.``) with ``Retry-After`` while ``wait`` seconds remain."""
     if wait > 0:
         seconds = max(math.ceil(wait), 1)
         raise Problem(
             429,
             "rate_limited",
-            f"Too many failed attempts to resume a conversation. Try again in {seconds} s.",
+            f"Too many {what}. Try again in {seconds} s.",
             headers={"Retry-After": str(seconds)},
         )

@@ -32,6 +32,7 @@ from rejoinder.store.skill_versions import (
 log = logging.getLogger("rejoinder.skills")
 T = TypeVar("T")
 
+SYNC_INTERVAL = 2.0  # seconds between checks for skill changes made by other workers
 _CHANGE_ATTEMPTS = 5
 # Validating a large skill takes seconds of CPU: it runs in worker threads, this many at once per process.
 MAX_VALIDATIONS = 2

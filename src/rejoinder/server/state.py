@@ -8,7 +8,7 @@ from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:
     from rejoinder.realtime import Hub
-    from rejoinder.server.ops import Metrics
+    from rejoinder.server.ops.metrics import Metrics
     from rejoinder.server.quotas import Quotas
     from rejoinder.server.ratelimit import ResumeGuard
     from rejoinder.server.skill_catalog import SkillCatalog

@@ -41,7 +41,6 @@ from pydantic import ValidationError
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from rejoinder.engine import EngineError
 from rejoinder.realtime import (
     Event,
     HubClosed,
@@ -49,17 +48,16 @@ from rejoinder.realtime import (
     Subscription,
     SubscriptionLost,
     status_event,
-    typing_event,
 )
 from rejoinder.realtime.events import CLIENT_EVENT_TYPES, SESSIONS_ENDED
 from rejoinder.server import state
+from rejoinder.server.addresses import client_key
 from rejoinder.server.auth import SessionCaller, authenticate_session, hash_secret
-from rejoinder.server.client_api import MAX_TEXT_CHARS, SendRequest
-from rejoinder.server.connections import client_address
-from rejoinder.server.errors import Problem
+from rejoinder.server.errors import Problem, problem_for
 from rejoinder.server.socket_quota import SocketQuota
-from rejoinder.service import ServiceError
-from rejoinder.store import MessageRecord, StorageFull, StoreError, StoreUnavailable
+from rejoinder.server.turn import SendRequest, take_turn
+from rejoinder.service import SessionRefused
+from rejoinder.store import MessageRecord, StoreUnavailable
 
 log = logging.getLogger("rejoinder.stream")
 
@@ -103,7 +101,7 @@ async def conversation_stream(websocket: WebSocket) -> None:
     conversation_id: str = websocket.path_params["conversation_id"]
     settings: StreamSettings = getattr(websocket.app.state, "stream_settings", StreamSettings())
     quota = state.socket_quota(websocket)
-    address = client_address(websocket.client.host) if websocket.client else ""
+    address = client_key(websocket.client.host) if websocket.client else ""
     await websocket.accept()
     if not quota.take_ip(address):
         detail = f"this address has {quota.per_ip} streams open already; close one first"
@@ -205,12 +203,12 @@ class _Stream:
         "_turn_task",
         "_turns",
         "caller",
-        "catalog",
         "conversation_id",
         "hub",
         "last_seq",
         "service",
         "session_hash",
+        "session_secret",
         "settings",
         "store",
         "websocket",
@@ -222,12 +220,12 @@ class _Stream:
         self.websocket = websocket
         self.caller = caller
         self.conversation_id = caller.conversation_id
+        self.session_secret = secret
         self.session_hash = hash_secret(secret)
         self.settings = settings
         self.service = state.service(websocket)
         self.store = state.store(websocket)
         self.hub = state.hub(websocket)
-        self.catalog = state.skill_catalog(websocket)
         self.last_seq = 0
         self._send_lock = asyncio.Lock()
         self._turns: list[SendRequest] = []
@@ -435,16 +433,6 @@ class _Stream:
             )
             await self._error("validation_error", problems, client_message_id)
             return
-        if request.text is not None and len(request.text) > MAX_TEXT_CHARS:
-            detail = f"the message has {len(request.text)} characters; the limit is {MAX_TEXT_CHARS:,}"
-            await self._error("too_large", detail, client_message_id)
-            return
-        try:
-            client = self.websocket.client
-            await state.quotas(self.websocket).message(client.host if client else None, self.caller.bot.id)
-        except Problem as limited:
-            await self._error("rate_limited", limited.detail, client_message_id)
-            return
         if len(self._turns) >= self.settings.max_queued_turns:
             detail = "too many messages waiting for the bot; wait for the answers"
             await self._error("rate_limited", detail, client_message_id)
@@ -469,39 +457,22 @@ class _Stream:
 
     async def _turn(self, request: SendRequest) -> None:
         try:
-            if not await self._session_alive():
-                self._turns.clear()
-                self._closed = True
-                await _close(self.websocket, 4401, _reason(f"unauthorized: {_ENDED}"))
-                return
-            self.hub.publish_nowait(self.conversation_id, typing_event())
-            outcome = await self.service.send(
-                self.conversation_id,
-                text=request.text,
-                choice=request.choice,
-                client_message_id=request.client_message_id,
-                bot_id=self.caller.bot.id,
-            )
-        except (ServiceError, EngineError) as refused:
-            await self._error(refused.code, str(refused), request.client_message_id)
+            outcome = await take_turn(self.websocket, self.session_secret, self.conversation_id, request)
+        except SessionRefused as refused:
+            # The session ended or expired since the socket opened: nothing more for it.
+            self._turns.clear()
+            self._closed = True
+            problem = problem_for(refused)
+            assert problem is not None
+            await _close(self.websocket, 4000 + problem.status, _reason(f"{problem.type}: {problem.detail}"))
             return
-        except StorageFull:
-            detail = "the server's storage is full: nothing was saved; send it again later"
-            await self._error("storage_full", detail, request.client_message_id)
-            return
-        except StoreUnavailable:
-            detail = "the database is not reachable; send it again shortly"
-            await self._error("unavailable", detail, request.client_message_id)
-            return
-        except StoreError:
-            detail = "the conversation changed at the same moment; send it again"
-            await self._error("conflict", detail, request.client_message_id)
+        except Exception as error:
+            problem = error if isinstance(error, Problem) else problem_for(error)
+            if problem is None:
+                raise
+            await self._error(problem.type, problem.detail, request.client_message_id)
             return
         await self._send_messages(outcome.messages)
-        if not outcome.replayed and outcome.messages:
-            self.hub.publish_nowait(
-                self.conversation_id, status_event(outcome.status, outcome.pending, outcome.messages[-1].seq)
-            )
         own = next(
             (m.seq for m in outcome.messages if m.client_message_id == request.client_message_id), None
         )

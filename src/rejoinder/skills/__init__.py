@@ -1,6 +1,6 @@
 """Skills: the conversation-flow language, its loader with line numbers, its validator and graph export."""
 
-from rejoinder.skills.graph import Edge, GraphvizMissing, node_edges, render_svg, to_dot, to_mermaid
+from rejoinder.skills.graph import GraphvizMissing, node_edges, render_svg, to_dot, to_mermaid
 from rejoinder.skills.loader import (
     CONFIG_FILE,
     CheckReport,
@@ -15,7 +15,7 @@ from rejoinder.skills.loader import (
     skill_files,
     with_skill,
 )
-from rejoinder.skills.model import Bot, BotConfig, Node, Skill
+from rejoinder.skills.model import Bot, BotConfig, Edge, Node, Skill
 from rejoinder.skills.problems import ERROR, WARNING, BotLoadError, Problem
 from rejoinder.skills.validate import validate_bot, validate_skill, validate_skills
 

@@ -4,52 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
 
-from rejoinder.skills.model import (
-    ConditionNode,
-    JumpNode,
-    Node,
-    QuestionNode,
-    Skill,
-)
-
-
-@dataclass(frozen=True)
-class Edge:
-    """A way out of a node to another node of the same skill."""
-
-    field: str  # next, on_error, on_invalid, else, choice, branch, to
-    path: tuple[str | int, ...]  # where the target is written inside the node, e.g. ("branches", 0, "next")
-    target: str
-    label: str  # what a drawing writes on the edge
+from rejoinder.skills.model import Edge, Node, Skill
 
 
 def node_edges(node: Node) -> list[Edge]:
     """Every edge out of ``node`` within its skill, in the order the node lists them."""
-    edges: list[Edge] = []
-    if isinstance(node, QuestionNode):
-        for index, choice in enumerate(node.choices or []):
-            if choice.next is not None:
-                edges.append(Edge("choice", ("choices", index, "next"), choice.next, choice.label))
-    if isinstance(node, ConditionNode):
-        for index, branch in enumerate(node.branches):
-            edges.append(Edge("branch", ("branches", index, "next"), branch.next, branch.if_))
-    if isinstance(node, JumpNode) and node.to is not None:
-        edges.append(Edge("to", ("to",), node.to, "to"))
-    for field in ("next", "on_error", "on_invalid", "else_"):
-        target = getattr(node, field, None)
-        if isinstance(target, str):
-            name = field.rstrip("_")
-            edges.append(Edge(name, (name,), target, name))
-    return edges
-
-
-def skill_jump(node: Node) -> tuple[str, str | None] | None:
-    """``(skill id, node id or None for its start)`` when ``node`` jumps to a skill."""
-    if isinstance(node, JumpNode) and node.skill is not None:
-        return node.skill, node.node
-    return None
+    return node.edges()
 
 
 # ------------------------------------------------------------------------------------------ drawing
@@ -158,7 +119,7 @@ def _all_edges(skill: Skill, names: _Names) -> list[tuple[str, str, str, bool]]:
         for edge in node_edges(node):
             dashed = edge.field in ("on_error", "on_invalid")
             edges.append((source, names.node(edge.target), edge.label, dashed))
-        jump = skill_jump(node)
+        jump = node.skill_jump()
         if jump is not None:
             edges.append((source, names.skill(*jump), "skill", True))
     return edges

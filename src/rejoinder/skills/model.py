@@ -1,14 +1,20 @@
 """The skill language as Pydantic models: a bot's settings, its skills and every node type.
 
-These models check shape only (types, required fields, unknown fields). Whole-graph rules such as
-missing targets, unreachable nodes or loops that never wait live in :mod:`rejoinder.skills.validate`.
+These models check shape only (types, required fields, unknown fields). Each node type also states the facts
+about itself that the rest of the house asks for: its edges (:meth:`NodeBase.edges`), the expressions and
+templates it holds (:meth:`NodeBase.expressions`), the variables it sets and reads by name, and whether it
+waits for the customer. The graph drawing and the validator ask the node; they never switch on its type.
+Whole-graph rules such as missing targets, unreachable nodes or loops that never wait live in
+:mod:`rejoinder.skills.validate`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -63,8 +69,64 @@ class Button(Strict):
         return self
 
 
+FieldPath = tuple[str | int, ...]  # where a value is written inside a node, e.g. ("branches", 0, "next")
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A way out of a node to another node of the same skill."""
+
+    field: str  # next, on_error, on_invalid, else, choice, branch, to
+    path: FieldPath  # where the target is written inside the node
+    target: str
+    label: str  # what a drawing writes on the edge
+
+
+@dataclass(frozen=True)
+class Expression:
+    """One expression or template written in a node."""
+
+    path: FieldPath
+    source: str
+    template: bool
+
+
+# The fields that name the next node whatever the node type, in the order edges list them.
+_EXIT_FIELDS = ("next", "on_error", "on_invalid", "else_")
+
+
 class NodeBase(Strict):
     description: str | None = None
+
+    # A node that waits for the customer ends a turn: a cycle through one is no endless loop.
+    waits_for_customer: ClassVar[bool] = False
+
+    def edges(self) -> list[Edge]:
+        """Every edge out of this node within its skill, in the order the node lists them."""
+        return list(self._exits())
+
+    def skill_jump(self) -> tuple[str, str | None] | None:
+        """``(skill id, node id or None for its start)`` when this node jumps to another skill."""
+        return None
+
+    def expressions(self) -> Iterator[Expression]:
+        """Every expression (``if:``, ``assign`` values) and template (texts, urls, headers…) the node holds."""
+        return iter(())
+
+    def variables_set(self) -> Iterator[tuple[FieldPath, str]]:
+        """``(where, variable)`` for every variable the node sets."""
+        return iter(())
+
+    def variables_read_by_name(self) -> Iterator[tuple[FieldPath, str]]:
+        """``(where, variable)`` for every variable the node reads by its name, outside its expressions."""
+        return iter(())
+
+    def _exits(self) -> Iterator[Edge]:
+        for field in _EXIT_FIELDS:
+            target = getattr(self, field, None)
+            if isinstance(target, str):
+                name = field.rstrip("_")
+                yield Edge(name, (name,), target, name)
 
 
 class MessageNode(NodeBase):
@@ -79,6 +141,13 @@ class MessageNode(NodeBase):
         if (self.text is None) == (self.messages is None):
             raise ValueError("a message node needs exactly one of 'text' or 'messages'")
         return self
+
+    def expressions(self) -> Iterator[Expression]:
+        if self.text is not None:
+            yield Expression(("text",), self.text, True)
+        for index, text in enumerate(self.messages or []):
+            yield Expression(("messages", index), text, True)
+        yield from _button_templates(self.buttons or [])
 
 
 class Choice(Strict):
@@ -120,9 +189,29 @@ class QuestionNode(NodeBase):
     else_: str | None = Field(default=None, alias="else")
     next: str | None = None
 
+    waits_for_customer: ClassVar[bool] = True
+
     @property
     def input_name(self) -> str:
         return self.input if isinstance(self.input, str) else "regex"
+
+    def edges(self) -> list[Edge]:
+        chosen = [
+            Edge("choice", ("choices", index, "next"), choice.next, choice.label)
+            for index, choice in enumerate(self.choices or [])
+            if choice.next is not None
+        ]
+        return [*chosen, *self._exits()]
+
+    def expressions(self) -> Iterator[Expression]:
+        yield Expression(("text",), self.text, True)
+        yield from _button_templates(self.buttons or [])
+        if self.retry_text is not None:
+            yield Expression(("retry_text",), self.retry_text, True)
+
+    def variables_set(self) -> Iterator[tuple[FieldPath, str]]:
+        if self.save_to is not None:
+            yield ("save_to",), self.save_to
 
 
 AssignValue = str | int | float | bool | None | list[Any] | dict[str, Any]
@@ -132,6 +221,15 @@ class AssignNode(NodeBase):
     type: Literal["assign"]
     set: dict[str, AssignValue]
     next: str | None = None
+
+    def expressions(self) -> Iterator[Expression]:
+        for name, value in self.set.items():
+            if isinstance(value, str):
+                yield Expression(("set", name), value, False)
+
+    def variables_set(self) -> Iterator[tuple[FieldPath, str]]:
+        for name in self.set:
+            yield ("set", name), name
 
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -163,6 +261,23 @@ class IntegrateNode(NodeBase):
             raise ValueError("an integrate node takes 'send' (variables to send) or 'body', not both")
         return self
 
+    def expressions(self) -> Iterator[Expression]:
+        yield Expression(("url",), self.url, True)
+        for field, values in (("headers", self.headers), ("query", self.query)):
+            for key, value in values.items():
+                yield Expression((field, key), value, True)
+        yield from _tree_templates(("body",), self.body)
+
+    def variables_set(self) -> Iterator[tuple[FieldPath, str]]:
+        for path, name in self.save.items():
+            yield ("save", path), name
+        if self.save_status is not None:
+            yield ("save_status",), self.save_status
+
+    def variables_read_by_name(self) -> Iterator[tuple[FieldPath, str]]:
+        for index, name in enumerate(self.send or []):
+            yield ("send", index), name
+
 
 class Branch(Strict):
     if_: str = Field(alias="if")
@@ -173,6 +288,17 @@ class ConditionNode(NodeBase):
     type: Literal["condition"]
     branches: list[Branch] = Field(min_length=1)
     else_: str | None = Field(default=None, alias="else")
+
+    def edges(self) -> list[Edge]:
+        taken = [
+            Edge("branch", ("branches", index, "next"), branch.next, branch.if_)
+            for index, branch in enumerate(self.branches)
+        ]
+        return [*taken, *self._exits()]
+
+    def expressions(self) -> Iterator[Expression]:
+        for index, branch in enumerate(self.branches):
+            yield Expression(("branches", index, "if"), branch.if_, False)
 
 
 class JumpNode(NodeBase):
@@ -189,11 +315,22 @@ class JumpNode(NodeBase):
             raise ValueError("'node' goes with 'skill'; to jump inside this skill use 'to'")
         return self
 
+    def edges(self) -> list[Edge]:
+        inside = [Edge("to", ("to",), self.to, "to")] if self.to is not None else []
+        return [*inside, *self._exits()]
+
+    def skill_jump(self) -> tuple[str, str | None] | None:
+        return (self.skill, self.node) if self.skill is not None else None
+
 
 class EndNode(NodeBase):
     type: Literal["end"]
     text: str | None = None
     close: bool = False
+
+    def expressions(self) -> Iterator[Expression]:
+        if self.text is not None:
+            yield Expression(("text",), self.text, True)
 
 
 Node = Annotated[
@@ -201,6 +338,25 @@ Node = Annotated[
     Field(discriminator="type"),
 ]
 NODE_TYPES = ("message", "question", "assign", "integrate", "condition", "jump", "end")
+
+
+def _button_templates(buttons: Sequence[Button]) -> Iterator[Expression]:
+    for index, button in enumerate(buttons):
+        yield Expression(("buttons", index, "label"), button.label, True)
+        if button.url is not None:
+            yield Expression(("buttons", index, "url"), button.url, True)
+
+
+def _tree_templates(path: FieldPath, value: Any) -> Iterator[Expression]:
+    """Every string inside a JSON body, each a template."""
+    if isinstance(value, str):
+        yield Expression(path, value, True)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tree_templates((*path, key), item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _tree_templates((*path, index), item)
 
 
 # --------------------------------------------------------------------------------------------- skills

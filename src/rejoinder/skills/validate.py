@@ -10,27 +10,23 @@ from __future__ import annotations
 import difflib
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import nodes
 
 from rejoinder.expr import Expressions
-from rejoinder.expr.environment import ExpressionSyntaxError, is_template
+from rejoinder.expr.environment import is_template
+from rejoinder.expr.errors import ExpressionSyntaxError
 from rejoinder.expr.jsonpath import InvalidPath
 from rejoinder.expr.jsonpath import parse as parse_path
 from rejoinder.expr.patterns import PatternError, compile_pattern
-from rejoinder.skills.graph import node_edges, skill_jump
+from rejoinder.skills.cycles import shortest_cycle_through, strongly_connected
 from rejoinder.skills.model import (
-    AssignNode,
     Bot,
     BotConfig,
-    Button,
-    ConditionNode,
-    EndNode,
+    FieldPath,
     IntegrateNode,
-    MessageNode,
     Node,
     QuestionNode,
     Skill,
@@ -47,62 +43,7 @@ _expressions = Expressions()
 _CACHE_SIZE = 4096  # many skills repeat the same texts and conditions
 _MAX_HINTS = 200  # "did you mean" lookups in one validation: each costs as much as the names it compares
 
-FieldPath = tuple[str | int, ...]
 Vertex = tuple[str, str]  # (skill id, node id)
-Successors = Callable[[Vertex], list[Vertex]]
-
-
-@dataclass(frozen=True)
-class Expression:
-    """One expression or template written in a node."""
-
-    path: FieldPath
-    source: str
-    template: bool
-
-
-def node_expressions(node: Node) -> Iterator[Expression]:
-    """Every expression (``if:``, ``assign`` values) and template (texts, urls, headers…) a node holds."""
-    if isinstance(node, MessageNode | QuestionNode | EndNode) and node.text is not None:
-        yield Expression(("text",), node.text, True)
-    if isinstance(node, MessageNode):
-        for index, text in enumerate(node.messages or []):
-            yield Expression(("messages", index), text, True)
-    if isinstance(node, MessageNode | QuestionNode):
-        yield from _button_templates(node.buttons or [])
-    if isinstance(node, QuestionNode) and node.retry_text is not None:
-        yield Expression(("retry_text",), node.retry_text, True)
-    if isinstance(node, AssignNode):
-        for name, value in node.set.items():
-            if isinstance(value, str):
-                yield Expression(("set", name), value, False)
-    if isinstance(node, ConditionNode):
-        for index, branch in enumerate(node.branches):
-            yield Expression(("branches", index, "if"), branch.if_, False)
-    if isinstance(node, IntegrateNode):
-        yield Expression(("url",), node.url, True)
-        for field, values in (("headers", node.headers), ("query", node.query)):
-            for key, value in values.items():
-                yield Expression((field, key), value, True)
-        yield from _tree_templates(("body",), node.body)
-
-
-def _button_templates(buttons: Sequence[Button]) -> Iterator[Expression]:
-    for index, button in enumerate(buttons):
-        yield Expression(("buttons", index, "label"), button.label, True)
-        if button.url is not None:
-            yield Expression(("buttons", index, "url"), button.url, True)
-
-
-def _tree_templates(path: FieldPath, value: Any) -> Iterator[Expression]:
-    if isinstance(value, str):
-        yield Expression(path, value, True)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _tree_templates((*path, key), item)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _tree_templates((*path, index), item)
 
 
 def variables_set(skill: Skill) -> Iterator[tuple[str | None, FieldPath, str]]:
@@ -110,16 +51,8 @@ def variables_set(skill: Skill) -> Iterator[tuple[str | None, FieldPath, str]]:
     for name in skill.variables:
         yield None, ("variables", name), name
     for node_id, node in skill.nodes.items():
-        if isinstance(node, AssignNode):
-            for name in node.set:
-                yield node_id, ("set", name), name
-        if isinstance(node, QuestionNode) and node.save_to is not None:
-            yield node_id, ("save_to",), node.save_to
-        if isinstance(node, IntegrateNode):
-            for path, name in node.save.items():
-                yield node_id, ("save", path), name
-            if node.save_status is not None:
-                yield node_id, ("save_status",), node.save_status
+        for path, name in node.variables_set():
+            yield node_id, path, name
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -274,7 +207,7 @@ class _Checker:
         self._entries: dict[str, list[str]] = {}  # skill id -> nodes other skills jump to
         for other in skills.values():
             for node in other.nodes.values():
-                jump = skill_jump(node)
+                jump = node.skill_jump()
                 if jump is not None and jump[0] in skills:
                     self._entries.setdefault(jump[0], []).append(jump[1] or skills[jump[0]].start)
 
@@ -328,7 +261,7 @@ class _Checker:
             )
             self._report(ERROR, skill, message, path=("start",))
         for node_id, node in skill.nodes.items():
-            for edge in node_edges(node):
+            for edge in node.edges():
                 if edge.target not in skill.nodes:
                     hint = self._did_you_mean(edge.target, skill.nodes)
                     message = f"{field_label(edge.path)}: no node {edge.target!r} in this skill{hint}"
@@ -336,7 +269,7 @@ class _Checker:
 
     def _jumps(self, skill: Skill) -> None:
         for node_id, node in skill.nodes.items():
-            jump = skill_jump(node)
+            jump = node.skill_jump()
             if jump is None:
                 continue
             target_id, target_node = jump
@@ -358,7 +291,7 @@ class _Checker:
             return  # already an error; every node would look unreachable
         entries = [skill.start, *self._entries.get(skill.id, [])]
         nodes_ = skill.nodes
-        seen = _walk(entries, lambda node_id: [edge.target for edge in node_edges(nodes_[node_id])], nodes_)
+        seen = _walk(entries, lambda node_id: [edge.target for edge in nodes_[node_id].edges()], nodes_)
         for node_id in skill.nodes:
             if node_id not in seen:
                 message = f"unreachable: no path leads here from start {skill.start!r}"
@@ -370,8 +303,8 @@ class _Checker:
         def successors(vertex: Vertex) -> list[Vertex]:
             skill_id, node_id = vertex
             node = self.skills[skill_id].nodes[node_id]
-            found = [(skill_id, edge.target) for edge in node_edges(node)]
-            jump = skill_jump(node)
+            found = [(skill_id, edge.target) for edge in node.edges()]
+            jump = node.skill_jump()
             if jump is not None and jump[0] in self.skills:
                 found.append((jump[0], jump[1] or self.skills[jump[0]].start))
             return [v for v in found if v in vertices]
@@ -384,13 +317,13 @@ class _Checker:
         vertices = {
             (skill_id, node_id): index
             for index, (skill_id, node_id, node) in enumerate(every_node)
-            if not isinstance(node, QuestionNode)  # a question waits: a cycle through one is fine
+            if not node.waits_for_customer  # a cycle through a node that waits is fine
         }
-        for component in _strongly_connected(list(vertices), successors):
+        for component in strongly_connected(list(vertices), successors):
             first = min(component, key=vertices.__getitem__)
             if len(component) == 1 and first not in successors(first):
                 continue
-            cycle = _cycle_through(first, set(component), successors)
+            cycle = shortest_cycle_through(first, set(component), successors)
             skill = self.skills[first[0]]
             shown = " → ".join(node if owner == skill.id else f"{owner}.{node}" for owner, node in cycle)
             message = f"can loop forever without waiting for the customer: {shown} (no question on the way)"
@@ -407,7 +340,7 @@ class _Checker:
     def _expressions(self, skill: Skill) -> None:
         allowed = set(self.config.env) if self.config is not None else None
         for node_id, node in skill.nodes.items():
-            for expression in node_expressions(node):
+            for expression in node.expressions():
                 label = field_label(expression.path)
                 error = _expressions.syntax_error(expression.source, template=expression.template)
                 if error is not None:
@@ -505,12 +438,10 @@ class _Checker:
 
 def _reads(node: Node) -> Iterator[tuple[FieldPath, str]]:
     """``(where, variable)`` for each variable a node reads, once per place."""
-    for expression in node_expressions(node):
+    for expression in node.expressions():
         for name in sorted(_names_read(expression.source, expression.template)):
             yield expression.path, name
-    if isinstance(node, IntegrateNode):
-        for index, name in enumerate(node.send or []):
-            yield ("send", index), name
+    yield from node.variables_read_by_name()
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -537,70 +468,3 @@ def _walk(
         seen.add(current)
         queue.extend(target for target in successors(current) if target in universe and target not in seen)
     return seen
-
-
-def _strongly_connected(vertices: list[Vertex], successors: Successors) -> list[list[Vertex]]:
-    """Tarjan's algorithm, iterative (a long chain of nodes must not hit Python's recursion limit)."""
-    index_of: dict[Vertex, int] = {}
-    low: dict[Vertex, int] = {}
-    stack: list[Vertex] = []
-    on_stack: set[Vertex] = set()
-    components: list[list[Vertex]] = []
-    counter = 0
-    for root in vertices:
-        if root in index_of:
-            continue
-        work: list[tuple[Vertex, Iterator[Vertex]]] = []
-        index_of[root] = low[root] = counter
-        counter += 1
-        stack.append(root)
-        on_stack.add(root)
-        work.append((root, iter(successors(root))))
-        while work:
-            vertex, pending = work[-1]
-            advanced = False
-            for target in pending:
-                if target not in index_of:
-                    index_of[target] = low[target] = counter
-                    counter += 1
-                    stack.append(target)
-                    on_stack.add(target)
-                    work.append((target, iter(successors(target))))
-                    advanced = True
-                    break
-                if target in on_stack:
-                    low[vertex] = min(low[vertex], index_of[target])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[vertex])
-            if low[vertex] == index_of[vertex]:
-                component: list[Vertex] = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == vertex:
-                        break
-                components.append(component)
-    return components
-
-
-def _cycle_through(start: Vertex, members: set[Vertex], successors: Successors) -> list[Vertex]:
-    """The shortest cycle from ``start`` back to itself inside one strongly connected component."""
-    previous: dict[Vertex, Vertex] = {}
-    queue = deque([start])
-    while queue:
-        current = queue.popleft()
-        for target in successors(current):
-            if target == start:
-                path = [current]
-                while path[-1] != start:
-                    path.append(previous[path[-1]])
-                return [*reversed(path), start]
-            if target in members and target not in previous:
-                previous[target] = current
-                queue.append(target)
-    return [start, start]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from rejoinder.store.records import (
     SessionRecord,
     as_utc,
 )
-from rejoinder.store.tables import api_keys, audit_events, bots, sessions, tokens
+from rejoinder.store.tables import api_keys, audit_events, bots, messages, sessions, tokens
 from rejoinder.tokens import TokenRecord
 
 _TOKEN_COLUMNS = [tokens.c[name] for name in TokenRecord.__dataclass_fields__]
@@ -44,6 +44,17 @@ _SESSION_WITH_CONVERSATION = with_conversation(
     sessions, _SESSION_FIELDS, sessions.c.session_hash == sa.bindparam("session_hash")
 )
 _SESSION_WITH_CONVERSATION_SQLITE = Prepared(_SESSION_WITH_CONVERSATION)
+# A turn's one read: the session, its conversation, and whether the client's message id is stored there already.
+_SESSION_FOR_TURN = _SESSION_WITH_CONVERSATION.add_columns(
+    sa.select(messages.c.seq)
+    .where(
+        messages.c.conversation_id == sessions.c.conversation_id,
+        messages.c.client_message_id == sa.bindparam("client_message_id"),
+    )
+    .scalar_subquery()
+    .label("answered")
+)
+_SESSION_FOR_TURN_SQLITE = Prepared(_SESSION_FOR_TURN)
 
 
 @dataclass(frozen=True)
@@ -68,13 +79,18 @@ class Access(Database):
     """Conversation tokens, sessions, API keys, bots and audit events."""
 
     async def insert_token(
-        self, bot_id: str, conversation_id: str, token: NewToken, now: datetime
+        self,
+        bot_id: str,
+        conversation_id: str,
+        token: NewToken,
+        now: datetime,
+        *,
+        audit: NewAudit | None = None,
     ) -> TokenRecord:
-        """Store a token issued outside a turn (the admin API)."""
+        """Store a token issued outside a turn (the admin API), with its ``audit`` event in the same transaction."""
         now = as_utc(now)
-        await self._write_call(
-            _execute, tokens.insert().values(token_row(bot_id, conversation_id, token, now))
-        )
+        audit_row = audit.row() if audit is not None else None
+        await self._write_call(_insert_token, token_row(bot_id, conversation_id, token, now), audit_row)
         return TokenRecord(
             id=token.id,
             bot_id=bot_id,
@@ -236,6 +252,30 @@ class Access(Database):
         session, conversation = split_conversation(row, _SESSION_FIELDS)
         return SessionRecord(**session), conversation
 
+    async def session_for_turn(
+        self, session_hash: str, client_message_id: str | None
+    ) -> tuple[SessionRecord | None, ConversationRecord | None, bool]:
+        """A session, its conversation (None once erased) and whether a message with ``client_message_id`` is
+        stored in it already — the one read of a turn."""
+        params = {"session_hash": session_hash, "client_message_id": client_message_id}
+        row = await self._read_call(_session_for_turn, params)
+        if row is None:
+            return None, None, False
+        answered = row.pop("answered") is not None
+        session, conversation = split_conversation(row, _SESSION_FIELDS)
+        return SessionRecord(**session), conversation, answered and conversation is not None
+
+    async def replace_session(self, old_session_id: str, new: SessionRecord, now: datetime) -> None:
+        """Open ``new`` and end the session ``old_session_id`` in one transaction."""
+        await self._write_call(_replace_session, old_session_id, _as_row(new), as_utc(now))
+
+    async def revoke_bot_token(self, bot_id: str, token_id: str, audit: NewAudit) -> TokenRecord | None:
+        """Revoke one of ``bot_id``'s tokens (idempotent), end the sessions opened with it and record ``audit``
+        (for the token's conversation), all in one transaction. None, and nothing written, if the bot has no
+        such token."""
+        row = await self._write_call(_revoke_bot_token, bot_id, token_id, audit)
+        return TokenRecord(**row._mapping) if row else None
+
     async def revoke_session(self, session_id: str, now: datetime) -> bool:
         """End one session; False if it does not exist or was already ended."""
         statement = (
@@ -306,6 +346,39 @@ def _find_session_with_conversation(conn: sa.Connection, session_hash: str) -> d
         return _SESSION_WITH_CONVERSATION_SQLITE.first(conn, {"session_hash": session_hash})
     row = conn.execute(_SESSION_WITH_CONVERSATION, {"session_hash": session_hash}).first()
     return dict(row._mapping) if row is not None else None
+
+
+def _insert_token(conn: sa.Connection, token_row: dict[str, Any], audit_row: dict[str, Any] | None) -> None:
+    conn.execute(tokens.insert().values(token_row))
+    if audit_row is not None:
+        conn.execute(audit_events.insert(), audit_row)
+
+
+def _session_for_turn(conn: sa.Connection, params: dict[str, Any]) -> dict[str, Any] | None:
+    if conn.dialect.name == "sqlite":  # read on every turn: straight to the driver
+        return _SESSION_FOR_TURN_SQLITE.first(conn, params)
+    row = conn.execute(_SESSION_FOR_TURN, params).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def _replace_session(
+    conn: sa.Connection, old_session_id: str, new_row: dict[str, Any], now: datetime
+) -> None:
+    conn.execute(sessions.insert(), new_row)
+    conn.execute(
+        sa.update(sessions)
+        .where(sessions.c.id == old_session_id, sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+def _revoke_bot_token(conn: sa.Connection, bot_id: str, token_id: str, audit: NewAudit) -> sa.Row[Any] | None:
+    if conn.execute(sa.select(tokens.c.bot_id).where(tokens.c.id == token_id)).scalar() != bot_id:
+        return None
+    row = _revoke_token(conn, token_id, as_utc(audit.at))
+    if row is not None:
+        conn.execute(audit_events.insert(), replace(audit, conversation_id=row.conversation_id).row())
+    return row
 
 
 def _spend_token(

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from rejoinder.store.access import token_row
+from rejoinder.store.access import NewAudit, token_row
 from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.errors import DuplicateClientMessage, VersionConflict
 from rejoinder.store.joined import split_conversation, with_conversation
@@ -205,6 +205,11 @@ class Conversations(Database):
         """
         return await self._write_call(_delete_conversation, conversation_id, scrub=True)
 
+    async def erase_conversation(self, bot_id: str, conversation_id: str, audit: NewAudit) -> bool:
+        """:meth:`delete_conversation` of one of ``bot_id``'s conversations, recording ``audit`` in the same
+        transaction. False, and nothing written, when the bot has no such conversation."""
+        return await self._write_call(_erase_conversation, bot_id, conversation_id, audit.row(), scrub=True)
+
     async def count_idle(self, bot_id: str, before: datetime) -> int:
         """How many of the bot's conversations were last updated before ``before``."""
         statement = sa.select(sa.func.count()).where(_idle(bot_id, as_utc(before)))
@@ -381,6 +386,19 @@ def _last_messages(conn: sa.Connection, conversation_id: str, limit: int) -> lis
 
 def _delete_conversation(conn: sa.Connection, conversation_id: str) -> bool:
     return _delete_conversations(conn, [conversation_id]) > 0
+
+
+def _erase_conversation(
+    conn: sa.Connection, bot_id: str, conversation_id: str, audit_row: dict[str, Any]
+) -> bool:
+    owner = conn.execute(
+        sa.select(conversations.c.bot_id).where(conversations.c.id == conversation_id)
+    ).scalar()
+    if owner != bot_id:
+        return False
+    _delete_conversations(conn, [conversation_id])
+    conn.execute(audit_events.insert(), audit_row)
+    return True
 
 
 def _delete_conversations(conn: sa.Connection, ids: list[str]) -> int:

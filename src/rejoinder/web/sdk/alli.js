@@ -631,6 +631,8 @@
   const ICON_SEND = 'M3 20.5v-6.2l9-2.3-9-2.3V3.5L22 12z';
   const ICON_BACK = 'M20 11H7.8l5.6-5.6L12 4l-8 8 8 8 1.4-1.4L7.8 13H20z';
   const PROVIDER_URL = 'https://pypi.org/project/rejoinder/';
+  const PAGE_BAR_GAP = 8; // px between a page's bottom bar and the launcher above it
+  const PAGE_BAR_ZONE = 0.55; // a bar's top is below this fraction of the screen's height
 
   // ------------------------------------------------------------------------------------------- styles
 
@@ -780,9 +782,11 @@ button { cursor: pointer; border: 0; background: none; }
 .send svg { width: 19px; height: 19px; fill: currentColor; }
 .send:disabled { background: #c3c9d1; cursor: not-allowed; }
 @media (max-width: 639.98px) {
-  /* A phone: a smaller button nearer the corner, clear of the home indicator; the window takes the screen. */
-  .launcher { width: 48px; height: 48px; right: 12px; bottom: max(12px, env(safe-area-inset-bottom)); }
-  .root.left .launcher { left: 12px; }
+  /* A phone: a smaller button nearer the corner (or at styleOptions' offsets, kept on screen), clear of the home
+     indicator and of a bar the page fixes at the bottom (--page-bar); the window takes the screen. */
+  .launcher { width: 48px; height: 48px; right: min(var(--phone-x, 12px), calc(100vw - 60px));
+    bottom: max(var(--phone-bottom, max(12px, env(safe-area-inset-bottom))), var(--page-bar, 0px)); }
+  .root.left .launcher { left: min(var(--phone-x, 12px), calc(100vw - 60px)); }
   .launcher svg { width: 22px; height: 22px; }
   .composer { padding-bottom: max(10px, env(safe-area-inset-bottom)); }
 }
@@ -870,9 +874,16 @@ button { cursor: pointer; border: 0; background: none; }
       adoptStyles(shadow);
       this.root = element('div', 'root');
       this.setPlacement(options.placement);
-      if (options.offsets.x !== undefined) this.root.style.setProperty('--edge-x', `${options.offsets.x}px`);
-      if (options.offsets.bottom !== undefined) {
-        this.root.style.setProperty('--edge-bottom', `${options.offsets.bottom}px`);
+      const { x, bottom } = options.offsets;
+      if (x !== undefined) {
+        this.root.style.setProperty('--edge-x', `${x}px`);
+        this.root.style.setProperty('--phone-x', `${x}px`);
+      }
+      if (bottom !== undefined) {
+        this.root.style.setProperty('--edge-bottom', `${bottom}px`);
+        // On a phone, measured above the home indicator, and never more than 40% of the screen up.
+        const phoneBottom = `calc(min(${bottom}px, 40vh) + env(safe-area-inset-bottom, 0px))`;
+        this.root.style.setProperty('--phone-bottom', phoneBottom);
       }
       if (this.locale) this.root.lang = this.locale;
       this.root.append(this.buildLauncher(), this.buildWindow(options));
@@ -881,6 +892,7 @@ button { cursor: pointer; border: 0; background: none; }
       this.shadow = shadow;
       this.smallScreen.addEventListener('change', this.onScreenChange);
       document.body.append(host);
+      this.watchPageBars();
       this.layout();
     }
 
@@ -889,6 +901,7 @@ button { cursor: pointer; border: 0; background: none; }
       const [vertical, horizontal] = String(placement || 'bottom-right').split('-');
       this.root.classList.toggle('top', vertical === 'top');
       this.root.classList.toggle('left', horizontal === 'left');
+      if (this.checkPageBars) this.checkPageBars(); // a bar matters only under a launcher at the bottom
     }
 
     buildLauncher() {
@@ -1115,6 +1128,67 @@ button { cursor: pointer; border: 0; background: none; }
       this.launcher.hidden = !this.launcherWanted || (full && this.isOpen);
       this.launcher.replaceChildren(icon(this.isOpen ? ICON_CLOSE : ICON_CHAT)); // a toggle: open, then close
       this.launcher.setAttribute('aria-label', this.isOpen ? this.t.closeChat : this.t.openChat);
+      this.checkPageBars();
+    }
+
+    // ----------------------------------------------------------------------------------------- a page's bottom bar
+
+    /**
+     * A page may fix a bar at the bottom of a phone's screen (an "Add to cart" bar, a tab bar) just where the
+     * launcher stands. The launcher is lifted above it, checked on open, close, resize and scroll: at most once a
+     * frame, and only on a phone, where the launcher sits at the bottom.
+     */
+    watchPageBars() {
+      this.pageBarLift = 0;
+      this.pageBarFrame = 0;
+      this.checkPageBars = () => {
+        if (!this.pageBarFrame) this.pageBarFrame = requestAnimationFrame(() => this.liftAbovePageBar());
+      };
+      // Capture: the scrolls of a page's inner scrollers too.
+      window.addEventListener('scroll', this.checkPageBars, { capture: true, passive: true });
+      window.addEventListener('resize', this.checkPageBars);
+      window.addEventListener('load', this.checkPageBars);
+    }
+
+    liftAbovePageBar() {
+      this.pageBarFrame = 0;
+      const style = this.root.style;
+      style.removeProperty('--page-bar'); // back to the launcher's own spot, where a bar would be under it
+      const phone = this.smallScreen.matches && !this.launcher.hidden && !this.root.classList.contains('top');
+      const bar = phone ? this.pageBarAt(this.launcher.getBoundingClientRect()) : null;
+      const lift = bar ? Math.ceil(window.innerHeight - bar.getBoundingClientRect().top + PAGE_BAR_GAP) : 0;
+      if (lift) style.setProperty('--page-bar', `${lift}px`);
+      if (lift !== this.pageBarLift) {
+        const name = bar && bar.tagName.toLowerCase() + (bar.id ? `#${bar.id}` : '');
+        debug(lift ? `launcher lifted ${lift}px above the page's bar ${name}` : 'launcher back in its place');
+        this.pageBarLift = lift;
+      }
+    }
+
+    /**
+     * The highest element fixed (or stuck) to the bottom of the screen under `spot`, or null. Only the lower part
+     * of the screen counts: an overlay or a full-height side panel is no bar, and the launcher stays on screen.
+     */
+    pageBarAt(spot) {
+      const height = window.innerHeight;
+      const x = spot.left + spot.width / 2;
+      const seen = new Set([this.host, document.body, document.documentElement]);
+      let bar = null;
+      let top = height;
+      for (const y of [height - 1, spot.bottom - 1, spot.top + spot.height / 2, spot.top + 1]) {
+        for (const found of document.elementsFromPoint(x, y)) {
+          if (seen.has(found)) continue;
+          seen.add(found);
+          const css = getComputedStyle(found);
+          if (css.position !== 'fixed' && (css.position !== 'sticky' || css.bottom === 'auto')) continue;
+          const box = found.getBoundingClientRect();
+          if (box.top > height * PAGE_BAR_ZONE && box.top < top) {
+            bar = found;
+            top = box.top;
+          }
+        }
+      }
+      return bar;
     }
 
     // ----------------------------------------------------------------------------------------- state
@@ -1350,6 +1424,10 @@ button { cursor: pointer; border: 0; background: none; }
       clearInterval(this.stampTimer);
       clearTimeout(this.typingTimer);
       this.smallScreen.removeEventListener('change', this.onScreenChange);
+      cancelAnimationFrame(this.pageBarFrame);
+      window.removeEventListener('scroll', this.checkPageBars, { capture: true });
+      window.removeEventListener('resize', this.checkPageBars);
+      window.removeEventListener('load', this.checkPageBars);
       this.host.remove();
     }
   }

@@ -1,0 +1,254 @@
+"""Reaching a conversation again, and the credentials that allow it: resume by token, sessions, tokens issued
+and revoked outside a turn, and erasure (which ends them all). Each operation is one transaction."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from rejoinder.realtime import sessions_ended_event
+from rejoinder.service.errors import ConversationNotFound, ServiceError, TokenNotFound, TokenRefused
+from rejoinder.service.shared import ServiceParts
+from rejoinder.skills.model import parse_duration
+from rejoinder.store import ConversationRecord, MessageRecord, NewToken, SessionRecord
+from rejoinder.store.access import NewAudit
+from rejoinder.tokens import TokenOutcome, TokenRecord, hash_token, is_well_formed, judge, mint
+
+log = logging.getLogger("rejoinder.service")
+
+
+@dataclass
+class ResumeOutcome:
+    conversation_id: str
+    bot_id: str
+    token_id: str
+    messages: list[MessageRecord]
+    pending: dict[str, Any] | None
+    status: str
+    session: SessionRecord | None = None  # the session opened with it, when one was asked for
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """A session to open: its public id, the hash of its secret, and how long it lasts."""
+
+    id: str
+    session_hash: str
+    lifetime: timedelta
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks for an admin action, as its audit event records them."""
+
+    key_id: str
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+class Resumes(ServiceParts):
+    """Resume by token; sessions, tokens and erasure."""
+
+    async def resume(
+        self,
+        bot_id: str,
+        token: str,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        history_limit: int = 500,
+        session: NewSession | None = None,
+    ) -> ResumeOutcome:
+        """Verify a conversation token and load its conversation: history (oldest first) and what it waits for.
+
+        Every attempt is audited by token id (never the secret). Unknown and foreign tokens answer alike. With
+        ``session``, a successful resume also opens that session, in the same transaction as the token's use.
+        """
+        now = self.clock()
+        record: TokenRecord | None = None
+        conversation: ConversationRecord | None = None
+        opened: SessionRecord | None = None
+        history: list[MessageRecord] = []
+        if not is_well_formed(token):
+            outcome = TokenOutcome.MALFORMED
+        else:
+            # History is read with the token (one connection), before spending a use, as it only ever grows.
+            record, conversation, history = await self.store.token_with_conversation(
+                hash_token(token), history=history_limit
+            )
+            outcome = judge(record, bot_id=bot_id, now=now)
+            if outcome is TokenOutcome.OK and record is not None:
+                if conversation is None:
+                    outcome = TokenOutcome.NOT_FOUND
+                else:
+                    opened = (
+                        _session_record(session, record.bot_id, record.conversation_id, record.id, now)
+                        if session
+                        else None
+                    )
+                    audit = NewAudit(
+                        kind="resume",
+                        bot_id=bot_id,
+                        outcome=TokenOutcome.OK.value,
+                        at=now,
+                        conversation_id=record.conversation_id,
+                        token_id=record.id,
+                        ip=ip,
+                        user_agent=user_agent,
+                    )
+                    if not await self.store.spend_token(record.id, now, audit=audit, session=opened):
+                        # A concurrent resume used the last use, or it expired/was revoked meanwhile.
+                        fresh = await self.store.find_token_by_hash(hash_token(token))
+                        outcome = judge(fresh, bot_id=bot_id, now=now)
+                        if outcome is TokenOutcome.OK:
+                            outcome = TokenOutcome.USED_UP
+        if outcome is not TokenOutcome.OK or record is None:
+            visible = record is not None and record.bot_id == bot_id
+            await self.store.add_audit(
+                kind="resume",
+                bot_id=bot_id,
+                outcome=outcome.value,
+                at=now,
+                conversation_id=record.conversation_id if visible and record else None,
+                token_id=record.id if visible and record else None,
+                ip=ip,
+                user_agent=user_agent,
+            )
+            log.info(
+                "resume refused for bot %s: %s (token %s)",
+                bot_id,
+                outcome.value,
+                record.id if record else "-",
+            )
+            raise TokenRefused(outcome, _TOKEN_MESSAGES[outcome])
+        log.info("resumed conversation %s with token %s", record.conversation_id, record.id)
+        assert conversation is not None
+        pending = await self.pending(conversation)
+        return ResumeOutcome(
+            conversation_id=conversation.id,
+            bot_id=bot_id,
+            token_id=record.id,
+            messages=history,
+            pending=pending,
+            status=conversation.status,
+            session=opened,
+        )
+
+    async def refresh_session(self, old: SessionRecord, new: NewSession) -> SessionRecord:
+        """Exchange ``old`` for ``new`` in one transaction; the old one's open streams end, on every worker."""
+        now = self.clock()
+        record = _session_record(new, old.bot_id, old.conversation_id, old.token_id, now)
+        await self.store.replace_session(old.id, record, now)
+        self.publish(old.conversation_id, sessions_ended_event("session_refreshed", session_id=old.id))
+        return record
+
+    async def issue_token(
+        self,
+        conversation_id: str,
+        *,
+        ttl: str | None = None,
+        uses: int | None = None,
+        bot_id: str | None = None,
+        actor: Actor | None = None,
+    ) -> tuple[str, TokenRecord]:
+        """Issue a token for an existing conversation outside any turn; returns (secret, metadata).
+
+        With ``bot_id`` the conversation must be that bot's; with ``actor`` the issue is audited in the same
+        transaction as the token is stored.
+        """
+        conversation = await self.store.get_conversation(conversation_id)
+        if conversation is None or (bot_id is not None and conversation.bot_id != bot_id):
+            raise ConversationNotFound(f"The bot has no conversation {conversation_id!r}.")
+        defaults = self.bots.bot(conversation.bot_id).config.tokens
+        try:
+            lifetime = parse_duration(ttl or defaults.ttl)
+        except ValueError as exc:
+            raise ServiceError(str(exc)) from exc
+        minted = mint()
+        now = self.clock()
+        audit = None
+        if actor is not None:
+            audit = _admin_audit(
+                "token_issued",
+                conversation.bot_id,
+                now,
+                actor,
+                conversation_id=conversation_id,
+                token_id=minted.token_id,
+            )
+        record = await self.store.insert_token(
+            conversation.bot_id,
+            conversation_id,
+            NewToken(minted.token_id, minted.token_hash, now + lifetime, uses or defaults.max_uses),
+            now,
+            audit=audit,
+        )
+        log.info("issued token %s for conversation %s", record.id, conversation_id)
+        return minted.secret, record
+
+    async def revoke_token(self, bot_id: str, token_id: str, actor: Actor) -> TokenRecord:
+        """Revoke one of the bot's tokens, end the sessions opened with it and audit it, in one transaction."""
+        audit = _admin_audit("token_revoked", bot_id, self.clock(), actor, token_id=token_id)
+        record = await self.store.revoke_bot_token(bot_id, token_id, audit)
+        if record is None:
+            raise TokenNotFound(f"The bot has no token {token_id!r}.")
+        self.publish(record.conversation_id, sessions_ended_event("token_revoked", token_id=token_id))
+        return record
+
+    async def erase_conversation(self, bot_id: str, conversation_id: str, actor: Actor) -> None:
+        """Erase one of the bot's conversations with its messages, tokens and sessions, and audit it, in one
+        transaction; its open streams close."""
+        audit = _admin_audit(
+            "conversation_erased", bot_id, self.clock(), actor, conversation_id=conversation_id
+        )
+        if not await self.store.erase_conversation(bot_id, conversation_id, audit):
+            raise ConversationNotFound(f"The bot has no conversation {conversation_id!r}.")
+        self.publish(conversation_id, sessions_ended_event("conversation_erased"))
+
+
+def _session_record(
+    session: NewSession, bot_id: str, conversation_id: str, token_id: str | None, now: datetime
+) -> SessionRecord:
+    return SessionRecord(
+        id=session.id,
+        session_hash=session.session_hash,
+        bot_id=bot_id,
+        conversation_id=conversation_id,
+        token_id=token_id,
+        created_at=now,
+        expires_at=now + session.lifetime,
+        revoked_at=None,
+    )
+
+
+def _admin_audit(
+    kind: str,
+    bot_id: str,
+    at: datetime,
+    actor: Actor,
+    *,
+    conversation_id: str | None = None,
+    token_id: str | None = None,
+) -> NewAudit:
+    return NewAudit(
+        kind=kind,
+        bot_id=bot_id,
+        outcome="ok",
+        at=at,
+        conversation_id=conversation_id,
+        token_id=token_id,
+        ip=actor.ip,
+        user_agent=actor.user_agent,
+        detail={"key_id": actor.key_id},
+    )
+
+
+_TOKEN_MESSAGES = {
+    TokenOutcome.MALFORMED: "This is not a conversation token. Check that the whole token was passed.",
+    TokenOutcome.NOT_FOUND: "No conversation belongs to this token. It may have been erased, or be for another bot.",
+    TokenOutcome.EXPIRED: "This conversation token has expired. Start a new conversation.",
+    TokenOutcome.REVOKED: "This conversation token was revoked. Start a new conversation.",
+    TokenOutcome.USED_UP: "This conversation token has been used as many times as it allows.",
+}

@@ -1,0 +1,71 @@
+"""What every part of the turn service works with: the store, the bots, the outside world and the clock."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from rejoinder.engine import ConversationState, HttpCall, HttpResponse, TurnContext
+from rejoinder.integrations import IntegratePolicy, IntegrationClient
+from rejoinder.realtime import Event, Hub
+from rejoinder.service.bots import BotVersions
+from rejoinder.store import ConversationRecord, MessageRecord, Store
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class HttpPerformer(Protocol):
+    """What performs the engine's outside calls: the real IntegrationClient, or a test's fake backend."""
+
+    async def perform(self, call: HttpCall, policy: IntegratePolicy) -> HttpResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ServiceParts:
+    """The state the service's operations share; each group of operations is a subclass of its own module."""
+
+    def __init__(
+        self,
+        store: Store,
+        bots: BotVersions,
+        *,
+        http: HttpPerformer | None,
+        environ: Mapping[str, str] | None,
+        clock: Callable[[], datetime],
+        hub: Hub | None,
+    ) -> None:
+        self.store = store
+        self.bots = bots
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        self.clock = clock
+        self.http: HttpPerformer = http or IntegrationClient()
+        # Where the conversation's events go (messages, typing, status, sessions ended); None publishes nothing.
+        self.hub = hub
+
+    def publish(self, conversation_id: str, event: Event) -> None:
+        if self.hub is not None:
+            self.hub.publish_nowait(conversation_id, event)
+
+    async def history(self, conversation_id: str, *, after: int = 0, limit: int = 100) -> list[MessageRecord]:
+        """Up to ``limit`` of the conversation's messages with ``seq > after``, oldest first."""
+        return await self.store.messages_after(conversation_id, after, limit)
+
+    async def pending(self, conversation: ConversationRecord) -> dict[str, Any] | None:
+        """What a stored conversation waits for, on the bot version it runs on."""
+        engine = await self.bots.engine_for(conversation)
+        pending = engine.pending(ConversationState.from_json(conversation.state))
+        return pending.to_json() if pending else None
+
+    def context(
+        self, bot_id: str, conversation_id: str, started_at: datetime, now: datetime, user: dict[str, Any]
+    ) -> TurnContext:
+        allowed = self.bots.bot(bot_id).config.env
+        env = {name: self.environ[name] for name in allowed if name in self.environ}
+        return TurnContext(
+            conversation_id=conversation_id, started_at=started_at, now=now, user=user, env=env
+        )

@@ -1,7 +1,6 @@
 """Fixtures for the outside services tests talk to: PostgreSQL, Redis, and a store on each database.
 
-PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379) are optional on a laptop: tests that need
-them are skipped when they are down. With ``REJOINDER_REQUIRE_SERVICES=1`` (CI) a missing service fails instead.
+Which services, and how a missing one skips or fails: ``tests/helpers/services.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -26,24 +25,23 @@ import sqlalchemy as sa
 
 from rejoinder.store import Store
 from rejoinder.store.migrate import schema
+from tests.helpers.services import (
+    NO_QUOTAS,
+    POSTGRES_HOST,
+    POSTGRES_PORT,
+    POSTGRES_USER,
+    REDIS_HOST,
+    REDIS_PORT,
+    REDIS_TEST_DB,
+    unreachable,
+)
 
-POSTGRES_HOST = "127.0.0.1"
-POSTGRES_PORT = 5432
-POSTGRES_USER = "postgres"
-REDIS_HOST = "127.0.0.1"
-REDIS_PORT = 6379
 _DATABASE_PREFIX = "rejoinder_test_"  # then the pid of the test process, so that orphans can be recognised
-REDIS_TEST_DB = 15  # kept apart from db 0, which a developer's own server may use
 
 T = TypeVar("T")
 
 
-# The suite starts many conversations from 127.0.0.1, far more than one visitor may: quotas are off unless a test
-# sets them (tests/api/test_quotas.py). Processes a test starts get them too (their environments add NO_QUOTAS).
-NO_QUOTAS = {
-    f"REJOINDER_QUOTA_{name}": "0"
-    for name in ("STARTS_PER_IP", "STARTS_PER_BOT", "MESSAGES_PER_IP", "MESSAGES_PER_BOT")
-}
+# Quotas are off for the whole run, in this process and in every process a test starts.
 os.environ.update(NO_QUOTAS)
 
 # Every process the suite starts inherits this mark (tests copy os.environ and drop only REJOINDER_ variables),
@@ -97,13 +95,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     browser_tests = Path(__file__).resolve().parent / "e2e"
     items.sort(key=lambda item: browser_tests in Path(item.path).parents)
-
-
-def _unreachable(what: str, error: BaseException) -> NoReturn:
-    message = f"{what}: {type(error).__name__}: {error}"
-    if os.environ.get("REJOINDER_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{message} (REJOINDER_REQUIRE_SERVICES=1, so this is an error)", pytrace=False)
-    pytest.skip(message)
 
 
 def _run_isolated(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -170,7 +161,7 @@ def _create_postgres_database() -> tuple[str, str]:
         _sweep_orphaned_databases_once()
         _run_isolated(_postgres_admin(f'CREATE DATABASE "{name}"'))
     except (OSError, TimeoutError, asyncpg.PostgresError) as error:
-        _unreachable(f"PostgreSQL not reachable at {POSTGRES_HOST}:{POSTGRES_PORT}", error)
+        unreachable(f"PostgreSQL not reachable at {POSTGRES_HOST}:{POSTGRES_PORT}", error)
     return name, f"postgresql://{POSTGRES_USER}@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
 
 
@@ -209,7 +200,7 @@ def redis_url() -> str:
     try:
         client.ping()
     except redis.RedisError as error:
-        _unreachable(f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}", error)
+        unreachable(f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}", error)
     finally:
         client.close()
     return url

@@ -1,113 +1,17 @@
-"""A real app on a temporary SQLite database with the example shop bot, driven through httpx over ASGI."""
+"""Fixtures of the app in this process, on a temporary SQLite database with the example shop bot."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
-from rejoinder.config import Settings
-from rejoinder.server.app import create_app
-from rejoinder.server.auth import IssuedKeys, create_keys
-from rejoinder.server.ratelimit import ResumeGuard
-from rejoinder.service import ConversationService
 from rejoinder.skills import Bot, load_bot
-from rejoinder.store import Store
-
-EXAMPLE_BOT = Path(__file__).resolve().parents[2] / "examples" / "shop"
-ALLOWED_ORIGIN = "http://127.0.0.1:8000"
-IDENTITY_SECRET = "identity-secret-for-tests"
-# Port 9 (discard) is closed on the test machine: the shop's Integrate calls fail fast and take on_error.
-ENVIRON = {"SHOP_BACKEND": "http://127.0.0.1:9", "SHOP_IDENTITY_SECRET": IDENTITY_SECRET}
-
-
-@dataclass
-class Server:
-    """A running app, an HTTP client for it, and the keys of each of its bots."""
-
-    app: FastAPI
-    client: httpx.AsyncClient
-    keys: dict[str, IssuedKeys]
-
-    @property
-    def service(self) -> ConversationService:
-        service: ConversationService = self.app.state.service
-        return service
-
-    @property
-    def store(self) -> Store:
-        store: Store = self.app.state.store
-        return store
-
-    def sdk(self, bot_id: str = "shop", **headers: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[bot_id].sdk_key}", **headers}
-
-    @staticmethod
-    def user_hash(user_id: str, secret: str = IDENTITY_SECRET) -> str:
-        """What the shop's backend would give its page for a logged-in user."""
-        return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
-
-    @staticmethod
-    def bearer(session: str, **headers: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {session}", **headers}
-
-    async def start(self, bot_id: str = "shop", **body: Any) -> dict[str, Any]:
-        """Start a conversation (by the ``welcome`` event unless told otherwise) and return the answer."""
-        response = await self.client.post(
-            "/v1/conversations", json=body or {"event": "welcome"}, headers=self.sdk(bot_id)
-        )
-        assert response.status_code == 201, response.text
-        answer: dict[str, Any] = response.json()
-        return answer
-
-    async def token_for(self, conversation_id: str, **options: Any) -> str:
-        secret, _record = await self.service.issue_token(conversation_id, **options)
-        return secret
-
-
-@asynccontextmanager
-async def running(
-    database: Path,
-    bots: Mapping[str, Bot],
-    *,
-    keys: dict[str, IssuedKeys] | None = None,
-    resume_guard: ResumeGuard | None = None,
-    client_ip: str = "127.0.0.1",
-    **settings: Any,
-) -> AsyncIterator[Server]:
-    """Start an app (lifespan included), create keys for its bots unless given, and stop it on exit.
-
-    ``settings`` are given to the app's :class:`Settings` (quotas, for instance).
-    """
-    url = f"sqlite:///{database}"
-    app = create_app(
-        bots,
-        store=Store.from_url(url),
-        settings=Settings(database_url=url, redis_url=None, **settings),
-        environ=ENVIRON,
-        resume_guard=resume_guard,
-    )
-    async with app.router.lifespan_context(app):
-        if keys is None:
-            now = datetime.now(UTC)
-            keys = {bot_id: await create_keys(app.state.store, bot_id, now=now) for bot_id in bots}
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(client_ip, 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://rejoinder.test") as client:
-            yield Server(app=app, client=client, keys=keys)
-
-
-Launch = Callable[..., AbstractAsyncContextManager[Server]]
+from tests.helpers.admin_api import Api, running_admin_api, write_admin_bots
+from tests.helpers.app import Launch, Server, running
+from tests.helpers.bots import EXAMPLE_BOT
 
 
 @pytest.fixture
@@ -151,15 +55,14 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def fill_disk(disk: Path) -> Path:
-    """Fill ``disk`` to its last byte with one file, and return it."""
-    filler = disk / "filler"
-    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        while os.write(descriptor, b"\0" * 4096):
-            pass
-    except OSError:
-        pass  # full
-    finally:
-        os.close(descriptor)
-    return filler
+@pytest.fixture
+def bots_root(tmp_path: Path) -> Path:
+    """The bots "chat" and "other" written under a temporary directory."""
+    return write_admin_bots(tmp_path / "bots")
+
+
+@pytest.fixture
+async def api(bots_root: Path, tmp_path: Path) -> AsyncIterator[Api]:
+    """The admin API's app serving ``bots_root`` on a fresh SQLite file."""
+    async with running_admin_api(bots_root, tmp_path / "rejoinder.db") as started:
+        yield started

@@ -4,41 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from rejoinder.config import Settings
 from rejoinder.engine import STATE_VERSION_KEY
 from rejoinder.server import skill_catalog
-from rejoinder.server.app import create_app, load_bots
-from rejoinder.server.auth import create_keys
-from rejoinder.store import Store
+from tests.helpers.admin_api import Api, running_admin_api
+from tests.helpers.bots import TALK_SKILL
 
 pytestmark = pytest.mark.timeout(30)
 
-TALK = """\
-id: talk
-triggers: {events: [hello], default: true}
-start: greet
-nodes:
-  greet: {type: message, text: "Hello!", next: ask}
-  ask: {type: question, text: "Say something", save_to: said, next: echo}
-  echo: {type: message, text: "You said {{ said }}", next: ask}
-"""
-HANDOFF = """\
-id: handoff
-triggers: {events: [handoff]}
-start: go
-nodes:
-  go: {type: jump, skill: talk}
-"""
 FAQ = """\
 id: faq
 name: Questions
@@ -61,84 +39,6 @@ nodes:
   thanks: {type: message, text: "Thanks {{ name }}", next: name}
 """
 YAML = {"content-type": "application/yaml"}
-
-
-def write_bot(root: Path, bot_id: str, skills: dict[str, str]) -> Path:
-    (root / "skills").mkdir(parents=True)
-    (root / "rejoinder.yaml").write_text(f'id: {bot_id}\nallowed_origins: ["http://shop.example"]\n')
-    for name, text in skills.items():
-        (root / "skills" / f"{name}.yaml").write_text(text)
-    return root
-
-
-@dataclass
-class Api:
-    app: Any
-    store: Store
-    http: httpx.AsyncClient
-    secret_key: str
-    sdk_key: str
-    other_secret_key: str
-
-    @property
-    def admin(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret_key}"}
-
-    async def start(self, event: str = "hello") -> tuple[str, str]:
-        answer = await self.http.post(
-            "/v1/conversations", json={"event": event}, headers={"Authorization": f"Bearer {self.sdk_key}"}
-        )
-        assert answer.status_code == 201, answer.text
-        return answer.json()["conversation_id"], answer.json()["session"]
-
-    async def say(self, conversation_id: str, session: str, text: str, message_id: str) -> httpx.Response:
-        return await self.http.post(
-            f"/v1/conversations/{conversation_id}/messages",
-            json={"text": text, "client_message_id": message_id},
-            headers={"Authorization": f"Bearer {session}"},
-        )
-
-    async def resume(self, token: str) -> httpx.Response:
-        return await self.http.post(
-            "/v1/conversations/resume",
-            json={"token": token},
-            headers={"Authorization": f"Bearer {self.sdk_key}"},
-        )
-
-    async def put_skill(
-        self, skill_id: str, text: str, content_type: str = "application/yaml"
-    ) -> httpx.Response:
-        return await self.http.put(
-            f"/v1/skills/{skill_id}", content=text, headers=self.admin | {"content-type": content_type}
-        )
-
-
-@asynccontextmanager
-async def running(bots_root: Path, database: Path) -> AsyncIterator[Api]:
-    """An app serving the bots "chat" and "other" on ``database``, started and stopped like a server."""
-    url = f"sqlite:///{database}"
-    store = Store.from_url(url)
-    bots = load_bots([bots_root / "chat", bots_root / "other"])
-    app = create_app(bots, store=store, settings=Settings(database_url=url))
-    async with app.router.lifespan_context(app):
-        now = datetime.now(UTC)
-        keys, other = await create_keys(store, "chat", now=now), await create_keys(store, "other", now=now)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Api(app, store, http, keys.secret_key, keys.sdk_key, other.secret_key)
-
-
-@pytest.fixture
-def bots_root(tmp_path: Path) -> Path:
-    write_bot(tmp_path / "bots" / "chat", "chat", {"talk": TALK, "handoff": HANDOFF})
-    write_bot(tmp_path / "bots" / "other", "other", {"talk": TALK})
-    return tmp_path / "bots"
-
-
-@pytest.fixture
-async def api(bots_root: Path, tmp_path: Path) -> AsyncIterator[Api]:
-    async with running(bots_root, tmp_path / "rejoinder.db") as started:
-        yield started
 
 
 def problem_lines(body: dict[str, Any]) -> list[str]:
@@ -248,7 +148,7 @@ async def test_an_invalid_upload_is_refused_with_every_problem_at_its_line_and_n
         ("id: talk\nstart: [oops", "application/yaml", 422, "invalid_skill", "talk.yaml:2"),
         (FAQ, "application/yaml", 422, "invalid_skill", "the skill's id is 'faq' but the URL names 'talk'"),
         ('{"id": "talk", ', "application/json", 422, "invalid_skill", "talk.json"),
-        (TALK, "text/plain", 415, "unsupported_media_type", "application/yaml"),
+        (TALK_SKILL, "text/plain", 415, "unsupported_media_type", "application/yaml"),
     ],
 )
 async def test_uploads_that_cannot_be_read_are_refused_clearly(
@@ -321,10 +221,10 @@ async def test_a_conversation_inside_an_old_version_finishes_on_it(api: Api) -> 
 
 async def test_uploads_survive_a_restart(bots_root: Path, tmp_path: Path) -> None:
     database = tmp_path / "kept.db"
-    async with running(bots_root, database) as first:
+    async with running_admin_api(bots_root, database) as first:
         assert (await first.put_skill("faq", FAQ)).status_code == 201
         assert (await first.http.delete("/v1/skills/handoff", headers=first.admin)).status_code == 204
-    async with running(bots_root, database) as second:
+    async with running_admin_api(bots_root, database) as second:
         items = (await second.http.get("/v1/skills", headers=second.admin)).json()["items"]
         assert [(item["id"], item["origin"]) for item in items] == [("faq", "upload"), ("talk", "directory")]
         conversation, _ = await second.start("faq")
@@ -336,7 +236,10 @@ async def test_an_upload_on_one_worker_reaches_the_others(
 ) -> None:
     monkeypatch.setattr(skill_catalog, "SYNC_INTERVAL", 0.05)
     database = tmp_path / "shared.db"
-    async with running(bots_root, database) as worker_a, running(bots_root, database) as worker_b:
+    async with (
+        running_admin_api(bots_root, database) as worker_a,
+        running_admin_api(bots_root, database) as worker_b,
+    ):
         assert (await worker_a.put_skill("faq", FAQ)).status_code == 201
         for _ in range(100):
             started = await worker_b.http.post(

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.api.test_admin import Api, api, bots_root  # noqa: F401 - fixtures
+from tests.helpers.admin_api import Api
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,7 +31,7 @@ def large_skill(pairs: int) -> str:
     return "\n".join(lines)
 
 
-async def test_a_large_upload_does_not_hold_the_event_loop(api: Api) -> None:  # noqa: F811
+async def test_a_large_upload_does_not_hold_the_event_loop(api: Api) -> None:
     text = large_skill(1100)
     assert len(text) > 200_000
     upload = asyncio.create_task(api.put_skill("big", text))
@@ -68,7 +68,7 @@ async def test_a_large_upload_does_not_hold_the_event_loop(api: Api) -> None:  #
         ),
     ],
 )
-async def test_a_bad_skill_gets_problems_with_lines_not_a_500(api: Api, node: str, message: str) -> None:  # noqa: F811
+async def test_a_bad_skill_gets_problems_with_lines_not_a_500(api: Api, node: str, message: str) -> None:
     text = f"id: bad\ntriggers: {{events: [bad]}}\nstart: run\nnodes:\n  run: {node}\n  done: {{type: end}}\n"
     answer = await api.put_skill("bad", text)
     assert answer.status_code == 422, answer.text

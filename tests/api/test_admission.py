@@ -19,7 +19,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from rejoinder.server.admission import Admission
 from rejoinder.server.body import BodyDeadline
-from tests.api.test_serve_process import REJOINDER, environment, free_port, wait_until_up
+from tests.helpers.processes import (
+    REJOINDER,
+    create_keys,
+    end_process,
+    free_port,
+    serve_environment,
+    wait_until_up,
+)
 
 
 class Gate:
@@ -225,15 +232,12 @@ def slow_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         (bot / name).parent.mkdir(parents=True, exist_ok=True)
         (bot / name).write_text(text)
     backend = SlowBackend()
-    env = environment(tmp_path / "overload.db") | {
+    env = serve_environment(tmp_path / "overload.db") | {
         "SLOW_BACKEND": f"http://127.0.0.1:{backend.server_address[1]}",
         "REJOINDER_MAX_CONCURRENT_REQUESTS": str(SLOT_LIMIT),
         "REJOINDER_QUEUE_TIMEOUT": "0.2",
     }
-    created = subprocess.run(
-        [REJOINDER, "keys", "create", str(bot), "--json"], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert created.returncode == 0, created.stderr
+    sdk_key = create_keys(env, bot)["sdk_key"]
     port = free_port()
     # The log goes to a file: a pipe nobody reads would fill up and stall the server.
     with (tmp_path / "server.log").open("w") as log:
@@ -242,10 +246,9 @@ def slow_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         )
     try:
         wait_until_up(f"http://127.0.0.1:{port}", server)
-        yield f"http://127.0.0.1:{port}", json.loads(created.stdout)["sdk_key"]
+        yield f"http://127.0.0.1:{port}", sdk_key
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        end_process(server)
         backend.shutdown()
         backend.server_close()
 

@@ -7,7 +7,7 @@ import gzip
 import rjsmin
 
 from rejoinder.server.assets import web_file
-from tests.api.conftest import Server
+from tests.helpers.app import Server
 
 
 async def test_the_sdk_is_served_as_javascript_with_a_validator(server: Server) -> None:

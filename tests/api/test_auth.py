@@ -16,7 +16,7 @@ from rejoinder.server.auth import KeyCaller, hash_secret, open_session, require_
 from rejoinder.skills import Bot
 
 if TYPE_CHECKING:
-    from conftest import Server
+    from tests.helpers.app import Server
 
 ALLOWED = "http://127.0.0.1:8000"
 EVIL = "https://evil.example"

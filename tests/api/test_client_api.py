@@ -15,7 +15,7 @@ from rejoinder.skills.model import parse_duration
 from rejoinder.tokens import hash_token
 
 if TYPE_CHECKING:
-    from conftest import Launch, Server
+    from tests.helpers.app import Launch, Server
 
 WELCOME = "Hi! I'm the Demo Shop assistant. What can I do for you?"
 MENU_CHOICES = [{"label": "My orders", "value": "orders"}, {"label": "Opening hours", "value": "hours"}]

@@ -12,7 +12,7 @@ import pytest
 from rejoinder.store import StoreUnavailable
 
 if TYPE_CHECKING:
-    from conftest import Server
+    from tests.helpers.app import Server
 
 PROBLEM = "application/problem+json"
 

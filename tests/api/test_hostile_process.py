@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import threading
 import time
@@ -11,8 +10,15 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.test_serve_process import REJOINDER, create_keys, environment, free_port, wait_until_up
-from tests.unit.test_expr_hostile import HOSTILE
+from tests.helpers.hostile import HOSTILE
+from tests.helpers.processes import (
+    REJOINDER,
+    create_keys,
+    end_process,
+    free_port,
+    serve_environment,
+    wait_until_up,
+)
 
 FALLBACK = "Sorry, something went wrong on my side. Please try again in a moment."
 HEALTH_WITHIN = 1.0  # seconds; an answer takes a few ms, and before, one turn held the worker for 13.9 s
@@ -40,7 +46,7 @@ def hostile_bot(root: Path) -> Path:
 
 def test_health_answers_while_hostile_turns_run(tmp_path: Path) -> None:
     bot = hostile_bot(tmp_path / "hostile")
-    env = environment(tmp_path / "hostile.db")
+    env = serve_environment(tmp_path / "hostile.db")
     sdk_key = create_keys(env, bot)["sdk_key"]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -76,11 +82,6 @@ def test_health_answers_while_hostile_turns_run(tmp_path: Path) -> None:
     finally:
         done.set()
         prober.join(timeout=30)
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        end_process(server)
     assert len(health) >= 10, "the probe hardly ran"
     assert max(health) < HEALTH_WITHIN, f"/healthz took {max(health):.2f} s at worst"

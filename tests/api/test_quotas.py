@@ -13,7 +13,7 @@ from rejoinder.skills import Bot
 from rejoinder.store.tables import conversations
 
 if TYPE_CHECKING:
-    from conftest import Launch, Server
+    from tests.helpers.app import Launch, Server
 
 
 async def post_from(server: Server, ip: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> Any:

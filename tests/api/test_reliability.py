@@ -11,9 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,18 +23,13 @@ import httpx
 import pytest
 
 from rejoinder.skills import Bot, load_bot
-from tests.api.conftest import fill_disk
-from tests.api.test_serve_process import (
-    EXAMPLE_BOT,
-    REJOINDER,
-    create_keys,
-    environment,
-    free_port,
-    wait_until_up,
-)
+from tests.helpers import clients
+from tests.helpers.bots import EXAMPLE_BOT, write_bot
+from tests.helpers.disk import fill_disk
+from tests.helpers.processes import ServeProcess, create_keys, serve_environment
 
 if TYPE_CHECKING:
-    from conftest import Launch, Server
+    from tests.helpers.app import Launch, Server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -118,13 +110,6 @@ def backend() -> Iterator[Backend]:
         server.server_close()
 
 
-def write_bot(root: Path, config: str, skill: str) -> Bot:
-    (root / "skills").mkdir(parents=True)
-    (root / "rejoinder.yaml").write_text(config)
-    (root / "skills" / "main.yaml").write_text(skill)
-    return load_bot(root)
-
-
 @pytest.fixture
 def probe_bot(tmp_path: Path, backend: Backend) -> Bot:
     """Asks which mode to call, calls the backend with it, says what came back or that the call failed."""
@@ -146,14 +131,12 @@ nodes:
   answered: {{type: message, text: "Got {{{{ answer }}}}", next: ask}}
   failed: {{type: message, text: "{FAILED}", next: ask}}
 """
-    return write_bot(tmp_path / "probe", config, skill)
+    return load_bot(write_bot(tmp_path / "probe", config, {"main": skill}))
 
 
 async def say(server: Server, started: dict[str, Any], text: str, client_message_id: str) -> dict[str, Any]:
-    response = await server.client.post(
-        f"/v1/conversations/{started['conversation_id']}/messages",
-        json={"text": text, "client_message_id": client_message_id},
-        headers=server.bearer(started["session"]),
+    response = await clients.say(
+        server.client, started["conversation_id"], started["session"], text, client_message_id
     )
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
@@ -232,7 +215,7 @@ nodes:
 @pytest.fixture
 def counter_bot(tmp_path: Path) -> Bot:
     """Counts the customer's messages in a variable and says the count with each one."""
-    return write_bot(tmp_path / "counter", "id: counter\n", COUNTER_SKILL)
+    return load_bot(write_bot(tmp_path / "counter", "id: counter\n", {"main": COUNTER_SKILL}))
 
 
 @pytest.mark.parametrize("apps", [1, 2], ids=["one app", "two apps on one database"])
@@ -301,31 +284,6 @@ async def test_two_clients_sending_at_once_never_interleave_a_turn_or_lose_an_up
 # ------------------------------------------------------------------------------------------------ kill -9 and restart
 
 
-class ServeProcess:
-    """``rejoinder serve`` for the example shop on a free port of 127.0.0.1."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [REJOINDER, "serve", str(EXAMPLE_BOT), "--port", str(self.port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        wait_until_up(self.base, self.process)
-
-    def kill(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-
-
 class Customer:
     """One conversation sending numbered messages; remembers what was acknowledged and what was in doubt."""
 
@@ -362,14 +320,16 @@ class Customer:
             number += 1
 
 
+@pytest.mark.timeout(300)  # two server starts, each up to READY_TIMEOUT on a busy machine
 async def test_kill_9_during_turns_then_a_restart_loses_nothing_acknowledged_and_duplicates_nothing(
     tmp_path: Path,
 ) -> None:
-    env = environment(tmp_path / "served.db")
+    env = serve_environment(tmp_path / "served.db")
     keys = await asyncio.to_thread(create_keys, env)
     sdk = {"Authorization": f"Bearer {keys['sdk_key']}"}
 
-    server = await asyncio.to_thread(ServeProcess, env)
+    server = ServeProcess(EXAMPLE_BOT, env, tmp_path / "server.log")
+    await asyncio.to_thread(server.start)
     try:
         async with httpx.AsyncClient(timeout=10) as client:
             customers = []
@@ -400,7 +360,8 @@ async def test_kill_9_during_turns_then_a_restart_loses_nothing_acknowledged_and
     finally:
         server.stop()
 
-    restarted = await asyncio.to_thread(ServeProcess, env)
+    restarted = ServeProcess(EXAMPLE_BOT, env, tmp_path / "restarted.log")
+    await asyncio.to_thread(restarted.start)
     try:
         async with httpx.AsyncClient(timeout=10) as client:
             for customer in customers:

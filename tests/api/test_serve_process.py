@@ -3,72 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import NO_QUOTAS
-
-EXAMPLE_BOT = Path(__file__).resolve().parents[2] / "examples" / "shop"
-REJOINDER = str(Path(sys.executable).with_name("rejoinder"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def environment(database: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("REJOINDER_")}
-    return {
-        **env,
-        **NO_QUOTAS,
-        "REJOINDER_DATABASE_URL": f"sqlite:///{database}",
-        "SHOP_BACKEND": "http://127.0.0.1:9",
-    }
-
-
-# A server answers /readyz in about 1 s on an idle machine and 6-8 s with the cores loaded at 7.
-READY_TIMEOUT = 60.0
-
-
-def wait_until_up(base: str, process: subprocess.Popen[str], timeout: float = READY_TIMEOUT) -> None:
-    """Wait for /readyz to answer 200; a server that never does is killed, so no test leaves it behind."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode}: {process.communicate()}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    process.wait()
-    raise AssertionError(f"the server did not become ready within {timeout:.0f} s")
-
-
-def create_keys(env: dict[str, str], bot: Path = EXAMPLE_BOT) -> dict[str, str]:
-    """``rejoinder keys create BOT --json`` on the database of ``env``."""
-    created = subprocess.run(
-        [REJOINDER, "keys", "create", str(bot), "--json"], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert created.returncode == 0, created.stderr
-    keys: dict[str, str] = json.loads(created.stdout)
-    return keys
+from tests.helpers.bots import EXAMPLE_BOT
+from tests.helpers.processes import (
+    REJOINDER,
+    create_keys,
+    ending,
+    free_port,
+    serve_environment,
+    wait_until_up,
+)
 
 
 def test_keys_then_serve_then_a_conversation_then_a_clean_shutdown(tmp_path: Path) -> None:
-    env = environment(tmp_path / "served.db")
+    env = serve_environment(tmp_path / "served.db")
     keys = create_keys(env)
     assert set(keys) == {"bot", "sdk_key", "secret_key"}
     assert (
@@ -100,7 +53,8 @@ def test_keys_then_serve_then_a_conversation_then_a_clean_shutdown(tmp_path: Pat
         assert reply.json()["messages"][-1]["text"] == "We're open every day from 9:00 to 18:00."
     finally:
         server.send_signal(signal.SIGTERM)
-        stdout, stderr = server.communicate(timeout=30)
+        with ending(server, signal.SIGKILL, grace=0):
+            stdout, stderr = server.communicate(timeout=30)
     # uvicorn re-raises the signal once it has shut down gracefully.
     assert server.returncode in (0, -signal.SIGTERM), stderr
     assert "Application shutdown complete" in stderr
@@ -122,7 +76,7 @@ def test_a_broken_bot_stops_start_up_with_file_and_line(tmp_path: Path) -> None:
 
     result = subprocess.run(
         [REJOINDER, "serve", str(bot), "--port", str(free_port())],
-        env=environment(tmp_path / "unused.db"),
+        env=serve_environment(tmp_path / "unused.db"),
         capture_output=True,
         text=True,
         timeout=60,
@@ -134,7 +88,7 @@ def test_a_broken_bot_stops_start_up_with_file_and_line(tmp_path: Path) -> None:
 
 
 def test_metrics_of_several_workers_are_one_count_whichever_worker_answers(tmp_path: Path) -> None:
-    env = environment(tmp_path / "workers.db")
+    env = serve_environment(tmp_path / "workers.db")
     sdk_key = create_keys(env)["sdk_key"]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -176,4 +130,5 @@ def test_metrics_of_several_workers_are_one_count_whichever_worker_answers(tmp_p
         assert counts == {8.0}
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        with ending(server, signal.SIGKILL, grace=0):
+            server.wait(timeout=60)

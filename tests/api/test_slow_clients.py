@@ -19,12 +19,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.test_serve_process import (
-    EXAMPLE_BOT,
+from tests.helpers.bots import EXAMPLE_BOT
+from tests.helpers.processes import (
     REJOINDER,
     create_keys,
-    environment,
+    end_process,
     free_port,
+    serve_environment,
     wait_until_up,
 )
 
@@ -51,7 +52,7 @@ class Served:
 
 def serve(tmp_path: Path, **extra: str) -> Iterator[Served]:
     """A real `rejoinder serve` of the example shop with short deadlines; ended whatever happens."""
-    env = environment(tmp_path / "slow.db") | {
+    env = serve_environment(tmp_path / "slow.db") | {
         "REJOINDER_REQUEST_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
         "REJOINDER_REQUEST_BODY_TIMEOUT": str(BODY_TIMEOUT),
         "REJOINDER_KEEP_ALIVE_TIMEOUT": str(KEEP_ALIVE),
@@ -69,12 +70,7 @@ def serve(tmp_path: Path, **extra: str) -> Iterator[Served]:
         wait_until_up(f"http://127.0.0.1:{port}", server, timeout=90)
         yield Served(f"http://127.0.0.1:{port}", port, keys["sdk_key"], log)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
+        end_process(server)
 
 
 @pytest.fixture(scope="module")

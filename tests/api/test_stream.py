@@ -28,7 +28,9 @@ from rejoinder.server.auth import create_keys, hash_secret, open_session
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.server.stream import StreamSettings
 from rejoinder.store import Store
-from tests.api.conftest import fill_disk
+from tests.helpers.bots import TALK_SKILL, write_bot
+from tests.helpers.clients import say, start
+from tests.helpers.disk import fill_disk
 
 # One event loop (and one server) for the module: starting a server per test would cost more than the tests.
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
@@ -37,24 +39,8 @@ BOT_CONFIG = """\
 id: chat
 allowed_origins: ["http://allowed.example"]
 """
-TALK_SKILL = """\
-id: talk
-triggers: {events: [hello], default: true}
-start: greet
-nodes:
-  greet: {type: message, text: "Hello!", next: ask}
-  ask: {type: question, text: "Say something", save_to: said, next: echo}
-  echo: {type: message, text: "You said {{ said }}", next: ask}
-"""
 # Generous timings: a test client that never answers pings must not be cut off by accident.
 CALM = StreamSettings(heartbeat=10, liveness=30, auth_timeout=2)
-
-
-def write_bot(root: Path) -> Path:
-    (root / "skills").mkdir(parents=True)
-    (root / "rejoinder.yaml").write_text(BOT_CONFIG)
-    (root / "skills" / "talk.yaml").write_text(TALK_SKILL)
-    return root
 
 
 @dataclass
@@ -75,18 +61,12 @@ class Server:
 
     async def start(self) -> tuple[str, str]:
         """A new conversation started by event: (conversation id, session). Its messages are seq 1 and 2."""
-        answer = await self.http.post(
-            "/v1/conversations", json={"event": "hello"}, headers={"Authorization": f"Bearer {self.sdk_key}"}
-        )
+        answer = await start(self.http, self.sdk_key, event="hello")
         assert answer.status_code == 201, answer.text
         return answer.json()["conversation_id"], answer.json()["session"]
 
     async def say(self, conversation_id: str, session: str, text: str, message_id: str) -> dict[str, Any]:
-        answer = await self.http.post(
-            f"/v1/conversations/{conversation_id}/messages",
-            json={"text": text, "client_message_id": message_id},
-            headers={"Authorization": f"Bearer {session}"},
-        )
+        answer = await say(self.http, conversation_id, session, text, message_id)
         assert answer.status_code == 200, answer.text
         body: dict[str, Any] = answer.json()
         return body
@@ -126,7 +106,7 @@ def make_app(bot_dir: Path, database: Path, redis_url: str | None = None) -> tup
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
     root = tmp_path_factory.mktemp("stream")
-    app, store = make_app(write_bot(root / "bot"), root / "rejoinder.db")
+    app, store = make_app(write_bot(root / "bot", BOT_CONFIG, {"talk": TALK_SKILL}), root / "rejoinder.db")
     async for running in run_server(app, store):
         yield running
 
@@ -549,7 +529,7 @@ async def test_erasing_a_conversation_closes_its_sockets(server: Server) -> None
 
 async def two_workers(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[Server, Server]]:
     """Two servers of one bot on one database, sharing news through Redis, as two workers of a host are."""
-    bot_dir = write_bot(tmp_path / "bot")
+    bot_dir = write_bot(tmp_path / "bot", BOT_CONFIG, {"talk": TALK_SKILL})
     database = tmp_path / "shared.db"
     app_a, store_a = make_app(bot_dir, database, redis_url)
     app_b, store_b = make_app(bot_dir, database, redis_url)
@@ -686,7 +666,7 @@ async def test_a_session_ended_in_the_store_receives_nothing_even_if_the_news_is
 
 
 async def test_a_socket_closes_at_its_session_s_expiry_however_busy_the_client(tmp_path: Path) -> None:
-    bot_dir = write_bot(tmp_path / "bot")
+    bot_dir = write_bot(tmp_path / "bot", BOT_CONFIG, {"talk": TALK_SKILL})
     (bot_dir / "rejoinder.yaml").write_text(BOT_CONFIG + "sessions: {ttl: 2s}\n")
     app, store = make_app(bot_dir, tmp_path / "brief.db")
     async for brief in run_server(app, store):
@@ -735,7 +715,11 @@ async def test_messages_sent_on_the_socket_count_against_the_clients_quota(tmp_p
     url = f"sqlite:///{tmp_path / 'quota.db'}"
     store = Store.from_url(url)
     settings = Settings(database_url=url, redis_url=None, quota_messages_per_ip=2)
-    app = create_app(load_bots([write_bot(tmp_path / "bot")]), store=store, settings=settings)
+    app = create_app(
+        load_bots([write_bot(tmp_path / "bot", BOT_CONFIG, {"talk": TALK_SKILL})]),
+        store=store,
+        settings=settings,
+    )
     app.state.stream_settings = CALM
     async for server in run_server(app, store):
         conversation, session = await server.start()
@@ -753,7 +737,9 @@ async def test_messages_sent_on_the_socket_count_against_the_clients_quota(tmp_p
 
 
 async def test_a_full_disk_is_a_storage_full_error_frame(tmp_path: Path, small_disk: Path) -> None:
-    app, store = make_app(write_bot(tmp_path / "bot"), small_disk / "rejoinder.db")
+    app, store = make_app(
+        write_bot(tmp_path / "bot", BOT_CONFIG, {"talk": TALK_SKILL}), small_disk / "rejoinder.db"
+    )
     async for server in run_server(app, store):
         conversation, session = await server.start()
         async with connect(server.ws_url(conversation, session=session, after=2)) as ws:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from rejoinder.skills import Bot
-from tests.api import conftest
-from tests.api.conftest import Launch
-from tests.shop_backend import running_backend
+from tests.helpers import app
+from tests.helpers.app import Launch
+from tests.helpers.shop_backend import running_backend
 
 SECRET = re.compile(r"rjt_[A-Za-z0-9_-]{43}")
 
@@ -20,7 +20,7 @@ async def test_transcript_variables_and_audit_show_a_reference_and_the_backend_t
     tmp_path: Path, shop_bot: Bot, launch: Launch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with running_backend() as (base_url, shop):
-        monkeypatch.setitem(conftest.ENVIRON, "SHOP_BACKEND", base_url)
+        monkeypatch.setitem(app.ENVIRON, "SHOP_BACKEND", base_url)
         async with launch(tmp_path / "rejoinder.db", {"shop": shop_bot}) as server:
             started = await server.start(event="orders")
             conversation = started["conversation_id"]

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from rejoinder.skills import Bot, BotConfig
-from tests.api.conftest import ALLOWED_ORIGIN, Launch, Server
+from tests.helpers.app import ALLOWED_ORIGIN, Launch, Server
 
 
 async def test_the_example_bot_names_itself_and_its_welcome_skill(server: Server) -> None:

@@ -9,7 +9,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.shop_backend import SHOP_DIR, running_backend
+from tests.helpers.shop_backend import SHOP_DIR, running_backend
 
 REJOINDER = Path(sys.executable).parent / "rejoinder"
 

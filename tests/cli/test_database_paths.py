@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from rejoinder.cli import app
 from rejoinder.config import get_settings
-from tests.shop_backend import SHOP_DIR
+from tests.helpers.shop_backend import SHOP_DIR
 
 # Without the check, `serve` would go on to serve (on any free port, below): the timeout then fails the test.
 pytestmark = pytest.mark.timeout(60)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.shop_backend import ROOT, SHOP_DIR
+from tests.helpers.shop_backend import ROOT, SHOP_DIR
 
 BIN = Path(sys.executable).parent
 

@@ -11,7 +11,7 @@ import pytest
 from rejoinder.demo import backend
 from rejoinder.demo.backend import ShopBackend
 from rejoinder.integrations.signing import signature_headers
-from tests.demo.conftest import BASE, Demo
+from tests.helpers.demo_app import BASE, Demo
 
 API = "/demo/shop-api"
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.demo.process import REJOINDER, DemoProcess, start_demo
+from tests.helpers.demo import DemoProcess, start_demo
+from tests.helpers.processes import REJOINDER
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from rejoinder.demo.site import content_security_policy
-from tests.demo.conftest import BASE, Demo
+from tests.helpers.demo_app import BASE, Demo
 
 PAGES = ["/demo/", "/demo/login", "/demo/account"]
 

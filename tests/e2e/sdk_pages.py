@@ -8,14 +8,15 @@ from typing import Any
 
 from playwright.sync_api import Locator, Page
 
-from tests.e2e.conftest import Server, Site
+from tests.helpers.processes import ServeProcess
+from tests.helpers.site import Site
 
 _ids = itertools.count()
 
 
 def page_with_sdk(
     site: Site,
-    server: Server,
+    server: ServeProcess,
     path: str,
     script: str = "",
     *,
@@ -87,7 +88,7 @@ def stored(page: Page) -> dict[str, str]:
     return items
 
 
-def say(server: Server, conversation_id: str, session: str, text: str) -> dict[str, Any]:
+def say(server: ServeProcess, conversation_id: str, session: str, text: str) -> dict[str, Any]:
     """Send ``text`` as the customer from outside the browser; the answer of POST …/messages."""
     with server.client() as client:
         answer = client.post(
@@ -100,7 +101,7 @@ def say(server: Server, conversation_id: str, session: str, text: str) -> dict[s
     return turn
 
 
-def resume_elsewhere(server: Server, conversation_id: str) -> str:
+def resume_elsewhere(server: ServeProcess, conversation_id: str) -> str:
     """Open a second session on the conversation, as another device holding a token would; returns it."""
     token = server.issue_token(conversation_id)["token"]
     with server.client() as client:

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
-from tests.demo.process import DemoProcess, start_demo
-from tests.e2e.conftest import ARTIFACTS, PageErrors
 from tests.e2e.sdk_pages import messages_in, widget
+from tests.helpers.demo import DemoProcess, start_demo
+from tests.helpers.site import ARTIFACTS, PageErrors
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
-from tests.e2e.conftest import ARTIFACTS, PageErrors, Server, Site, run_server, wait_for
 from tests.e2e.sdk_pages import banner_text, messages_in, page_with_sdk, widget
+from tests.helpers.processes import ServeProcess
+from tests.helpers.site import ARTIFACTS, PageErrors, Site, run_server, wait_for
 
 WELCOME = "Hi! I'm the Demo Shop assistant. What can I do for you?"
 
@@ -25,7 +26,9 @@ if (window.Alli) { window.Alli.event(); }
 """
 
 
-def v1_page(site: Site, server: Server, path: str, snippet: str = V1_SNIPPET, host: str | None = None) -> str:
+def v1_page(
+    site: Site, server: ServeProcess, path: str, snippet: str = V1_SNIPPET, host: str | None = None
+) -> str:
     """A page that loads our script and runs the v1 snippet with our key; ``host`` serves it on another name."""
     html = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>Shop</title></head>
@@ -38,7 +41,7 @@ def v1_page(site: Site, server: Server, path: str, snippet: str = V1_SNIPPET, ho
 
 
 def test_the_v1_snippet_works_verbatim(
-    page: Page, page_errors: PageErrors, site: Site, server: Server
+    page: Page, page_errors: PageErrors, site: Site, server: ServeProcess
 ) -> None:
     page.goto(v1_page(site, server, "/alli-v1.html"))
     chat = widget(page)
@@ -62,7 +65,7 @@ def test_the_v1_snippet_works_verbatim(
 
 
 def test_the_back_button_closes_the_full_window_and_the_provider_link_can_be_turned_off(
-    page: Page, site: Site, server: Server
+    page: Page, site: Site, server: ServeProcess
 ) -> None:
     options = ', backButton: true, providerLink: false, popupMode: true, persist: "none"'
     page.set_viewport_size({"width": 500, "height": 800})  # a small screen: the full window
@@ -77,7 +80,7 @@ def test_the_back_button_closes_the_full_window_and_the_provider_link_can_be_tur
 
 
 def test_unknown_options_are_ignored_with_a_debug_warning(
-    page: Page, page_errors: PageErrors, site: Site, server: Server
+    page: Page, page_errors: PageErrors, site: Site, server: ServeProcess
 ) -> None:
     warnings: list[str] = []
 
@@ -101,7 +104,7 @@ def test_unknown_options_are_ignored_with_a_debug_warning(
 
 
 @pytest.fixture(scope="module")
-def branded(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def branded(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     """A bot with its own look and a welcome event that no skill answers."""
     site.add("/ada.svg", ADA_SVG)
     settings = {
@@ -113,9 +116,8 @@ def branded(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
             "avatar": f"{site.origin}/ada.svg",
         },
     }
-    running = run_server(tmp_path_factory.mktemp("branded"), [site.origin], settings)
-    yield running
-    running.stop()
+    with run_server(tmp_path_factory.mktemp("branded"), [site.origin], settings) as running:
+        yield running
 
 
 ADA_SVG = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><circle cx="16" cy="16" r="16"
@@ -124,7 +126,7 @@ fill="#f59e0b"/><text x="16" y="21" font-size="14" text-anchor="middle" fill="#f
 
 
 def test_event_without_a_welcome_skill_opens_a_chat_that_waits_for_the_first_message(
-    page: Page, page_errors: PageErrors, site: Site, branded: Server
+    page: Page, page_errors: PageErrors, site: Site, branded: ServeProcess
 ) -> None:
     script = "window.answer = Alli.event();"
     page.goto(page_with_sdk(site, branded, "/no-welcome.html", script, options=', persist: "none"'))
@@ -144,7 +146,7 @@ def test_event_without_a_welcome_skill_opens_a_chat_that_waits_for_the_first_mes
     assert page_errors.exceptions == [] and page_errors.console == []
 
 
-def test_the_bots_widget_settings_dress_the_widget(page: Page, site: Site, branded: Server) -> None:
+def test_the_bots_widget_settings_dress_the_widget(page: Page, site: Site, branded: ServeProcess) -> None:
     page.goto(
         page_with_sdk(site, branded, "/branded.html", "Alli.event('echo');", options=', persist: "none"')
     )
@@ -169,7 +171,9 @@ def test_the_bots_widget_settings_dress_the_widget(page: Page, site: Site, brand
     assert chat.locator(".who").count() == 2  # the bot's name where the bot starts speaking
 
 
-def test_quick_replies_sit_under_the_question_they_answer(page: Page, site: Site, server: Server) -> None:
+def test_quick_replies_sit_under_the_question_they_answer(
+    page: Page, site: Site, server: ServeProcess
+) -> None:
     page.goto(
         page_with_sdk(site, server, "/choices.html", "Alli.event('welcome');", options=', persist: "none"')
     )
@@ -201,7 +205,7 @@ window.done = true;
 
 
 def test_the_v2_calls_and_the_es_module(
-    page: Page, page_errors: PageErrors, site: Site, server: Server
+    page: Page, page_errors: PageErrors, site: Site, server: ServeProcess
 ) -> None:
     module = V2_MODULE.replace("SERVER", server.base).replace("SDK_KEY", server.sdk_key)
     html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
@@ -228,7 +232,7 @@ def test_the_v2_calls_and_the_es_module(
     assert page_errors.exceptions == [] and page_errors.console == []
 
 
-def test_set_user_variables_reach_the_skill(page: Page, site: Site, server: Server) -> None:
+def test_set_user_variables_reach_the_skill(page: Page, site: Site, server: ServeProcess) -> None:
     script = "Alli.setUser({ variables: { user_name: 'Ada' } }); Alli.event('orders');"
     page.goto(page_with_sdk(site, server, "/v2-vars.html", script, options=', persist: "none"'))
 
@@ -241,7 +245,7 @@ def test_set_user_variables_reach_the_skill(page: Page, site: Site, server: Serv
 
 
 def test_a_page_on_an_origin_the_bot_does_not_allow_is_told_which_origin_to_add(
-    page: Page, site: Site, server: Server
+    page: Page, site: Site, server: ServeProcess
 ) -> None:
     warnings: list[str] = []
 
@@ -279,7 +283,7 @@ def test_a_page_on_an_origin_the_bot_does_not_allow_is_told_which_origin_to_add(
     ids=["ko", "ja"],
 )
 def test_the_widget_speaks_the_pages_locale(
-    page: Page, site: Site, server: Server, locale: str, placeholder: str, send: str, restart: str
+    page: Page, site: Site, server: ServeProcess, locale: str, placeholder: str, send: str, restart: str
 ) -> None:
     options = f', locale: "{locale}", persist: "none"'
     script = "Alli.event('welcome');"
@@ -299,7 +303,7 @@ def test_the_widget_speaks_the_pages_locale(
     assert not any(c.isascii() and c.isalpha() for c in banner_text(page)), banner_text(page)
 
 
-def test_a_page_adds_a_language(page: Page, site: Site, server: Server) -> None:
+def test_a_page_adds_a_language(page: Page, site: Site, server: ServeProcess) -> None:
     url = page_with_sdk(site, server, "/locale-fr.html", options=', locale: "fr-FR"')
     html = site.pages["/locale-fr.html"].replace(
         "Alli.initialize(",
@@ -317,7 +321,7 @@ def test_a_page_adds_a_language(page: Page, site: Site, server: Server) -> None:
 # ------------------------------------------------------------------------------------------------ a phone
 
 
-def test_on_a_phone_the_launcher_keeps_out_of_the_way(phone: Page, site: Site, server: Server) -> None:
+def test_on_a_phone_the_launcher_keeps_out_of_the_way(phone: Page, site: Site, server: ServeProcess) -> None:
     page = phone
     body = "<p style='position:fixed;bottom:0;left:0;right:0;margin:0;padding:16px;background:#eee'>Basket: 2 items</p>"
     viewport = '<meta name="viewport" content="width=device-width, initial-scale=1">'

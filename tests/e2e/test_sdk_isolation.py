@@ -6,8 +6,9 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import PageErrors, Server, Site, wait_for
 from tests.e2e.sdk_pages import TRACK_EVENTS, messages_in, page_with_sdk, widget
+from tests.helpers.processes import ServeProcess
+from tests.helpers.site import PageErrors, Site, wait_for
 
 SCRIPT_PAYLOAD = "<script>window.__pwned = 'script'</script>"
 IMG_PAYLOAD = "<img src=x onerror=\"window.__pwned = 'img'\">"
@@ -48,7 +49,7 @@ MEASURE = """() => {
 }"""
 
 
-def open_welcome(page: Page, site: Site, server: Server, path: str, head: str = "") -> dict[str, Any]:
+def open_welcome(page: Page, site: Site, server: ServeProcess, path: str, head: str = "") -> dict[str, Any]:
     """A page that starts the welcome skill and answers its menu by text; returns the widget's measurements."""
     script = "Alli.event('welcome').then(function () { return Alli.sendChat('Hi'); });"
     page.goto(page_with_sdk(site, server, path, script, head=head))
@@ -59,7 +60,7 @@ def open_welcome(page: Page, site: Site, server: Server, path: str, head: str = 
     return measured
 
 
-def test_aggressive_page_css_does_not_change_the_widget(page: Page, site: Site, server: Server) -> None:
+def test_aggressive_page_css_does_not_change_the_widget(page: Page, site: Site, server: ServeProcess) -> None:
     plain = open_welcome(page, site, server, "/plain.html")
     styled = open_welcome(page, site, server, "/aggressive.html", head=AGGRESSIVE_CSS)
     assert (
@@ -70,7 +71,7 @@ def test_aggressive_page_css_does_not_change_the_widget(page: Page, site: Site, 
     assert plain["host"] == ["block", "1", "none"]
 
 
-def test_widget_css_does_not_leak_into_the_page(page: Page, site: Site, server: Server) -> None:
+def test_widget_css_does_not_leak_into_the_page(page: Page, site: Site, server: ServeProcess) -> None:
     look_alikes = (
         '<div class="bubble" id="b">page bubble</div><button class="send" id="s">page button</button>'
     )
@@ -87,7 +88,7 @@ def test_widget_css_does_not_leak_into_the_page(page: Page, site: Site, server: 
 
 
 def test_markup_in_messages_is_shown_as_text_and_never_runs(
-    page: Page, page_errors: PageErrors, site: Site, server: Server
+    page: Page, page_errors: PageErrors, site: Site, server: ServeProcess
 ) -> None:
     page.goto(page_with_sdk(site, server, "/xss.html", TRACK_EVENTS + "Alli.event('echo');"))
     expect(widget(page).locator(".msg")).to_have_count(1)
@@ -113,7 +114,7 @@ def test_markup_in_messages_is_shown_as_text_and_never_runs(
     assert page_errors.exceptions == []
 
 
-def test_links_in_text_and_link_buttons_open_safely(page: Page, site: Site, server: Server) -> None:
+def test_links_in_text_and_link_buttons_open_safely(page: Page, site: Site, server: ServeProcess) -> None:
     page.goto(page_with_sdk(site, server, "/links.html", "Alli.event('links')"))
     expect(widget(page).locator(".msg")).to_have_count(1)
     links = page.evaluate(
@@ -134,7 +135,7 @@ def test_links_in_text_and_link_buttons_open_safely(page: Page, site: Site, serv
 
 
 def test_works_under_a_strict_content_security_policy(
-    page: Page, page_errors: PageErrors, site: Site, server: Server
+    page: Page, page_errors: PageErrors, site: Site, server: ServeProcess
 ) -> None:
     ws = server.base.replace("http", "ws")
     csp = (

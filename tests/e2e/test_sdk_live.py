@@ -7,7 +7,6 @@ import re
 
 from playwright.sync_api import Page, Route, WebSocketRoute, expect
 
-from tests.e2e.conftest import PageErrors, Server, Site, wait_for
 from tests.e2e.sdk_pages import (
     TRACK_EVENTS,
     banner_text,
@@ -17,6 +16,8 @@ from tests.e2e.sdk_pages import (
     say,
     widget,
 )
+from tests.helpers.processes import ServeProcess
+from tests.helpers.site import PageErrors, Site, wait_for
 
 START_ECHO = TRACK_EVENTS + "Alli.event('echo');"
 
@@ -29,7 +30,7 @@ def echo_transcript(*said: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def start_echo_in_browser(page: Page, site: Site, server: Server, path: str) -> str:
+def start_echo_in_browser(page: Page, site: Site, server: ServeProcess, path: str) -> str:
     """Open a page that starts the echo skill; returns the conversation id once the stream is live."""
     page.goto(page_with_sdk(site, server, path, START_ECHO))
     wait_for(lambda: page.evaluate("Alli.status") == "online")
@@ -37,7 +38,7 @@ def start_echo_in_browser(page: Page, site: Site, server: Server, path: str) -> 
     return conversation_id
 
 
-def test_messages_from_another_device_arrive_live(page: Page, site: Site, server: Server) -> None:
+def test_messages_from_another_device_arrive_live(page: Page, site: Site, server: ServeProcess) -> None:
     conversation_id = start_echo_in_browser(page, site, server, "/live.html")
     other = resume_elsewhere(server, conversation_id)
     say(server, conversation_id, other, "from my phone")
@@ -47,7 +48,7 @@ def test_messages_from_another_device_arrive_live(page: Page, site: Site, server
 
 
 def test_reconnects_after_the_server_restarts_and_shows_missed_messages_once(
-    page: Page, page_errors: PageErrors, site: Site, server: Server
+    page: Page, page_errors: PageErrors, site: Site, server: ServeProcess
 ) -> None:
     conversation_id = start_echo_in_browser(page, site, server, "/restart.html")
     other = resume_elsewhere(server, conversation_id)
@@ -73,7 +74,7 @@ def test_reconnects_after_the_server_restarts_and_shows_missed_messages_once(
     assert page_errors.exceptions == []
 
 
-def test_polls_when_the_page_has_no_websocket(page: Page, site: Site, server: Server) -> None:
+def test_polls_when_the_page_has_no_websocket(page: Page, site: Site, server: ServeProcess) -> None:
     page.add_init_script("window.WebSocket = undefined")
     conversation_id = start_echo_in_browser(page, site, server, "/no-websocket.html")
     other = resume_elsewhere(server, conversation_id)
@@ -86,7 +87,7 @@ def test_polls_when_the_page_has_no_websocket(page: Page, site: Site, server: Se
     assert page.evaluate("window.seen.message") == [1, 2, 3, 4, 5]
 
 
-def test_polls_when_the_websocket_upgrade_is_blocked(page: Page, site: Site, server: Server) -> None:
+def test_polls_when_the_websocket_upgrade_is_blocked(page: Page, site: Site, server: ServeProcess) -> None:
     attempts: list[str] = []
 
     def refuse(socket: WebSocketRoute) -> None:
@@ -104,7 +105,7 @@ def test_polls_when_the_websocket_upgrade_is_blocked(page: Page, site: Site, ser
 
 
 def test_a_send_whose_answer_is_lost_is_retried_with_the_same_id(
-    page: Page, site: Site, server: Server
+    page: Page, site: Site, server: ServeProcess
 ) -> None:
     start_echo_in_browser(page, site, server, "/flaky.html")
     sent: list[str] = []

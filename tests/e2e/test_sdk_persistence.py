@@ -10,8 +10,6 @@ import pytest
 import yaml
 from playwright.sync_api import Page, expect
 
-from tests.api.test_serve_process import free_port
-from tests.e2e.conftest import Server, Site, make_bot, server_environment, wait_for
 from tests.e2e.sdk_pages import (
     TRACK_EVENTS,
     messages_in,
@@ -22,6 +20,8 @@ from tests.e2e.sdk_pages import (
     stored,
     widget,
 )
+from tests.helpers.processes import ServeProcess
+from tests.helpers.site import Site, make_bot, site_server_environment, wait_for
 
 SEED_RESUME = """
 if (window.Alli) {
@@ -38,7 +38,9 @@ def send(page: Page, text: str) -> None:
     expect(widget(page).locator(".msg")).to_have_count(count + 2)
 
 
-def test_reload_and_navigation_continue_the_conversation(page: Page, site: Site, server: Server) -> None:
+def test_reload_and_navigation_continue_the_conversation(
+    page: Page, site: Site, server: ServeProcess
+) -> None:
     started = server.start_conversation(event="echo")
     token = server.issue_token(started["conversation_id"])["token"]
     page.goto(page_with_sdk(site, server, "/login-done.html", SEED_RESUME.replace("TOKEN", token)))
@@ -66,7 +68,7 @@ def test_reload_and_navigation_continue_the_conversation(page: Page, site: Site,
     assert token not in everything and "rjt_" not in everything  # the token is never kept
 
 
-def test_messages_sent_while_away_appear_after_reload(page: Page, site: Site, server: Server) -> None:
+def test_messages_sent_while_away_appear_after_reload(page: Page, site: Site, server: ServeProcess) -> None:
     page.goto(page_with_sdk(site, server, "/away.html", TRACK_EVENTS + "Alli.event('echo')"))
     wait_for(lambda: page.evaluate("Alli.status") == "online")
     conversation_id = page.evaluate("window.seen.conversation[0]")
@@ -79,7 +81,7 @@ def test_messages_sent_while_away_appear_after_reload(page: Page, site: Site, se
     assert messages_in(page)[1:] == [("customer", "while away"), ("bot", "You said: while away")]
 
 
-def test_an_expired_stored_session_is_dropped(page: Page, site: Site, server: Server) -> None:
+def test_an_expired_stored_session_is_dropped(page: Page, site: Site, server: ServeProcess) -> None:
     url = page_with_sdk(site, server, "/stale.html", TRACK_EVENTS)
     page.goto(url)
     page.evaluate("Alli.event('echo')")
@@ -100,7 +102,7 @@ def test_an_expired_stored_session_is_dropped(page: Page, site: Site, server: Se
     expect(widget(page).locator(".msg")).to_have_count(2)
 
 
-def test_destroy_forgets_the_conversation(page: Page, site: Site, server: Server) -> None:
+def test_destroy_forgets_the_conversation(page: Page, site: Site, server: ServeProcess) -> None:
     page.goto(page_with_sdk(site, server, "/destroy.html", "Alli.event('echo')"))
     wait_for(lambda: saved_conversation(page) is not None)
     page.evaluate("Alli.destroy()")
@@ -113,7 +115,7 @@ def test_destroy_forgets_the_conversation(page: Page, site: Site, server: Server
     assert messages_in(page) == [("bot", "Say something.")]
 
 
-def test_reset_starts_afresh_on_the_next_message(page: Page, site: Site, server: Server) -> None:
+def test_reset_starts_afresh_on_the_next_message(page: Page, site: Site, server: ServeProcess) -> None:
     page.goto(page_with_sdk(site, server, "/reset.html", TRACK_EVENTS + "Alli.event('echo')"))
     wait_for(lambda: page.evaluate("Alli.status") == "online")
     page.evaluate("Alli.reset()")
@@ -125,7 +127,7 @@ def test_reset_starts_afresh_on_the_next_message(page: Page, site: Site, server:
 
 
 def test_persist_none_keeps_nothing_and_local_survives_a_new_tab(
-    page: Page, site: Site, server: Server
+    page: Page, site: Site, server: ServeProcess
 ) -> None:
     page.goto(page_with_sdk(site, server, "/none.html", "Alli.event('echo')", options=', persist: "none"'))
     wait_for(lambda: page.evaluate("Alli.status") == "online")
@@ -150,7 +152,7 @@ def test_persist_none_keeps_nothing_and_local_survives_a_new_tab(
 
 
 @pytest.fixture(scope="module")
-def short_sessions(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def short_sessions(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     """A server whose sessions live 4 s: the widget must refresh them by itself to keep talking."""
     directory = tmp_path_factory.mktemp("short-sessions")
     bot_dir = make_bot(directory / "bot", [site.origin])
@@ -159,14 +161,16 @@ def short_sessions(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iter
     config["sessions"] = {"ttl": "4s"}
     config_path.write_text(yaml.safe_dump(config))
     database = Path(directory / "rejoinder.db")
-    running = Server(bot_dir=bot_dir, database=database, port=free_port(), env=server_environment(database))
+    running = ServeProcess(bot_dir, site_server_environment(database), directory / "server.log")
     running.create_keys()
-    running.start()
-    yield running
-    running.stop()
+    with running:
+        running.start()
+        yield running
 
 
-def test_the_session_refreshes_before_it_expires(page: Page, site: Site, short_sessions: Server) -> None:
+def test_the_session_refreshes_before_it_expires(
+    page: Page, site: Site, short_sessions: ServeProcess
+) -> None:
     page.goto(page_with_sdk(site, short_sessions, "/refresh.html", "Alli.event('echo')"))
     wait_for(lambda: page.evaluate("Alli.status") == "online")
     sessions = [saved_conversation(page)]

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, FloatRect, Page, expect
 
-from tests.e2e.conftest import ARTIFACTS, PageErrors, Server, Site, wait_for
 from tests.e2e.sdk_pages import page_with_sdk, widget
+from tests.helpers.processes import ServeProcess
+from tests.helpers.site import ARTIFACTS, PageErrors, Site, wait_for
 
 PHONE = {"width": 390, "height": 844}
 # A page made for phones says so; without it a mobile browser lays the page out 980 px wide.
@@ -52,7 +53,7 @@ def phone(browser: Browser, request: pytest.FixtureRequest, page_errors: PageErr
         context.close()
 
 
-def phone_page(site: Site, server: Server, path: str, *, options: str = "", body: str = "") -> str:
+def phone_page(site: Site, server: ServeProcess, path: str, *, options: str = "", body: str = "") -> str:
     """A business page made for phones that loads the SDK; returns its URL."""
     return page_with_sdk(site, server, path, options=options, head=MOBILE_HEAD, body=body)
 
@@ -98,7 +99,7 @@ def clear_of(page: Page, bar: FloatRect) -> FloatRect | None:
 
 
 def test_the_launcher_lifts_itself_above_a_bar_fixed_at_the_bottom(
-    phone: Page, page_errors: PageErrors, site: Site, server: Server
+    phone: Page, page_errors: PageErrors, site: Site, server: ServeProcess
 ) -> None:
     debug_lines: list[str] = []
     phone.on("console", lambda message: debug_lines.append(message.text))
@@ -122,7 +123,7 @@ def test_the_launcher_lifts_itself_above_a_bar_fixed_at_the_bottom(
 
 
 def test_style_options_bottom_lifts_the_launcher_on_a_phone_too(
-    phone: Page, page_errors: PageErrors, site: Site, server: Server
+    phone: Page, page_errors: PageErrors, site: Site, server: ServeProcess
 ) -> None:
     options = ", styleOptions: {conversationContainer: {right: 24, bottom: 96}}"
     phone.goto(phone_page(site, server, "/phone-bar-offsets.html", options=options, body=CART_BAR))
@@ -137,7 +138,7 @@ def test_style_options_bottom_lifts_the_launcher_on_a_phone_too(
 
 
 def test_offsets_too_large_for_a_phone_keep_the_launcher_on_screen(
-    phone: Page, site: Site, server: Server
+    phone: Page, site: Site, server: ServeProcess
 ) -> None:
     options = ', placement: "bottom-left", styleOptions: {conversationContainer: {left: 900, bottom: 1500}}'
     phone.goto(phone_page(site, server, "/phone-far.html", options=options))
@@ -151,7 +152,7 @@ def test_offsets_too_large_for_a_phone_keep_the_launcher_on_screen(
 
 
 def test_without_a_bar_the_launcher_keeps_to_its_corner_and_returns_there_when_the_bar_goes(
-    phone: Page, site: Site, server: Server
+    phone: Page, site: Site, server: ServeProcess
 ) -> None:
     header = (
         '<div style="position: fixed; top: 0; left: 0; right: 0; height: 56px; background: #eee">Shop</div>'
@@ -166,7 +167,9 @@ def test_without_a_bar_the_launcher_keeps_to_its_corner_and_returns_there_when_t
     assert launcher["x"] + launcher["width"] == PHONE["width"] - 12  # the fixed header up top changed nothing
 
 
-def test_a_bar_that_appears_on_scroll_moves_the_launcher_up(phone: Page, site: Site, server: Server) -> None:
+def test_a_bar_that_appears_on_scroll_moves_the_launcher_up(
+    phone: Page, site: Site, server: ServeProcess
+) -> None:
     # The shop shows its bar once the customer has scrolled past the product's own button.
     appearing = CART_BAR.replace("display: flex;", "display: none;") + (
         "<script>addEventListener('scroll', () => "
@@ -183,7 +186,7 @@ def test_a_bar_that_appears_on_scroll_moves_the_launcher_up(phone: Page, site: S
 
 
 def test_the_open_chat_keeps_its_send_button_clear_of_the_launcher(
-    phone: Page, page_errors: PageErrors, site: Site, server: Server
+    phone: Page, page_errors: PageErrors, site: Site, server: ServeProcess
 ) -> None:
     phone.goto(phone_page(site, server, "/phone-open.html", body=CART_BAR))
     chat = widget(phone)
@@ -214,7 +217,7 @@ def test_the_open_chat_keeps_its_send_button_clear_of_the_launcher(
 
 
 def test_a_bar_stuck_to_the_bottom_counts_and_a_full_screen_layer_does_not(
-    phone: Page, site: Site, server: Server
+    phone: Page, site: Site, server: ServeProcess
 ) -> None:
     sticky = (
         '<div style="height: 1600px">Reviews…</div>'

@@ -6,8 +6,9 @@ import time
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import PageErrors, Server, Site, wait_for
 from tests.e2e.sdk_pages import banner_text, messages_in, page_with_sdk, saved_conversation, widget
+from tests.helpers.processes import ServeProcess
+from tests.helpers.site import PageErrors, Site, wait_for
 
 SEED_SNIPPET = """
 if (window.Alli) {
@@ -18,7 +19,7 @@ if (window.Alli) {
 
 
 def test_seed_snippet_resumes_with_history_and_resume_message(
-    page: Page, page_errors: PageErrors, site: Site, server: Server
+    page: Page, page_errors: PageErrors, site: Site, server: ServeProcess
 ) -> None:
     started = server.start_conversation(event="echo")
     with server.client() as client:
@@ -57,7 +58,7 @@ window.outcome = window.Alli.__startConversation('TOKEN', {launcher: false, popu
 """
 
 
-def resume_refused(page: Page, site: Site, server: Server, path: str, token: str) -> dict[str, str]:
+def resume_refused(page: Page, site: Site, server: ServeProcess, path: str, token: str) -> dict[str, str]:
     """Load a page that resumes with ``token``; returns how the Promise was rejected."""
     page.goto(page_with_sdk(site, server, path, RESUME_AND_RECORD.replace("TOKEN", token)))
     outcome: dict[str, str] = page.evaluate("window.outcome")
@@ -74,7 +75,7 @@ def assert_refused_on_screen(page: Page, detail: str) -> None:
 
 
 def test_expired_token_shows_the_servers_detail_and_rejects_with_its_code(
-    page: Page, site: Site, server: Server
+    page: Page, site: Site, server: ServeProcess
 ) -> None:
     started = server.start_conversation(event="echo")
     token = server.issue_token(started["conversation_id"], ttl="1s")["token"]
@@ -88,7 +89,7 @@ def test_expired_token_shows_the_servers_detail_and_rejects_with_its_code(
     assert messages_in(page) == []
 
 
-def test_revoked_token_and_a_token_revoked_while_open(page: Page, site: Site, server: Server) -> None:
+def test_revoked_token_and_a_token_revoked_while_open(page: Page, site: Site, server: ServeProcess) -> None:
     started = server.start_conversation(event="echo")
     revoked = server.issue_token(started["conversation_id"])
     with server.admin() as admin:
@@ -110,14 +111,16 @@ def test_revoked_token_and_a_token_revoked_while_open(page: Page, site: Site, se
     assert saved_conversation(page) is None  # a dead session is not kept
 
 
-def test_malformed_token_is_refused_without_a_conversation(page: Page, site: Site, server: Server) -> None:
+def test_malformed_token_is_refused_without_a_conversation(
+    page: Page, site: Site, server: ServeProcess
+) -> None:
     outcome = resume_refused(page, site, server, "/malformed.html", "not-a-token")
     assert outcome["code"] == "token_malformed"
     assert_refused_on_screen(page, outcome["message"])
 
 
 def test_reloading_a_resume_page_does_not_resume_twice(
-    page: Page, page_errors: PageErrors, site: Site, server: Server
+    page: Page, page_errors: PageErrors, site: Site, server: ServeProcess
 ) -> None:
     started = server.start_conversation(event="echo")
     token = server.issue_token(started["conversation_id"])["token"]

@@ -8,8 +8,10 @@ import hmac
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import IDENTITY_SECRET, PageErrors, Server, Site, wait_for
 from tests.e2e.sdk_pages import TRACK_EVENTS, banner_text, messages_in, page_with_sdk, widget
+from tests.helpers.bots import IDENTITY_SECRET
+from tests.helpers.processes import ServeProcess
+from tests.helpers.site import PageErrors, Site, wait_for
 
 WELCOME = "Hi! I'm the Demo Shop assistant. What can I do for you?"
 
@@ -29,7 +31,7 @@ def focused(page: Page) -> str:
     return name
 
 
-def test_keyboard_only(page: Page, page_errors: PageErrors, site: Site, server: Server) -> None:
+def test_keyboard_only(page: Page, page_errors: PageErrors, site: Site, server: ServeProcess) -> None:
     page.goto(page_with_sdk(site, server, "/keyboard.html", TRACK_EVENTS, body='<a href="#top">Top</a>'))
     page.keyboard.press("Tab")
     assert focused(page) == "a"
@@ -64,7 +66,9 @@ def test_keyboard_only(page: Page, page_errors: PageErrors, site: Site, server: 
     assert page_errors.exceptions == []
 
 
-def test_event_starts_its_skill_and_choices_are_quick_replies(page: Page, site: Site, server: Server) -> None:
+def test_event_starts_its_skill_and_choices_are_quick_replies(
+    page: Page, site: Site, server: ServeProcess
+) -> None:
     page.goto(page_with_sdk(site, server, "/event.html", TRACK_EVENTS + "Alli.event('welcome')"))
     expect(widget(page).locator(".window")).to_be_visible()  # event() opens the window
     choices = widget(page).locator(".choice")
@@ -81,7 +85,7 @@ def test_event_starts_its_skill_and_choices_are_quick_replies(page: Page, site: 
 
 
 def test_a_closed_conversation_says_so_and_a_new_one_can_start(
-    page: Page, site: Site, server: Server
+    page: Page, site: Site, server: ServeProcess
 ) -> None:
     page.goto(page_with_sdk(site, server, "/end.html", TRACK_EVENTS + "Alli.event('echo')"))
     expect(widget(page).locator(".msg")).to_have_count(1)
@@ -103,7 +107,7 @@ def test_a_closed_conversation_says_so_and_a_new_one_can_start(
     assert len(conversations) == 2 and conversations[0] != conversations[1]
 
 
-def test_verified_identity_reaches_the_skill(page: Page, site: Site, server: Server) -> None:
+def test_verified_identity_reaches_the_skill(page: Page, site: Site, server: ServeProcess) -> None:
     digest = hmac.new(IDENTITY_SECRET.encode(), b"u-42", hashlib.sha256).hexdigest()
     user = f', user: {{id: "u-42", name: "Ada", hash: "{digest}"}}'
     page.goto(page_with_sdk(site, server, "/verified.html", "Alli.event('whoami')", options=user))
@@ -115,7 +119,7 @@ def test_verified_identity_reaches_the_skill(page: Page, site: Site, server: Ser
 
 
 def test_calls_before_initialize_and_a_second_initialize_are_refused(
-    page: Page, site: Site, server: Server
+    page: Page, site: Site, server: ServeProcess
 ) -> None:
     page.goto(site.add("/bare.html", "<!doctype html><link rel=icon href='data:,'><p>no widget yet</p>"))
     page.add_script_tag(url=server.sdk_url)

@@ -11,7 +11,6 @@ import contextlib
 import glob
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -19,24 +18,17 @@ import threading
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import IO, Any, NoReturn, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
-import pytest
 
-from tests.api.test_serve_process import EXAMPLE_BOT, REJOINDER, free_port, wait_until_up
-from tests.conftest import NO_QUOTAS
+from tests.helpers.processes import free_port
+from tests.helpers.services import unavailable
 
 T = TypeVar("T")
 
-_START_TIMEOUT = 15.0
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip a test whose servers cannot be started here; fail instead when ``REJOINDER_REQUIRE_SERVICES=1``."""
-    if os.environ.get("REJOINDER_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (REJOINDER_REQUIRE_SERVICES=1, so this is an error)", pytrace=False)
-    pytest.skip(reason)
+_START_TIMEOUT = 30.0  # seconds for redis-server to answer PING (well under 1 s on an idle machine)
+_PG_CTL_TIMEOUT = 60  # seconds pg_ctl waits for a start or stop (a few on an idle machine, with recovery)
 
 
 # ------------------------------------------------------------------------------------------------ TCP proxy
@@ -220,12 +212,15 @@ class RedisServer:
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
             )
-        deadline = time.monotonic() + _START_TIMEOUT
-        while not _redis_answers(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                unavailable(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
+        try:
+            deadline = time.monotonic() + _START_TIMEOUT
+            while not _redis_answers(self.port):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    unavailable(f"redis-server did not start on port {self.port}")
+                time.sleep(0.02)
+        except BaseException:
+            self.kill()
+            raise
 
     def kill(self) -> None:
         """SIGKILL: every connection drops at once and whatever it held is gone."""
@@ -282,11 +277,12 @@ class PostgresCluster:
             )  # fmt: skip
             self.start()
         except BaseException:
-            shutil.rmtree(self.directory, ignore_errors=True)
+            self.__exit__()
             raise
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        """Stop the cluster if it runs (even half started), and remove its files."""
         if (self.data / "postmaster.pid").exists():
             command = [
                 *self.as_user,
@@ -297,22 +293,36 @@ class PostgresCluster:
                 "immediate",
                 "stop",
             ]
-            subprocess.run(command, capture_output=True, timeout=30, check=False)
+            subprocess.run(command, capture_output=True, timeout=_PG_CTL_TIMEOUT + 30, check=False)
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def start(self) -> None:
         # No fsync: a crashed server process loses nothing the OS has (synchronous_commit stays on: it would).
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off"
         log = str(self.directory / "server.log")
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "-t", "15", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            log,
+            "-w",
+            "-t",
+            str(_PG_CTL_TIMEOUT),
+            "start",
+        )
 
     def stop(self, mode: str = "immediate") -> None:
         """Stop: ``immediate`` drops every connection at once, as a crash does (recovery runs on start)."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "15", "stop")
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", str(_PG_CTL_TIMEOUT), "stop")
 
     def _run(self, program: str, *arguments: str) -> None:
         command = [*self.as_user, str(self.bin / program), *arguments]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=_PG_CTL_TIMEOUT + 30, check=False
+        )
         if result.returncode != 0:
             unavailable(f"{program} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
 
@@ -320,63 +330,6 @@ class PostgresCluster:
 def _version_key(path: str) -> tuple[int, ...]:
     version = Path(path).parent.parent.name
     return tuple(int(part) for part in version.split(".") if part.isdigit())
-
-
-# ------------------------------------------------------------------------------------------------ rejoinder serve
-
-
-def serve_environment(database_url: str, redis_url: str | None = None) -> dict[str, str]:
-    """The environment of a ``rejoinder serve`` of the example shop (whose backend calls fail fast)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("REJOINDER_")}
-    env |= {**NO_QUOTAS, "REJOINDER_DATABASE_URL": database_url, "SHOP_BACKEND": "http://127.0.0.1:9"}
-    if redis_url is not None:
-        env["REJOINDER_REDIS_URL"] = redis_url
-    return env
-
-
-class Served:
-    """``rejoinder serve`` of the example shop on a free port, its log kept in a file for failed tests."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        """Start the process and wait until ``/readyz`` answers 200 (blocking: call it on a thread)."""
-        log: IO[str] = open(self.log_path, "a")  # noqa: SIM115 - kept by the process
-        with log:
-            self.process = subprocess.Popen(
-                [REJOINDER, "serve", str(EXAMPLE_BOT), "--port", str(self.port)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        try:
-            wait_until_up(self.base, self.process, timeout=30)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not ended in a while."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 # ------------------------------------------------------------------------------------------------ what clients see

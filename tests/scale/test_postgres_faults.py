@@ -35,14 +35,13 @@ from rejoinder.skills import Bot, load_bot
 from rejoinder.store import Store
 from rejoinder.store.engine import create_engine
 from rejoinder.store.urls import normalize_url
-from tests.api.test_serve_process import EXAMPLE_BOT, create_keys
-from tests.conftest import POSTGRES_PORT
+from tests.helpers.bots import EXAMPLE_BOT
+from tests.helpers.processes import ServeProcess, create_keys, serve_environment
+from tests.helpers.services import POSTGRES_PORT
 from tests.scale.faults import (
     PostgresCluster,
-    Served,
     TcpProxy,
     assert_unavailable,
-    serve_environment,
     transcript,
 )
 
@@ -121,7 +120,7 @@ async def test_postgres_unreachable_for_a_moment_answers_503_then_serves_again_w
 ) -> None:
     with TcpProxy(POSTGRES_PORT) as proxy:
         env = serve_environment(through(make_postgres_url(), proxy.port))
-        served = Served(env, tmp_path / "serve.log")
+        served = ServeProcess(EXAMPLE_BOT, env, tmp_path / "serve.log")
         try:
             keys, _ = await asyncio.gather(
                 asyncio.to_thread(create_keys, env), asyncio.to_thread(served.start)
@@ -129,17 +128,17 @@ async def test_postgres_unreachable_for_a_moment_answers_503_then_serves_again_w
             async with httpx.AsyncClient(base_url=served.base, timeout=ANSWER_WITHIN * 2) as client:
                 await _talk_through_an_outage(client, proxy, served, keys)
         except BaseException:
-            print(served.log())
+            print(served.log_text())
             raise
         finally:
             await asyncio.to_thread(served.stop)
-    access = [json.loads(line) for line in served.log().splitlines() if line.startswith("{")]
+    access = [json.loads(line) for line in served.log_text().splitlines() if line.startswith("{")]
     statuses = {line["status"] for line in access if line.get("logger") == "rejoinder.access"}
     assert statuses <= {200, 201, 503}, statuses
 
 
 async def _talk_through_an_outage(
-    client: httpx.AsyncClient, proxy: TcpProxy, served: Served, keys: dict[str, str]
+    client: httpx.AsyncClient, proxy: TcpProxy, served: ServeProcess, keys: dict[str, str]
 ) -> None:
     sdk = {"Authorization": f"Bearer {keys['sdk_key']}"}
     customers = []

@@ -27,7 +27,8 @@ from rejoinder.server.quotas import Quotas
 from rejoinder.server.ratelimit import DEFAULT_KEY_PREFIX, RedisFailureWindow, redis_client
 from rejoinder.skills import load_bot
 from rejoinder.store import Store
-from tests.api.test_serve_process import EXAMPLE_BOT, free_port
+from tests.helpers.bots import EXAMPLE_BOT
+from tests.helpers.processes import free_port
 from tests.scale.faults import TcpProxy
 
 pytestmark = pytest.mark.timeout(60)

@@ -20,8 +20,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.api.test_serve_process import create_keys
-from tests.scale.faults import RedisServer, Served, serve_environment, transcript
+from tests.helpers import clients
+from tests.helpers.bots import EXAMPLE_BOT
+from tests.helpers.processes import ServeProcess, create_keys, serve_environment
+from tests.scale.faults import RedisServer, transcript
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -92,10 +94,8 @@ class Page:
 async def say(client: httpx.AsyncClient, started: dict[str, Any], number: int) -> list[dict[str, Any]]:
     """One turn; it must be answered 200, quickly, whatever Redis is doing."""
     began = time.monotonic()
-    response = await client.post(
-        f"/v1/conversations/{started['conversation_id']}/messages",
-        json={"text": f"message {number}", "client_message_id": f"m-{number}"},
-        headers={"Authorization": f"Bearer {started['session']}"},
+    response = await clients.say(
+        client, started["conversation_id"], started["session"], f"message {number}", f"m-{number}"
     )
     assert response.status_code == 200, response.text
     assert time.monotonic() - began < ANSWER_WITHIN
@@ -107,8 +107,11 @@ async def test_redis_restarted_the_stream_catches_up_and_nothing_is_lost(
     make_postgres_url: Any, tmp_path: Path
 ) -> None:
     with RedisServer(tmp_path) as redis_server:
-        env = serve_environment(make_postgres_url(), redis_server.url)
-        watched, taking = Served(env, tmp_path / "watched.log"), Served(env, tmp_path / "taking.log")
+        env = serve_environment(make_postgres_url(), REJOINDER_REDIS_URL=redis_server.url)
+        watched, taking = (
+            ServeProcess(EXAMPLE_BOT, env, tmp_path / "watched.log"),
+            ServeProcess(EXAMPLE_BOT, env, tmp_path / "taking.log"),
+        )
         try:
             # All three at once (each applies the migrations; PostgreSQL lets one do it while the others wait).
             keys, _, _ = await asyncio.gather(
@@ -124,7 +127,7 @@ async def test_redis_restarted_the_stream_catches_up_and_nothing_is_lost(
                     redis_server, keys, watched.base, on_watched, on_taking
                 )
         except BaseException:
-            print(watched.log(), taking.log(), sep="\n")
+            print(watched.log_text(), taking.log_text(), sep="\n")
             raise
         finally:
             await asyncio.gather(asyncio.to_thread(watched.stop), asyncio.to_thread(taking.stop))

@@ -22,9 +22,10 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.scale.workers import Deployment, Worker, create_deployment, running
+from tests.scale.workers import START_TIMEOUT, Deployment, Worker, create_deployment, running
 
-pytestmark = pytest.mark.timeout(120)
+# Two worker starts (each up to START_TIMEOUT on a busy machine), then the test's own load.
+pytestmark = pytest.mark.timeout(300)
 
 SORRY = "Sorry, I can help with your orders or our opening hours."
 MENU = "Hi! I'm the Demo Shop assistant. What can I do for you?"
@@ -280,7 +281,7 @@ async def test_kill_9_of_a_worker_under_load_loses_and_repeats_nothing(
         client = Client(http, deployment)
         conversations = [await client.start(pair[index % 2]) for index in range(8)]
         load = Load(client, [a, b])
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 60 + START_TIMEOUT  # the load's minute, and worker a's restart
         talks = asyncio.gather(
             *(
                 load.converse(index, conversation, deadline)

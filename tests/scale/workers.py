@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,10 +18,19 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.test_serve_process import EXAMPLE_BOT, REJOINDER, create_keys, free_port
-from tests.conftest import NO_QUOTAS
+from tests.helpers.bots import EXAMPLE_BOT
+from tests.helpers.processes import (
+    READY_TIMEOUT,
+    REJOINDER,
+    create_keys,
+    end_process,
+    free_port,
+    serve_environment,
+)
 
-START_TIMEOUT = 45.0  # seconds for a worker to answer /readyz (imports and migrations on a busy machine)
+START_TIMEOUT = (
+    READY_TIMEOUT  # seconds for a worker to answer /readyz (imports and migrations on a busy machine)
+)
 STOP_TIMEOUT = 20.0
 
 
@@ -38,22 +46,9 @@ class Deployment:
     env: dict[str, str]
 
 
-def environment(database_url: str, redis_url: str, log_level: str = "info") -> dict[str, str]:
-    """A worker's environment: only these REJOINDER_* settings; the shop's backend is a closed port."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("REJOINDER_")}
-    return {
-        **env,
-        **NO_QUOTAS,
-        "REJOINDER_DATABASE_URL": database_url,
-        "REJOINDER_REDIS_URL": redis_url,
-        "REJOINDER_LOG_LEVEL": log_level,
-        "SHOP_BACKEND": "http://127.0.0.1:9",
-    }
-
-
 def create_deployment(database_url: str, redis_url: str, logs: Path) -> Deployment:
     """Keys for the example shop on ``database_url`` (which this also migrates), from the CLI."""
-    env = environment(database_url, redis_url)
+    env = serve_environment(database_url, REJOINDER_REDIS_URL=redis_url, REJOINDER_LOG_LEVEL="info")
     keys = create_keys(env)
     logs.mkdir(parents=True, exist_ok=True)
     return Deployment(database_url, redis_url, logs, keys["sdk_key"], keys["secret_key"], env)
@@ -88,9 +83,11 @@ class Worker:
                 command, env=self.deployment.env, stdout=log, stderr=subprocess.STDOUT
             )
 
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+    def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until /readyz answers 200 (the database is reachable and migrations ran)."""
         assert self.process is not None
+        # A supervisor's processes start side by side, on the same cores.
+        timeout = START_TIMEOUT * self.processes if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -117,20 +114,10 @@ class Worker:
         self.process.wait(timeout=STOP_TIMEOUT)
 
     def stop(self) -> int:
-        """SIGTERM and wait for a graceful shutdown (killed if it does not come); the exit status."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        children = self.worker_pids()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            status = self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            status = self.process.wait(timeout=STOP_TIMEOUT)
-        for pid in children:  # a supervisor that died first leaves its workers behind
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        return status
+        """SIGTERM and wait for a graceful shutdown (killed if it does not come, its workers too); the exit status."""
+        if self.process is None:
+            return 0
+        return end_process(self.process, grace=STOP_TIMEOUT)
 
     def worker_pids(self) -> list[int]:
         """The worker processes of a ``--workers N`` supervisor (its spawned children, not its helpers)."""

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from rejoinder.service import Actor, ConversationService, NewSession
 from rejoinder.skills import load_bot
 from rejoinder.store import SessionRecord, Store
-from tests.shop_backend import SHOP_DIR
+from tests.helpers.shop_backend import SHOP_DIR
 
 ADMIN = Actor(key_id="key_1", ip="127.0.0.1", user_agent="pytest")
 

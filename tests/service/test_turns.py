@@ -22,7 +22,7 @@ from rejoinder.skills import load_bot
 from rejoinder.skills.model import Bot
 from rejoinder.store import Store
 from rejoinder.tokens import TokenOutcome, hash_token
-from tests.shop_backend import SHOP_DIR, running_backend
+from tests.helpers.shop_backend import SHOP_DIR, running_backend
 
 
 @pytest.fixture(scope="module")

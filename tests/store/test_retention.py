@@ -20,7 +20,7 @@ from rejoinder.server.app import create_app
 from rejoinder.skills import load_bot
 from rejoinder.skills.model import BotConfig
 from rejoinder.store import NewAudit, Store
-from tests.shop_backend import SHOP_DIR
+from tests.helpers.shop_backend import SHOP_DIR
 from tests.store.factories import new_token, start, turn
 
 NOW = datetime.now(UTC)  # `rejoinder db purge` measures idleness from the real time

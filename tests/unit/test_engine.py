@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,38 +21,12 @@ from rejoinder.engine import (
     IssueToken,
     StartEvent,
     StepResult,
-    TurnContext,
     UnknownEvent,
     VariableNotSettable,
 )
 from rejoinder.engine.runtime import FALLBACK_REPLY
-from rejoinder.skills.model import Bot, BotConfig, Skill
 from rejoinder.tokens import TokenRef, hash_token, is_well_formed
-
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-def make_bot(*skills: dict[str, Any], **config: Any) -> Bot:
-    parsed = [Skill.model_validate(s) for s in skills]
-    return Bot(config=BotConfig(id="test", **config), skills={s.id: s for s in parsed})
-
-
-def ctx(**kw: Any) -> TurnContext:
-    return TurnContext(conversation_id="cnv_1", started_at=NOW, now=NOW, **kw)
-
-
-def texts(result: StepResult) -> list[str]:
-    return [m.text for m in result.messages]
-
-
-def skill(nodes: dict[str, Any], *, start: str = "a", id: str = "main", **extra: Any) -> dict[str, Any]:
-    return {
-        "id": id,
-        "start": start,
-        "triggers": {"events": [id], "default": id == "main"},
-        "nodes": nodes,
-        **extra,
-    }
+from tests.helpers.engine import ctx, make_bot, skill, texts
 
 
 def run(

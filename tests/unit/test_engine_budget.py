@@ -11,7 +11,7 @@ from rejoinder.engine import ConversationState, Engine, StartEvent
 from rejoinder.engine.runtime import FALLBACK_REPLY
 from rejoinder.expr import Expressions
 from rejoinder.expr.budget import MAX_STEPS
-from tests.unit.test_engine import ctx, make_bot, skill, texts
+from tests.helpers.engine import ctx, make_bot, skill, texts
 
 
 def assign_chain(*sources: str) -> dict[str, Any]:

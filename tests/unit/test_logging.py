@@ -12,6 +12,7 @@ import textwrap
 import pytest
 
 from rejoinder.server.ops.logs import redact
+from tests.helpers.processes import ending
 
 SCRIPT = textwrap.dedent(
     """
@@ -29,18 +30,17 @@ SCRIPT = textwrap.dedent(
 
 
 def test_log_lines_are_json_and_a_full_stderr_does_not_hold_up_the_caller() -> None:
-    process = subprocess.Popen(
+    started = subprocess.Popen(
         [sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    # Read stdout first: stderr stays unread (and full) while the logging calls are made.
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 20)
-    if not ready:
-        process.kill()
-        process.communicate()
-        raise AssertionError("the logging calls were held up by the full stderr")
-    seconds = float(process.stdout.readline())
-    _, stderr = process.communicate(timeout=60)
+    with ending(started, signal.SIGKILL, grace=0) as process:
+        # Read stdout first: stderr stays unread (and full) while the logging calls are made.
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 20)
+        if not ready:
+            raise AssertionError("the logging calls were held up by the full stderr")
+        seconds = float(process.stdout.readline())
+        _, stderr = process.communicate(timeout=60)
 
     assert process.returncode == 0
     assert seconds < 5.0

@@ -6,16 +6,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.api.test_serve_process import free_port, wait_until_up
+from tests.helpers.processes import READY_TIMEOUT, REJOINDER, end_process, free_port, wait_until_up
 
-REJOINDER = str(Path(sys.executable).with_name("rejoinder"))
-START_TIMEOUT = 45.0
+START_TIMEOUT = READY_TIMEOUT
 
 
 @dataclass
@@ -51,13 +49,7 @@ class DemoProcess:
 
     def stop(self) -> int:
         """SIGINT (Ctrl-C), as a person stops it; returns the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process, signal.SIGINT)
         if self.reader is not None:
             self.reader.join(timeout=5)  # the last lines it printed
         return self.process.returncode
@@ -92,8 +84,11 @@ def start_demo(directory: Path, *, log_level: str | None = None) -> DemoProcess:
     demo.reader = threading.Thread(target=read, daemon=True)
     demo.reader.start()
     started = time.monotonic()
-    if not guide_printed.wait(START_TIMEOUT):
+    try:
+        if not guide_printed.wait(START_TIMEOUT):
+            raise AssertionError(f"the demo did not start: {demo.printed}\n{log.read_text()}")
+        wait_until_up(demo.base, process, timeout=max(START_TIMEOUT - (time.monotonic() - started), 1))
+    except BaseException:
         demo.stop()
-        raise AssertionError(f"the demo did not start: {demo.printed}\n{log.read_text()}")
-    wait_until_up(demo.base, process, timeout=max(START_TIMEOUT - (time.monotonic() - started), 1))
+        raise
     return demo

@@ -34,6 +34,7 @@ def large_skill(pairs: int) -> str:
 async def test_a_large_upload_does_not_hold_the_event_loop(api: Api) -> None:
     text = large_skill(1100)
     assert len(text) > 200_000
+    began = time.perf_counter()
     upload = asyncio.create_task(api.put_skill("big", text))
     await asyncio.sleep(0.05)  # the upload is under way
     gaps: list[float] = []
@@ -42,10 +43,12 @@ async def test_a_large_upload_does_not_hold_the_event_loop(api: Api) -> None:
         await asyncio.sleep(0.01)
         gaps.append(time.perf_counter() - started)
     answer = await upload
+    took = time.perf_counter() - began
     assert answer.status_code == 201, answer.text
     assert len(gaps) >= 10, "the upload ended before the loop was ever measured"
-    # The loop kept running every few milliseconds; on the loop, validation blocked it for seconds.
-    assert max(gaps) < 0.5, f"the event loop stalled for {max(gaps):.2f} s"
+    # On the loop, parsing and validation held it for most of the upload (4.5 s of about 5). Off it, the loop
+    # runs every few milliseconds; on a loaded machine a pause of a few hundred is the scheduler, not the upload.
+    assert max(gaps) < 0.25 * took, f"the event loop stalled for {max(gaps):.2f} s of the upload's {took:.2f} s"
 
 
 @pytest.mark.parametrize(

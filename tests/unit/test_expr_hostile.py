@@ -129,3 +129,12 @@ def test_ordinary_expressions_still_run(source: str) -> None:
         assert exprs.render(source, scope)
     else:
         assert exprs.evaluate(source, scope)
+
+
+def test_the_random_filter_is_charged_for_its_input() -> None:
+    exprs = Expressions()
+    with exprs.turn(DEFAULT_TIME_BUDGET) as small:
+        exprs.evaluate("range(16) | list | random", {})
+    with exprs.turn(DEFAULT_TIME_BUDGET) as large:
+        exprs.evaluate("range(16000) | list | random", {})
+    assert large.steps - small.steps >= 2 * 999  # building the list, and picking from it

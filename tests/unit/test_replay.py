@@ -10,7 +10,7 @@ from rejoinder.skills.model import Bot, BotConfig, Skill
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
-# Everything a skill can draw at random, and the clock, shown to the customer and sent to a backend.
+# Everything a skill can draw at random (its functions and the `random` filter), and the clock, shown to the customer and sent to a backend.
 _SKILL = {
     "id": "main",
     "start": "draw",
@@ -18,10 +18,19 @@ _SKILL = {
     "nodes": {
         "draw": {
             "type": "assign",
-            "set": {"token": "generate_token()", "roll": "random_int(1, 1000000000)", "ref": "uuid()"},
+            "set": {
+                "token": "generate_token()",
+                "roll": "random_int(1, 1000000000)",
+                "ref": "uuid()",
+                "pick": "range(10000) | random",
+            },
             "next": "say",
         },
-        "say": {"type": "message", "text": "roll {{ roll }}, ref {{ ref }}, at {{ now() }}", "next": "call"},
+        "say": {
+            "type": "message",
+            "text": "roll {{ roll }}, ref {{ ref }}, pick {{ range(10000) | random }}, at {{ now() }}",
+            "next": "call",
+        },
         "call": {
             "type": "integrate",
             "method": "post",
@@ -50,7 +59,7 @@ def test_a_turn_replayed_with_the_same_context_gives_the_same_result() -> None:
 
 def test_everything_random_in_a_turn_comes_from_its_context() -> None:
     first, other = _turn(seed=7), _turn(seed=8)
-    drawn = ("token", "roll", "ref")
+    drawn = ("token", "roll", "ref", "pick")
 
     for name in drawn:
         assert first.state.variables[name] != other.state.variables[name], f"{name} ignored the turn's source"

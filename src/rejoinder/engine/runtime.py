@@ -127,7 +127,8 @@ class Engine:
         turn = _Turn(self, state.copy(), ctx)
         if turn.state.status == "closed" and not isinstance(event, HttpResponse):
             raise ConversationClosed("this conversation is closed")
-        with self.expressions.turn(self.time_budget):  # one step budget and one deadline for the whole turn
+        # One step budget, one deadline and one source of randomness for the whole turn.
+        with self.expressions.turn(self.time_budget, ctx.random):
             if isinstance(event, StartEvent):
                 self._start_event(turn, event)
             elif isinstance(event, CustomerText | CustomerChoice):

@@ -12,13 +12,14 @@ from __future__ import annotations
 import difflib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, MappingView
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from random import Random
 from typing import Any, cast
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 
-from rejoinder.expr import budget
+from rejoinder.expr import budget, chance
 from rejoinder.expr.budget import MAX_VALUE_SIZE, OverBudget
 from rejoinder.expr.errors import ExpressionError, ExpressionSyntaxError, LimitExceeded
 from rejoinder.expr.functions import FILTERS, FUNCTIONS, FunctionError, ValueTooLarge
@@ -131,9 +132,13 @@ class Expressions:
     # ------------------------------------------------------------------ evaluate
 
     @contextmanager
-    def turn(self, time_budget: float = budget.DEFAULT_TIME_BUDGET) -> Iterator[budget.Budget]:
-        """One budget, and one wall-clock deadline, for every evaluation inside the block (a turn)."""
-        with budget.spending(budget.Budget(time_budget)) as spent:
+    def turn(
+        self, time_budget: float = budget.DEFAULT_TIME_BUDGET, source: Random | None = None
+    ) -> Iterator[budget.Budget]:
+        """One budget, one wall-clock deadline and one source of randomness (``source``, when given) for every
+        evaluation inside the block (a turn)."""
+        drawing = chance.drawing(source) if source is not None else nullcontext()
+        with budget.spending(budget.Budget(time_budget)) as spent, drawing:
             yield spent
 
     @contextmanager

@@ -15,6 +15,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
 from rejoinder.expr import budget
+from rejoinder.expr.chance import random_filter
 from rejoinder.expr.errors import ExpressionError, LimitExceeded
 from rejoinder.expr.limits import (
     CALL_STEPS,
@@ -60,6 +61,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
         del self.globals["lipsum"]  # generates unbounded text
         self.globals["range"] = bounded_range
         self.filters.update(SAFE_FILTERS)
+        # The turn's source of randomness, not Python's global one; charged for its input as before.
+        self.filters["random"] = random_filter
         self.filters = budgeted_filters(self.filters)
 
     def make_globals(self, d: Any) -> Any:

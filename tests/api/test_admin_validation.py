@@ -48,7 +48,9 @@ async def test_a_large_upload_does_not_hold_the_event_loop(api: Api) -> None:
     assert len(gaps) >= 10, "the upload ended before the loop was ever measured"
     # On the loop, parsing and validation held it for most of the upload (4.5 s of about 5). Off it, the loop
     # runs every few milliseconds; on a loaded machine a pause of a few hundred is the scheduler, not the upload.
-    assert max(gaps) < 0.25 * took, f"the event loop stalled for {max(gaps):.2f} s of the upload's {took:.2f} s"
+    assert max(gaps) < 0.25 * took, (
+        f"the event loop stalled for {max(gaps):.2f} s of the upload's {took:.2f} s"
+    )
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from rejoinder.store import DuplicateClientMessage, SessionRecord, Store, VersionConflict
-from rejoinder.store.engine import create_sqlite_sync_engine
+from rejoinder.store.connect import create_sqlite_sync_engine
 from rejoinder.store.prepared import Prepared
 from rejoinder.store.tables import sessions
 from tests.store.factories import NOW, start, turn

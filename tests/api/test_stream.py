@@ -31,6 +31,7 @@ from rejoinder.store import Store
 from tests.helpers.bots import TALK_SKILL, write_bot
 from tests.helpers.clients import say, start
 from tests.helpers.disk import fill_disk
+from tests.helpers.tables import end_sessions
 
 # One event loop (and one server) for the module: starting a server per test would cost more than the tests.
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
@@ -654,7 +655,7 @@ async def test_a_session_ended_in_the_store_receives_nothing_even_if_the_news_is
         await frame(ws)
         record = await store.find_session(hash_secret(watching))
         assert record is not None
-        await store.revoke_session(record.id, now)  # and no word of it through the hub
+        await end_sessions(store, now, session_id=record.id)  # and no word of it through the hub
         await server.say(conversation, talking.secret, "not for the watcher", "w1")
         received: list[dict[str, Any]] = []
         with pytest.raises(ConnectionClosed):

@@ -23,6 +23,7 @@ from rejoinder.skills.model import Bot
 from rejoinder.store import Store
 from rejoinder.tokens import TokenOutcome, hash_token
 from tests.helpers.shop_backend import SHOP_DIR, running_backend
+from tests.helpers.tables import end_sessions
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +311,7 @@ async def test_a_turn_on_a_session_refuses_an_ended_expired_or_foreign_session(
             now=now,
             expires_at=now + lifetime,
         )
-    await store.revoke_session("sid_0", now)
+    await end_sessions(store, now, session_id="sid_0")
     message = CustomerMessage(text="hi", client_message_id="m1")
 
     refusals = []

@@ -144,7 +144,7 @@ async def test_a_token_and_its_conversation_are_read_together(store: Store) -> N
     assert conversation == await store.get_conversation("cnv_a")
     assert conversation is not None and conversation.user == {"name": "Ada"}
     assert [message.seq for message in history] == [3, 4, 5]
-    assert history == await store.last_messages("cnv_a", 3)
+    assert history == await store.messages_after("cnv_a", after=2)
     assert (await store.token_with_conversation(hash_token(secret)))[1:] == (conversation, [])
     assert await store.token_with_conversation(hash_token(secret + "x"), history=3) == (None, None, [])
 
@@ -251,8 +251,9 @@ async def test_a_session_is_found_with_its_conversation_in_one_read(store: Store
         expires_at=NOW + timedelta(hours=1),
     )
 
-    session, conversation = await store.find_session_with_conversation("hash-ses_1")
+    session, conversation, duplicate = await store.session_for_turn("hash-ses_1", None)
 
     assert session == created == await store.find_session("hash-ses_1")
     assert conversation is not None and conversation == await store.get_conversation("cnv_a")
-    assert await store.find_session_with_conversation("hash-unknown") == (None, None)
+    assert duplicate is False
+    assert await store.session_for_turn("hash-unknown", None) == (None, None, False)

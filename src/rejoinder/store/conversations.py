@@ -132,10 +132,6 @@ class Conversations(Database):
         rows = await self._read_call(_all_rows, statement)
         return [MessageRecord(**row._mapping) for row in rows]
 
-    async def last_messages(self, conversation_id: str, limit: int) -> list[MessageRecord]:
-        """The newest ``limit`` messages, oldest first."""
-        return await self._read_call(_last_messages, conversation_id, check_limit(limit))
-
     async def turn_by_client_message_id(
         self, conversation_id: str, client_message_id: str
     ) -> tuple[list[MessageRecord], dict[str, Any] | None] | None:

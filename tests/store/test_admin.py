@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from rejoinder.store import ConversationRecord, InvalidCursor, NewAudit, Store
-from tests.helpers.tables import end_sessions
+from tests.helpers.tables import create_session, end_sessions
 from tests.store.factories import BOT, NOW, new_token, start, turn
 
 
@@ -86,7 +86,8 @@ async def test_deleting_a_conversation_erases_its_messages_tokens_and_sessions(s
     await start(store, "cnv_a", tokens=[token_a], client_message_id="m-1")
     await start(store, "cnv_b", tokens=[token_b])
     for conversation_id, token_id in (("cnv_a", token_a.id), ("cnv_a", None), ("cnv_b", token_b.id)):
-        await store.create_session(
+        await create_session(
+            store,
             session_id=f"ses_{conversation_id}_{token_id}",
             session_hash=f"hash_{conversation_id}_{token_id}",
             bot_id=BOT,
@@ -181,7 +182,8 @@ async def test_sessions_are_found_by_hash_with_their_end(store: Store) -> None:
     await start(store, "cnv_b")
     expires = NOW + timedelta(hours=12)
     for session_id, conversation_id in (("ses_1", "cnv_a"), ("ses_2", "cnv_a"), ("ses_3", "cnv_b")):
-        await store.create_session(
+        await create_session(
+            store,
             session_id=session_id,
             session_hash=f"h{session_id}",
             bot_id=BOT,

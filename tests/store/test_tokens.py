@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from rejoinder.store import SessionRecord, Store
 from rejoinder.store.access import NewAudit
 from rejoinder.tokens import TokenOutcome, hash_token, judge
+from tests.helpers.tables import create_session
 from tests.store.factories import BOT, NOW, new_token, start, turn
 
 
@@ -90,7 +91,8 @@ async def test_revoking_a_token_blocks_it_and_ends_its_sessions_only(store: Stor
     _, other = new_token()
     await start(store, "cnv_a", tokens=[token, other])
     for session_id, token_id in (("ses_1", token.id), ("ses_2", other.id), ("ses_3", None)):
-        await store.create_session(
+        await create_session(
+            store,
             session_id=session_id,
             session_hash=f"hash-{session_id}",
             bot_id=BOT,
@@ -241,7 +243,8 @@ async def test_concurrent_spends_of_a_one_use_token_open_exactly_one_session(sto
 async def test_a_session_is_found_with_its_conversation_in_one_read(store: Store) -> None:
     await start(store, "cnv_a", state={"variables": {"name": "Zoë"}}, user={"id": "u-1", "verified": True})
     await start(store, "cnv_b")
-    created = await store.create_session(
+    created = await create_session(
+        store,
         session_id="ses_1",
         session_hash="hash-ses_1",
         bot_id=BOT,

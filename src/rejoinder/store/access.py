@@ -169,30 +169,6 @@ class Access(Database):
         row = await self._read_call(_first, sa.select(api_keys).where(api_keys.c.key_hash == key_hash))
         return ApiKeyRecord(**row._mapping) if row else None
 
-    async def create_session(
-        self,
-        *,
-        session_id: str,
-        session_hash: str,
-        bot_id: str,
-        conversation_id: str,
-        token_id: str | None,
-        now: datetime,
-        expires_at: datetime,
-    ) -> SessionRecord:
-        record = SessionRecord(
-            id=session_id,
-            session_hash=session_hash,
-            bot_id=bot_id,
-            conversation_id=conversation_id,
-            token_id=token_id,
-            created_at=as_utc(now),
-            expires_at=as_utc(expires_at),
-            revoked_at=None,
-        )
-        await self._write_call(_execute, sessions.insert(), _as_row(record))
-        return record
-
     async def find_session(self, session_hash: str) -> SessionRecord | None:
         fields = await self._read_call(_find_session, session_hash)
         return SessionRecord(**fields) if fields else None

@@ -12,8 +12,9 @@ import pytest
 import sqlalchemy as sa
 from fastapi import Depends
 
-from rejoinder.server.auth import KeyCaller, hash_secret, open_session, require_secret_key, verify_user
+from rejoinder.server.auth import KeyCaller, hash_secret, require_secret_key, verify_user
 from rejoinder.skills import Bot
+from tests.helpers.tables import open_session
 
 if TYPE_CHECKING:
     from tests.helpers.app import Server
@@ -174,12 +175,12 @@ async def test_the_secret_key_is_accepted_from_servers_only(server: Server, secr
 async def test_a_session_of_a_bot_no_longer_served_is_refused(server: Server, shop_bot: Bot) -> None:
     started = await server.start()
     unknown_bot = Bot(config=shop_bot.config.model_copy(update={"id": "gone"}), skills=shop_bot.skills)
-    opened = await open_session(
-        server.store, unknown_bot, started["conversation_id"], token_id=None, now=server.service.clock()
+    secret, _ = await open_session(
+        server.store, unknown_bot, started["conversation_id"], server.service.clock()
     )
 
     response = await server.client.get(
-        f"/v1/conversations/{started['conversation_id']}/messages", headers=server.bearer(opened.secret)
+        f"/v1/conversations/{started['conversation_id']}/messages", headers=server.bearer(secret)
     )
 
     assert response.status_code == 401

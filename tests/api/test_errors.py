@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from rejoinder.store import StoreUnavailable
+from tests.helpers.tables import end_sessions
 
 if TYPE_CHECKING:
     from tests.helpers.app import Server
@@ -124,7 +125,7 @@ async def test_unknown_routes_and_methods_are_problems(server: Server) -> None:
 
 async def test_ended_sessions_are_401(server: Server) -> None:
     started = await server.start()
-    await server.store.revoke_sessions_for_conversation(started["conversation_id"], server.service.clock())
+    await end_sessions(server.store, server.service.clock(), conversation_id=started["conversation_id"])
 
     response = await server.client.get(
         f"/v1/conversations/{started['conversation_id']}/messages", headers=server.bearer(started["session"])

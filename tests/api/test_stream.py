@@ -24,13 +24,14 @@ from rejoinder.cli.serve import uvicorn_options
 from rejoinder.config import Settings
 from rejoinder.realtime import MemoryHub
 from rejoinder.server.app import create_app, load_bots
-from rejoinder.server.auth import create_keys, hash_secret, open_session
+from rejoinder.server.auth import create_keys, hash_secret
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.server.stream import StreamSettings
 from rejoinder.store import Store
 from tests.helpers.bots import TALK_SKILL, write_bot
 from tests.helpers.clients import say, start
 from tests.helpers.disk import fill_disk
+from tests.helpers.tables import end_sessions, open_session
 
 # One event loop (and one server) for the module: starting a server per test would cost more than the tests.
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
@@ -649,13 +650,13 @@ async def test_a_session_ended_in_the_store_receives_nothing_even_if_the_news_is
     conversation, watching = await server.start()
     store: Store = server.app.state.store
     now = datetime.now(UTC)
-    talking = await open_session(store, server.app.state.bots["chat"], conversation, token_id=None, now=now)
+    talking, _ = await open_session(store, server.app.state.bots["chat"], conversation, now)
     async with connect(server.ws_url(conversation, session=watching, after=2)) as ws:
         await frame(ws)
         record = await store.find_session(hash_secret(watching))
         assert record is not None
-        await store.revoke_session(record.id, now)  # and no word of it through the hub
-        await server.say(conversation, talking.secret, "not for the watcher", "w1")
+        await end_sessions(store, now, session_id=record.id)  # and no word of it through the hub
+        await server.say(conversation, talking, "not for the watcher", "w1")
         received: list[dict[str, Any]] = []
         with pytest.raises(ConnectionClosed):
             async with asyncio.timeout(3):

@@ -7,4 +7,5 @@
 * ``app``: the app in this process, driven through httpx over ASGI.
 * ``site``: a business's web site and the browser page's errors, for the browser tests.
 * ``disk``: a file system that runs out of space.
+* ``tables``: the sessions table written directly (a further session opened, or one ended at once).
 """

@@ -33,7 +33,7 @@ from rejoinder.server.app import create_app
 from rejoinder.server.auth import create_keys as create_keys_in
 from rejoinder.skills import Bot, load_bot
 from rejoinder.store import Store
-from rejoinder.store.engine import create_engine
+from rejoinder.store.connect import create_engine
 from rejoinder.store.urls import normalize_url
 from tests.helpers.bots import EXAMPLE_BOT
 from tests.helpers.processes import ServeProcess, create_keys, serve_environment

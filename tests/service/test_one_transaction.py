@@ -133,3 +133,45 @@ async def test_a_refresh_that_fails_ending_the_old_session_opens_no_new_one(
     fresh = await service.refresh_session(old, NewSession("sid_new", "hash-new", timedelta(hours=1)))
     assert fresh.conversation_id == started.conversation_id and fresh.token_id == old.token_id
     assert (await session_of(store, "hash-old")).revoked_at is not None
+
+
+async def test_a_start_commits_its_conversation_and_session_in_one_store_call(
+    service: ConversationService, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    for name in ("_read_call", "_write_call"):
+        original = getattr(store, name)
+
+        def counted(work: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            calls.append(work.__name__)
+            return _original(work, *args, **kwargs)
+
+        monkeypatch.setattr(store, name, counted)
+
+    started = await service.start(
+        "shop", event="welcome", session=NewSession("sid_1", "hash-ses_1", timedelta(hours=1))
+    )
+
+    assert calls == ["_commit_turn"]
+    monkeypatch.undo()
+    opened = await session_of(store, "hash-ses_1")
+    assert started.session == opened
+    assert (opened.id, opened.conversation_id, opened.token_id) == ("sid_1", started.conversation_id, None)
+    assert opened.expires_at == opened.created_at + timedelta(hours=1)
+    assert service.authorise(opened, started.conversation_id).id == "shop"
+
+
+async def test_a_start_that_fails_opening_its_session_leaves_neither_conversation_nor_session(
+    service: ConversationService, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail_writes_at(store, monkeypatch, writes_to("sessions", sa.Insert))
+
+    with pytest.raises(Failed):
+        await service.start(
+            "shop", event="welcome", session=NewSession("sid_1", "hash-ses_1", timedelta(hours=1))
+        )
+
+    monkeypatch.undo()
+    assert await store.find_session("hash-ses_1") is None
+    listed, _ = await store.list_conversations(bot_id="shop")
+    assert listed == []

@@ -23,6 +23,7 @@ from rejoinder.skills.model import Bot
 from rejoinder.store import Store
 from rejoinder.tokens import TokenOutcome, hash_token
 from tests.helpers.shop_backend import SHOP_DIR, running_backend
+from tests.helpers.tables import create_session, end_sessions
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +229,8 @@ async def test_turns_sent_at_once_on_one_session_take_one_turn_each(
 ) -> None:
     started = await service.start("shop", event="welcome")
     now = service.clock()
-    await store.create_session(
+    await create_session(
+        store,
         session_id="sid_1",
         session_hash="hash-ses_1",
         bot_id="shop",
@@ -261,7 +263,8 @@ async def test_a_turn_makes_two_store_calls_a_read_and_a_write(
 ) -> None:
     started = await service.start("shop", event="welcome")
     now = service.clock()
-    await store.create_session(
+    await create_session(
+        store,
         session_id="sid_1",
         session_hash="hash-ses_1",
         bot_id="shop",
@@ -301,7 +304,8 @@ async def test_a_turn_on_a_session_refuses_an_ended_expired_or_foreign_session(
             (other.conversation_id, timedelta(hours=1)),
         ]
     ):
-        await store.create_session(
+        await create_session(
+            store,
             session_id=f"sid_{number}",
             session_hash=f"hash-ses_{number}",
             bot_id="shop",
@@ -310,7 +314,7 @@ async def test_a_turn_on_a_session_refuses_an_ended_expired_or_foreign_session(
             now=now,
             expires_at=now + lifetime,
         )
-    await store.revoke_session("sid_0", now)
+    await end_sessions(store, now, session_id="sid_0")
     message = CustomerMessage(text="hi", client_message_id="m1")
 
     refusals = []

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from rejoinder.store import ConversationRecord, InvalidCursor, NewAudit, Store
+from tests.helpers.tables import create_session, end_sessions
 from tests.store.factories import BOT, NOW, new_token, start, turn
 
 
@@ -85,7 +86,8 @@ async def test_deleting_a_conversation_erases_its_messages_tokens_and_sessions(s
     await start(store, "cnv_a", tokens=[token_a], client_message_id="m-1")
     await start(store, "cnv_b", tokens=[token_b])
     for conversation_id, token_id in (("cnv_a", token_a.id), ("cnv_a", None), ("cnv_b", token_b.id)):
-        await store.create_session(
+        await create_session(
+            store,
             session_id=f"ses_{conversation_id}_{token_id}",
             session_hash=f"hash_{conversation_id}_{token_id}",
             bot_id=BOT,
@@ -158,12 +160,11 @@ async def test_upserting_a_bot_keeps_its_creation_time(store: Store) -> None:
     later = NOW + timedelta(days=1)
     await store.upsert_bot("shop", None, "v2", {"allowed_origins": []}, later)
 
-    bot = await store.get_bot("shop")
+    [bot] = await store.list_bots()
 
-    assert bot is not None
+    assert bot.id == "shop"
     assert (bot.name, bot.version, bot.config) == (None, "v2", {"allowed_origins": []})
     assert (bot.created_at, bot.updated_at) == (NOW, later)
-    assert await store.get_bot("nobody") is None
 
 
 async def test_api_keys_are_found_by_hash(store: Store) -> None:
@@ -176,12 +177,13 @@ async def test_api_keys_are_found_by_hash(store: Store) -> None:
     assert await store.find_api_key("hash-of-nothing") is None
 
 
-async def test_sessions_are_found_by_hash_and_revoked_per_conversation(store: Store) -> None:
+async def test_sessions_are_found_by_hash_with_their_end(store: Store) -> None:
     await start(store, "cnv_a")
     await start(store, "cnv_b")
     expires = NOW + timedelta(hours=12)
     for session_id, conversation_id in (("ses_1", "cnv_a"), ("ses_2", "cnv_a"), ("ses_3", "cnv_b")):
-        await store.create_session(
+        await create_session(
+            store,
             session_id=session_id,
             session_hash=f"h{session_id}",
             bot_id=BOT,
@@ -197,12 +199,13 @@ async def test_sessions_are_found_by_hash_and_revoked_per_conversation(store: St
         None,
     )
 
-    assert await store.revoke_session("ses_2", NOW) is True
-    assert await store.revoke_session("ses_2", NOW) is False
-    assert await store.revoke_sessions_for_conversation("cnv_a", NOW + timedelta(minutes=1)) == 1
+    await end_sessions(store, NOW, session_id="ses_2")
+    await end_sessions(store, NOW + timedelta(minutes=1), conversation_id="cnv_a")
 
     ended = await store.find_session("hses_1")
     assert ended is not None and ended.revoked_at == NOW + timedelta(minutes=1)
+    first_ended = await store.find_session("hses_2")
+    assert first_ended is not None and first_ended.revoked_at == NOW
     other = await store.find_session("hses_3")
     assert other is not None and other.revoked_at is None
     assert await store.find_session("hses_unknown") is None

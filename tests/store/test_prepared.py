@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from rejoinder.store import DuplicateClientMessage, SessionRecord, Store, VersionConflict
-from rejoinder.store.engine import create_sqlite_sync_engine
+from rejoinder.store.connect import create_sqlite_sync_engine
 from rejoinder.store.prepared import Prepared
 from rejoinder.store.tables import sessions
+from tests.helpers.tables import create_session
 from tests.store.factories import NOW, start, turn
 
 
@@ -45,7 +46,8 @@ async def test_the_conversation_read_for_a_turn_matches_the_general_read(sqlite_
 
 async def test_a_session_found_by_hash_matches_what_was_stored(sqlite_store: Store) -> None:
     await start(sqlite_store, "cnv_a")
-    created = await sqlite_store.create_session(
+    created = await create_session(
+        sqlite_store,
         session_id="sid_1",
         session_hash="h" * 64,
         bot_id="shop",

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from rejoinder.store import SessionRecord, Store
 from rejoinder.store.access import NewAudit
 from rejoinder.tokens import TokenOutcome, hash_token, judge
+from tests.helpers.tables import create_session
 from tests.store.factories import BOT, NOW, new_token, start, turn
 
 
@@ -90,7 +91,8 @@ async def test_revoking_a_token_blocks_it_and_ends_its_sessions_only(store: Stor
     _, other = new_token()
     await start(store, "cnv_a", tokens=[token, other])
     for session_id, token_id in (("ses_1", token.id), ("ses_2", other.id), ("ses_3", None)):
-        await store.create_session(
+        await create_session(
+            store,
             session_id=session_id,
             session_hash=f"hash-{session_id}",
             bot_id=BOT,
@@ -144,7 +146,7 @@ async def test_a_token_and_its_conversation_are_read_together(store: Store) -> N
     assert conversation == await store.get_conversation("cnv_a")
     assert conversation is not None and conversation.user == {"name": "Ada"}
     assert [message.seq for message in history] == [3, 4, 5]
-    assert history == await store.last_messages("cnv_a", 3)
+    assert history == await store.messages_after("cnv_a", after=2)
     assert (await store.token_with_conversation(hash_token(secret)))[1:] == (conversation, [])
     assert await store.token_with_conversation(hash_token(secret + "x"), history=3) == (None, None, [])
 
@@ -241,7 +243,8 @@ async def test_concurrent_spends_of_a_one_use_token_open_exactly_one_session(sto
 async def test_a_session_is_found_with_its_conversation_in_one_read(store: Store) -> None:
     await start(store, "cnv_a", state={"variables": {"name": "Zoë"}}, user={"id": "u-1", "verified": True})
     await start(store, "cnv_b")
-    created = await store.create_session(
+    created = await create_session(
+        store,
         session_id="ses_1",
         session_hash="hash-ses_1",
         bot_id=BOT,
@@ -251,8 +254,9 @@ async def test_a_session_is_found_with_its_conversation_in_one_read(store: Store
         expires_at=NOW + timedelta(hours=1),
     )
 
-    session, conversation = await store.find_session_with_conversation("hash-ses_1")
+    session, conversation, duplicate = await store.session_for_turn("hash-ses_1", None)
 
     assert session == created == await store.find_session("hash-ses_1")
     assert conversation is not None and conversation == await store.get_conversation("cnv_a")
-    assert await store.find_session_with_conversation("hash-unknown") == (None, None)
+    assert duplicate is False
+    assert await store.session_for_turn("hash-unknown", None) == (None, None, False)

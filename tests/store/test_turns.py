@@ -13,12 +13,14 @@ import sqlalchemy as sa
 
 from rejoinder.store import (
     DuplicateClientMessage,
+    MessageRecord,
     NewMessage,
     Store,
     TurnWrite,
     VersionConflict,
 )
 from rejoinder.store.tables import messages
+from rejoinder.tokens import hash_token
 from tests.store.factories import NOW, new_token, start, turn
 
 
@@ -216,14 +218,20 @@ async def test_idempotency_lookup_returns_the_whole_turn_and_its_pending(store: 
 
 
 async def test_history_reads_page_forward_and_take_the_newest(store: Store) -> None:
-    version = await start(store, "cnv_a", customer="m1", replies=["m2", "m3"])
+    secret, token = new_token()
+    version = await start(store, "cnv_a", customer="m1", replies=["m2", "m3"], tokens=[token])
     await store.commit_turn(turn("cnv_a", version=version, customer="m4", replies=["m5", "m6"]))
+    other_secret, other_token = new_token()
+    await start(store, "cnv_other", customer=None, replies=(), tokens=[other_token])
+
+    async def newest(token_secret: str, count: int) -> list[MessageRecord]:
+        return (await store.token_with_conversation(hash_token(token_secret), history=count))[2]
 
     assert [m.seq for m in await store.messages_after("cnv_a", after=2, limit=3)] == [3, 4, 5]
     assert await store.messages_after("cnv_a", after=6) == []
-    assert [m.payload["text"] for m in await store.last_messages("cnv_a", 4)] == ["m3", "m4", "m5", "m6"]
-    assert [m.seq for m in await store.last_messages("cnv_a", 50)] == [1, 2, 3, 4, 5, 6]
-    assert await store.last_messages("cnv_other", 10) == []
+    assert [m.payload["text"] for m in await newest(secret, 4)] == ["m3", "m4", "m5", "m6"]
+    assert [m.seq for m in await newest(secret, 50)] == [1, 2, 3, 4, 5, 6]
+    assert await newest(other_secret, 10) == []
     with pytest.raises(ValueError, match="limit"):
         await store.messages_after("cnv_a", limit=0)
 

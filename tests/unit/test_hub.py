@@ -20,7 +20,7 @@ from rejoinder.realtime import (
     RedisHub,
     Subscription,
     SubscriptionLost,
-    commit_publisher,
+    message_event,
 )
 from rejoinder.store.records import MessageRecord
 
@@ -146,7 +146,7 @@ async def test_closing_the_hub_ends_subscriptions_and_refuses_new_ones() -> None
             pass
 
 
-async def test_commit_publisher_sends_each_committed_message_as_a_message_event() -> None:
+async def test_a_message_event_carries_the_message_as_the_api_shows_it() -> None:
     hub = MemoryHub()
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     records = [
@@ -154,7 +154,8 @@ async def test_commit_publisher_sends_each_committed_message_as_a_message_event(
         MessageRecord("c1", 5, 4, "bot", "buttons", {"text": "Pick", "buttons": [{"label": "A"}]}, None, at),
     ]
     async with hub.subscribe("c1") as subscription:
-        commit_publisher(hub)("c1", records)
+        for record in records:
+            hub.publish_nowait("c1", message_event(record))
         events = await _take(subscription, 2)
     assert events == [
         {

@@ -1,7 +1,6 @@
 """Realtime delivery of a conversation's events to its open streams: in process, or across workers (Redis)."""
 
 from rejoinder.realtime.events import (
-    commit_publisher,
     message_event,
     sessions_ended_event,
     status_event,
@@ -35,7 +34,6 @@ __all__ = [
     "RedisHub",
     "Subscription",
     "SubscriptionLost",
-    "commit_publisher",
     "create_hub",
     "message_event",
     "sessions_ended_event",

@@ -6,10 +6,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rejoinder.realtime.hub import Event, Hub
+from rejoinder.realtime.hub import Event
 
 if TYPE_CHECKING:
     from rejoinder.store.records import MessageRecord
@@ -36,13 +35,3 @@ def status_event(status: str, pending: dict[str, Any] | None, last_seq: int) -> 
 def sessions_ended_event(reason: str, *, token_id: str | None = None, session_id: str | None = None) -> Event:
     """Sessions of this conversation ended: the one ``session_id``, those opened with ``token_id``, or all."""
     return {"type": SESSIONS_ENDED, "reason": reason, "token_id": token_id, "session_id": session_id}
-
-
-def commit_publisher(hub: Hub) -> Callable[[str, list[MessageRecord]], None]:
-    """An ``on_commit`` callback for the turn service: publishes each committed message, in order."""
-
-    def on_commit(conversation_id: str, messages: list[MessageRecord]) -> None:
-        for record in messages:
-            hub.publish_nowait(conversation_id, message_event(record))
-
-    return on_commit

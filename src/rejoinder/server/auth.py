@@ -218,12 +218,6 @@ class SessionCaller:
         return self.session.conversation_id
 
 
-@dataclass(frozen=True)
-class OpenedSession:
-    secret: str
-    record: SessionRecord
-
-
 def new_session(bot: Bot) -> tuple[str, NewSession]:
     """A fresh session secret and what the store keeps of it, valid for the bot's ``sessions.ttl``."""
     secret = new_secret(SESSION_PREFIX)
@@ -233,23 +227,6 @@ def new_session(bot: Bot) -> tuple[str, NewSession]:
         lifetime=parse_duration(bot.config.sessions.ttl),
     )
     return secret, session
-
-
-async def open_session(
-    store: Store, bot: Bot, conversation_id: str, *, token_id: str | None, now: datetime
-) -> OpenedSession:
-    """A new session for one conversation, valid for the bot's ``sessions.ttl``."""
-    secret, session = new_session(bot)
-    record = await store.create_session(
-        session_id=session.id,
-        session_hash=session.session_hash,
-        bot_id=bot.id,
-        conversation_id=conversation_id,
-        token_id=token_id,
-        now=now,
-        expires_at=now + session.lifetime,
-    )
-    return OpenedSession(secret=secret, record=record)
 
 
 async def require_session(

@@ -21,7 +21,6 @@ from rejoinder.server.auth import (
     SessionCaller,
     bearer,
     new_session,
-    open_session,
     require_sdk_key,
     require_session,
     session_scheme,
@@ -149,18 +148,22 @@ async def start_conversation(body: StartRequest, request: Request, caller: SdkCa
     await state.quotas(request).start(_client_ip(request), caller.bot.id)
     service = state.service(request)
     user = verify_user(caller.bot, body.user.model_dump() if body.user else None, request.app.state.environ)
+    secret, session = new_session(caller.bot)
     with state.metrics(request).turn(caller.bot.id, "start"):
         outcome = await service.start(
-            caller.bot.id, event=body.event, text=body.text, variables=body.variables, user=user
+            caller.bot.id,
+            event=body.event,
+            text=body.text,
+            variables=body.variables,
+            user=user,
+            session=session,
         )
-    opened = await open_session(
-        state.store(request), caller.bot, outcome.conversation_id, token_id=None, now=service.clock()
-    )
+    assert outcome.session is not None
     return JSONResponse(
         {
             "conversation_id": outcome.conversation_id,
-            "session": opened.secret,
-            "session_expires_at": iso_z(opened.record.expires_at),
+            "session": secret,
+            "session_expires_at": iso_z(outcome.session.expires_at),
             "status": outcome.status,
             "messages": _items(outcome.messages),
             "pending": outcome.pending,

@@ -20,13 +20,13 @@ from rejoinder.skills import ERROR, Bot, SkillSource, read_skill, validate_bot
 from rejoinder.skills import Problem as SkillProblem
 from rejoinder.skills.loader import bot_version
 from rejoinder.skills.problems import errors
+from rejoinder.skills.stored import compose
 from rejoinder.store import StoreError
 from rejoinder.store.skill_versions import (
     SkillChange,
     SkillsChanged,
     SkillVersionRecord,
     SkillVersions,
-    compose,
 )
 
 log = logging.getLogger("rejoinder.skills")
@@ -95,7 +95,9 @@ class SkillCatalog:
         head, changes = await self.versions.current(bot_id)
         if head == self._heads.get(bot_id):
             return self.service.bot(bot_id)
-        bot = compose(self.directory_bots[bot_id], changes)
+        bot = compose(
+            self.directory_bots[bot_id], {skill_id: change.definition for skill_id, change in changes.items()}
+        )
         await self.versions.save_bot(bot, self.clock())
         self._install(bot, head)
         return bot

@@ -27,8 +27,8 @@ from rejoinder.service.errors import (
     TurnConflict,
     UnknownBot,
 )
-from rejoinder.service.resume import Actor, NewSession, ResumeOutcome, Resumes
-from rejoinder.service.shared import HttpPerformer, utcnow
+from rejoinder.service.resume import Actor, ResumeOutcome, Resumes
+from rejoinder.service.shared import HttpPerformer, NewSession, utcnow
 from rejoinder.service.turns import MAX_TEXT_CHARS, CustomerMessage, TurnOutcome, Turns, new_conversation_id
 from rejoinder.skills.model import Bot
 from rejoinder.store import Store

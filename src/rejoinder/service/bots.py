@@ -14,6 +14,7 @@ from rejoinder.engine import STATE_VERSION_KEY, Engine
 from rejoinder.integrations import IntegratePolicy
 from rejoinder.service.errors import UnknownBot
 from rejoinder.skills.model import Bot
+from rejoinder.skills.stored import bot_from_json
 from rejoinder.store import ConversationRecord, Store
 
 log = logging.getLogger("rejoinder.service")
@@ -75,8 +76,8 @@ class BotVersions:
         if engine is not None:
             self._versions.move_to_end((conversation.bot_id, version))
         else:
-            bot = await self.store.find_bot(newest.bot.config, version)
-            if bot is None:
+            skills = await self.store.find_bot_skills(conversation.bot_id, version)
+            if skills is None:
                 log.warning(
                     "conversation %s began on version %s of bot %s, which is not kept; it goes on with the newest",
                     conversation.id,
@@ -84,7 +85,9 @@ class BotVersions:
                     conversation.bot_id,
                 )
                 return newest
-            engine = Engine(bot, time_budget=self.turn_time_budget)
+            engine = Engine(
+                bot_from_json(newest.bot.config, version, skills), time_budget=self.turn_time_budget
+            )
             self._keep(engine)
         return engine
 

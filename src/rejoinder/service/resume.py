@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from rejoinder.realtime import sessions_ended_event
 from rejoinder.service.errors import ConversationNotFound, ServiceError, TokenNotFound, TokenRefused
-from rejoinder.service.shared import ServiceParts
+from rejoinder.service.shared import NewSession, ServiceParts
 from rejoinder.skills.model import parse_duration
 from rejoinder.store import ConversationRecord, MessageRecord, NewToken, SessionRecord
 from rejoinder.store.access import NewAudit
@@ -28,15 +28,6 @@ class ResumeOutcome:
     pending: dict[str, Any] | None
     status: str
     session: SessionRecord | None = None  # the session opened with it, when one was asked for
-
-
-@dataclass(frozen=True)
-class NewSession:
-    """A session to open: its public id, the hash of its secret, and how long it lasts."""
-
-    id: str
-    session_hash: str
-    lifetime: timedelta
 
 
 @dataclass(frozen=True)
@@ -84,7 +75,7 @@ class Resumes(ServiceParts):
                     outcome = TokenOutcome.NOT_FOUND
                 else:
                     opened = (
-                        _session_record(session, record.bot_id, record.conversation_id, record.id, now)
+                        session.record(record.bot_id, record.conversation_id, record.id, now)
                         if session
                         else None
                     )
@@ -140,7 +131,7 @@ class Resumes(ServiceParts):
     async def refresh_session(self, old: SessionRecord, new: NewSession) -> SessionRecord:
         """Exchange ``old`` for ``new`` in one transaction; the old one's open streams end, on every worker."""
         now = self.clock()
-        record = _session_record(new, old.bot_id, old.conversation_id, old.token_id, now)
+        record = new.record(old.bot_id, old.conversation_id, old.token_id, now)
         await self.store.replace_session(old.id, record, now)
         self.publish(old.conversation_id, sessions_ended_event("session_refreshed", session_id=old.id))
         return record
@@ -207,21 +198,6 @@ class Resumes(ServiceParts):
         if not await self.store.erase_conversation(bot_id, conversation_id, audit):
             raise ConversationNotFound(f"The bot has no conversation {conversation_id!r}.")
         self.publish(conversation_id, sessions_ended_event("conversation_erased"))
-
-
-def _session_record(
-    session: NewSession, bot_id: str, conversation_id: str, token_id: str | None, now: datetime
-) -> SessionRecord:
-    return SessionRecord(
-        id=session.id,
-        session_hash=session.session_hash,
-        bot_id=bot_id,
-        conversation_id=conversation_id,
-        token_id=token_id,
-        created_at=now,
-        expires_at=now + session.lifetime,
-        revoked_at=None,
-    )
 
 
 def _admin_audit(

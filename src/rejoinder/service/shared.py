@@ -4,18 +4,41 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from rejoinder.engine import ConversationState, HttpCall, HttpResponse, TurnContext
 from rejoinder.integrations import IntegratePolicy, IntegrationClient
 from rejoinder.realtime import Event, Hub
 from rejoinder.service.bots import BotVersions
-from rejoinder.store import ConversationRecord, MessageRecord, Store
+from rejoinder.store import ConversationRecord, MessageRecord, SessionRecord, Store
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """A session to open: its public id, the hash of its secret, and how long it lasts."""
+
+    id: str
+    session_hash: str
+    lifetime: timedelta
+
+    def record(self, bot_id: str, conversation_id: str, token_id: str | None, now: datetime) -> SessionRecord:
+        """The session as the store keeps it, opened at ``now`` (with ``token_id``, when a token opened it)."""
+        return SessionRecord(
+            id=self.id,
+            session_hash=self.session_hash,
+            bot_id=bot_id,
+            conversation_id=conversation_id,
+            token_id=token_id,
+            created_at=now,
+            expires_at=now + self.lifetime,
+            revoked_at=None,
+        )
 
 
 class HttpPerformer(Protocol):

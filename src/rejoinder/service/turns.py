@@ -13,7 +13,7 @@ import logging
 import random
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,7 +40,7 @@ from rejoinder.service.errors import (
     SessionRefused,
     TurnConflict,
 )
-from rejoinder.service.shared import ServiceParts
+from rejoinder.service.shared import NewSession, ServiceParts
 from rejoinder.skills.model import Bot
 from rejoinder.store import (
     CommittedTurn,
@@ -85,6 +85,9 @@ class TurnOutcome:
     status: str
     errors: list[str] = field(default_factory=list)
     replayed: bool = False  # answered from an earlier turn with the same client_message_id
+    session: SessionRecord | None = (
+        None  # the session a conversation was started with, when one was asked for
+    )
 
 
 # Called once a session may take the turn and before anything runs: refuses by raising (a quota, an origin).
@@ -105,8 +108,12 @@ class Turns(ServiceParts):
         variables: Mapping[str, Any] | None = None,
         user: Mapping[str, Any] | None = None,
         client_message_id: str | None = None,
+        session: NewSession | None = None,
     ) -> TurnOutcome:
-        """Start a conversation by a skill trigger (``event``) or by a first customer message (``text``)."""
+        """Start a conversation by a skill trigger (``event``) or by a first customer message (``text``).
+
+        One store call: the conversation, its first turn and ``session`` (when given) are committed together.
+        """
         if (event is None) == (text is None):
             raise ServiceError(
                 "start a conversation with an event or with a first message, not both or neither"
@@ -128,10 +135,11 @@ class Turns(ServiceParts):
                 engine.check_settable(variables)
                 state.variables.update(variables)
         result = await self._run(engine, bot_id, state, first, ctx)
+        opened = session.record(bot_id, conversation_id, None, now) if session is not None else None
         committed = await self._commit(
-            bot_id, conversation_id, None, result, inbound, ctx, now, user=dict(user or {}), created=True
+            bot_id, conversation_id, None, result, inbound, ctx, now, user=dict(user or {}), session=opened
         )
-        return _outcome(bot_id, conversation_id, committed, result)
+        return replace(_outcome(bot_id, conversation_id, committed, result), session=opened)
 
     async def turn(
         self,
@@ -297,8 +305,9 @@ class Turns(ServiceParts):
         now: datetime,
         *,
         user: dict[str, Any] | None = None,
-        created: bool = False,
+        session: SessionRecord | None = None,
     ) -> CommittedTurn:
+        """Save what the turn produced; ``expected_version`` None creates the conversation (with ``session``)."""
         messages = [inbound] if inbound is not None else []
         messages += [NewMessage(m.sender, m.type, m.to_payload()) for m in result.messages]
         tokens = [
@@ -311,7 +320,7 @@ class Turns(ServiceParts):
             TurnWrite(
                 conversation_id=conversation_id,
                 bot_id=bot_id,
-                create=created,
+                create=expected_version is None,
                 expected_version=expected_version or 0,
                 state=state.to_json(),
                 status=state.status,
@@ -322,6 +331,7 @@ class Turns(ServiceParts):
                 pending=result.pending.to_json() if result.pending else None,
                 now=now,
                 user=user,
+                session=session,
             )
         )
         for token in tokens:

@@ -44,7 +44,6 @@ _SESSION_FIELDS = list(SessionRecord.__dataclass_fields__)
 _SESSION_WITH_CONVERSATION = with_conversation(
     sessions, _SESSION_FIELDS, sessions.c.session_hash == sa.bindparam("session_hash")
 )
-_SESSION_WITH_CONVERSATION_SQLITE = Prepared(_SESSION_WITH_CONVERSATION)
 # A turn's one read: the session, its conversation, and whether the client's message id is stored there already.
 _SESSION_FOR_TURN = _SESSION_WITH_CONVERSATION.add_columns(
     sa.select(messages.c.seq)
@@ -152,10 +151,6 @@ class Access(Database):
         """Record a bot's current definition (created once, updated on every change)."""
         await self._write_call(_upsert_bot, bot_id, name, version, config, as_utc(now))
 
-    async def get_bot(self, bot_id: str) -> BotRecord | None:
-        row = await self._read_call(_first, sa.select(bots).where(bots.c.id == bot_id))
-        return BotRecord(**row._mapping) if row else None
-
     async def list_bots(self) -> list[BotRecord]:
         """Every bot a server has recorded, by id."""
         rows = await self._read_call(_all_rows, sa.select(bots).order_by(bots.c.id))
@@ -174,43 +169,9 @@ class Access(Database):
         row = await self._read_call(_first, sa.select(api_keys).where(api_keys.c.key_hash == key_hash))
         return ApiKeyRecord(**row._mapping) if row else None
 
-    async def create_session(
-        self,
-        *,
-        session_id: str,
-        session_hash: str,
-        bot_id: str,
-        conversation_id: str,
-        token_id: str | None,
-        now: datetime,
-        expires_at: datetime,
-    ) -> SessionRecord:
-        record = SessionRecord(
-            id=session_id,
-            session_hash=session_hash,
-            bot_id=bot_id,
-            conversation_id=conversation_id,
-            token_id=token_id,
-            created_at=as_utc(now),
-            expires_at=as_utc(expires_at),
-            revoked_at=None,
-        )
-        await self._write_call(_execute, sessions.insert(), _as_row(record))
-        return record
-
     async def find_session(self, session_hash: str) -> SessionRecord | None:
         fields = await self._read_call(_find_session, session_hash)
         return SessionRecord(**fields) if fields else None
-
-    async def find_session_with_conversation(
-        self, session_hash: str
-    ) -> tuple[SessionRecord | None, ConversationRecord | None]:
-        """A session and, in the same read, the conversation it is bound to (None once erased)."""
-        row = await self._read_call(_find_session_with_conversation, session_hash)
-        if row is None:
-            return None, None
-        session, conversation = split_conversation(row, _SESSION_FIELDS)
-        return SessionRecord(**session), conversation
 
     async def session_for_turn(
         self, session_hash: str, client_message_id: str | None
@@ -235,24 +196,6 @@ class Access(Database):
         such token."""
         row = await self._write_call(_revoke_bot_token, bot_id, token_id, audit)
         return TokenRecord(**row._mapping) if row else None
-
-    async def revoke_session(self, session_id: str, now: datetime) -> bool:
-        """End one session; False if it does not exist or was already ended."""
-        statement = (
-            sa.update(sessions)
-            .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
-            .values(revoked_at=as_utc(now))
-        )
-        return await self._write_call(_rowcount, statement) == 1
-
-    async def revoke_sessions_for_conversation(self, conversation_id: str, now: datetime) -> int:
-        """End every open session of a conversation; returns how many were ended."""
-        statement = (
-            sa.update(sessions)
-            .where(sessions.c.conversation_id == conversation_id, sessions.c.revoked_at.is_(None))
-            .values(revoked_at=as_utc(now))
-        )
-        return await self._write_call(_rowcount, statement)
 
 
 def token_row(bot_id: str, conversation_id: str, token: NewToken, now: datetime) -> dict[str, Any]:
@@ -298,13 +241,6 @@ def _find_session(conn: sa.Connection, session_hash: str) -> dict[str, Any] | No
     if conn.dialect.name == "sqlite":  # read on every request with a session: straight to the driver
         return _FIND_SESSION_SQLITE.first(conn, {"session_hash": session_hash})
     row = conn.execute(_FIND_SESSION, {"session_hash": session_hash}).first()
-    return dict(row._mapping) if row is not None else None
-
-
-def _find_session_with_conversation(conn: sa.Connection, session_hash: str) -> dict[str, Any] | None:
-    if conn.dialect.name == "sqlite":  # read on every turn: straight to the driver
-        return _SESSION_WITH_CONVERSATION_SQLITE.first(conn, {"session_hash": session_hash})
-    row = conn.execute(_SESSION_WITH_CONVERSATION, {"session_hash": session_hash}).first()
     return dict(row._mapping) if row is not None else None
 
 

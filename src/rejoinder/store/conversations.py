@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -93,7 +94,8 @@ class Conversations(Database):
     """Conversation rows and their append-only message history."""
 
     async def commit_turn(self, turn: TurnWrite) -> CommittedTurn:
-        """Save one turn atomically: the conversation row, its new messages, its tokens.
+        """Save one turn atomically: the conversation row, its new messages, its tokens (and, for a created
+        conversation, the session it is started with).
 
         The conversation row is updated only if it is still at ``turn.expected_version`` (else
         :class:`VersionConflict`); new messages get the next ``seq`` numbers. Earlier history is never read.
@@ -131,10 +133,6 @@ class Conversations(Database):
         )
         rows = await self._read_call(_all_rows, statement)
         return [MessageRecord(**row._mapping) for row in rows]
-
-    async def last_messages(self, conversation_id: str, limit: int) -> list[MessageRecord]:
-        """The newest ``limit`` messages, oldest first."""
-        return await self._read_call(_last_messages, conversation_id, check_limit(limit))
 
     async def turn_by_client_message_id(
         self, conversation_id: str, client_message_id: str
@@ -256,6 +254,8 @@ def _commit_turn(conn: sa.Connection, turn: TurnWrite, now: datetime) -> Committ
             _INSERT_TOKENS,
             [token_row(turn.bot_id, turn.conversation_id, token, now) for token in turn.tokens],
         )
+    if turn.session is not None:
+        conn.execute(sessions.insert().values(asdict(turn.session)))
     return CommittedTurn(version=version, messages=records)
 
 

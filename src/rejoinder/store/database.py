@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rejoinder.store import migrate
-from rejoinder.store.engine import create_engine, create_sqlite_sync_engine, writer
+from rejoinder.store.connect import create_engine, create_sqlite_sync_engine, writer
 from rejoinder.store.errors import StoreUnavailable, unavailable_as_store_error
 from rejoinder.store.sqlite_threads import SQLiteThreads
 from rejoinder.store.urls import normalize_url

@@ -95,6 +95,7 @@ class TurnWrite:
     pending: dict[str, Any] | None  # what the bot waits for after this turn
     now: datetime
     user: dict[str, Any] | None = None  # None keeps the stored user on update
+    session: SessionRecord | None = None  # opened with a created conversation, in the same transaction
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,14 @@ that began on an older version can be finished on it by any worker, after any re
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from rejoinder.skills.loader import bot_version
-from rejoinder.skills.model import Bot, BotConfig, Skill
+from rejoinder.skills.model import Bot, Skill
+from rejoinder.skills.stored import skills_json
 from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.errors import StoreError
 from rejoinder.store.records import as_utc
@@ -50,28 +49,6 @@ class SkillChange:
     skill: Skill | None
     source: str | None = None
     media_type: str | None = None
-
-
-def skills_json(skills: Mapping[str, Skill]) -> dict[str, Any]:
-    """Skills as stored: the JSON of each model, by id."""
-    return {skill_id: skill.model_dump(mode="json", by_alias=True) for skill_id, skill in skills.items()}
-
-
-def bot_from_json(config: BotConfig, version: str, skills: Mapping[str, Any]) -> Bot:
-    """A stored bot version, run with the bot's current settings."""
-    parsed = {skill_id: Skill.model_validate(data) for skill_id, data in skills.items()}
-    return Bot(config=config, skills=parsed, version=version)
-
-
-def compose(directory_bot: Bot, changes: Mapping[str, SkillVersionRecord]) -> Bot:
-    """The bot's own skills overlaid with its newest changes: an upload adds or replaces, a deletion removes."""
-    skills = dict(directory_bot.skills)
-    for skill_id, change in changes.items():
-        if change.definition is None:
-            skills.pop(skill_id, None)
-        else:
-            skills[skill_id] = Skill.model_validate(change.definition)
-    return Bot(config=directory_bot.config, skills=skills, version=bot_version(directory_bot.config, skills))
 
 
 class SkillVersions(Database):
@@ -119,13 +96,13 @@ class SkillVersions(Database):
         """Keep ``bot``'s version (a no-op when it is already kept)."""
         await self._write_call(_insert_snapshot, bot, as_utc(now))
 
-    async def find_bot(self, config: BotConfig, version: str) -> Bot | None:
-        """A kept version of the bot with these settings, or None."""
+    async def find_bot_skills(self, bot_id: str, version: str) -> dict[str, Any] | None:
+        """The skills (as JSON, by id) of a kept version of the bot, or None."""
         statement = sa.select(bot_versions.c.skills).where(
-            bot_versions.c.bot_id == config.id, bot_versions.c.version == version
+            bot_versions.c.bot_id == bot_id, bot_versions.c.version == version
         )
-        skills = await self._read_call(_scalar, statement)
-        return None if skills is None else bot_from_json(config, version, skills)
+        skills: dict[str, Any] | None = await self._read_call(_scalar, statement)
+        return skills
 
 
 # ------------------------------------------------------------------------------------------------ on a connection

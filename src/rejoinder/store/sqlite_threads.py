@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from rejoinder.store.engine import WAL_SIZE_LIMIT
+from rejoinder.store.connect import WAL_SIZE_LIMIT
 from rejoinder.store.errors import StoreUnavailable
 
 log = logging.getLogger("rejoinder.store")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from alembic import context
 
-from rejoinder.store.engine import create_engine, writer
+from rejoinder.store.connect import create_engine, writer
 from rejoinder.store.migrate import lock_out_other_migrations, schema
 from rejoinder.store.tables import UTCDateTime
 from rejoinder.store.urls import normalize_url

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from rejoinder.store.engine import create_engine, writer
+from rejoinder.store.connect import create_engine, writer
 from rejoinder.store.urls import normalize_url
 
 

@@ -39,7 +39,7 @@ class _FailingConnection:
 
 
 def fail_writes_at(store: Store, monkeypatch: pytest.MonkeyPatch, fails: Callable[[Any], bool]) -> None:
-    write = store._write_call
+    write = store.write
 
     async def failing(work: Any, *args: Any, **kwargs: Any) -> Any:
         def failing_work(conn: sa.Connection, *inner: Any) -> Any:
@@ -47,7 +47,7 @@ def fail_writes_at(store: Store, monkeypatch: pytest.MonkeyPatch, fails: Callabl
 
         return await write(failing_work, *args, **kwargs)
 
-    monkeypatch.setattr(store, "_write_call", failing)
+    monkeypatch.setattr(store, "write", failing)
 
 
 def writes_to(table: str, kind: type[Any]) -> Callable[[Any], bool]:
@@ -139,7 +139,7 @@ async def test_a_start_commits_its_conversation_and_session_in_one_store_call(
     service: ConversationService, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    for name in ("_read_call", "_write_call"):
+    for name in ("read", "write"):
         original = getattr(store, name)
 
         def counted(work: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:

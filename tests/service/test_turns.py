@@ -274,7 +274,7 @@ async def test_a_turn_makes_two_store_calls_a_read_and_a_write(
         expires_at=now + timedelta(hours=1),
     )
     calls: list[str] = []
-    for name in ("_read_call", "_write_call"):
+    for name in ("read", "write"):
         original = getattr(store, name)
 
         def counted(work: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:

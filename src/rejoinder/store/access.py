@@ -72,7 +72,7 @@ class Access(Database):
         """Store a token issued outside a turn (the admin API), with its ``audit`` event in the same transaction."""
         now = as_utc(now)
         audit_row = audit.row() if audit is not None else None
-        await self._write_call(_insert_token, token_row(bot_id, conversation_id, token, now), audit_row)
+        await self.write(_insert_token, token_row(bot_id, conversation_id, token, now), audit_row)
         return TokenRecord(
             id=token.id,
             bot_id=bot_id,
@@ -86,9 +86,7 @@ class Access(Database):
         )
 
     async def find_token_by_hash(self, token_hash: str) -> TokenRecord | None:
-        row = await self._read_call(
-            _first, sa.select(*_TOKEN_COLUMNS).where(tokens.c.token_hash == token_hash)
-        )
+        row = await self.read(_first, sa.select(*_TOKEN_COLUMNS).where(tokens.c.token_hash == token_hash))
         return TokenRecord(**row._mapping) if row else None
 
     async def spend_token(
@@ -105,7 +103,7 @@ class Access(Database):
         params = {"token_id": token_id, "now": as_utc(now)}
         audit_row = audit.row() if audit is not None else None
         session_row = _as_row(session) if session is not None else None
-        return await self._write_call(_spend_token, params, audit_row, session_row)
+        return await self.write(_spend_token, params, audit_row, session_row)
 
     async def list_tokens(self, conversation_id: str) -> list[TokenRecord]:
         statement = (
@@ -113,16 +111,16 @@ class Access(Database):
             .where(tokens.c.conversation_id == conversation_id)
             .order_by(tokens.c.created_at, tokens.c.id)
         )
-        rows = await self._read_call(_all_rows, statement)
+        rows = await self.read(_all_rows, statement)
         return [TokenRecord(**row._mapping) for row in rows]
 
     async def revoke_token(self, token_id: str, now: datetime) -> TokenRecord | None:
         """Revoke a token (idempotent) and end the sessions opened with it. None if there is no such token."""
-        row = await self._write_call(_revoke_token, token_id, as_utc(now))
+        row = await self.write(_revoke_token, token_id, as_utc(now))
         return TokenRecord(**row._mapping) if row else None
 
     async def add_audit(self, event: NewAudit) -> None:
-        await self._write_call(_execute, audit_events.insert(), event.row())
+        await self.write(_execute, audit_events.insert(), event.row())
 
     async def list_audit(
         self,
@@ -141,7 +139,7 @@ class Access(Database):
         if cursor is not None:
             (last_id,) = decode_cursor(cursor, int)
             statement = statement.where(audit_events.c.id < last_id)
-        rows = await self._read_call(_all_rows, statement)
+        rows = await self.read(_all_rows, statement)
         page = [AuditRecord(**row._mapping) for row in rows[:limit]]
         return page, encode_cursor(page[-1].id) if len(rows) > limit else None
 
@@ -149,11 +147,11 @@ class Access(Database):
         self, bot_id: str, name: str | None, version: str, config: dict[str, Any], now: datetime
     ) -> None:
         """Record a bot's current definition (created once, updated on every change)."""
-        await self._write_call(_upsert_bot, bot_id, name, version, config, as_utc(now))
+        await self.write(_upsert_bot, bot_id, name, version, config, as_utc(now))
 
     async def list_bots(self) -> list[BotRecord]:
         """Every bot a server has recorded, by id."""
-        rows = await self._read_call(_all_rows, sa.select(bots).order_by(bots.c.id))
+        rows = await self.read(_all_rows, sa.select(bots).order_by(bots.c.id))
         return [BotRecord(**row._mapping) for row in rows]
 
     async def create_api_key(
@@ -162,15 +160,15 @@ class Access(Database):
         record = ApiKeyRecord(
             id=key_id, bot_id=bot_id, kind=kind, key_hash=key_hash, created_at=as_utc(now), revoked_at=None
         )
-        await self._write_call(_execute, api_keys.insert().values(_as_row(record)))
+        await self.write(_execute, api_keys.insert().values(_as_row(record)))
         return record
 
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
-        row = await self._read_call(_first, sa.select(api_keys).where(api_keys.c.key_hash == key_hash))
+        row = await self.read(_first, sa.select(api_keys).where(api_keys.c.key_hash == key_hash))
         return ApiKeyRecord(**row._mapping) if row else None
 
     async def find_session(self, session_hash: str) -> SessionRecord | None:
-        fields = await self._read_call(_find_session, session_hash)
+        fields = await self.read(_find_session, session_hash)
         return SessionRecord(**fields) if fields else None
 
     async def session_for_turn(
@@ -179,7 +177,7 @@ class Access(Database):
         """A session, its conversation (None once erased) and whether a message with ``client_message_id`` is
         stored in it already — the one read of a turn."""
         params = {"session_hash": session_hash, "client_message_id": client_message_id}
-        row = await self._read_call(_session_for_turn, params)
+        row = await self.read(_session_for_turn, params)
         if row is None:
             return None, None, False
         answered = row.pop("answered") is not None
@@ -188,13 +186,13 @@ class Access(Database):
 
     async def replace_session(self, old_session_id: str, new: SessionRecord, now: datetime) -> None:
         """Open ``new`` and end the session ``old_session_id`` in one transaction."""
-        await self._write_call(_replace_session, old_session_id, _as_row(new), as_utc(now))
+        await self.write(_replace_session, old_session_id, _as_row(new), as_utc(now))
 
     async def revoke_bot_token(self, bot_id: str, token_id: str, audit: NewAudit) -> TokenRecord | None:
         """Revoke one of ``bot_id``'s tokens (idempotent), end the sessions opened with it and record ``audit``
         (for the token's conversation), all in one transaction. None, and nothing written, if the bot has no
         such token."""
-        row = await self._write_call(_revoke_bot_token, bot_id, token_id, audit)
+        row = await self.write(_revoke_bot_token, bot_id, token_id, audit)
         return TokenRecord(**row._mapping) if row else None
 
 

@@ -101,10 +101,10 @@ class Conversations(Database):
         :class:`VersionConflict`); new messages get the next ``seq`` numbers. Earlier history is never read.
         """
         now = as_utc(turn.now)  # a naive time is refused before anything is sent to the database
-        return await self._write_call(_commit_turn, turn, now)
+        return await self.write(_commit_turn, turn, now)
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
-        return await self._read_call(_get_conversation, conversation_id)
+        return await self.read(_get_conversation, conversation_id)
 
     async def token_with_conversation(
         self, token_hash: str, *, history: int = 0
@@ -113,13 +113,13 @@ class Conversations(Database):
         conversation's newest ``history`` messages, oldest first — all in one call."""
         if history:
             check_limit(history)
-        return await self._read_call(_token_with_conversation, token_hash, history)
+        return await self.read(_token_with_conversation, token_hash, history)
 
     async def conversation_for_turn(
         self, conversation_id: str, client_message_id: str | None
     ) -> tuple[ConversationRecord | None, bool]:
         """The conversation, and whether a message with ``client_message_id`` is already stored — one query."""
-        return await self._read_call(_conversation_for_turn, conversation_id, client_message_id)
+        return await self.read(_conversation_for_turn, conversation_id, client_message_id)
 
     async def messages_after(
         self, conversation_id: str, after: int = 0, limit: int = 100
@@ -131,7 +131,7 @@ class Conversations(Database):
             .order_by(messages.c.seq)
             .limit(check_limit(limit))
         )
-        rows = await self._read_call(_all_rows, statement)
+        rows = await self.read(_all_rows, statement)
         return [MessageRecord(**row._mapping) for row in rows]
 
     async def turn_by_client_message_id(
@@ -156,7 +156,7 @@ class Conversations(Database):
             )
             .order_by(messages.c.seq)
         )
-        rows = await self._read_call(_all_rows, statement)
+        rows = await self.read(_all_rows, statement)
         if not rows:
             return None
         turn = [MessageRecord(**{k: v for k, v in row._mapping.items() if k != "pending"}) for row in rows]
@@ -190,7 +190,7 @@ class Conversations(Database):
                     sa.and_(conversations.c.updated_at == at, conversations.c.id > last_id),
                 )
             )
-        rows = await self._read_call(_all_rows, statement)
+        rows = await self.read(_all_rows, statement)
         page = [ConversationRecord(**row._mapping) for row in rows[:limit]]
         more = len(rows) > limit
         return page, encode_cursor(page[-1].updated_at, page[-1].id) if more else None
@@ -201,23 +201,23 @@ class Conversations(Database):
         Its audit events stay (what happened, and when) without the client's IP address and user agent. On
         SQLite the deleted content is zeroed and no older copy of it is left in the WAL.
         """
-        return await self._write_call(_delete_conversation, conversation_id, scrub=True)
+        return await self.write(_delete_conversation, conversation_id, scrub=True)
 
     async def erase_conversation(self, bot_id: str, conversation_id: str, audit: NewAudit) -> bool:
         """:meth:`delete_conversation` of one of ``bot_id``'s conversations, recording ``audit`` in the same
         transaction. False, and nothing written, when the bot has no such conversation."""
-        return await self._write_call(_erase_conversation, bot_id, conversation_id, audit.row(), scrub=True)
+        return await self.write(_erase_conversation, bot_id, conversation_id, audit.row(), scrub=True)
 
     async def count_idle(self, bot_id: str, before: datetime) -> int:
         """How many of the bot's conversations were last updated before ``before``."""
         statement = sa.select(sa.func.count()).where(_idle(bot_id, as_utc(before)))
-        return int(await self._read_call(_scalar, statement))
+        return int(await self.read(_scalar, statement))
 
     async def purge_idle(self, bot_id: str, before: datetime, limit: int) -> int:
         """Erase (as :meth:`delete_conversation` does) at most ``limit`` of the bot's conversations last updated
         before ``before``, oldest first, in one short transaction; returns how many. Call again until it
         answers less than ``limit``: each call holds the writer only for its own batch."""
-        return await self._write_call(_purge_idle, bot_id, as_utc(before), check_limit(limit), scrub=True)
+        return await self.write(_purge_idle, bot_id, as_utc(before), check_limit(limit), scrub=True)
 
 
 # ------------------------------------------------------------------------------------------------ on a connection

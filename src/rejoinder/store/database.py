@@ -74,16 +74,16 @@ class Database:
     async def upgrade(self) -> None:
         """Bring the schema to the newest migration (a no-op when it is already there)."""
         async with migrate.upgrade_lock():
-            await self._write_call(migrate.upgrade, solo=True)
+            await self.write(migrate.upgrade, solo=True)
 
     async def current_revision(self) -> str | None:
         """The migration the database is at, ``None`` before the first upgrade."""
-        return await self._read_call(migrate.current_revision)
+        return await self.read(migrate.current_revision)
 
     async def ping(self) -> bool:
         """Whether the database answers a trivial query."""
         try:
-            await self._read_call(_select_one)
+            await self.read(_select_one)
         except (StoreUnavailable, sa_exc.SQLAlchemyError):
             return False
         return True
@@ -104,7 +104,7 @@ class Database:
             self._sqlite.engine.dispose()
         await self.engine.dispose()
 
-    async def _read_call(self, work: Callable[..., T], *args: Any) -> T:
+    async def read(self, work: Callable[..., T], *args: Any) -> T:
         """``work(connection, *args)`` outside any write transaction; each statement sees a consistent snapshot."""
         async with unavailable_as_store_error():
             if self._sqlite is not None:
@@ -112,9 +112,7 @@ class Database:
             async with self.engine.connect() as conn:
                 return await conn.run_sync(work, *args)
 
-    async def _write_call(
-        self, work: Callable[..., T], *args: Any, solo: bool = False, scrub: bool = False
-    ) -> T:
+    async def write(self, work: Callable[..., T], *args: Any, solo: bool = False, scrub: bool = False) -> T:
         """``work(connection, *args)`` in a transaction that commits when it returns and rolls back if it raises.
 
         On SQLite the write lock is taken at BEGIN (BEGIN IMMEDIATE), so a transaction that reads before it

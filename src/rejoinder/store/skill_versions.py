@@ -59,7 +59,7 @@ class SkillVersions(Database):
         statement = sa.select(skill_versions.c.bot_id, sa.func.max(skill_versions.c.id)).group_by(
             skill_versions.c.bot_id
         )
-        rows = await self._read_call(_all_rows, statement)
+        rows = await self.read(_all_rows, statement)
         return {bot_id: int(head) for bot_id, head in rows}
 
     async def current(self, bot_id: str) -> tuple[int, dict[str, SkillVersionRecord]]:
@@ -70,7 +70,7 @@ class SkillVersions(Database):
             .group_by(skill_versions.c.skill_id)
         )
         statement = sa.select(skill_versions).where(skill_versions.c.id.in_(newest))
-        rows = await self._read_call(_all_rows, statement)
+        rows = await self.read(_all_rows, statement)
         changes = {row.skill_id: SkillVersionRecord(**row._mapping) for row in rows}
         return max((change.id for change in changes.values()), default=0), changes
 
@@ -81,7 +81,7 @@ class SkillVersions(Database):
             .where(skill_versions.c.bot_id == bot_id, skill_versions.c.skill_id == skill_id)
             .order_by(skill_versions.c.version)
         )
-        rows = await self._read_call(_all_rows, statement)
+        rows = await self.read(_all_rows, statement)
         return [SkillVersionRecord(**row._mapping) for row in rows]
 
     async def record(self, change: SkillChange, *, expected_head: int, now: datetime) -> SkillVersionRecord:
@@ -89,19 +89,19 @@ class SkillVersions(Database):
 
         Raises :class:`SkillsChanged` when another change was stored since (by this or another worker).
         """
-        new_id, row = await self._write_call(_record, change, expected_head, as_utc(now))
+        new_id, row = await self.write(_record, change, expected_head, as_utc(now))
         return SkillVersionRecord(id=int(new_id), **row)
 
     async def save_bot(self, bot: Bot, now: datetime) -> None:
         """Keep ``bot``'s version (a no-op when it is already kept)."""
-        await self._write_call(_insert_snapshot, bot, as_utc(now))
+        await self.write(_insert_snapshot, bot, as_utc(now))
 
     async def find_bot_skills(self, bot_id: str, version: str) -> dict[str, Any] | None:
         """The skills (as JSON, by id) of a kept version of the bot, or None."""
         statement = sa.select(bot_versions.c.skills).where(
             bot_versions.c.bot_id == bot_id, bot_versions.c.version == version
         )
-        skills: dict[str, Any] | None = await self._read_call(_scalar, statement)
+        skills: dict[str, Any] | None = await self.read(_scalar, statement)
         return skills
 
 

@@ -35,6 +35,10 @@ from rejoinder.service.errors import (
     AccountExists,
     AccountNotFound,
     InvalidAccount,
+    InvalidOverlap,
+    KeyInUse,
+    KeyNotActive,
+    KeyNotFound,
     LastOwner,
     SignInRefused,
     SignInThrottled,
@@ -89,6 +93,10 @@ TITLES: dict[str, str] = {
     "account_not_found": "Account not found",
     "invalid_account": "Invalid account",
     "last_owner": "Last owner",
+    "key_not_found": "API key not found",
+    "key_not_active": "API key not active",
+    "key_in_use": "API key in use",
+    "invalid_overlap": "Invalid overlap",
 }
 
 # The slug a bare HTTP status gets when the framework raises it without one of ours.
@@ -183,6 +191,10 @@ SERVICE_STATUS: dict[type[ServiceError], int] = {
     AccountNotFound: 404,
     InvalidAccount: 400,
     LastOwner: 409,
+    KeyNotFound: 404,
+    KeyNotActive: 409,
+    KeyInUse: 409,
+    InvalidOverlap: 422,
 }
 
 

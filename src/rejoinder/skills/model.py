@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rejoinder.expr.jsonpath import InvalidPath
 from rejoinder.expr.jsonpath import parse as parse_path
@@ -414,25 +414,21 @@ class Skill(Strict):
 # --------------------------------------------------------------------------------------------- bot
 
 
-class TokenDefaults(Strict):
-    ttl: str = "24h"
-    max_uses: int | None = Field(default=None, ge=1)
+def _valid_duration(value: str) -> str:
+    parse_duration(value)
+    return value
 
-    @field_validator("ttl")
-    @classmethod
-    def _duration(cls, ttl: str) -> str:
-        parse_duration(ttl)
-        return ttl
+
+Duration = Annotated[str, AfterValidator(_valid_duration)]  # a setting such as "15m", "24h" or "7d"
+
+
+class TokenDefaults(Strict):
+    ttl: Duration = "24h"
+    max_uses: int | None = Field(default=None, ge=1)
 
 
 class SessionSettings(Strict):
-    ttl: str = "12h"
-
-    @field_validator("ttl")
-    @classmethod
-    def _duration(cls, ttl: str) -> str:
-        parse_duration(ttl)
-        return ttl
+    ttl: Duration = "12h"
 
 
 class IntegrateSettings(Strict):

@@ -26,6 +26,7 @@ def chat(
     # Imported here so that `rejoinder --help` and the other commands start fast.
     import asyncio
 
+    from rejoinder.cli.bot_env import require_env
     from rejoinder.cli.chat_session import run_chat
     from rejoinder.config import get_settings
     from rejoinder.skills import BotLoadError, load_bot
@@ -39,6 +40,7 @@ def chat(
     except BotLoadError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+    require_env("chat", [(bot_dir, bot)])
     url = get_settings().database_url
     try:
         check_url(url)

@@ -20,6 +20,7 @@ from watchfiles import Change, awatch
 
 from rejoinder.skills import CONFIG_FILE, Bot, bot_version, check_bot
 from rejoinder.skills.loader import SKILL_SUFFIXES, SKILLS_DIR
+from rejoinder.skills.problems import errors
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -71,7 +72,8 @@ class SkillFileWatcher:
         """Load the bot's directory again and run it when it has no errors; the bot now running, or None."""
         root = self.bot_dirs[bot_id]
         loaded, problems = await asyncio.to_thread(check_bot, root)
-        for problem in problems:
+        # Warnings of a bot that does not load are mostly echoes of its errors: only the errors are shown then.
+        for problem in problems if loaded is not None else errors(problems):
             self.report(problem.format(severity=True))
         running = catalog.service.bot(bot_id)
         kept = f"bot {bot_id!r} keeps running version {running.version}"

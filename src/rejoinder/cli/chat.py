@@ -40,13 +40,14 @@ def chat(
     except BotLoadError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
-    require_env("chat", [(bot_dir, bot)])
     url = get_settings().database_url
     try:
         check_url(url)
-        code = asyncio.run(run_chat(bot, url, event=event, resume=resume))
     except InvalidDatabaseURL as exc:
         _fail(f"REJOINDER_DATABASE_URL: {exc}")
+    require_env("chat", [(bot_dir, bot)])
+    try:
+        code = asyncio.run(run_chat(bot, url, event=event, resume=resume))
     except StoreUnavailable as exc:
         _fail(f"the database is not available: {exc}")
     except KeyboardInterrupt:

@@ -56,7 +56,6 @@ def serve(
         raise typer.Exit(1) from None
     except ValueError as exc:
         _fail(str(exc))
-    require_env("serve", zip(bot_dirs, bots.values(), strict=True))
     if reload and workers > 1:
         _fail("--reload serves with one worker; leave out --workers")
     settings = Settings()
@@ -64,6 +63,7 @@ def serve(
         check_url(settings.database_url)
     except InvalidDatabaseURL as exc:
         _fail(f"REJOINDER_DATABASE_URL: {exc}")
+    require_env("serve", zip(bot_dirs, bots.values(), strict=True))
 
     shown_host = f"[{host}]" if ":" in host else host
     typer.echo(f"rejoinder: serving {', '.join(sorted(bots))} at http://{shown_host}:{port}")

@@ -30,6 +30,7 @@ COMMANDS = [
     ["serve"],
     ["demo"],
     ["test"],
+    ["init"],
     ["skills"],
     ["skills", "check"],
     ["skills", "graph"],

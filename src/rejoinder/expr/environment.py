@@ -139,7 +139,7 @@ class Expressions:
     def turn(
         self, time_budget: float = budget.DEFAULT_TIME_BUDGET, source: Random | None = None
     ) -> Iterator[budget.Budget]:
-        """One budget, one wall-clock deadline and one source of randomness (``source``, when given) for every
+        """One budget, one CPU-time deadline and one source of randomness (``source``, when given) for every
         evaluation inside the block (a turn)."""
         drawing = chance.drawing(source) if source is not None else nullcontext()
         with budget.spending(budget.Budget(time_budget)) as spent, drawing:

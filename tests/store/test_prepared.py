@@ -36,12 +36,12 @@ async def test_the_conversation_read_for_a_turn_matches_the_general_read(sqlite_
         user={"id": "u-1", "verified": True},
     )
 
-    conversation, answered = await sqlite_store.conversation_for_turn("cnv_a", "m-1")
+    conversation, answered = await sqlite_store.conversations.for_turn("cnv_a", "m-1")
 
     assert answered
-    assert conversation == await sqlite_store.get_conversation("cnv_a")
+    assert conversation == await sqlite_store.conversations.get("cnv_a")
     assert conversation is not None and conversation.created_at.tzinfo is not None
-    assert await sqlite_store.conversation_for_turn("cnv_missing", "m-1") == (None, False)
+    assert await sqlite_store.conversations.for_turn("cnv_missing", "m-1") == (None, False)
 
 
 async def test_a_session_found_by_hash_matches_what_was_stored(sqlite_store: Store) -> None:
@@ -57,10 +57,10 @@ async def test_a_session_found_by_hash_matches_what_was_stored(sqlite_store: Sto
         expires_at=NOW + timedelta(hours=1),
     )
 
-    found = await sqlite_store.find_session("h" * 64)
+    found = await sqlite_store.credentials.find_session("h" * 64)
 
     assert isinstance(found, SessionRecord) and found == created
-    assert await sqlite_store.find_session("x" * 64) is None
+    assert await sqlite_store.credentials.find_session("x" * 64) is None
 
 
 def test_a_driver_error_on_a_hot_read_comes_out_as_sqlalchemy_would_raise_it(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_a_driver_error_on_a_hot_read_comes_out_as_sqlalchemy_would_raise_it(tmp
 async def test_a_turn_written_straight_to_the_driver_reads_back_as_written(sqlite_store: Store) -> None:
     version = await start(sqlite_store, "cnv_a", client_message_id="m-1")
 
-    committed = await sqlite_store.commit_turn(
+    committed = await sqlite_store.conversations.commit_turn(
         turn(
             "cnv_a",
             version=version,
@@ -93,15 +93,15 @@ async def test_a_turn_written_straight_to_the_driver_reads_back_as_written(sqlit
         )
     )
 
-    conversation = await sqlite_store.get_conversation("cnv_a")
+    conversation = await sqlite_store.conversations.get("cnv_a")
     assert conversation is not None
     assert (conversation.version, conversation.last_seq) == (committed.version, committed.messages[-1].seq)
     assert conversation.user == {"id": "u-1", "verified": True}
     assert conversation.state["variables"] == {"name": "Zoë", "n": 1.5}
-    stored = await sqlite_store.messages_after("cnv_a", after=committed.messages[0].seq - 1)
+    stored = await sqlite_store.conversations.messages_after("cnv_a", after=committed.messages[0].seq - 1)
     assert stored == committed.messages
     assert stored[0].payload == {"text": "Grüße 👋"} and stored[0].created_at == NOW
-    assert await sqlite_store.turn_by_client_message_id("cnv_a", "m-2") is not None
+    assert await sqlite_store.conversations.turn_by_client_message_id("cnv_a", "m-2") is not None
 
 
 async def test_a_duplicate_written_straight_to_the_driver_is_refused_as_a_duplicate(
@@ -110,8 +110,10 @@ async def test_a_duplicate_written_straight_to_the_driver_is_refused_as_a_duplic
     version = await start(sqlite_store, "cnv_a", client_message_id="m-1")
 
     with pytest.raises(DuplicateClientMessage):
-        await sqlite_store.commit_turn(turn("cnv_a", version=version, client_message_id="m-1"))
+        await sqlite_store.conversations.commit_turn(turn("cnv_a", version=version, client_message_id="m-1"))
     with pytest.raises(VersionConflict):
-        await sqlite_store.commit_turn(turn("cnv_a", version=version + 5, client_message_id="m-3"))
-    conversation = await sqlite_store.get_conversation("cnv_a")
+        await sqlite_store.conversations.commit_turn(
+            turn("cnv_a", version=version + 5, client_message_id="m-3")
+        )
+    conversation = await sqlite_store.conversations.get("cnv_a")
     assert conversation is not None and conversation.version == version

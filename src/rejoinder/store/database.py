@@ -43,6 +43,16 @@ def insert_on_conflict(connection: sa.Connection, table: sa.Table) -> Any:
     return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+def advisory_lock(connection: sa.Connection, key: int) -> None:
+    """Make other transactions that take the lock on ``key`` wait until this one ends.
+
+    PostgreSQL needs an advisory lock for that; on SQLite every write transaction already holds the one write lock
+    from its BEGIN IMMEDIATE.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 class Database:
     """Short read and write transactions; database errors that mean "try again later" come out as
     :class:`StoreUnavailable`."""

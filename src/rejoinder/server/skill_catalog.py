@@ -22,11 +22,11 @@ from rejoinder.skills.loader import bot_version
 from rejoinder.skills.problems import errors
 from rejoinder.skills.stored import compose
 from rejoinder.store import StoreError
-from rejoinder.store.skill_versions import (
+from rejoinder.store.bots import (
+    Bots,
     SkillChange,
     SkillsChanged,
     SkillVersionRecord,
-    SkillVersions,
 )
 
 log = logging.getLogger("rejoinder.skills")
@@ -73,7 +73,7 @@ class SkillCatalog:
 
     def __init__(
         self,
-        versions: SkillVersions,
+        versions: Bots,
         service: ConversationService,
         directory_bots: Mapping[str, Bot],
         clock: Callable[[], datetime],

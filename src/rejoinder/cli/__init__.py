@@ -6,7 +6,7 @@ command, so that ``rejoinder --help`` and every command start without loading wh
 
 from __future__ import annotations
 
-from rejoinder.cli import chat, db, demo, keys, serve, skills, testing
+from rejoinder.cli import chat, db, demo, keys, serve, skills, testing, users
 from rejoinder.cli.typer_app import new_app
 
 app = new_app(
@@ -17,6 +17,7 @@ app = new_app(
 app.add_typer(skills.app, name="skills")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
+app.add_typer(users.app, name="users")
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("chat")(chat.chat)

@@ -325,3 +325,35 @@ async def test_an_idle_session_ends(console: Server) -> None:
     finally:
         accounts.clock = real_clock
     assert answer.status_code == 303 and answer.headers["location"].startswith("/dashboard/sign-in")
+
+
+async def test_a_hostile_form_is_a_clear_refusal_never_a_500(console: Server) -> None:
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    with_a_file = await signed.client.post(
+        "/dashboard/users",
+        data={"csrf_token": signed.csrf_token, "email": "x@example.com", "role": "viewer"},
+        files={"password": ("password.txt", b"a long enough password")},
+    )
+    assert with_a_file.status_code == 400
+    assert with_a_file.headers["content-type"].startswith("text/html")
+    too_large = await signed.client.post(
+        "/dashboard/users", data={"csrf_token": signed.csrf_token, "email": "x" * 20_000}
+    )
+    assert too_large.status_code == 413
+    not_a_form = await signed.client.post(
+        "/dashboard/users",
+        content=b"\xff\xfe{",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert not_a_form.status_code == 403  # no readable token in it
+    long_email = await signed.client.post(
+        "/dashboard/users",
+        data={
+            "csrf_token": signed.csrf_token,
+            "email": "a" * 300 + "@example.com",
+            "role": "viewer",
+            "password": PASSWORD,
+        },
+    )
+    assert long_email.status_code == 400 and "email address" in long_email.text
+    assert await user_emails(console) == ["owner@example.com"]

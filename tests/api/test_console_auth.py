@@ -10,6 +10,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from rejoinder.service import accounts as accounts_module
 from rejoinder.skills import Bot
 from rejoinder.store.tables import audit_events, console_users
 from tests.helpers.app import Server, running
@@ -356,4 +357,32 @@ async def test_a_hostile_form_is_a_clear_refusal_never_a_500(console: Server) ->
         },
     )
     assert long_email.status_code == 400 and "email address" in long_email.text
+    assert await user_emails(console) == ["owner@example.com"]
+
+
+async def test_a_change_that_waits_too_long_for_the_hasher_says_so(
+    console: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    monkeypatch.setattr(accounts_module, "HASH_QUEUE_TIMEOUT", 0.2)
+    hashing = console.app.state.accounts._hashing
+    held = 0
+    while not hashing.locked():  # every hasher busy (with sign-ins, say)
+        await hashing.acquire()
+        held += 1
+    try:
+        busy = await signed.client.post(
+            "/dashboard/users",
+            data={
+                "email": "x@example.com",
+                "role": "viewer",
+                "password": PASSWORD,
+                "csrf_token": signed.csrf_token,
+            },
+        )
+    finally:
+        for _ in range(held):
+            hashing.release()
+    assert busy.status_code == 503
+    assert "busy checking passwords" in busy.text
     assert await user_emails(console) == ["owner@example.com"]

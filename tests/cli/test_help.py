@@ -38,6 +38,9 @@ COMMANDS = [
     ["db", "upgrade"],
     ["keys"],
     ["keys", "create"],
+    ["users"],
+    ["users", "create"],
+    ["users", "list"],
 ]
 PROBE = """
 import json, sys

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from rejoinder import __version__
-from rejoinder.cli import chat, db, demo, init, keys, serve, skills, testing
+from rejoinder.cli import chat, db, demo, init, keys, serve, skills, testing, users
 from rejoinder.cli.typer_app import new_app
 
 app = new_app(
@@ -42,6 +42,7 @@ def _options(
 app.add_typer(skills.app, name="skills")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
+app.add_typer(users.app, name="users")
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("chat")(chat.chat)

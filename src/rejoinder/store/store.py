@@ -10,15 +10,16 @@ from rejoinder.store.conversations import Conversations
 from rejoinder.store.credentials import Credentials
 from rejoinder.store.database import Database, WriteFailure
 from rejoinder.store.sqlite_threads import SQLiteThreads
+from rejoinder.store.users import Users
 
 
 class Store:
     """One database (SQLite or PostgreSQL) and a repository per subject over it.
 
     ``conversations`` (conversations and their messages), ``credentials`` (tokens, sessions, API keys), ``audit``
-    (the audit trail) and ``bots`` (bots, their skill changes and versions). Every repository call is one short
-    transaction and returns frozen records (``rejoinder.store.records``); the store itself keeps the database's
-    lifecycle.
+    (the audit trail), ``bots`` (bots, their skill changes and versions) and ``users`` (console accounts and their
+    sessions). Every repository call is one short transaction and returns frozen records
+    (``rejoinder.store.records``); the store itself keeps the database's lifecycle.
     """
 
     def __init__(self, database: Database) -> None:
@@ -27,6 +28,7 @@ class Store:
         self.credentials = Credentials(database)
         self.audit = Audit(database)
         self.bots = Bots(database)
+        self.users = Users(database)
 
     @classmethod
     def from_url(cls, url: str, *, busy_timeout: float = 5.0) -> Self:

@@ -33,7 +33,7 @@ async def owner(console: Server) -> SignedInClient:
 
 
 async def keys_of(console: Server) -> list[ApiKeyRecord]:
-    return await console.store.list_api_keys("shop")
+    return await console.store.credentials.list_api_keys("shop")
 
 
 async def the_key(console: Server, kind: str) -> ApiKeyRecord:
@@ -177,5 +177,5 @@ async def test_a_change_without_its_csrf_token_is_refused(console: Server, owner
 
 
 async def key_events(console: Server) -> list[AuditRecord]:
-    events, _cursor = await console.store.list_audit(bot_id="shop")
+    events, _cursor = await console.store.audit.list(bot_id="shop")
     return [event for event in events if event.kind.startswith("key")]

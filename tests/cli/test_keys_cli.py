@@ -54,7 +54,7 @@ def audit_trail(url: str) -> list[AuditRecord]:
     async def read() -> list[AuditRecord]:
         store = Store.from_url(url)
         try:
-            events, _cursor = await store.list_audit(bot_id="shop")
+            events, _cursor = await store.audit.list(bot_id="shop")
             return list(reversed(events))
         finally:
             await store.close()

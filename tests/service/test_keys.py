@@ -46,7 +46,7 @@ def worker(store: Store, clock: Clock) -> Keys:
 
 
 async def audit_trail(store: Store, bot_id: str) -> list[AuditRecord]:
-    events, _cursor = await store.list_audit(bot_id=bot_id)
+    events, _cursor = await store.audit.list(bot_id=bot_id)
     return list(reversed(events))
 
 

@@ -176,7 +176,7 @@ async def authenticate_session(
     """Check a session secret (from a header, a query parameter or a first frame) against one conversation."""
     if not secret or not secret.startswith(SESSION_PREFIX):
         raise _unauthorized("This route takes a session (ses_…) from starting or resuming the conversation.")
-    session = await _store(conn).find_session(hash_secret(secret))
+    session = await _store(conn).credentials.find_session(hash_secret(secret))
     try:
         # The same rules as a turn's: known, not ended, not expired, this conversation's.
         bot = _service(conn).authorise(session, conversation_id)

@@ -105,7 +105,7 @@ async def create_keys(store: Store, bot_id: str, *, now: datetime, actor: Actor 
     audit = None
     if actor is not None:
         audit = _audit("keys_created", bot_id, now, actor, sdk_key_id=sdk.id, secret_key_id=secret.id)
-    await store.create_api_keys(records, audit)
+    await store.credentials.create_api_keys(records, audit)
     log.info("created keys %s and %s for bot %s", sdk.id, secret.id, bot_id)
     return IssuedKeys(
         bot_id=bot_id,
@@ -139,11 +139,11 @@ class Keys:
 
     async def list(self, bot_id: str) -> list[ApiKeyRecord]:
         """The bot's keys, newest first, revoked ones included."""
-        return await self.store.list_api_keys(bot_id)
+        return await self.store.credentials.list_api_keys(bot_id)
 
     async def get(self, key_id: str, *, bot_id: str | None = None) -> ApiKeyRecord:
         """The key ``key_id`` (of ``bot_id``, when given: another bot's is not found)."""
-        key = await self.store.get_api_key(key_id)
+        key = await self.store.credentials.get_api_key(key_id)
         if key is None or (bot_id is not None and key.bot_id != bot_id):
             raise KeyNotFound(f"There is no API key {key_id[:100]!r}" + (" for this bot." if bot_id else "."))
         return key
@@ -162,7 +162,7 @@ class Keys:
         now = self.clock()
         if not is_usable(key, now):
             return key
-        revoked = await self.store.revoke_api_key(
+        revoked = await self.store.credentials.revoke_api_key(
             key.id, now, _audit("key_revoked", key.bot_id, now, actor, api_key_id=key.id)
         )
         self._forget(key)
@@ -200,7 +200,7 @@ class Keys:
             new_api_key_id=new.id,
             retires_at=iso_z(retires_at),
         )
-        retired = await self.store.rotate_api_key(key.id, retires_at, new, audit)
+        retired = await self.store.credentials.rotate_api_key(key.id, retires_at, new, audit)
         if retired is None:
             raise KeyNotActive(f"{key.id} was revoked or rotated at the same moment; nothing was changed.")
         self._forget(key)
@@ -220,7 +220,7 @@ class Keys:
         entry = self._found.get(key_hash)
         if entry is not None and entry[0] > self._monotonic():
             return entry[1] if is_usable(entry[1], now) else None
-        key = await self.store.find_api_key(key_hash)
+        key = await self.store.credentials.find_api_key(key_hash)
         if key is None or not is_usable(key, now):
             self._found.pop(key_hash, None)
             return None

@@ -33,12 +33,13 @@ from rejoinder.credentials import (
 from rejoinder.server import state
 from rejoinder.server.errors import Problem, problem_for
 from rejoinder.service import ConversationService, NewSession, SessionRefused, UnknownBot
+from rejoinder.service.keys import KIND_PREFIXES
 from rejoinder.skills.model import Bot, parse_duration
 from rejoinder.store import ApiKeyRecord, SessionRecord, Store
 
 log = logging.getLogger("rejoinder.auth")
 
-_KINDS = {SDK_KEY_PREFIX: "sdk", SECRET_KEY_PREFIX: "secret"}
+_KINDS = {prefix: kind for kind, prefix in KIND_PREFIXES.items()}
 
 sdk_key_scheme = HTTPBearer(
     scheme_name="sdk_key",

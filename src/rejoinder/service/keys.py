@@ -155,8 +155,8 @@ class Keys:
         calling with is refused unless ``allow_self``: that would lock the caller out."""
         if actor.key_id == key_id and not allow_self:
             raise KeyInUse(
-                f"{key_id} is the key making this request; revoking it locks this caller out. "
-                "Say so explicitly to revoke it anyway."
+                f"{key_id} is the key making this request; revoking it locks this caller out. Rotate it instead, "
+                'or send {"revoke_own_key": true} to revoke it anyway.'
             )
         key = await self.get(key_id, bot_id=bot_id)
         now = self.clock()

@@ -82,7 +82,7 @@ async def test_revoking_an_sdk_key_stops_it_at_once(api: Api) -> None:
     sdk_id = await key_id_of(api, "sdk")
     assert await starts(api, api.sdk_key) == 201
 
-    answer = await api.http.post(f"/v1/keys/{sdk_id}/revoke", headers=api.admin)
+    answer = await api.http.delete(f"/v1/keys/{sdk_id}", headers=api.admin)
 
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "revoked" and answer.json()["revoked_at"] is not None
@@ -92,28 +92,26 @@ async def test_revoking_an_sdk_key_stops_it_at_once(api: Api) -> None:
     assert event["kind"] == "key_revoked"
     assert event["detail"] == {"key_id": await key_id_of(api, "secret"), "api_key_id": sdk_id}
     # Again: the same answer, nothing more written.
-    again = await api.http.post(f"/v1/keys/{sdk_id}/revoke", headers=api.admin)
+    again = await api.http.delete(f"/v1/keys/{sdk_id}", headers=api.admin)
     assert again.status_code == 200 and again.json()["revoked_at"] == answer.json()["revoked_at"]
     assert len(await audit_events(api)) == 1
 
 
 async def test_the_calling_key_is_revoked_only_when_the_caller_says_so(api: Api) -> None:
     own = await key_id_of(api, "secret")
-    refused = await api.http.post(f"/v1/keys/{own}/revoke", headers=api.admin)
+    refused = await api.http.delete(f"/v1/keys/{own}", headers=api.admin)
     assert refused.status_code == 409 and refused.json()["type"] == "key_in_use"
     assert refused.headers["content-type"] == "application/problem+json"
     assert (await api.http.get("/v1/keys", headers=api.admin)).status_code == 200
 
-    done = await api.http.post(f"/v1/keys/{own}/revoke", json={"revoke_own_key": True}, headers=api.admin)
+    done = await api.http.delete(f"/v1/keys/{own}", params={"revoke_own_key": "true"}, headers=api.admin)
     assert done.status_code == 200 and done.json()["status"] == "revoked"
     assert (await api.http.get("/v1/keys", headers=api.admin)).status_code == 401
 
 
 async def test_rotating_answers_the_new_secret_and_both_keys_work_during_the_overlap(api: Api) -> None:
     sdk_id = await key_id_of(api, "sdk")
-    answer = await api.http.post(
-        f"/v1/keys/{sdk_id}/rotate", json={"overlap_seconds": 3600}, headers=api.admin
-    )
+    answer = await api.http.post(f"/v1/keys/{sdk_id}:rotate", json={"overlap": "1h"}, headers=api.admin)
 
     assert answer.status_code == 201, answer.text
     body = answer.json()
@@ -128,18 +126,18 @@ async def test_rotating_answers_the_new_secret_and_both_keys_work_during_the_ove
     assert event["detail"]["api_key_id"] == sdk_id and event["detail"]["new_api_key_id"] == body["id"]
     assert event["detail"]["retires_at"] == body["replaces"]["revoked_at"]
 
-    again = await api.http.post(f"/v1/keys/{sdk_id}/rotate", headers=api.admin)
+    again = await api.http.post(f"/v1/keys/{sdk_id}:rotate", headers=api.admin)
     assert again.status_code == 409 and again.json()["type"] == "key_not_active"
 
 
 async def test_rotating_with_no_overlap_stops_the_old_key_and_the_default_is_a_day(api: Api) -> None:
     sdk_id = await key_id_of(api, "sdk")
-    now = await api.http.post(f"/v1/keys/{sdk_id}/rotate", json={"overlap_seconds": 0}, headers=api.admin)
+    now = await api.http.post(f"/v1/keys/{sdk_id}:rotate", json={"overlap": 0}, headers=api.admin)
     assert now.status_code == 201 and now.json()["replaces"]["status"] == "revoked"
     assert await starts(api, api.sdk_key) == 401
 
     secret_id = await key_id_of(api, "secret")
-    default = await api.http.post(f"/v1/keys/{secret_id}/rotate", headers=api.admin)
+    default = await api.http.post(f"/v1/keys/{secret_id}:rotate", headers=api.admin)
     assert default.status_code == 201
     retires = default.json()["replaces"]["revoked_at"]
     created = default.json()["created_at"]
@@ -153,15 +151,15 @@ def _seconds_between(start: str, end: str) -> float:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"overlap_seconds": -1}, "body.overlap_seconds"),
-        ({"overlap_seconds": 31 * 86400}, "body.overlap_seconds"),
-        ({"overlap_seconds": "soon"}, "body.overlap_seconds"),
-        ({"overlap": 60}, "body.overlap"),
+        ({"overlap": -1}, "body.overlap"),
+        ({"overlap": 31 * 86400}, "body.overlap"),
+        ({"overlap": "soon"}, "body.overlap"),
+        ({"overlap_seconds": 60}, "body.overlap_seconds"),
     ],
 )
 async def test_a_bad_overlap_is_a_422(api: Api, body: dict[str, Any], field: str) -> None:
     sdk_id = await key_id_of(api, "sdk")
-    answer = await api.http.post(f"/v1/keys/{sdk_id}/rotate", json=body, headers=api.admin)
+    answer = await api.http.post(f"/v1/keys/{sdk_id}:rotate", json=body, headers=api.admin)
     assert answer.status_code == 422
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["type"] == "validation_error"
@@ -172,11 +170,11 @@ async def test_a_bad_overlap_is_a_422(api: Api, body: dict[str, Any], field: str
 async def test_unknown_and_other_bots_keys_are_404(api: Api) -> None:
     other_keys = await keys_of(api, api.other_secret_key)
     for key_id in ("key_000000000000000000000000", other_keys[0]["id"], "x" * 100):
-        for action in ("revoke", "rotate"):
-            answer = await api.http.post(f"/v1/keys/{key_id}/{action}", headers=api.admin)
-            assert answer.status_code == 404, (key_id, action, answer.text)
+        for method, path in (("DELETE", f"/v1/keys/{key_id}"), ("POST", f"/v1/keys/{key_id}:rotate")):
+            answer = await api.http.request(method, path, headers=api.admin)
+            assert answer.status_code == 404, (key_id, method, answer.text)
             assert answer.json()["type"] == "key_not_found"
-    too_long = await api.http.post(f"/v1/keys/{'x' * 101}/revoke", headers=api.admin)
+    too_long = await api.http.delete(f"/v1/keys/{'x' * 101}", headers=api.admin)
     assert too_long.status_code == 422
     assert {item["status"] for item in await keys_of(api, api.other_secret_key)} == {"active"}
 
@@ -186,8 +184,8 @@ async def test_keys_routes_take_only_the_secret_key(api: Api) -> None:
     for method, path in (
         ("GET", "/v1/keys"),
         ("POST", "/v1/keys"),
-        ("POST", f"/v1/keys/{sdk_id}/revoke"),
-        ("POST", f"/v1/keys/{sdk_id}/rotate"),
+        ("DELETE", f"/v1/keys/{sdk_id}"),
+        ("POST", f"/v1/keys/{sdk_id}:rotate"),
     ):
         assert (await api.http.request(method, path)).status_code == 401
         with_sdk = await api.http.request(method, path, headers=bearer(api.sdk_key))
@@ -203,6 +201,6 @@ async def test_keys_routes_take_only_the_secret_key(api: Api) -> None:
 async def test_the_openapi_document_describes_the_keys_routes(api: Api) -> None:
     paths = (await api.http.get("/openapi.json")).json()["paths"]
     assert set(paths["/v1/keys"]) == {"get", "post"}
-    rotate = paths["/v1/keys/{key_id}/rotate"]["post"]
+    rotate = paths["/v1/keys/{key_id}:rotate"]["post"]
     assert {"201", "404", "409", "422"} <= set(rotate["responses"])
-    assert "revoke" in paths["/v1/keys/{key_id}/revoke"]["post"]["summary"].lower()
+    assert "revoke" in paths["/v1/keys/{key_id}"]["delete"]["summary"].lower()

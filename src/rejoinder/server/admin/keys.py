@@ -5,40 +5,45 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rejoinder.server import state
 from rejoinder.server.admin.caller import Admin, actor
 from rejoinder.server.errors import problem_responses
 from rejoinder.service.keys import DEFAULT_OVERLAP, MAX_OVERLAP, key_summary
+from rejoinder.skills.model import parse_duration
 
 router = APIRouter()
 
 KeyId = Annotated[str, Path(max_length=100, description="The key's public id, `key_…`.")]
 
 
-class RevokeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    revoke_own_key: bool = Field(
-        default=False,
-        description="Needed to revoke the secret key making this request (it is refused otherwise: the caller "
-        "would lock itself out).",
-    )
-
-
 class RotateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    overlap_seconds: int = Field(
+    overlap: str | int = Field(
         default=int(DEFAULT_OVERLAP.total_seconds()),
-        ge=0,
-        le=int(MAX_OVERLAP.total_seconds()),
-        description="How long the old key goes on working beside the new one (0 stops it at once; at most "
-        "30 days).",
+        description="How long the old key goes on working beside the new one: '30m', '24h', '7d' or seconds "
+        "(0 stops it at once; at most 30 days).",
     )
+
+    @field_validator("overlap")
+    @classmethod
+    def _length(cls, overlap: str | int) -> int:
+        if overlap in (0, "0"):
+            return 0
+        try:
+            length = parse_duration(overlap)
+        except OverflowError:
+            length = MAX_OVERLAP + timedelta(seconds=1)
+        if length > MAX_OVERLAP:
+            raise ValueError(f"an overlap may be at most {MAX_OVERLAP.days} days")
+        return int(length.total_seconds())
+
+    def length(self) -> timedelta:
+        return timedelta(seconds=int(self.overlap))
 
 
 @router.get(
@@ -70,26 +75,32 @@ async def create_keys(request: Request, caller: Admin) -> JSONResponse:
     return JSONResponse({"items": items}, status_code=201)
 
 
-@router.post(
-    "/keys/{key_id}/revoke",
+@router.delete(
+    "/keys/{key_id}",
     summary="Revoke one of the bot's keys now",
-    responses=problem_responses(401, 403, 404, 409, 415, 422, 503),
+    responses=problem_responses(401, 403, 404, 409, 422, 503),
 )
 async def revoke_key(
-    key_id: KeyId, request: Request, caller: Admin, body: RevokeRequest | None = None
+    key_id: KeyId,
+    request: Request,
+    caller: Admin,
+    revoke_own_key: Annotated[
+        bool,
+        Query(
+            description="Needed to revoke the secret key making this request (it is refused otherwise: the "
+            "caller would lock itself out)."
+        ),
+    ] = False,
 ) -> JSONResponse:
     keys = state.keys(request)
     record = await keys.revoke(
-        key_id,
-        actor(request, caller),
-        bot_id=caller.bot.id,
-        allow_self=body is not None and body.revoke_own_key,
+        key_id, actor(request, caller), bot_id=caller.bot.id, allow_self=revoke_own_key
     )
     return JSONResponse(key_summary(record, keys.clock()))
 
 
 @router.post(
-    "/keys/{key_id}/rotate",
+    "/keys/{key_id}:rotate",
     status_code=201,
     summary="Replace a key with a new one of its kind; the old one works for the overlap, then stops",
     responses=problem_responses(401, 403, 404, 409, 415, 422, 503),
@@ -99,9 +110,7 @@ async def rotate_key(
 ) -> JSONResponse:
     body = body or RotateRequest()
     keys = state.keys(request)
-    rotated = await keys.rotate(
-        key_id, actor(request, caller), overlap=timedelta(seconds=body.overlap_seconds), bot_id=caller.bot.id
-    )
+    rotated = await keys.rotate(key_id, actor(request, caller), overlap=body.length(), bot_id=caller.bot.id)
     now = keys.clock()
     answer = (
         {"key": rotated.secret}

@@ -1,4 +1,5 @@
-"""Skill versions: every upload or deletion of a skill through the admin API, and every bot version it made.
+"""Skill versions: every upload or deletion of a skill (admin API or console), who made it, and every bot version
+it made; and how many conversations began on each bot version.
 
 A change is a row of ``skill_versions`` (numbered per skill: 1, 2, …; a deletion is a version too). Each bot
 version a conversation may run on is kept whole in ``bot_versions`` (every skill as JSON), so a conversation
@@ -8,18 +9,19 @@ that began on an older version can be finished on it by any worker, after any re
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from rejoinder.engine.types import STATE_VERSION_KEY
 from rejoinder.skills.model import Bot, Skill
 from rejoinder.skills.stored import skills_json
 from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.errors import StoreError
-from rejoinder.store.records import as_utc
-from rejoinder.store.tables import bot_versions, skill_versions
+from rejoinder.store.records import NewAudit, as_utc
+from rejoinder.store.tables import audit_events, bot_versions, conversations, skill_versions
 
 
 class SkillsChanged(StoreError):
@@ -38,17 +40,21 @@ class SkillVersionRecord:
     media_type: str | None
     bot_version: str
     created_at: datetime
+    changed_by: str | None = None
 
 
 @dataclass(frozen=True)
 class SkillChange:
-    """An upload (``skill`` and its ``source``) or a deletion (``skill`` None) that makes ``bot`` the newest."""
+    """An upload (``skill`` and its ``source``) or a deletion (``skill`` None) that makes ``bot`` the newest,
+    made by ``changed_by`` and audited as ``audit`` (its detail gains the skill, its version and the bot version)."""
 
     bot: Bot
     skill_id: str
     skill: Skill | None
     source: str | None = None
     media_type: str | None = None
+    changed_by: str | None = None
+    audit: NewAudit | None = None
 
 
 class SkillVersions(Database):
@@ -91,6 +97,25 @@ class SkillVersions(Database):
         """
         new_id, row = await self.write(_record, change, expected_head, as_utc(now))
         return SkillVersionRecord(id=int(new_id), **row)
+
+    async def conversations_per_version(self, bot_id: str, *, limit: int) -> list[tuple[str, int, int]]:
+        """``(bot version, conversations begun on it, those still open)`` for the ``limit`` versions with the most
+        conversations. Reads the bot's rows through the ``(bot_id, updated_at)`` index."""
+        version = conversations.c.state[STATE_VERSION_KEY].as_string()
+        count = sa.func.count()
+        statement = (
+            sa.select(
+                version,
+                count,
+                sa.func.coalesce(sa.func.sum(sa.case((conversations.c.status == "active", 1), else_=0)), 0),
+            )
+            .where(conversations.c.bot_id == bot_id, version.is_not(None))
+            .group_by(version)
+            .order_by(count.desc(), version)
+            .limit(limit)
+        )
+        rows = await self.read(_all_rows, statement)
+        return [(str(found), int(total), int(active)) for found, total, active in rows]
 
     async def save_bot(self, bot: Bot, now: datetime) -> None:
         """Keep ``bot``'s version (a no-op when it is already kept)."""
@@ -145,8 +170,17 @@ def _record(
         "media_type": change.media_type,
         "bot_version": change.bot.version,
         "created_at": now,
+        "changed_by": change.changed_by,
     }
     new_id = conn.scalar(skill_versions.insert().values(row).returning(skill_versions.c.id))
+    if change.audit is not None:
+        detail = {
+            **(change.audit.detail or {}),
+            "skill_id": change.skill_id,
+            "version": row["version"],
+            "bot_version": change.bot.version,
+        }
+        conn.execute(audit_events.insert(), replace(change.audit, detail=detail).row())
     return int(new_id), row
 
 

@@ -178,6 +178,7 @@ skill_versions = sa.Table(
     sa.Column("media_type", sa.String, nullable=True),  # application/yaml or application/json
     sa.Column("bot_version", sa.String, nullable=False),  # the bot version this change made
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("changed_by", sa.String, nullable=True),  # who: a key id or console:<email>; NULL before 0004
     sa.UniqueConstraint("bot_id", "skill_id", "version"),
     sa.Index(None, "bot_id", "id"),
 )

@@ -33,6 +33,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_FORM_FIELDS = 50
+MAX_FORM_FILES = 1  # a skill upload's file; its size is bounded by the server's body limit
 SIGN_IN_COOKIE_SECONDS = 3600
 
 _CSRF_CONTEXT = b"rejoinder console csrf"
@@ -96,9 +97,9 @@ def actor(request: Request) -> Actor:
 
 
 async def form_of(request: Request) -> FormData:
-    """The request's form (read once; bounded in fields, and the body by the server's body limit)."""
+    """The request's form (read once; bounded in fields and files, and the body by the server's body limit)."""
     try:
-        return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+        return await request.form(max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS)
     except StarletteHTTPException as error:
         if error.status_code == 413:
             raise ConsoleRefused(413, "Form too large", "The form is larger than the server takes.") from None

@@ -160,7 +160,7 @@ def _place(boxes: dict[str, _Box]) -> tuple[float, float]:
         text = max(len(_cut(box.title, _LABEL_CHARS)), len(box.subtitle) + 2)
         box.width = 36 if box.kind == "start" else max(96.0, text * _CHAR_WIDTH + 24)
     widths = [sum(box.width for box in layer) + _NODE_GAP * (len(layer) - 1) for layer in layers]
-    width = max(widths) + 2 * _MARGIN + 80  # room on the right for the curves of edges going back up
+    width = max(widths) + 2 * _MARGIN
     for index, layer in enumerate(layers):
         x = _MARGIN + (max(widths) - widths[index]) / 2
         for box in layer:
@@ -181,6 +181,14 @@ def _draw(
     name: str,
 ) -> str:
     arrow = f"{name}-arrow"
+    layers = _layers(boxes)
+    edges: list[_Route] = []
+    back = 0  # edges going back up, each given a channel of its own further right
+    for line in lines:
+        source, target = boxes[line.source], boxes[line.target]
+        edges.append(_edge(source, target, line, layers, back))
+        back += target.layer <= source.layer
+    width = max([width, *(edge.right + _MARGIN for edge in edges)])
     title = f"The graph of skill {skill.id}: {len(skill.nodes)} nodes"
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="skill-graph" role="group" '
@@ -189,41 +197,70 @@ def _draw(
         f'<defs><marker id="{arrow}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" '
         'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#5a6273"/></marker></defs>',
     ]
-    for line in lines:
-        parts.append(_edge(boxes[line.source], boxes[line.target], line, arrow))
-    for box in boxes.values():
-        parts.append(_node(box, link))
+    parts.extend(edge.svg(arrow) for edge in edges)
+    parts.extend(_node(box, link) for box in boxes.values())
     parts.append("</svg>")
     return "\n".join(parts)
 
 
-def _edge(source: _Box, target: _Box, line: _Line, arrow: str) -> str:
-    dash = ' stroke-dasharray="5 4"' if line.dashed else ""
+@dataclass(frozen=True)
+class _Route:
+    """An edge's path, and where its label sits."""
+
+    path: str
+    label: str
+    dashed: bool
+    label_x: float
+    label_y: float
+    right: float  # the furthest right it reaches, label included
+
+    def svg(self, arrow: str) -> str:
+        dash = ' stroke-dasharray="5 4"' if self.dashed else ""
+        drawn = [
+            f'<path d="{self.path}" fill="none" stroke="#5a6273" stroke-width="1.4" stroke-linejoin="round"'
+            f'{dash} marker-end="url(#{arrow})"/>'
+        ]
+        if self.label:
+            half = _label_half_width(self.label)
+            drawn.append(
+                f'<rect x="{self.label_x - half:.1f}" y="{self.label_y - 9:.1f}" width="{2 * half:.1f}" '
+                'height="16" rx="3" fill="#ffffff" fill-opacity="0.9"/>'
+                f'<text x="{self.label_x:.1f}" y="{self.label_y + 3:.1f}" text-anchor="middle" font-size="11" '
+                f'fill="#1d2330">{escape(self.label)}</text>'
+            )
+        return "".join(drawn)
+
+
+def _edge(source: _Box, target: _Box, line: _Line, layers: list[list[_Box]], channel: int) -> _Route:
+    label = _cut(line.label, _EDGE_LABEL_CHARS)
     if target.layer > source.layer:
         x1, y1 = source.x + source.width / 2, source.y + _NODE_HEIGHT
         x2, y2 = target.x + target.width / 2, target.y
         bend = (y2 - y1) / 2
         path = f"M{x1:.1f},{y1:.1f} C{x1:.1f},{y1 + bend:.1f} {x2:.1f},{y2 - bend:.1f} {x2:.1f},{y2:.1f}"
-        label_x, label_y = (x1 + x2) / 2, (y1 + y2) / 2
-    else:  # back up the graph, or along its layer: out to the right and in again
-        x1, y1 = source.x + source.width, source.y + _NODE_HEIGHT / 2
-        x2, y2 = target.x + target.width, target.y + _NODE_HEIGHT / 2
-        reach = max(x1, x2) + 40 + 12 * abs(source.layer - target.layer)
-        path = f"M{x1:.1f},{y1:.1f} C{reach:.1f},{y1:.1f} {reach:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
-        label_x, label_y = reach - 10, (y1 + y2) / 2
-    drawn = [
-        f'<path d="{path}" fill="none" stroke="#5a6273" stroke-width="1.4"{dash} marker-end="url(#{arrow})"/>'
-    ]
-    if line.label:
-        text = _cut(line.label, _EDGE_LABEL_CHARS)
-        half = len(text) * 6.2 / 2 + 4
-        drawn.append(
-            f'<rect x="{label_x - half:.1f}" y="{label_y - 9:.1f}" width="{2 * half:.1f}" height="16" rx="3" '
-            'fill="#ffffff" fill-opacity="0.9"/>'
-            f'<text x="{label_x:.1f}" y="{label_y + 3:.1f}" text-anchor="middle" font-size="11" '
-            f'fill="#1d2330">{escape(text)}</text>'
-        )
-    return "".join(drawn)
+        # The label nearer the target (where edges fanning out of one node have parted): the curve at t = 0.62.
+        t = 0.62
+        a, b, c, d = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3
+        x = (a + b) * x1 + (c + d) * x2
+        y = a * y1 + b * (y1 + bend) + c * (y2 - bend) + d * y2
+        return _Route(path, label, line.dashed, x, y, max(x1, x2, x + _label_half_width(label)))
+    # Back up the graph or along a layer: down into the gap under the source, right past every node between,
+    # up into the gap over the target, and down into it (off centre, apart from the edges coming from above).
+    between = [box for layer in layers[target.layer : source.layer + 1] for box in layer]
+    reach = max(box.x + box.width for box in between) + 24 + 10 * channel
+    x1, y1 = source.x + source.width * 0.8, source.y + _NODE_HEIGHT
+    x2, y2 = target.x + target.width * 0.8, target.y
+    below, above = y1 + _LAYER_GAP / 3, y2 - _LAYER_GAP / 3
+    path = (
+        f"M{x1:.1f},{y1:.1f} L{x1:.1f},{below:.1f} L{reach:.1f},{below:.1f} L{reach:.1f},{above:.1f} "
+        f"L{x2:.1f},{above:.1f} L{x2:.1f},{y2:.1f}"
+    )
+    y = (below + above) / 2
+    return _Route(path, label, line.dashed, reach, y, reach + _label_half_width(label))
+
+
+def _label_half_width(label: str) -> float:
+    return len(label) * 6.2 / 2 + 4 if label else 0.0
 
 
 def _node(box: _Box, link: Callable[[str], str | None] | None) -> str:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from html import unescape
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,10 +63,13 @@ async def upload(
     return await editor.client.post("/dashboard/skills/upload", data={**data, "text": text})
 
 
+async def rows(server: Server, statement: sa.Select[Any]) -> list[sa.Row[Any]]:
+    return await server.store.database.read(lambda conn, query: list(conn.execute(query)), statement)
+
+
 async def stored_versions(server: Server) -> list[tuple[str, int]]:
-    async with server.store.engine.connect() as connection:
-        rows = await connection.execute(sa.select(skill_versions.c.skill_id, skill_versions.c.version))
-        return sorted((skill_id, version) for skill_id, version in rows)
+    found = await rows(server, sa.select(skill_versions.c.skill_id, skill_versions.c.version))
+    return sorted((skill_id, version) for skill_id, version in found)
 
 
 def version_counts(html: str) -> dict[str, tuple[int, int]]:
@@ -148,10 +152,7 @@ async def test_a_valid_upload_makes_a_new_version_audited_with_who_made_it(conso
     assert "<td>1</td>" in history and "console:editor@example.com" in history and after in history
     row = listed.text.split('href="/dashboard/skills/welcome?bot=shop"', 1)[1].split("</tr>", 1)[0]
     assert "<td>1</td>" in row and "console:editor@example.com" in row
-    async with console.store.engine.connect() as connection:
-        events = (
-            await connection.execute(sa.select(audit_events).where(audit_events.c.kind == "skill_uploaded"))
-        ).all()
+    events = await rows(console, sa.select(audit_events).where(audit_events.c.kind == "skill_uploaded"))
     assert len(events) == 1
     assert events[0].detail == {
         "key_id": "console:editor@example.com",
@@ -247,9 +248,6 @@ async def test_the_admin_api_upload_is_audited_with_its_key(console: Server) -> 
         },
     )
     assert answer.status_code == 200, answer.text
-    async with console.store.engine.connect() as connection:
-        event = (
-            await connection.execute(sa.select(audit_events).where(audit_events.c.kind == "skill_uploaded"))
-        ).one()
-        by = (await connection.execute(sa.select(skill_versions.c.changed_by))).scalar_one()
+    [event] = await rows(console, sa.select(audit_events).where(audit_events.c.kind == "skill_uploaded"))
+    [(by,)] = await rows(console, sa.select(skill_versions.c.changed_by))
     assert event.detail["key_id"] == by and by.startswith("key_")

@@ -20,7 +20,7 @@ from rejoinder.server.skill_catalog import JSON_MEDIA_TYPE, SkillCatalog, SkillN
 from rejoinder.skills import Problem, read_skill
 from rejoinder.skills.model import Skill
 from rejoinder.skills.svg import TooLargeToDraw, skill_svg
-from rejoinder.store.skill_versions import SkillVersionRecord
+from rejoinder.store.bots import SkillVersionRecord
 
 MAX_DIFF_LINES = 4000  # lines of a difference shown; the rest is cut (both sources are whole in the history)
 MAX_DIFFED_LINES = (

@@ -20,12 +20,13 @@ from rejoinder.server.skill_catalog import JSON_MEDIA_TYPE, SkillCatalog, SkillN
 from rejoinder.skills import Problem, read_skill
 from rejoinder.skills.model import Skill
 from rejoinder.skills.svg import TooLargeToDraw, skill_svg
-from rejoinder.store.bots import SkillVersionRecord
+from rejoinder.store.bots import SkillChangeSummary, SkillVersionRecord
 
 MAX_DIFF_LINES = 4000  # lines of a difference shown; the rest is cut (both sources are whole in the history)
 MAX_DIFFED_LINES = (
     20_000  # a source longer than this is not compared line by line (difflib's cost grows fast)
 )
+MAX_HISTORY = 100  # versions of a skill listed, newest first
 MAX_VERSION_COUNTS = 50  # bot versions listed with their conversations, most used first
 _KEPT_VIEWS = 64  # parsed sources kept, least recently used dropped
 
@@ -81,7 +82,7 @@ class SourceView:
 @dataclass(frozen=True)
 class SkillView:
     row: SkillRow
-    history: list[SkillVersionRecord]  # newest first
+    history: list[SkillChangeSummary]  # newest first, at most MAX_HISTORY
     graph: str | None  # an <svg> element, whose nodes link to their source lines
     graph_note: str | None  # why there is no graph
 
@@ -102,6 +103,12 @@ class VersionDiff:
     lines: list[DiffLine]
     truncated: bool
     note: str | None  # why there is no line-by-line difference
+
+
+@dataclass(frozen=True)
+class _StoredText:
+    text: str
+    media_type: str | None
 
 
 @dataclass(frozen=True)
@@ -134,13 +141,14 @@ class SkillReview:
         )
 
     async def skill(self, bot_id: str, skill_id: str, link: NodeLink) -> SkillView:
-        """The skill as it runs now, its versions and its graph; ``link(node_id, line)`` is where a node links."""
+        """The skill as it runs now, its newest versions and its graph; ``link(node_id, line)`` is where a node
+        links."""
         bot = await self.catalog.sync(bot_id)
         skill = bot.skills.get(skill_id)
         if skill is None:
             raise SkillNotFound(skill_id)
-        history = await self.catalog.versions.history(bot_id, skill_id)
-        current = history[-1] if history else None
+        history = await self.catalog.versions.changes(bot_id, skill_id, limit=MAX_HISTORY)
+        current = await self._newest(bot_id, skill_id, history)
         parsed = await self._parse(bot_id, skill, current)
         graph: str | None = None
         note: str | None = None
@@ -152,39 +160,50 @@ class SkillReview:
             )
         except TooLargeToDraw as too_large:
             note = f"Not drawn: {too_large}."
-        return SkillView(_row(skill, current), list(reversed(history)), graph, note)
+        return SkillView(_row(skill, history[0] if history else None), history, graph, note)
 
     async def source(self, bot_id: str, skill_id: str, version: int | None) -> SourceView:
         """The text of a stored version, or (``version`` None) of the skill as it runs now."""
-        bot = await self.catalog.sync(bot_id)
-        history = await self.catalog.versions.history(bot_id, skill_id)
         if version is None:
-            if history and not history[-1].deleted:
-                return await self.source(bot_id, skill_id, history[-1].version)
+            bot = await self.catalog.sync(bot_id)
             skill = bot.skills.get(skill_id)
             if skill is None:
                 raise SkillNotFound(skill_id)
+            history = await self.catalog.versions.changes(bot_id, skill_id, limit=1)
+            current = await self._newest(bot_id, skill_id, history)
+            if current is not None:
+                return await self.source(bot_id, skill_id, current.version)
             parsed = await self._parse(bot_id, skill, None)
             return SourceView(skill_id, None, "application/yaml", parsed.lines)
-        record = _stored(history, skill_id, version)
-        assert record.source is not None
+        record = await self._stored(bot_id, skill_id, version)
         return SourceView(
-            skill_id, version, record.media_type or "application/yaml", record.source.splitlines()
+            skill_id, version, record.media_type or "application/yaml", record.text.splitlines()
         )
 
     async def diff(self, bot_id: str, skill_id: str, old: int, new: int) -> VersionDiff:
         """The unified difference of two stored versions' texts (at most :data:`MAX_DIFF_LINES` lines)."""
-        history = await self.catalog.versions.history(bot_id, skill_id)
-        if not history:
-            raise SkillNotFound(skill_id)
-        before, after = _stored(history, skill_id, old), _stored(history, skill_id, new)
-        assert before.source is not None and after.source is not None
-        old_lines, new_lines = before.source.splitlines(), after.source.splitlines()
+        before = await self._stored(bot_id, skill_id, old)
+        after = await self._stored(bot_id, skill_id, new)
+        old_lines, new_lines = before.text.splitlines(), after.text.splitlines()
         if max(len(old_lines), len(new_lines)) > MAX_DIFFED_LINES:
             note = f"These versions are longer than {MAX_DIFFED_LINES} lines: compare them with the source views."
             return VersionDiff(skill_id, old, new, [], truncated=False, note=note)
         lines, truncated = await self.catalog.off_loop(lambda: _unified(old_lines, new_lines))
         return VersionDiff(skill_id, old, new, lines, truncated, None)
+
+    async def _newest(
+        self, bot_id: str, skill_id: str, history: list[SkillChangeSummary]
+    ) -> SkillVersionRecord | None:
+        """The newest stored version when it is an upload (None when the skill has none, or was deleted)."""
+        if not history or history[0].deleted:
+            return None
+        return await self.catalog.versions.version(bot_id, skill_id, history[0].version)
+
+    async def _stored(self, bot_id: str, skill_id: str, version: int) -> _StoredText:
+        record = await self.catalog.versions.version(bot_id, skill_id, version)
+        if record is None or record.source is None:
+            raise VersionNotFound(f"skill {skill_id!r} has no stored version {version}")
+        return _StoredText(record.source, record.media_type)
 
     async def _parse(self, bot_id: str, skill: Skill, record: SkillVersionRecord | None) -> _Parsed:
         key: tuple[Any, ...] = (
@@ -203,7 +222,7 @@ class SkillReview:
         return parsed
 
 
-def _row(skill: Skill, change: SkillVersionRecord | None) -> SkillRow:
+def _row(skill: Skill, change: SkillVersionRecord | SkillChangeSummary | None) -> SkillRow:
     return SkillRow(
         id=skill.id,
         name=skill.name,
@@ -213,13 +232,6 @@ def _row(skill: Skill, change: SkillVersionRecord | None) -> SkillRow:
         changed_at=change.created_at if change is not None else None,
         changed_by=change.changed_by if change is not None else None,
     )
-
-
-def _stored(history: list[SkillVersionRecord], skill_id: str, version: int) -> SkillVersionRecord:
-    for record in history:
-        if record.version == version and record.source is not None:
-            return record
-    raise VersionNotFound(f"skill {skill_id!r} has no stored version {version}")
 
 
 def _as_yaml(skill: Skill) -> str:

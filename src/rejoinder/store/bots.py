@@ -45,6 +45,20 @@ class SkillVersionRecord:
 
 
 @dataclass(frozen=True)
+class SkillChangeSummary:
+    """A version of a skill as a history lists it: when, by whom, what it made; not its text."""
+
+    version: int
+    deleted: bool
+    bot_version: str
+    created_at: datetime
+    changed_by: str | None
+
+
+_SUMMARY_COLUMNS = ("version", "deleted", "bot_version", "created_at", "changed_by")
+
+
+@dataclass(frozen=True)
 class SkillChange:
     """An upload (``skill`` and its ``source``) or a deletion (``skill`` None) that makes ``bot`` the newest,
     made by ``changed_by`` and audited as ``audit`` (its detail gains the skill, its version and the bot version)."""
@@ -104,6 +118,27 @@ class Bots:
         )
         rows = await self._database.read(_all_rows, statement)
         return [SkillVersionRecord(**row._mapping) for row in rows]
+
+    async def changes(self, bot_id: str, skill_id: str, *, limit: int) -> list[SkillChangeSummary]:
+        """The skill's ``limit`` newest versions, newest first, without their texts (by the unique index)."""
+        statement = (
+            sa.select(*(skill_versions.c[name] for name in _SUMMARY_COLUMNS))
+            .where(skill_versions.c.bot_id == bot_id, skill_versions.c.skill_id == skill_id)
+            .order_by(skill_versions.c.version.desc())
+            .limit(limit)
+        )
+        rows = await self._database.read(_all_rows, statement)
+        return [SkillChangeSummary(**row._mapping) for row in rows]
+
+    async def version(self, bot_id: str, skill_id: str, version: int) -> SkillVersionRecord | None:
+        """One version of a skill, its text included."""
+        statement = sa.select(skill_versions).where(
+            skill_versions.c.bot_id == bot_id,
+            skill_versions.c.skill_id == skill_id,
+            skill_versions.c.version == version,
+        )
+        rows = await self._database.read(_all_rows, statement)
+        return SkillVersionRecord(**rows[0]._mapping) if rows else None
 
     async def record(self, change: SkillChange, *, expected_head: int, now: datetime) -> SkillVersionRecord:
         """Store a change made on top of the bot as of ``expected_head``, and the bot version it makes.

@@ -16,7 +16,7 @@ from rejoinder.server.console.pages import Flash, render
 from rejoinder.server.console.session import PREFIX, ConsoleRefused, Editor, Viewer, actor, form_of
 from rejoinder.server.errors import CONSOLE_SKILL_UPLOAD, MAX_SKILL_BYTES
 from rejoinder.server.skill_catalog import JSON_MEDIA_TYPE, SkillNotFound, SkillsBusy
-from rejoinder.server.skill_review import SkillReview, VersionNotFound, problems_by_line
+from rejoinder.server.skill_review import MAX_HISTORY, SkillReview, VersionNotFound, problems_by_line
 from rejoinder.skills import ERROR, Problem
 from rejoinder.skills.model import ID_PATTERN
 from rejoinder.skills.problems import errors
@@ -109,6 +109,7 @@ async def skill_page(
         "may_upload": _may_upload(user),
         "flashes": [Flash("notice", NOTICES[notice])] if notice in NOTICES else [],
         "upload": {"skill": skill_id, "text": "", "problems": None},
+        "max_history": MAX_HISTORY,
     }
     return render(request, "skill.html", context)
 

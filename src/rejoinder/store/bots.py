@@ -16,7 +16,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rejoinder.engine.types import STATE_VERSION_KEY
 from rejoinder.skills.model import Bot, Skill
 from rejoinder.skills.stored import skills_json
 from rejoinder.store.database import Database, advisory_lock, insert_on_conflict
@@ -150,22 +149,18 @@ class Bots:
 
     async def conversations_per_version(self, bot_id: str, *, limit: int) -> list[tuple[str, int, int]]:
         """``(bot version, conversations begun on it, those still open)`` for the ``limit`` versions with the most
-        conversations. Reads the bot's rows through the ``(bot_id, updated_at)`` index."""
-        version = conversations.c.state[STATE_VERSION_KEY].as_string()
+        conversations: one pass over the ``(bot_id, bot_version, status)`` index, never the rows."""
         count = sa.func.count()
+        active = sa.func.sum(sa.case((conversations.c.status == "active", 1), else_=0))
         statement = (
-            sa.select(
-                version,
-                count,
-                sa.func.coalesce(sa.func.sum(sa.case((conversations.c.status == "active", 1), else_=0)), 0),
-            )
-            .where(conversations.c.bot_id == bot_id, version.is_not(None))
-            .group_by(version)
-            .order_by(count.desc(), version)
+            sa.select(conversations.c.bot_version, count, sa.func.coalesce(active, 0))
+            .where(conversations.c.bot_id == bot_id, conversations.c.bot_version.is_not(None))
+            .group_by(conversations.c.bot_version)
+            .order_by(count.desc(), conversations.c.bot_version)
             .limit(limit)
         )
         rows = await self._database.read(_all_rows, statement)
-        return [(str(found), int(total), int(active)) for found, total, active in rows]
+        return [(str(version), int(total), int(open_)) for version, total, open_ in rows]
 
     async def save_bot(self, bot: Bot, now: datetime) -> None:
         """Keep ``bot``'s version (a no-op when it is already kept)."""

@@ -59,7 +59,6 @@ def test_an_editor_fixes_a_broken_upload_and_follows_the_graph_to_the_source(
     graph = page.locator(".graph-box svg")
     expect(graph).to_be_visible()
     assert graph.bounding_box()["height"] > 200  # type: ignore[index]
-    page.screenshot(path=str(IMAGES / "console-skills.png"), full_page=True)
     menu = page.get_by_role("link", name="question node menu: show its source")
     menu.focus()
     page.keyboard.press("Enter")
@@ -95,6 +94,7 @@ def test_an_editor_fixes_a_broken_upload_and_follows_the_graph_to_the_source(
     history = page.locator("section", has=page.get_by_role("heading", name="Versions"))
     expect(history.locator("tbody tr")).to_have_count(1)
     expect(history.locator("tbody tr")).to_contain_text("editor@example.com")
+    page.screenshot(path=str(IMAGES / "console-skills.png"), full_page=True)
     # Nothing the CSP refused (the refused upload's 422 and the favicon's 404 are logged too, and expected).
     assert page_errors.exceptions == []
     assert [message for message in page_errors.console if "Failed to load resource" not in message] == []
@@ -119,6 +119,7 @@ def test_the_skill_page_fits_a_phone_and_its_graph_scrolls_in_its_box(
         page_width, viewport, graph_width, box_width = widths
         assert page_width <= viewport  # the page itself does not scroll sideways
         assert graph_width > box_width  # the graph does, inside its box
+        box.scroll_into_view_if_needed()
         page.screenshot(path=str(IMAGES / "console-skills-mobile.png"))
         assert [message for message in errors if "Failed to load resource" not in message] == []
     finally:

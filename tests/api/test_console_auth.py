@@ -36,8 +36,9 @@ def another_client(server: Server) -> httpx.AsyncClient:
 
 
 async def user_emails(server: Server) -> list[str]:
-    async with server.store.engine.connect() as connection:
-        return sorted((await connection.execute(sa.select(console_users.c.email))).scalars())
+    return await server.store.database.read(
+        lambda connection: sorted(connection.execute(sa.select(console_users.c.email)).scalars())
+    )
 
 
 async def test_a_page_without_a_session_sends_to_sign_in_and_back(console: Server) -> None:
@@ -94,10 +95,11 @@ async def test_the_session_cookie_is_http_only_strict_and_scoped(console: Server
     assert "path=/dashboard" in flags
     assert "secure" not in flags  # plain http here; over https the cookie is Secure
     secret = cookie.split(";")[0].split("=", 1)[1]
-    async with console.store.engine.connect() as connection:
-        stored = (
-            (await connection.execute(sa.text("SELECT session_hash FROM console_sessions"))).scalars().all()
+    stored = await console.store.database.read(
+        lambda connection: (
+            connection.execute(sa.text("SELECT session_hash FROM console_sessions")).scalars().all()
         )
+    )
     assert len(stored) == 1 and secret not in stored[0] and stored[0] != secret
 
 
@@ -290,8 +292,9 @@ async def test_owners_manage_users_and_each_change_is_audited_with_who(console: 
         )
         assert disabled.status_code == 303
         assert (await eve_client.get("/dashboard")).status_code == 303
-    async with console.store.engine.connect() as connection:
-        rows = (await connection.execute(sa.select(audit_events).order_by(audit_events.c.id))).all()
+    rows = await console.store.database.read(
+        lambda connection: connection.execute(sa.select(audit_events).order_by(audit_events.c.id)).all()
+    )
     changes = [
         (row.kind, row.detail["key_id"], row.detail.get("user"))
         for row in rows

@@ -251,3 +251,18 @@ async def test_the_admin_api_upload_is_audited_with_its_key(console: Server) -> 
     [event] = await rows(console, sa.select(audit_events).where(audit_events.c.kind == "skill_uploaded"))
     [(by,)] = await rows(console, sa.select(skill_versions.c.changed_by))
     assert event.detail["key_id"] == by and by.startswith("key_")
+
+
+async def test_an_oversized_or_unreadable_upload_is_refused_and_saves_nothing(console: Server) -> None:
+    async with signed_in(console, "editor") as editor:
+        too_large = await upload(editor, "# padding\n" * 30_000, filename="big.yaml")
+        not_text = await editor.client.post(
+            "/dashboard/skills/upload",
+            data={"csrf_token": editor.csrf_token, "bot": "shop"},
+            files={"file": ("welcome.yaml", b"id: welcome\n\xff\xfe", "application/yaml")},
+        )
+        empty = await upload(editor, "   \n")
+    assert too_large.status_code == 413
+    assert not_text.status_code == 400 and "The file is not UTF-8 text (byte 12)." in not_text.text
+    assert empty.status_code == 400 and "Choose a skill file or paste the skill" in empty.text
+    assert await stored_versions(console) == []

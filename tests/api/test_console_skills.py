@@ -266,3 +266,14 @@ async def test_an_oversized_or_unreadable_upload_is_refused_and_saves_nothing(co
     assert not_text.status_code == 400 and "The file is not UTF-8 text (byte 12)." in not_text.text
     assert empty.status_code == 400 and "Choose a skill file or paste the skill" in empty.text
     assert await stored_versions(console) == []
+
+
+async def test_only_the_upload_form_takes_a_file(console: Server) -> None:
+    async with signed_in(console, "editor") as editor:
+        two_files = await editor.client.post(
+            "/dashboard/skills/upload",
+            data={"csrf_token": editor.csrf_token, "bot": "shop"},
+            files=[("file", ("a.yaml", b"id: a\n")), ("text", ("b.yaml", b"id: b\n"))],
+        )
+    assert two_files.status_code == 400 and "The form could not be read" in two_files.text
+    assert await stored_versions(console) == []

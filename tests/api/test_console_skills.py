@@ -251,6 +251,10 @@ async def test_the_admin_api_upload_is_audited_with_its_key(console: Server) -> 
     [event] = await rows(console, sa.select(audit_events).where(audit_events.c.kind == "skill_uploaded"))
     [(by,)] = await rows(console, sa.select(skill_versions.c.changed_by))
     assert event.detail["key_id"] == by and by.startswith("key_")
+    detail = await console.client.get(
+        "/v1/skills/welcome", headers={"Authorization": f"Bearer {console.keys['shop'].secret_key}"}
+    )
+    assert [version["changed_by"] for version in detail.json()["versions"]] == [by]
 
 
 async def test_an_oversized_or_unreadable_upload_is_refused_and_saves_nothing(console: Server) -> None:

@@ -175,6 +175,7 @@ async def get_skill(skill_id: SkillId, request: Request, caller: Admin) -> JSONR
             "deleted": change.deleted,
             "bot_version": change.bot_version,
             "created_at": iso_z(change.created_at),
+            "changed_by": change.changed_by,
         }
         for change in history
     ]

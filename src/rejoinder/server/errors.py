@@ -363,6 +363,8 @@ class _BodyTooLarge(StarletteHTTPException):
 
 
 MAX_SKILL_BYTES = 256 * 1024
+CONSOLE_SKILL_UPLOAD = "/dashboard/skills/upload"
+_FORM_ALLOWANCE = 4 * 1024  # the console upload form's other fields and multipart framing
 
 
 class BodyLimit:
@@ -381,8 +383,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # Skill files are documents, not chat messages: their uploads get a larger allowance.
-        limit = self.skill_limit if scope["path"].startswith("/v1/skills") else self.limit
+        # Skill files are documents, not chat messages: their uploads (admin API, console) get a larger allowance.
+        limit = self.limit
+        if scope["path"].startswith("/v1/skills"):
+            limit = self.skill_limit
+        elif scope["path"] == CONSOLE_SKILL_UPLOAD:
+            limit = self.skill_limit + _FORM_ALLOWANCE
         if _declared_length(scope) > limit:
             response = Problem(413, "too_large", _too_large_detail(limit)).to_response()
             await response(scope, receive, send)

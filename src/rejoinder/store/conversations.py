@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from rejoinder.engine.types import STATE_VERSION_KEY
 from rejoinder.store.credentials import token_row
 from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.errors import DuplicateClientMessage, VersionConflict
@@ -45,6 +46,7 @@ def _advance_statement(*, with_user: bool) -> sa.Update:
         "last_seq": conversations.c.last_seq + sa.bindparam("count", type_=sa.Integer),
         "status": sa.bindparam("status"),
         "state": sa.bindparam("state", type_=conversations.c.state.type),
+        "bot_version": sa.bindparam("bot_version"),
         "skill_id": sa.bindparam("skill_id"),
         "node_id": sa.bindparam("node_id"),
         "updated_at": sa.bindparam("updated_at", type_=conversations.c.updated_at.type),
@@ -268,6 +270,12 @@ def _commit_turn(conn: sa.Connection, turn: TurnWrite, now: datetime) -> Committ
     return CommittedTurn(version=version, messages=records)
 
 
+def bot_version_of(state: dict[str, Any]) -> str | None:
+    """The bot version a conversation's state says it runs on, kept in a column of its own to be counted."""
+    version = state.get(STATE_VERSION_KEY)
+    return version if isinstance(version, str) else None
+
+
 def _create_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, count: int) -> tuple[int, int]:
     statement = (
         insert_on_conflict(conn, conversations)
@@ -276,6 +284,7 @@ def _create_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, co
             bot_id=turn.bot_id,
             status=turn.status,
             state=turn.state,
+            bot_version=bot_version_of(turn.state),
             skill_id=turn.skill_id,
             node_id=turn.node_id,
             version=1,
@@ -299,6 +308,7 @@ def _advance_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, c
         "count": count,
         "status": turn.status,
         "state": turn.state,
+        "bot_version": bot_version_of(turn.state),
         "skill_id": turn.skill_id,
         "node_id": turn.node_id,
         "updated_at": now,

@@ -26,7 +26,8 @@ A page is a route on an ``APIRouter`` of its own module here, included in :data:
   audits, so the trail says who made the change.
 - Templates: ``base.html`` (blocks ``title``, ``content``), ``_macros.html`` (``csrf_field(token)``,
   ``flash_messages(flashes)``), ``error.html``, ``sign_in.html``, ``overview.html``, ``users.html``,
-  ``keys.html`` (with ``key_revoke.html`` and ``key_secrets.html``).
+  ``keys.html`` (with ``key_revoke.html`` and ``key_secrets.html``), the Skills pages' (``skills.html``,
+  ``skill.html``, ``skill_source.html``, ``skill_upload.html``, partials in ``_skills.html``).
   Static files (CSS, JS) live in ``rejoinder/web/console/`` and are linked with ``{{ static("console.css") }}``.
 
 Every answer under ``/dashboard`` carries a strict Content-Security-Policy (nothing from another host, no inline
@@ -39,7 +40,7 @@ from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
 from rejoinder.config import Settings
-from rejoinder.server.console import keys, overview, sign_in, users
+from rejoinder.server.console import keys, overview, sign_in, skills, users
 from rejoinder.server.console.pages import ConsoleHeaders, Flash, install_handlers, render, static_router
 from rejoinder.server.console.session import (
     CSRF_FIELD,
@@ -86,6 +87,7 @@ router.include_router(sign_in.router)
 router.include_router(overview.router)
 router.include_router(users.router)
 router.include_router(keys.router)
+router.include_router(skills.router)
 
 
 def install(app: FastAPI) -> None:

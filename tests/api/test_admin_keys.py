@@ -3,7 +3,7 @@ their audit events; the keys made or changed work (or stop) as the answers say."
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -45,11 +45,34 @@ async def test_listing_shows_the_bots_keys_and_never_a_secret(api: Api) -> None:
     assert sorted(item["kind"] for item in body["items"]) == ["sdk", "secret"]
     assert all(item["bot_id"] == "chat" and item["status"] == "active" for item in body["items"])
     assert all(
-        set(item) == {"id", "bot_id", "kind", "status", "created_at", "revoked_at"} for item in body["items"]
+        set(item) == {"id", "bot_id", "kind", "status", "created_at", "revoked_at", "last_used_at"}
+        for item in body["items"]
     )
     assert api.secret_key not in answer.text and api.sdk_key not in answer.text
     # The other bot's keys are its own.
     assert {item["bot_id"] for item in await keys_of(api, api.other_secret_key)} == {"other"}
+
+
+async def test_the_list_says_when_each_key_was_last_used(api: Api) -> None:
+    fresh = (await api.http.post("/v1/keys", headers=api.admin)).json()["items"]
+    sdk = next(item for item in fresh if item["kind"] == "sdk")
+    assert sdk["last_used_at"] is None
+    before = datetime.now(UTC)
+    assert await starts(api, sdk["key"]) == 201
+    await api.app.state.keys.settled()
+    listed = {item["id"]: item for item in await keys_of(api)}
+    used = datetime.fromisoformat(listed[sdk["id"]]["last_used_at"])
+    assert before - timedelta(seconds=1) <= used <= datetime.now(UTC)
+    # The secret key that listed them was used too; the new pair's secret key never was.
+    assert listed[await key_id_of_secret(api)]["last_used_at"] is not None
+    unused = next(item for item in fresh if item["kind"] == "secret")
+    assert listed[unused["id"]]["last_used_at"] is None
+
+
+async def key_id_of_secret(api: Api) -> str:
+    listed = await keys_of(api)
+    own = [item for item in listed if item["kind"] == "secret" and item["last_used_at"] is not None]
+    return str(own[0]["id"])
 
 
 async def test_creating_a_pair_shows_the_secrets_once_and_they_work(api: Api) -> None:

@@ -67,12 +67,15 @@ def list_keys(bot_dir: BotDir, as_json: AsJson = False) -> None:
     if not records:
         typer.echo(f"Bot {bot_id} has no keys. Create them with `rejoinder keys create {bot_dir}`.")
         return
-    typer.echo(f"{'id':<28}  {'kind':<6}  {'status':<8}  {'created (UTC)':<19}  stops (UTC)")
+    typer.echo(
+        f"{'id':<28}  {'kind':<6}  {'status':<8}  {'created (UTC)':<19}  {'last used (UTC)':<19}  stops (UTC)"
+    )
     for record in records:
         stops = _moment(record.revoked_at) if record.revoked_at else "-"
+        used = _moment(record.last_used_at) if record.last_used_at else "never"
         status = key_status(record, now)
         typer.echo(
-            f"{record.id:<28}  {record.kind:<6}  {status:<8}  {_moment(record.created_at):<19}  {stops}"
+            f"{record.id:<28}  {record.kind:<6}  {status:<8}  {_moment(record.created_at):<19}  {used:<19}  {stops}"
         )
 
 

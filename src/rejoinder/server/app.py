@@ -82,6 +82,7 @@ def create_app(
     guard = resume_guard or ResumeGuard.for_redis(settings.redis_url)
     quotas = Quotas.from_settings(settings)
     accounts, accounts_redis = console.accounts_for(store, settings)
+    keys = Keys(store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,6 +122,7 @@ def create_app(
                 await accounts_redis.aclose()
             await hub.close()
             await service.aclose()
+            await keys.settled()
             await store.close()
             if resume_guard is None:
                 await guard.aclose()
@@ -148,7 +150,7 @@ def create_app(
     app.state.socket_quota = SocketQuota(settings.max_sockets_per_ip, settings.max_sockets_per_session)
     app.state.quotas = quotas
     app.state.accounts = accounts
-    app.state.keys = Keys(store)
+    app.state.keys = keys
 
     errors.install(app)
     app.include_router(client_api.router)

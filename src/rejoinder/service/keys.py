@@ -7,10 +7,15 @@ retiring (a rotation gave it an overlap so that both the old and the new key wor
 Authentication asks :meth:`Keys.find`, which remembers each valid key it read for ``KEY_CACHE_SECONDS``: a key
 revoked or rotated through this worker stops at once (or at its retirement) here, and on every other worker within
 ``KEY_CACHE_SECONDS``. Every change is written with its audit event, naming who made it (:class:`Actor`).
+
+A key's ``last_used_at`` is kept to within ``LAST_USED_PRECISION``: when a worker reads a key whose stored moment is
+older than that, it writes the new one in the background. So a busy key costs each worker at most one write a
+minute, and a request never waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -38,6 +43,7 @@ KIND_PREFIXES = {"sdk": SDK_KEY_PREFIX, "secret": SECRET_KEY_PREFIX}
 
 # A key revoked on another worker may go on working here this long after this worker read it.
 KEY_CACHE_SECONDS = 10.0
+LAST_USED_PRECISION = timedelta(minutes=1)
 DEFAULT_OVERLAP = timedelta(hours=24)
 MAX_OVERLAP = timedelta(days=30)
 
@@ -83,6 +89,7 @@ def key_summary(key: ApiKeyRecord, now: datetime) -> dict[str, Any]:
         "status": key_status(key, now),
         "created_at": iso_z(key.created_at),
         "revoked_at": iso_z(key.revoked_at) if key.revoked_at is not None else None,
+        "last_used_at": iso_z(key.last_used_at) if key.last_used_at is not None else None,
     }
 
 
@@ -132,6 +139,7 @@ class Keys:
         self._monotonic = monotonic
         self._cache_seconds = cache_seconds
         self._found: dict[str, tuple[float, ApiKeyRecord]] = {}
+        self._noting: set[asyncio.Task[None]] = set()
 
     async def create(self, bot_id: str, actor: Actor) -> IssuedKeys:
         """A new SDK key and secret key for ``bot_id`` (the bot's other keys go on working)."""
@@ -225,7 +233,22 @@ class Keys:
             self._found.pop(key_hash, None)
             return None
         self._remember(key_hash, key)
+        if key.last_used_at is None or now - key.last_used_at >= LAST_USED_PRECISION:
+            task = asyncio.create_task(self._note_used(key, now))
+            self._noting.add(task)
+            task.add_done_callback(self._noting.discard)
         return key
+
+    async def settled(self) -> None:
+        """Wait for the ``last_used_at`` writes under way (on shutdown, and in tests)."""
+        while self._noting:
+            await asyncio.gather(*self._noting, return_exceptions=True)
+
+    async def _note_used(self, key: ApiKeyRecord, now: datetime) -> None:
+        try:
+            await self.store.credentials.note_api_key_used(key.id, now)
+        except Exception:  # best effort: the request it came from has been answered already
+            log.warning("could not record that key %s was used", key.id, exc_info=True)
 
     def _remember(self, key_hash: str, key: ApiKeyRecord) -> None:
         moment = self._monotonic()

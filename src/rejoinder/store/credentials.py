@@ -171,6 +171,16 @@ class Credentials:
         new_row = _as_row(replace(new, created_at=as_utc(new.created_at)))
         return await self._database.write(_rotate_api_key, key_id, as_utc(retires_at), new_row, audit.row())
 
+    async def note_api_key_used(self, key_id: str, at: datetime) -> None:
+        """Record that a key was used at ``at`` (an earlier moment never overwrites a later one)."""
+        used = api_keys.c.last_used_at
+        statement = (
+            api_keys.update()
+            .where(api_keys.c.id == key_id, sa.or_(used.is_(None), used < as_utc(at)))
+            .values(last_used_at=as_utc(at))
+        )
+        await self._database.write(_execute, statement)
+
     async def find_session(self, session_hash: str) -> SessionRecord | None:
         fields = await self._database.read(_find_session, session_hash)
         return SessionRecord(**fields) if fields else None

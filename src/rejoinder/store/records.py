@@ -157,6 +157,7 @@ class ApiKeyRecord:
     key_hash: str
     created_at: datetime
     revoked_at: datetime | None
+    last_used_at: datetime | None = None  # to within a minute
 
 
 @dataclass(frozen=True)

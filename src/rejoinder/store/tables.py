@@ -148,6 +148,7 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String, nullable=False, unique=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Column("last_used_at", UTCDateTime(), nullable=True),
     sa.CheckConstraint("kind IN ('sdk', 'secret')", name="kind"),
 )
 

@@ -10,16 +10,20 @@ import sqlalchemy as sa
 
 from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.joined import split_conversation, with_conversation
-from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
+from rejoinder.store.pagination import Keyset, Page, check_limit, decode_cursor, encode_cursor
 from rejoinder.store.prepared import Prepared
 from rejoinder.store.records import (
+    AUDIT_ACTOR_KEYS,
     ApiKeyRecord,
+    AuditQuery,
     AuditRecord,
     BotRecord,
     ConversationRecord,
     NewAudit,
     NewToken,
     SessionRecord,
+    TokenQuery,
+    TokenStatus,
     as_utc,
 )
 from rejoinder.store.tables import api_keys, audit_events, bots, messages, sessions, tokens
@@ -143,6 +147,30 @@ class Access(Database):
         page = [AuditRecord(**row._mapping) for row in rows[:limit]]
         return page, encode_cursor(page[-1].id) if len(rows) > limit else None
 
+    async def find_tokens(
+        self, query: TokenQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[TokenRecord]:
+        """A page of the bot's tokens that ``query`` matches (metadata only), newest first."""
+        statement, backward = _TOKEN_KEYSET.select(
+            sa.select(*_TOKEN_COLUMNS).where(*_token_conditions(query)), cursor, limit
+        )
+        rows = await self.read(_all_rows, statement)
+        records = [TokenRecord(**row._mapping) for row in rows]
+        return _TOKEN_KEYSET.page(
+            records, lambda t: (t.created_at, t.id), cursor=cursor, backward=backward, limit=limit
+        )
+
+    async def find_audit(
+        self, query: AuditQuery, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[AuditRecord]:
+        """A page of the bot's audit events that ``query`` matches, newest first."""
+        statement, backward = _AUDIT_KEYSET.select(
+            sa.select(audit_events).where(*_audit_conditions(query)), cursor, limit
+        )
+        rows = await self.read(_all_rows, statement)
+        records = [AuditRecord(**row._mapping) for row in rows]
+        return _AUDIT_KEYSET.page(records, lambda e: (e.id,), cursor=cursor, backward=backward, limit=limit)
+
     async def upsert_bot(
         self, bot_id: str, name: str | None, version: str, config: dict[str, Any], now: datetime
     ) -> None:
@@ -208,6 +236,50 @@ def token_row(bot_id: str, conversation_id: str, token: NewToken, now: datetime)
         "max_uses": token.max_uses,
         "uses": 0,
     }
+
+
+_TOKEN_KEYSET = Keyset((tokens.c.created_at, tokens.c.id), (datetime, str))
+_AUDIT_KEYSET = Keyset((audit_events.c.id,), (int,))
+
+
+def _token_conditions(query: TokenQuery) -> list[sa.ColumnElement[bool]]:
+    where = [tokens.c.bot_id == query.bot_id]
+    if query.conversation_id is not None:
+        where.append(tokens.c.conversation_id == query.conversation_id)
+    if query.status is not None:
+        where.append(_token_status(query.status, as_utc(query.now)))
+    return where
+
+
+def _token_status(status: TokenStatus, now: datetime) -> sa.ColumnElement[bool]:
+    """The tokens in ``status`` at ``now``, judged in the order a resume judges them."""
+    revoked = tokens.c.revoked_at.is_not(None)
+    expired = tokens.c.expires_at <= now
+    used_up = sa.and_(tokens.c.max_uses.is_not(None), tokens.c.uses >= tokens.c.max_uses)
+    if status == "revoked":
+        return revoked
+    if status == "expired":
+        return sa.and_(sa.not_(revoked), expired)
+    if status == "used_up":
+        return sa.and_(sa.not_(revoked), sa.not_(expired), used_up)
+    return sa.and_(sa.not_(revoked), sa.not_(expired), sa.not_(used_up))
+
+
+def _audit_conditions(query: AuditQuery) -> list[sa.ColumnElement[bool]]:
+    where = [audit_events.c.bot_id == query.bot_id]
+    if query.conversation_id is not None:
+        where.append(audit_events.c.conversation_id == query.conversation_id)
+    if query.kind is not None:
+        where.append(audit_events.c.kind == query.kind)
+    if query.actor is not None:
+        where.append(
+            sa.or_(*(audit_events.c.detail[name].as_string() == query.actor for name in AUDIT_ACTOR_KEYS))
+        )
+    if query.since is not None:
+        where.append(audit_events.c.at >= as_utc(query.since))
+    if query.until is not None:
+        where.append(audit_events.c.at < as_utc(query.until))
+    return where
 
 
 def _as_row(record: ApiKeyRecord | SessionRecord) -> dict[str, Any]:

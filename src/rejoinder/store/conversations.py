@@ -10,13 +10,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from rejoinder.engine.types import STATE_VERSION_KEY
 from rejoinder.store.access import NewAudit, token_row
 from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.errors import DuplicateClientMessage, VersionConflict
 from rejoinder.store.joined import split_conversation, with_conversation
-from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
+from rejoinder.store.pagination import Keyset, Page, check_limit, decode_cursor, encode_cursor
 from rejoinder.store.prepared import Prepared
-from rejoinder.store.records import CommittedTurn, ConversationRecord, MessageRecord, TurnWrite, as_utc
+from rejoinder.store.records import (
+    TEXT_SEARCH_WINDOW,
+    CommittedTurn,
+    ConversationQuery,
+    ConversationRecord,
+    MessageRecord,
+    TurnWrite,
+    as_utc,
+)
 from rejoinder.store.tables import audit_events, conversations, messages, sessions, tokens
 from rejoinder.tokens import TokenRecord
 
@@ -194,6 +203,20 @@ class Conversations(Database):
         page = [ConversationRecord(**row._mapping) for row in rows[:limit]]
         more = len(rows) > limit
         return page, encode_cursor(page[-1].updated_at, page[-1].id) if more else None
+
+    async def find_conversations(
+        self, query: ConversationQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[ConversationRecord]:
+        """A page of the bot's conversations that ``query`` matches, most recently updated first; ``cursor`` (from
+        a page's ``next_cursor`` or ``previous_cursor``) names the page."""
+        statement, backward = _CONVERSATION_KEYSET.select(
+            sa.select(conversations).where(*_conversation_conditions(query)), cursor, limit
+        )
+        rows = await self.read(_all_rows, statement)
+        records = [ConversationRecord(**row._mapping) for row in rows]
+        return _CONVERSATION_KEYSET.page(
+            records, lambda c: (c.updated_at, c.id), cursor=cursor, backward=backward, limit=limit
+        )
 
     async def delete_conversation(self, conversation_id: str) -> bool:
         """Erase a conversation with its messages, tokens and sessions. False if there was none.
@@ -412,6 +435,45 @@ def _delete_conversations(conn: sa.Connection, ids: list[str]) -> int:
         .values(ip=None, user_agent=None)
     )
     return int(result.rowcount)
+
+
+_CONVERSATION_KEYSET = Keyset((conversations.c.updated_at, conversations.c.id), (datetime, str))
+
+
+def _conversation_conditions(query: ConversationQuery) -> list[sa.ColumnElement[bool]]:
+    where = [conversations.c.bot_id == query.bot_id]
+    if query.status is not None:
+        where.append(conversations.c.status == query.status)
+    if query.skill_id is not None:
+        where.append(conversations.c.skill_id == query.skill_id)
+    if query.bot_version is not None:
+        where.append(conversations.c.state[STATE_VERSION_KEY].as_string() == query.bot_version)
+    if query.user_id is not None:
+        where.append(conversations.c.user["id"].as_string() == query.user_id)
+    if query.updated_after is not None:
+        where.append(conversations.c.updated_at > as_utc(query.updated_after))
+    if query.conversation_id is not None:
+        where.append(conversations.c.id == query.conversation_id)
+    if query.token_id is not None:
+        owner = sa.select(tokens.c.conversation_id).where(
+            tokens.c.id == query.token_id, tokens.c.bot_id == query.bot_id
+        )
+        where.append(conversations.c.id == owner.scalar_subquery())
+    if query.text is not None:
+        where.append(conversations.c.id.in_(_customer_wrote(query.text)))
+    return where
+
+
+def _customer_wrote(text: str) -> sa.Select[Any]:
+    """The conversations with a customer message containing ``text`` among the newest messages: the window is a
+    range of the messages' primary key, so the search reads at most TEXT_SEARCH_WINDOW rows."""
+    newest = sa.select(sa.func.max(messages.c.id)).scalar_subquery()
+    said = sa.func.lower(messages.c.payload["text"].as_string())
+    return sa.select(messages.c.conversation_id).where(
+        messages.c.id > newest - TEXT_SEARCH_WINDOW,
+        messages.c.sender == "customer",
+        said.contains(text.lower(), autoescape=True),
+    )
 
 
 def _idle(bot_id: str, before: datetime) -> sa.ColumnElement[bool]:

@@ -91,6 +91,7 @@ async def test_search_by_id_token_or_the_customers_words(service: ConversationSe
     await store.commit_turn(turn(cid(1), now=NOW, customer="Where is my ORDER 1234?", tokens=[token]))
     await store.commit_turn(turn(cid(2), now=NOW, customer="100% wrong", replies=["order noted"]))
     await store.commit_turn(turn(cid(3), now=NOW, customer="hello", bot_id="other"))
+    await store.commit_turn(turn(cid(4), now=NOW, customer='Un "Café" au lait, s\\il vous plaît'))
 
     assert await ids_of(service, search=cid(2)) == [cid(2)]
     assert await ids_of(service, search=cid(3)) == []  # another bot's conversation stays hidden
@@ -100,6 +101,9 @@ async def test_search_by_id_token_or_the_customers_words(service: ConversationSe
     assert await ids_of(service, search="order") == [cid(1)]
     assert await ids_of(service, search="100%") == [cid(2)]
     assert await ids_of(service, search="1_0") == []
+    assert await ids_of(service, search="café") == [cid(4)]  # beyond plain ASCII: the text itself is compared
+    assert await ids_of(service, search='"café"') == [cid(4)]
+    assert await ids_of(service, search="s\\il") == [cid(4)]
     assert await ids_of(service, search=secret) == []  # a token's secret finds nothing: it is never stored
     with pytest.raises(ServiceError, match="at most 200"):
         await ids_of(service, search="x" * 201)

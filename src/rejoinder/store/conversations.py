@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime
@@ -210,7 +211,9 @@ class Conversations(Database):
         """A page of the bot's conversations that ``query`` matches, most recently updated first; ``cursor`` (from
         a page's ``next_cursor`` or ``previous_cursor``) names the page."""
         statement, backward = _CONVERSATION_KEYSET.select(
-            sa.select(conversations).where(*_conversation_conditions(query)), cursor, limit
+            sa.select(conversations).where(*_conversation_conditions(query, self.engine.dialect.name)),
+            cursor,
+            limit,
         )
         rows = await self.read(_all_rows, statement)
         records = [ConversationRecord(**row._mapping) for row in rows]
@@ -440,7 +443,7 @@ def _delete_conversations(conn: sa.Connection, ids: list[str]) -> int:
 _CONVERSATION_KEYSET = Keyset((conversations.c.updated_at, conversations.c.id), (datetime, str))
 
 
-def _conversation_conditions(query: ConversationQuery) -> list[sa.ColumnElement[bool]]:
+def _conversation_conditions(query: ConversationQuery, dialect: str) -> list[sa.ColumnElement[bool]]:
     where = [conversations.c.bot_id == query.bot_id]
     if query.status is not None:
         where.append(conversations.c.status == query.status)
@@ -460,20 +463,26 @@ def _conversation_conditions(query: ConversationQuery) -> list[sa.ColumnElement[
         )
         where.append(conversations.c.id == owner.scalar_subquery())
     if query.text is not None:
-        where.append(conversations.c.id.in_(_customer_wrote(query.text)))
+        where.append(conversations.c.id.in_(_customer_wrote(query.text, dialect)))
     return where
 
 
-def _customer_wrote(text: str) -> sa.Select[Any]:
+def _customer_wrote(text: str, dialect: str) -> sa.Select[Any]:
     """The conversations with a customer message containing ``text`` among the newest messages: the window is a
     range of the messages' primary key, so the search reads at most TEXT_SEARCH_WINDOW rows."""
     newest = sa.select(sa.func.max(messages.c.id)).scalar_subquery()
-    said = sa.func.lower(messages.c.payload["text"].as_string())
-    return sa.select(messages.c.conversation_id).where(
-        messages.c.id > newest - TEXT_SEARCH_WINDOW,
-        messages.c.sender == "customer",
-        said.contains(text.lower(), autoescape=True),
-    )
+    said = messages.c.payload["text"].as_string()
+    where = [messages.c.id > newest - TEXT_SEARCH_WINDOW, messages.c.sender == "customer"]
+    if dialect == "sqlite" and _PLAIN_ASCII.fullmatch(text):
+        # Plain ASCII text is in the stored JSON as typed, and SQLite's LIKE ignores ASCII case: this test of the
+        # raw row rules out most rows at a third of the cost of extracting their text.
+        where.append(sa.cast(messages.c.payload, sa.Text).contains(text, autoescape=True))
+    where.append(sa.func.lower(said).contains(text.lower(), autoescape=True))
+    return sa.select(messages.c.conversation_id).where(*where)
+
+
+# Printable ASCII that JSON writes as it is (no quote, no backslash).
+_PLAIN_ASCII = re.compile(r"[ !#-\[\]-~]+")
 
 
 def _idle(bot_id: str, before: datetime) -> sa.ColumnElement[bool]:

@@ -188,7 +188,7 @@ class ConversationQuery:
 
 
 # How many of the newest messages a text search reads (at most), whatever the database holds.
-TEXT_SEARCH_WINDOW = 20_000
+TEXT_SEARCH_WINDOW = 10_000
 
 TokenStatus = Literal["active", "revoked", "expired", "used_up"]
 

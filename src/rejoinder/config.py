@@ -92,6 +92,26 @@ class Settings(BaseSettings):
         description="seconds the expressions and templates of one conversation turn may run",
     )
 
+    # The console (/dashboard): how long a sign-in lasts, and how fast passwords may be guessed.
+    console_idle_timeout: float = Field(
+        default=1800, gt=0, le=86_400, description="seconds a console session lasts without a request"
+    )
+    console_session_lifetime: float = Field(
+        default=12 * 3600, gt=0, le=30 * 86_400, description="seconds a console session lasts at most"
+    )
+    console_sign_in_window: float = Field(
+        default=900, gt=0, le=86_400, description="seconds the console's failed sign-ins are counted over"
+    )
+    console_sign_in_failures_per_account: int = Field(
+        default=10, ge=1, description="failed sign-ins to one console account per window before it waits"
+    )
+    console_sign_in_failures_per_ip: int = Field(
+        default=50, ge=1, description="failed console sign-ins from one client IP (IPv6: its /64) per window"
+    )
+    console_password_hashes: int = Field(
+        default=2, ge=1, le=64, description="console password hashes one worker computes at once"
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

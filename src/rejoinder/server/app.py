@@ -25,7 +25,7 @@ from rejoinder import __version__
 from rejoinder.config import Settings
 from rejoinder.realtime import create_hub
 from rejoinder.retention import purge_loop
-from rejoinder.server import admin, assets, client_api, errors, skill_catalog, stream, widget_config
+from rejoinder.server import admin, assets, client_api, console, errors, skill_catalog, stream, widget_config
 from rejoinder.server.admission import Admission
 from rejoinder.server.body import BodyDeadline
 from rejoinder.server.cors import ServerCors
@@ -80,6 +80,7 @@ def create_app(
     # Failed-resume counters, shared through Redis when it is configured; one given by the caller stays open.
     guard = resume_guard or ResumeGuard.for_redis(settings.redis_url)
     quotas = Quotas.from_settings(settings)
+    accounts, accounts_redis = console.accounts_for(store, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,6 +116,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await quotas.aclose()
+            if accounts_redis is not None:
+                await accounts_redis.aclose()
             await hub.close()
             await service.aclose()
             await store.close()
@@ -140,6 +143,7 @@ def create_app(
     app.state.resume_guard = guard
     app.state.socket_quota = SocketQuota(settings.max_sockets_per_ip, settings.max_sockets_per_session)
     app.state.quotas = quotas
+    app.state.accounts = accounts
 
     errors.install(app)
     app.include_router(client_api.router)
@@ -148,12 +152,15 @@ def create_app(
     app.include_router(probes.router)
     app.include_router(assets.router)
     app.include_router(widget_config.router)
+    console.install(app)
 
     # Added innermost first: the access log sees every answer, CORS headers reach even a 413 or a busy 503, and
-    # a request takes an admission slot only once its whole body is in.
+    # a request takes an admission slot only once its whole body is in; the console's security headers are on
+    # every answer under /dashboard, the body limit's and admission's refusals included.
     app.add_middleware(Admission, limit=settings.max_concurrent_requests, max_wait=settings.queue_timeout)
     app.add_middleware(BodyDeadline, timeout=settings.request_body_timeout)
     app.add_middleware(BodyLimit, limit=errors.MAX_BODY_BYTES)
+    app.add_middleware(console.ConsoleHeaders)
     app.add_middleware(
         ServerCors, allowed_origins={origin for bot in bots.values() for origin in bot.config.allowed_origins}
     )

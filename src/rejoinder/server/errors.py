@@ -8,6 +8,7 @@ never shows internals). Error texts never carry credentials: validation errors d
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,14 @@ from rejoinder.service import (
     TokenRefused,
     TurnConflict,
     UnknownBot,
+)
+from rejoinder.service.errors import (
+    AccountExists,
+    AccountNotFound,
+    InvalidAccount,
+    LastOwner,
+    SignInRefused,
+    SignInThrottled,
 )
 from rejoinder.store.errors import (
     DuplicateClientMessage,
@@ -75,6 +84,11 @@ TITLES: dict[str, str] = {
     "invalid_choice": "Invalid choice",
     "variable_not_settable": "Variable not settable",
     "invalid_input": "Invalid input",
+    "sign_in_failed": "Sign-in failed",
+    "account_exists": "Account exists",
+    "account_not_found": "Account not found",
+    "invalid_account": "Invalid account",
+    "last_owner": "Last owner",
 }
 
 # The slug a bare HTTP status gets when the framework raises it without one of ours.
@@ -164,6 +178,11 @@ SERVICE_STATUS: dict[type[ServiceError], int] = {
     TurnConflict: 409,
     ClientMessageIdReused: 409,
     MessageTooLong: 413,
+    SignInRefused: 401,
+    AccountExists: 409,
+    AccountNotFound: 404,
+    InvalidAccount: 400,
+    LastOwner: 409,
 }
 
 
@@ -176,6 +195,9 @@ def problem_for(error: Exception) -> Problem | None:
         if error.code == "forbidden":
             return Problem(403, "forbidden", str(error))
         return Problem(401, "unauthorized", str(error), headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(error, SignInThrottled):
+        seconds = max(math.ceil(error.retry_after), 1)
+        return Problem(429, error.code, str(error), headers={"Retry-After": str(seconds)})
     if isinstance(error, TokenRefused):
         return Problem(error.outcome.http_status, error.code, str(error))
     if isinstance(error, ServiceError):

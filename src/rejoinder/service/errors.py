@@ -56,3 +56,39 @@ class TokenRefused(ServiceError):
         super().__init__(message)
         self.outcome = outcome
         self.code = outcome.value
+
+
+class SignInRefused(ServiceError):
+    """A wrong email or password, or a disabled account: the same answer for each, so none can be told apart."""
+
+    code = "sign_in_failed"
+
+
+class SignInThrottled(ServiceError):
+    """Too many failed sign-ins lately, for this account or from this client; ``retry_after`` in seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AccountExists(ServiceError):
+    code = "account_exists"
+
+
+class AccountNotFound(ServiceError):
+    code = "account_not_found"
+
+
+class InvalidAccount(ServiceError):
+    """An email, role or password the console does not take (too short a password, an unknown role)."""
+
+    code = "invalid_account"
+
+
+class LastOwner(ServiceError):
+    """The change would leave the console without an owner able to sign in."""
+
+    code = "last_owner"

@@ -169,6 +169,32 @@ class SessionRecord:
 
 
 @dataclass(frozen=True)
+class ConsoleUserRecord:
+    """A person who signs in to the console; ``role`` is owner, editor or viewer."""
+
+    id: str
+    email: str
+    password_hash: str = field(repr=False)
+    role: str
+    created_at: datetime
+    password_changed_at: datetime
+    disabled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ConsoleSessionRecord:
+    """A signed-in browser, known by the SHA-256 of its cookie's secret."""
+
+    id: str
+    session_hash: str
+    user_id: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True)
 class ConversationQuery:
     """Which of a bot's conversations a list shows; every field given narrows it.
 

@@ -190,3 +190,31 @@ bot_versions = sa.Table(
     sa.Column("skills", _json(), nullable=False),  # {skill id: skill as JSON}
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# People who sign in to the console (/dashboard). The email is stored lowercased, so it is unique whatever its case.
+console_users = sa.Table(
+    "console_users",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("email", sa.String, nullable=False, unique=True),
+    sa.Column("password_hash", sa.String, nullable=False),
+    sa.Column("role", sa.String, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("password_changed_at", UTCDateTime(), nullable=False),
+    sa.Column("disabled_at", UTCDateTime(), nullable=True),
+    sa.CheckConstraint("role IN ('owner', 'editor', 'viewer')", name="role"),
+)
+
+# A signed-in browser. Only the SHA-256 of the cookie's secret is kept; the CSRF token is derived from the secret.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("session_hash", sa.String, nullable=False, unique=True),
+    sa.Column("user_id", sa.String, sa.ForeignKey("console_users.id"), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_seen_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    sa.Index(None, "user_id"),
+)

@@ -1,0 +1,327 @@
+"""The console's sign-in, session cookie, CSRF protection, roles and security headers, on the app in process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from rejoinder.skills import Bot
+from rejoinder.store.tables import audit_events, console_users
+from tests.helpers.app import Server, running
+from tests.helpers.console import FAST_HASHER, PASSWORD, create_user, csrf_token_in, sign_in
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'"
+)
+
+
+@pytest.fixture
+async def console(tmp_path: Path, shop_bot: Bot) -> AsyncIterator[Server]:
+    async with running(tmp_path / "rejoinder.db", {"shop": shop_bot}) as server:
+        server.app.state.accounts.hasher = FAST_HASHER
+        await create_user(server.store, "owner@example.com", "owner")
+        yield server
+
+
+def another_client(server: Server) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=server.app, raise_app_exceptions=False, client=("127.0.0.1", 50001))
+    return httpx.AsyncClient(transport=transport, base_url="http://rejoinder.test")
+
+
+async def user_emails(server: Server) -> list[str]:
+    async with server.store.engine.connect() as connection:
+        return sorted((await connection.execute(sa.select(console_users.c.email))).scalars())
+
+
+async def test_a_page_without_a_session_sends_to_sign_in_and_back(console: Server) -> None:
+    answer = await console.client.get("/dashboard/users?x=1")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/dashboard/sign-in?next=/dashboard/users%3Fx%3D1"
+    form = await console.client.get(answer.headers["location"])
+    assert 'name="next" value="/dashboard/users?x=1"' in form.text
+    signed = await console.client.post(
+        "/dashboard/sign-in",
+        data={
+            "email": "owner@example.com",
+            "password": PASSWORD,
+            "csrf_token": csrf_token_in(form.text),
+            "next": "/dashboard/users?x=1",
+        },
+    )
+    assert signed.status_code == 303 and signed.headers["location"] == "/dashboard/users?x=1"
+
+
+async def test_sign_in_never_sends_to_another_site(console: Server) -> None:
+    for target in [
+        "https://evil.example/",
+        "//evil.example/dashboard",
+        "/dashboard/..//evil.example",
+        "/v1/keys",
+    ]:
+        async with another_client(console) as client:
+            form = await client.get("/dashboard/sign-in")
+            signed = await client.post(
+                "/dashboard/sign-in",
+                data={
+                    "email": "owner@example.com",
+                    "password": PASSWORD,
+                    "csrf_token": csrf_token_in(form.text),
+                    "next": target,
+                },
+            )
+        assert signed.headers["location"] == "/dashboard", target
+
+
+async def test_the_session_cookie_is_http_only_strict_and_scoped(console: Server) -> None:
+    form = await console.client.get("/dashboard/sign-in")
+    signed = await console.client.post(
+        "/dashboard/sign-in",
+        data={"email": "owner@example.com", "password": PASSWORD, "csrf_token": csrf_token_in(form.text)},
+    )
+    cookie = next(
+        value for value in signed.headers.get_list("set-cookie") if value.startswith("rejoinder_console=")
+    )
+    flags = [part.strip().lower() for part in cookie.split(";")]
+    assert "httponly" in flags
+    assert "samesite=strict" in flags
+    assert "path=/dashboard" in flags
+    assert "secure" not in flags  # plain http here; over https the cookie is Secure
+    secret = cookie.split(";")[0].split("=", 1)[1]
+    async with console.store.engine.connect() as connection:
+        stored = (
+            (await connection.execute(sa.text("SELECT session_hash FROM console_sessions"))).scalars().all()
+        )
+    assert len(stored) == 1 and secret not in stored[0] and stored[0] != secret
+
+
+async def test_over_https_the_cookie_is_secure(console: Server) -> None:
+    transport = httpx.ASGITransport(app=console.app, raise_app_exceptions=False, client=("127.0.0.1", 50002))
+    async with httpx.AsyncClient(transport=transport, base_url="https://rejoinder.test") as client:
+        form = await client.get("/dashboard/sign-in")
+        signed = await client.post(
+            "/dashboard/sign-in",
+            data={"email": "owner@example.com", "password": PASSWORD, "csrf_token": csrf_token_in(form.text)},
+        )
+    cookie = next(
+        value for value in signed.headers.get_list("set-cookie") if value.startswith("rejoinder_console=")
+    )
+    assert "secure" in [part.strip().lower() for part in cookie.split(";")]
+
+
+async def test_a_wrong_password_is_a_form_again_and_a_flood_waits(console: Server) -> None:
+    form = await console.client.get("/dashboard/sign-in")
+    token = csrf_token_in(form.text)
+    for _ in range(10):
+        wrong = await console.client.post(
+            "/dashboard/sign-in",
+            data={"email": "owner@example.com", "password": "guess", "csrf_token": token},
+        )
+        assert wrong.status_code == 401
+        assert "The email or password is not right" in wrong.text
+        assert "rejoinder_console=" not in wrong.headers.get("set-cookie", "")
+    throttled = await console.client.post(
+        "/dashboard/sign-in", data={"email": "owner@example.com", "password": PASSWORD, "csrf_token": token}
+    )
+    assert throttled.status_code == 429
+    assert int(throttled.headers["retry-after"]) > 0
+    assert "Too many failed sign-ins" in throttled.text
+
+
+async def test_pages_carry_the_security_headers(console: Server) -> None:
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    for path in ["/dashboard/sign-in", "/dashboard", "/dashboard/users", "/dashboard/no-such-page"]:
+        answer = await signed.client.get(path, follow_redirects=False)
+        assert answer.headers["content-security-policy"] == CSP, path
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "same-origin"
+        assert answer.headers["cache-control"] == "no-store"
+    page = await signed.client.get("/dashboard")
+    assert "http://" not in page.text and "https://" not in page.text  # nothing loaded from another host
+    assert "<script>" not in page.text and "style=" not in page.text  # nothing inline the CSP would block
+    css = await signed.client.get("/dashboard/static/console.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert (await signed.client.get("/dashboard/static/..%2Fsdk%2Falli.js")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("headers", "token"),
+    [
+        ({}, None),  # no token
+        ({}, "0" * 64),  # a wrong token
+        ({"Origin": "https://evil.example"}, "right"),  # the right token, from another site
+        ({"Sec-Fetch-Site": "cross-site"}, "right"),
+    ],
+)
+async def test_a_change_without_its_csrf_proof_is_refused_and_changes_nothing(
+    console: Server, headers: dict[str, str], token: str | None
+) -> None:
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    data = {"email": "mallory@example.com", "role": "owner", "password": "mallory's password"}
+    if token is not None:
+        data["csrf_token"] = signed.csrf_token if token == "right" else token
+    refused = await signed.client.post("/dashboard/users", data=data, headers=headers)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"].startswith("text/html")
+    assert "Nothing was changed" in refused.text
+    assert await user_emails(console) == ["owner@example.com"]
+    # The same form with its token, from this site, works.
+    made = await signed.client.post(
+        "/dashboard/users",
+        data={**data, "csrf_token": signed.csrf_token},
+        headers={"Origin": "http://rejoinder.test", "Sec-Fetch-Site": "same-origin"},
+    )
+    assert made.status_code == 303
+    assert await user_emails(console) == ["mallory@example.com", "owner@example.com"]
+
+
+async def test_another_sessions_token_is_not_this_ones(console: Server) -> None:
+    await create_user(console.store, "second@example.com", "owner")
+    first = await sign_in(console.client, console.store, "owner@example.com")
+    async with another_client(console) as other_client:
+        second = await sign_in(other_client, console.store, "second@example.com")
+        assert second.csrf_token != first.csrf_token
+        refused = await other_client.post(
+            "/dashboard/users",
+            data={
+                "email": "x@example.com",
+                "role": "viewer",
+                "password": PASSWORD,
+                "csrf_token": first.csrf_token,
+            },
+        )
+    assert refused.status_code == 403
+
+
+async def test_the_sign_in_form_needs_its_own_token(console: Server) -> None:
+    forged = await console.client.post(
+        "/dashboard/sign-in", data={"email": "owner@example.com", "password": PASSWORD, "csrf_token": "x"}
+    )
+    assert forged.status_code == 403
+    assert "rejoinder_console=" not in forged.headers.get("set-cookie", "")
+
+
+@pytest.mark.parametrize("role", ["viewer", "editor"])
+async def test_only_owners_manage_users(console: Server, role: str) -> None:
+    await create_user(console.store, f"{role}@example.com", role)
+    signed = await sign_in(console.client, console.store, f"{role}@example.com")
+    page = await signed.client.get("/dashboard/users")
+    assert page.status_code == 403 and "needs the owner role" in page.text
+    overview = await signed.client.get("/dashboard")
+    assert overview.status_code == 200
+    assert f'<span class="role role-{role}"' in overview.text
+    assert 'href="/dashboard/users"' not in overview.text  # not in the nav either
+    owner = await console.store.users.by_email("owner@example.com")
+    assert owner is not None
+    forged = [
+        ("/dashboard/users", {"email": "mallory@example.com", "role": "owner", "password": PASSWORD}),
+        (f"/dashboard/users/{owner.id}/disable", {}),
+        (f"/dashboard/users/{owner.id}/password", {"password": "mallory's password"}),
+    ]
+    for path, data in forged:
+        refused = await signed.client.post(path, data={**data, "csrf_token": signed.csrf_token})
+        assert refused.status_code == 403, path
+    assert await user_emails(console) == sorted(["owner@example.com", f"{role}@example.com"])
+    still = await console.store.users.by_email("owner@example.com")
+    assert still == owner
+
+
+async def test_a_change_without_a_session_is_refused(console: Server) -> None:
+    refused = await console.client.post(
+        "/dashboard/users", data={"email": "x@example.com", "role": "owner", "password": PASSWORD}
+    )
+    assert refused.status_code == 403
+    assert await user_emails(console) == ["owner@example.com"]
+
+
+async def test_owners_manage_users_and_each_change_is_audited_with_who(console: Server) -> None:
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    made = await signed.client.post(
+        "/dashboard/users",
+        data={
+            "email": "Eve@Example.com",
+            "role": "editor",
+            "password": PASSWORD,
+            "csrf_token": signed.csrf_token,
+        },
+    )
+    assert made.status_code == 303
+    listing = await signed.client.get(made.headers["location"])
+    assert "The user was created." in listing.text and "eve@example.com" in listing.text
+    duplicate = await signed.client.post(
+        "/dashboard/users",
+        data={
+            "email": "eve@example.com",
+            "role": "viewer",
+            "password": PASSWORD,
+            "csrf_token": signed.csrf_token,
+        },
+    )
+    assert duplicate.status_code == 409 and "already a console user" in duplicate.text
+    short = await signed.client.post(
+        "/dashboard/users",
+        data={
+            "email": "zed@example.com",
+            "role": "viewer",
+            "password": "short",
+            "csrf_token": signed.csrf_token,
+        },
+    )
+    assert short.status_code == 400 and "at least 12 characters" in short.text
+    eve = await console.store.users.by_email("eve@example.com")
+    assert eve is not None
+    async with another_client(console) as eve_client:
+        eve_signed = await sign_in(eve_client, console.store, "eve@example.com")
+        reset = await signed.client.post(
+            f"/dashboard/users/{eve.id}/password",
+            data={"password": "another long password", "csrf_token": signed.csrf_token},
+        )
+        assert reset.status_code == 303
+        assert (await eve_signed.client.get("/dashboard")).status_code == 303  # signed out by the reset
+        await sign_in(eve_client, console.store, "eve@example.com", "another long password")
+        disabled = await signed.client.post(
+            f"/dashboard/users/{eve.id}/disable", data={"csrf_token": signed.csrf_token}
+        )
+        assert disabled.status_code == 303
+        assert (await eve_client.get("/dashboard")).status_code == 303
+    async with console.store.engine.connect() as connection:
+        rows = (await connection.execute(sa.select(audit_events).order_by(audit_events.c.id))).all()
+    changes = [
+        (row.kind, row.detail["key_id"], row.detail.get("user"))
+        for row in rows
+        if row.kind != "console_signed_in"
+    ]
+    assert changes == [
+        ("console_user_created", "cli", "owner@example.com"),
+        ("console_user_created", "console:owner@example.com", "eve@example.com"),
+        ("console_password_reset", "console:owner@example.com", "eve@example.com"),
+        ("console_user_disabled", "console:owner@example.com", "eve@example.com"),
+    ]
+    assert all(row.ip == "127.0.0.1" for row in rows if row.detail["key_id"].startswith("console:"))
+
+
+async def test_signing_out_ends_the_session(console: Server) -> None:
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    cookie = console.client.cookies.get("rejoinder_console")
+    out = await signed.client.post("/dashboard/sign-out", data={"csrf_token": signed.csrf_token})
+    assert out.status_code == 303 and out.headers["location"] == "/dashboard/sign-in"
+    # Even the old cookie, sent again, is no session any more.
+    console.client.cookies.set("rejoinder_console", cookie or "", domain="rejoinder.test", path="/dashboard")
+    assert (await console.client.get("/dashboard")).status_code == 303
+
+
+async def test_an_idle_session_ends(console: Server) -> None:
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    accounts = console.app.state.accounts
+    real_clock = accounts.clock
+    accounts.clock = lambda: real_clock() + timedelta(seconds=1801)
+    try:
+        answer = await signed.client.get("/dashboard")
+    finally:
+        accounts.clock = real_clock
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/dashboard/sign-in")

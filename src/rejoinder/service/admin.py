@@ -22,7 +22,7 @@ from rejoinder.service.shared import ServiceParts
 from rejoinder.store import AuditRecord, ConversationRecord, MessageRecord
 from rejoinder.store.pagination import Page
 from rejoinder.store.records import (
-    AUDIT_ACTOR_KEYS,
+    AUDIT_ACTOR_KEY,
     AuditQuery,
     ConversationQuery,
     TokenQuery,
@@ -84,11 +84,8 @@ class ConversationView:
 
 def audit_actor(event: AuditRecord) -> str | None:
     """Who made an audited change: the API key or console user its detail names; None for a customer's act."""
-    detail = event.detail or {}
-    for key in AUDIT_ACTOR_KEYS:
-        if isinstance(detail.get(key), str):
-            return str(detail[key])
-    return None
+    named = (event.detail or {}).get(AUDIT_ACTOR_KEY)
+    return named if isinstance(named, str) else None
 
 
 class AdminReads(ServiceParts):
@@ -109,15 +106,16 @@ class AdminReads(ServiceParts):
         )
         return await self.store.find_conversations(query, limit=limit, cursor=cursor)
 
-    async def conversation_of(self, bot_id: str, conversation_id: str) -> ConversationRecord:
-        """The bot's conversation ``conversation_id``; another bot's is missing alike."""
+    async def conversation_of(self, bot_id: str | None, conversation_id: str) -> ConversationRecord:
+        """The bot's conversation ``conversation_id``; another bot's is missing alike (``bot_id`` None: any
+        bot's)."""
         conversation = await self.store.get_conversation(conversation_id)
-        if conversation is None or conversation.bot_id != bot_id:
+        if conversation is None or bot_id not in (None, conversation.bot_id):
             raise ConversationNotFound(f"The bot has no conversation {conversation_id!r}.")
         return conversation
 
     async def view_conversation(
-        self, bot_id: str, conversation_id: str, *, after: int = 0, limit: int = 500
+        self, bot_id: str | None, conversation_id: str, *, after: int = 0, limit: int = 500
     ) -> ConversationView:
         """The conversation with up to ``limit`` of its messages after ``after``, its variables and position."""
         conversation = await self.conversation_of(bot_id, conversation_id)

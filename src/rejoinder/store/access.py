@@ -13,7 +13,7 @@ from rejoinder.store.joined import split_conversation, with_conversation
 from rejoinder.store.pagination import Keyset, Page, check_limit, decode_cursor, encode_cursor
 from rejoinder.store.prepared import Prepared
 from rejoinder.store.records import (
-    AUDIT_ACTOR_KEYS,
+    AUDIT_ACTOR_KEY,
     ApiKeyRecord,
     AuditQuery,
     AuditRecord,
@@ -272,9 +272,7 @@ def _audit_conditions(query: AuditQuery) -> list[sa.ColumnElement[bool]]:
     if query.kind is not None:
         where.append(audit_events.c.kind == query.kind)
     if query.actor is not None:
-        where.append(
-            sa.or_(*(audit_events.c.detail[name].as_string() == query.actor for name in AUDIT_ACTOR_KEYS))
-        )
+        where.append(audit_events.c.detail[AUDIT_ACTOR_KEY].as_string() == query.actor)
     if query.since is not None:
         where.append(audit_events.c.at >= as_utc(query.since))
     if query.until is not None:

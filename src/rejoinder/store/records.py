@@ -230,14 +230,14 @@ class TokenQuery:
     status: TokenStatus | None = None
 
 
-# The keys of an audit event's detail that name who acted: an API key, or a console user.
-AUDIT_ACTOR_KEYS = ("key_id", "user")
+# The key of an audit event's detail that names who acted: an API key's id, or ``console:<email>``.
+AUDIT_ACTOR_KEY = "key_id"
 
 
 @dataclass(frozen=True)
 class AuditQuery:
-    """Which of a bot's audit events a list shows. ``actor``: the key id or console user named in the event's
-    detail. ``since`` inclusive, ``until`` exclusive."""
+    """Which of a bot's audit events a list shows. ``actor``: who acted, as the event's detail names them
+    (:data:`AUDIT_ACTOR_KEY`). ``since`` inclusive, ``until`` exclusive."""
 
     bot_id: str
     conversation_id: str | None = None

@@ -140,9 +140,9 @@ async def test_a_viewers_forged_changes_are_refused_and_change_nothing(console: 
         assert answer.status_code == 403, path
         assert "needs the editor role" in answer.text
     assert (await viewer.client.get(f"/dashboard/conversations/{cid}/erase")).status_code == 403
-    [token] = await console.server.store.list_tokens(cid)
+    [token] = await console.server.store.credentials.list_tokens(cid)
     assert token.revoked_at is None
-    assert await console.server.store.get_conversation(cid) is not None
+    assert await console.server.store.conversations.get(cid) is not None
 
 
 async def test_a_change_without_its_csrf_token_is_refused(console: Console) -> None:
@@ -153,8 +153,8 @@ async def test_a_change_without_its_csrf_token_is_refused(console: Console) -> N
         f"/dashboard/tokens/{console.token_id}/revoke", data={"csrf_token": "0" * 64, "bot": "shop"}
     )
     assert missing.status_code == 403 and wrong.status_code == 403
-    assert await console.server.store.get_conversation(cid) is not None
-    [token] = await console.server.store.list_tokens(cid)
+    assert await console.server.store.conversations.get(cid) is not None
+    [token] = await console.server.store.credentials.list_tokens(cid)
     assert token.revoked_at is None
 
 
@@ -168,7 +168,7 @@ async def test_an_editor_issues_and_revokes_a_token_audited_by_name(console: Con
     assert issued.status_code == 201
     secret = re.search(r'id="issued-secret"[^>]*value="(rjt_[A-Za-z0-9_-]+)"', issued.text)
     assert secret is not None
-    record = await console.server.store.find_token_by_hash(hash_token(secret.group(1)))
+    record = await console.server.store.credentials.find_token_by_hash(hash_token(secret.group(1)))
     assert record is not None and record.max_uses == 3
     # Shown once: the conversation's page lists the token, never its secret.
     again = await editor.client.get(f"/dashboard/conversations/{cid}")

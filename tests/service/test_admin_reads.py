@@ -56,7 +56,7 @@ async def seed(store: Store, count: int, *, first: int = 0, **kwargs: object) ->
     """``count`` conversations, one a minute from NOW on: the last one is the most recently updated."""
     ids = []
     for n in range(first, first + count):
-        await store.commit_turn(turn(cid(n), now=NOW + timedelta(minutes=n), **kwargs))  # type: ignore[arg-type]
+        await store.conversations.commit_turn(turn(cid(n), now=NOW + timedelta(minutes=n), **kwargs))  # type: ignore[arg-type]
         ids.append(cid(n))
     return ids
 
@@ -67,12 +67,12 @@ async def ids_of(service: ConversationService, **filters: object) -> list[str]:
 
 
 async def test_filters_narrow_the_list(service: ConversationService, store: Store) -> None:
-    await store.commit_turn(turn(cid(1), now=NOW, status="closed", user={"id": "u-1"}))
-    await store.commit_turn(
+    await store.conversations.commit_turn(turn(cid(1), now=NOW, status="closed", user={"id": "u-1"}))
+    await store.conversations.commit_turn(
         turn(cid(2), now=NOW + timedelta(minutes=1), state={"variables": {}, "bot_version": "v2"})
     )
-    await store.commit_turn(turn(cid(3), now=NOW + timedelta(minutes=2), user={"id": "u-3"}))
-    await store.commit_turn(turn(cid(4), now=NOW + timedelta(minutes=3), bot_id="other"))
+    await store.conversations.commit_turn(turn(cid(3), now=NOW + timedelta(minutes=2), user={"id": "u-3"}))
+    await store.conversations.commit_turn(turn(cid(4), now=NOW + timedelta(minutes=3), bot_id="other"))
 
     assert await ids_of(service) == [cid(3), cid(2), cid(1)]  # newest first, the other bot's left out
     assert await ids_of(service, status="closed") == [cid(1)]
@@ -88,10 +88,16 @@ async def test_filters_narrow_the_list(service: ConversationService, store: Stor
 async def test_search_by_id_token_or_the_customers_words(service: ConversationService, store: Store) -> None:
     secret, token = new_token()
     token = replace(token, id="tok_" + "ab" * 12)  # as the product spells a token id
-    await store.commit_turn(turn(cid(1), now=NOW, customer="Where is my ORDER 1234?", tokens=[token]))
-    await store.commit_turn(turn(cid(2), now=NOW, customer="100% wrong", replies=["order noted"]))
-    await store.commit_turn(turn(cid(3), now=NOW, customer="hello", bot_id="other"))
-    await store.commit_turn(turn(cid(4), now=NOW, customer='Un "Café" au lait, s\\il vous plaît'))
+    await store.conversations.commit_turn(
+        turn(cid(1), now=NOW, customer="Where is my ORDER 1234?", tokens=[token])
+    )
+    await store.conversations.commit_turn(
+        turn(cid(2), now=NOW, customer="100% wrong", replies=["order noted"])
+    )
+    await store.conversations.commit_turn(turn(cid(3), now=NOW, customer="hello", bot_id="other"))
+    await store.conversations.commit_turn(
+        turn(cid(4), now=NOW, customer='Un "Café" au lait, s\\il vous plaît')
+    )
 
     assert await ids_of(service, search=cid(2)) == [cid(2)]
     assert await ids_of(service, search=cid(3)) == []  # another bot's conversation stays hidden
@@ -113,10 +119,10 @@ async def test_text_search_reads_only_the_newest_messages(
     service: ConversationService, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("rejoinder.store.conversations.TEXT_SEARCH_WINDOW", 4)
-    await store.commit_turn(turn(cid(1), now=NOW, customer="needle"))  # messages 1, 2
+    await store.conversations.commit_turn(turn(cid(1), now=NOW, customer="needle"))  # messages 1, 2
     await seed(store, 2, first=10)  # messages 3..6
     assert await ids_of(service, search="needle") == []
-    await store.commit_turn(turn(cid(2), now=NOW, customer="needle"))
+    await store.conversations.commit_turn(turn(cid(2), now=NOW, customer="needle"))
     assert await ids_of(service, search="needle") == [cid(2)]
 
 
@@ -184,7 +190,7 @@ async def test_tokens_by_status_and_never_their_secrets(service: ConversationSer
     await service.revoke_token("shop", revoked.id, OPERATOR)
     used_up = secrets["used_up"][1]
     clock.now += timedelta(minutes=5)
-    await store.spend_token(used_up, clock.now)
+    await store.credentials.spend_token(used_up, clock.now)
 
     every = await service.list_tokens("shop")
     assert {t.id for t in every.items} == {token_id for _, token_id in secrets.values()}
@@ -205,7 +211,7 @@ async def test_the_audit_trail_filters_and_pages(service: ConversationService, s
     _, token = await service.issue_token(cid(0), actor=OPERATOR)
     await service.revoke_token("shop", token.id, Actor(key_id="key_other"))
     for minute in range(5):
-        await store.add_audit(
+        await store.audit.add(
             NewAudit(
                 kind="resume",
                 bot_id="shop",
@@ -214,7 +220,7 @@ async def test_the_audit_trail_filters_and_pages(service: ConversationService, s
                 conversation_id=cid(1),
             )
         )
-    await store.add_audit(NewAudit(kind="resume", bot_id="other", outcome="ok", at=NOW))
+    await store.audit.add(NewAudit(kind="resume", bot_id="other", outcome="ok", at=NOW))
 
     def query(**terms: object) -> AuditQuery:
         return AuditQuery(bot_id="shop", **terms)  # type: ignore[arg-type]
@@ -242,7 +248,7 @@ async def test_audit_csv_is_streamed_bounded_and_safe_to_open(
     await seed(store, 1)
     hostile = '=HYPERLINK("http://evil.example","click")'
     for n in range(1200):
-        await store.add_audit(
+        await store.audit.add(
             NewAudit(
                 kind="resume",
                 bot_id="shop",
@@ -266,7 +272,9 @@ async def test_audit_csv_is_streamed_bounded_and_safe_to_open(
 
 async def test_a_conversation_whole(service: ConversationService, store: Store) -> None:
     state = {"variables": {"order": "A-1"}, "waiting": "customer", "bot_version": "v1"}
-    await store.commit_turn(turn(cid(1), now=NOW, customer="hi", replies=["a", "b"], state=state))
+    await store.conversations.commit_turn(
+        turn(cid(1), now=NOW, customer="hi", replies=["a", "b"], state=state)
+    )
     view = await service.view_conversation("shop", cid(1), limit=2)
     assert [m.seq for m in view.messages] == [1, 2] and view.next_after == 2
     assert view.variables == {"order": "A-1"} and view.waiting == "customer" and view.bot_version == "v1"

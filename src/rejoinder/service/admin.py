@@ -104,12 +104,12 @@ class AdminReads(ServiceParts):
             updated_after=filters.updated_after,
             **_search_terms(filters.search),
         )
-        return await self.store.find_conversations(query, limit=limit, cursor=cursor)
+        return await self.store.conversations.find(query, limit=limit, cursor=cursor)
 
     async def conversation_of(self, bot_id: str | None, conversation_id: str) -> ConversationRecord:
         """The bot's conversation ``conversation_id``; another bot's is missing alike (``bot_id`` None: any
         bot's)."""
-        conversation = await self.store.get_conversation(conversation_id)
+        conversation = await self.store.conversations.get(conversation_id)
         if conversation is None or bot_id not in (None, conversation.bot_id):
             raise ConversationNotFound(f"The bot has no conversation {conversation_id!r}.")
         return conversation
@@ -119,7 +119,7 @@ class AdminReads(ServiceParts):
     ) -> ConversationView:
         """The conversation with up to ``limit`` of its messages after ``after``, its variables and position."""
         conversation = await self.conversation_of(bot_id, conversation_id)
-        messages = await self.store.messages_after(conversation_id, after, limit)
+        messages = await self.store.conversations.messages_after(conversation_id, after, limit)
         saved = {k: v for k, v in conversation.state.items() if k in ConversationState.__dataclass_fields__}
         more = bool(messages) and messages[-1].seq < conversation.last_seq
         return ConversationView(
@@ -137,12 +137,12 @@ class AdminReads(ServiceParts):
     ) -> list[MessageRecord]:
         """The bot's conversation's messages after ``after`` (ConversationNotFound once it is erased)."""
         await self.conversation_of(bot_id, conversation_id)
-        return await self.store.messages_after(conversation_id, after, limit)
+        return await self.store.conversations.messages_after(conversation_id, after, limit)
 
     async def conversation_tokens(self, bot_id: str, conversation_id: str) -> list[TokenRecord]:
         """Every token of the bot's conversation, oldest first (metadata: a token's secret is never stored)."""
         await self.conversation_of(bot_id, conversation_id)
-        return await self.store.list_tokens(conversation_id)
+        return await self.store.credentials.list_tokens(conversation_id)
 
     async def list_tokens(
         self,
@@ -155,13 +155,13 @@ class AdminReads(ServiceParts):
     ) -> Page[TokenRecord]:
         """A page of the bot's tokens, newest first; ``status`` is judged now."""
         query = TokenQuery(bot_id=bot_id, now=self.clock(), conversation_id=conversation_id, status=status)
-        return await self.store.find_tokens(query, limit=limit, cursor=cursor)
+        return await self.store.credentials.find_tokens(query, limit=limit, cursor=cursor)
 
     async def list_audit(
         self, query: AuditQuery, *, limit: int = 100, cursor: str | None = None
     ) -> Page[AuditRecord]:
         """A page of the bot's audit events, newest first."""
-        return await self.store.find_audit(query, limit=limit, cursor=cursor)
+        return await self.store.audit.find(query, limit=limit, cursor=cursor)
 
     async def export_audit(self, query: AuditQuery, *, rows: int = EXPORT_ROWS) -> AsyncIterator[str]:
         """The audit events ``query`` matches as CSV text, newest first, a batch of lines at a time: one store
@@ -173,7 +173,7 @@ class AdminReads(ServiceParts):
         cursor: str | None = None
         left = rows
         while left > 0:
-            page = await self.store.find_audit(query, limit=min(_EXPORT_BATCH, left), cursor=cursor)
+            page = await self.store.audit.find(query, limit=min(_EXPORT_BATCH, left), cursor=cursor)
             for event in page.items:
                 writer.writerow([_cell(value) for value in _audit_row(event)])
             left -= len(page.items)

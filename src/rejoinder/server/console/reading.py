@@ -81,10 +81,16 @@ def page_link(path: str, filters: Mapping[str, Any], cursor: str | None) -> str 
 
 
 def shown_time(moment: datetime | None) -> dict[str, str] | None:
-    """A time as a page shows it: machine-readable (for ``<time datetime>``) and short for a person (UTC)."""
+    """A time as a page shows it: machine-readable (for ``<time datetime>``), short for a person, and in full (for
+    its title); UTC, as the pages' headings say."""
     if moment is None:
         return None
-    return {"iso": iso_z(moment), "text": moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}
+    utc = moment.astimezone(UTC)
+    return {
+        "iso": iso_z(moment),
+        "text": utc.strftime("%Y-%m-%d %H:%M"),
+        "full": utc.strftime("%Y-%m-%d %H:%M:%S UTC"),
+    }
 
 
 @asynccontextmanager

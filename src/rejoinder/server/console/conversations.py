@@ -30,7 +30,7 @@ from rejoinder.service import ConversationFilters, ConversationView
 from rejoinder.service.accounts import role_allows
 from rejoinder.service.admin import audit_actor
 from rejoinder.store import MAX_SEQ, AuditRecord, ConversationRecord, MessageRecord
-from rejoinder.store.records import AuditQuery
+from rejoinder.store.records import AuditQuery, ConversationSummary
 
 router = APIRouter()
 
@@ -235,7 +235,7 @@ class ConversationRow:
     href: str
 
 
-def _conversation_row(conversation: ConversationRecord) -> ConversationRow:
+def _conversation_row(conversation: ConversationRecord | ConversationSummary) -> ConversationRow:
     user_id = conversation.user.get("id") if isinstance(conversation.user, dict) else None
     return ConversationRow(
         id=conversation.id,

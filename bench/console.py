@@ -87,6 +87,7 @@ def seed(url: str, count: int) -> None:
                         "bot_id": "shop",
                         "status": "closed" if rng.random() < 0.8 else "active",
                         "state": {"variables": {"n": n}, "waiting": "customer", "bot_version": "v1"},
+                        "bot_version": "v1",
                         "skill_id": rng.choice(SKILLS),
                         "node_id": "ask",
                         "version": 3,

@@ -26,8 +26,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from rejoinder.config import Settings
 from rejoinder.server.app import create_app
-from rejoinder.server.auth import IssuedKeys, create_keys
 from rejoinder.server.ratelimit import ResumeGuard
+from rejoinder.service.keys import IssuedKeys, create_keys
 from rejoinder.skills import load_bot
 from rejoinder.store import Store
 

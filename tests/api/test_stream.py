@@ -22,11 +22,12 @@ from websockets.typing import Origin
 
 from rejoinder.cli.serve import uvicorn_options
 from rejoinder.config import Settings
+from rejoinder.credentials import hash_secret
 from rejoinder.realtime import MemoryHub
 from rejoinder.server.app import create_app, load_bots
-from rejoinder.server.auth import create_keys, hash_secret
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.server.stream import StreamSettings
+from rejoinder.service.keys import create_keys
 from rejoinder.store import Store
 from tests.helpers.bots import TALK_SKILL, write_bot
 from tests.helpers.clients import say, start

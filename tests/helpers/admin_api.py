@@ -13,7 +13,7 @@ import httpx
 
 from rejoinder.config import Settings
 from rejoinder.server.app import create_app, load_bots
-from rejoinder.server.auth import create_keys
+from rejoinder.service.keys import create_keys
 from rejoinder.store import Store
 from tests.helpers.bots import TALK_SKILL, write_bot
 from tests.helpers.clients import bearer, say, start

@@ -16,9 +16,9 @@ from fastapi import FastAPI
 
 from rejoinder.config import Settings
 from rejoinder.server.app import create_app
-from rejoinder.server.auth import IssuedKeys, create_keys
 from rejoinder.server.ratelimit import ResumeGuard
 from rejoinder.service import ConversationService
+from rejoinder.service.keys import IssuedKeys, create_keys
 from rejoinder.skills import Bot
 from rejoinder.store import Store
 from tests.helpers.bots import IDENTITY_SECRET

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from rejoinder.config import Settings
 from rejoinder.demo import SIGNING_SECRET_ENV, create_demo_app, demo_bot, demo_origins
 from rejoinder.demo.backend import ShopBackend
-from rejoinder.server.auth import IssuedKeys, create_keys
+from rejoinder.service.keys import IssuedKeys, create_keys
 from rejoinder.store import Store
 
 PORT = 8000

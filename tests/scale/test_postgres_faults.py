@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from rejoinder.config import Settings
 from rejoinder.server.app import create_app
-from rejoinder.server.auth import create_keys as create_keys_in
+from rejoinder.service.keys import create_keys as create_keys_in
 from rejoinder.skills import Bot, load_bot
 from rejoinder.store import Store
 from rejoinder.store.connect import create_engine

@@ -21,10 +21,10 @@ import redis.asyncio
 
 from rejoinder.config import Settings
 from rejoinder.server.app import create_app
-from rejoinder.server.auth import create_keys
 from rejoinder.server.errors import Problem
 from rejoinder.server.quotas import Quotas
 from rejoinder.server.ratelimit import DEFAULT_KEY_PREFIX, RedisFailureWindow, redis_client
+from rejoinder.service.keys import create_keys
 from rejoinder.skills import load_bot
 from rejoinder.store import Store
 from tests.helpers.bots import EXAMPLE_BOT

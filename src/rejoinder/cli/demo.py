@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from rejoinder.server.auth import IssuedKeys
+    from rejoinder.service.keys import IssuedKeys
 
 # The demo logs only warnings unless REJOINDER_LOG_LEVEL asks for more: the terminal keeps the guide in view.
 DEMO_LOG_LEVEL = "warning"
@@ -126,7 +126,7 @@ def _host(base: str) -> str:
 async def _create_keys(database: str, bot_id: str) -> IssuedKeys:
     from datetime import UTC, datetime
 
-    from rejoinder.server.auth import create_keys
+    from rejoinder.service.keys import create_keys
     from rejoinder.store import Store
 
     store = Store.from_url(database)

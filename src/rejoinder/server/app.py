@@ -38,6 +38,7 @@ from rejoinder.server.ratelimit import ResumeGuard
 from rejoinder.server.skill_catalog import SkillCatalog
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.service import ConversationService
+from rejoinder.service.keys import Keys
 from rejoinder.skills import Bot, load_bot
 from rejoinder.store import Store
 
@@ -131,7 +132,10 @@ def create_app(
         lifespan=lifespan,
         openapi_tags=[
             {"name": "client", "description": "What the web widget calls (SDK key, then a session)."},
-            {"name": "admin", "description": "Skills, conversations, tokens and audit (secret key)."},
+            {
+                "name": "admin",
+                "description": "Skills, conversations, tokens, API keys and audit (secret key).",
+            },
             {"name": "operations", "description": "Health, readiness and metrics."},
         ],
     )
@@ -144,6 +148,7 @@ def create_app(
     app.state.socket_quota = SocketQuota(settings.max_sockets_per_ip, settings.max_sockets_per_session)
     app.state.quotas = quotas
     app.state.accounts = accounts
+    app.state.keys = Keys(store)
 
     errors.install(app)
     app.include_router(client_api.router)

@@ -3,8 +3,8 @@
 API keys (``pk_`` SDK key, ``sk_`` secret key) and sessions (``ses_``) are credentials as
 :mod:`rejoinder.credentials` spells them, stored only as their SHA-256. Credentials never appear in logs or error
 texts; sessions are named by their public id (``sid_…``).
-A valid API key is remembered by each server process for ``KEY_CACHE_SECONDS`` after it was read, so revoking
-a key in the database takes effect within that time.
+Whether a key is valid now is :meth:`rejoinder.service.keys.Keys.find`'s answer: a key revoked through another
+server process stops working here within ``KEY_CACHE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -25,7 +22,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from rejoinder.credentials import (
-    KEY_ID_PREFIX,
     SDK_KEY_PREFIX,
     SECRET_KEY_PREFIX,
     SESSION_ID_PREFIX,
@@ -34,17 +30,16 @@ from rejoinder.credentials import (
     new_public_id,
     new_secret,
 )
+from rejoinder.server import state
 from rejoinder.server.errors import Problem, problem_for
 from rejoinder.service import ConversationService, NewSession, SessionRefused, UnknownBot
+from rejoinder.service.keys import KIND_PREFIXES
 from rejoinder.skills.model import Bot, parse_duration
 from rejoinder.store import ApiKeyRecord, SessionRecord, Store
 
 log = logging.getLogger("rejoinder.auth")
 
-_KINDS = {SDK_KEY_PREFIX: "sdk", SECRET_KEY_PREFIX: "secret"}
-
-# A key revoked in the database may go on working this long in a server process that has already seen it.
-KEY_CACHE_SECONDS = 30.0
+_KINDS = {prefix: kind for kind, prefix in KIND_PREFIXES.items()}
 
 sdk_key_scheme = HTTPBearer(
     scheme_name="sdk_key",
@@ -66,28 +61,6 @@ Credentials = HTTPAuthorizationCredentials | None
 
 
 # ------------------------------------------------------------------------------------------------ keys
-
-
-@dataclass(frozen=True)
-class IssuedKeys:
-    """A bot's new key pair, the only time the secrets are seen."""
-
-    bot_id: str
-    sdk_key: str
-    secret_key: str
-
-
-async def create_keys(store: Store, bot_id: str, *, now: datetime) -> IssuedKeys:
-    """Create an SDK key and a secret key for ``bot_id``; only their hashes are stored."""
-    issued = {}
-    for prefix, kind in _KINDS.items():
-        secret = new_secret(prefix)
-        record = await store.credentials.create_api_key(
-            bot_id, kind, hash_secret(secret), new_public_id(KEY_ID_PREFIX), now
-        )
-        log.info("created %s key %s for bot %s", kind, record.id, bot_id)
-        issued[kind] = secret
-    return IssuedKeys(bot_id=bot_id, sdk_key=issued["sdk"], secret_key=issued["secret"])
 
 
 @dataclass(frozen=True)
@@ -129,51 +102,13 @@ async def _key_caller(conn: HTTPConnection, credentials: Credentials, prefix: st
         if secret.startswith((SDK_KEY_PREFIX, SECRET_KEY_PREFIX, SESSION_PREFIX)):
             raise Problem(403, "forbidden", f"This route takes the bot's {wanted}.")
         raise _unauthorized(f"This route takes the bot's {wanted} as `Authorization: Bearer <key>`.")
-    key = await _find_key(_store(conn), hash_secret(secret))
+    key = await state.keys(conn).find(hash_secret(secret))
     bot = _bot(conn, key.bot_id) if key is not None else None
-    if key is None or key.revoked_at is not None or key.kind != _KINDS[prefix] or bot is None:
+    if key is None or key.kind != _KINDS[prefix] or bot is None:
         raise _unauthorized(
             f"This {wanted} is not valid on this server. Create keys with `rejoinder keys create`."
         )
     return KeyCaller(bot=bot, key=key)
-
-
-class _KeyCache:
-    """Valid keys found by hash in one store, each kept for ``KEY_CACHE_SECONDS`` after it was read.
-
-    Every request takes a key; reading it from the database each time costs a store round trip. Only keys that
-    were valid when read are kept, so an unknown key is always looked up.
-    """
-
-    def __init__(self) -> None:
-        self._found: dict[str, tuple[float, ApiKeyRecord]] = {}
-
-    def get(self, key_hash: str) -> ApiKeyRecord | None:
-        entry = self._found.get(key_hash)
-        if entry is None or entry[0] <= time.monotonic():
-            return None
-        return entry[1]
-
-    def put(self, key_hash: str, key: ApiKeyRecord) -> None:
-        now = time.monotonic()
-        # Keys are few; expired entries are dropped as new ones come so the cache stays that small.
-        self._found = {h: entry for h, entry in self._found.items() if entry[0] > now}
-        self._found[key_hash] = (now + KEY_CACHE_SECONDS, key)
-
-
-_key_caches: weakref.WeakKeyDictionary[Store, _KeyCache] = weakref.WeakKeyDictionary()
-
-
-async def _find_key(store: Store, key_hash: str) -> ApiKeyRecord | None:
-    cache = _key_caches.get(store)
-    if cache is None:
-        cache = _key_caches[store] = _KeyCache()
-    key = cache.get(key_hash)
-    if key is None:
-        key = await store.credentials.find_api_key(key_hash)
-        if key is not None and key.revoked_at is None:
-            cache.put(key_hash, key)
-    return key
 
 
 # ------------------------------------------------------------------------------------------------ origins

@@ -35,6 +35,10 @@ from rejoinder.service.errors import (
     AccountExists,
     AccountNotFound,
     InvalidAccount,
+    InvalidOverlap,
+    KeyInUse,
+    KeyNotActive,
+    KeyNotFound,
     LastOwner,
     SignInRefused,
     SignInThrottled,
@@ -89,6 +93,10 @@ TITLES: dict[str, str] = {
     "account_not_found": "Account not found",
     "invalid_account": "Invalid account",
     "last_owner": "Last owner",
+    "key_not_found": "API key not found",
+    "key_not_active": "API key not active",
+    "key_in_use": "API key in use",
+    "invalid_overlap": "Invalid overlap",
 }
 
 # The slug a bare HTTP status gets when the framework raises it without one of ours.
@@ -183,6 +191,10 @@ SERVICE_STATUS: dict[type[ServiceError], int] = {
     AccountNotFound: 404,
     InvalidAccount: 400,
     LastOwner: 409,
+    KeyNotFound: 404,
+    KeyNotActive: 409,
+    KeyInUse: 409,
+    InvalidOverlap: 422,
 }
 
 
@@ -351,6 +363,8 @@ class _BodyTooLarge(StarletteHTTPException):
 
 
 MAX_SKILL_BYTES = 256 * 1024
+CONSOLE_SKILL_UPLOAD = "/dashboard/skills/upload"
+_FORM_ALLOWANCE = 4 * 1024  # the console upload form's other fields and multipart framing
 
 
 class BodyLimit:
@@ -369,8 +383,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # Skill files are documents, not chat messages: their uploads get a larger allowance.
-        limit = self.skill_limit if scope["path"].startswith("/v1/skills") else self.limit
+        # Skill files are documents, not chat messages: their uploads (admin API, console) get a larger allowance.
+        limit = self.limit
+        if scope["path"].startswith("/v1/skills"):
+            limit = self.skill_limit
+        elif scope["path"] == CONSOLE_SKILL_UPLOAD:
+            limit = self.skill_limit + _FORM_ALLOWANCE
         if _declared_length(scope) > limit:
             response = Problem(413, "too_large", _too_large_detail(limit)).to_response()
             await response(scope, receive, send)

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from rejoinder.service import ConversationService
+from rejoinder.service import Actor, ConversationService
 from rejoinder.skills import ERROR, Bot, SkillSource, read_skill, validate_bot
 from rejoinder.skills import Problem as SkillProblem
 from rejoinder.skills.loader import bot_version
 from rejoinder.skills.problems import errors
 from rejoinder.skills.stored import compose
-from rejoinder.store import StoreError
+from rejoinder.store import NewAudit, StoreError
 from rejoinder.store.bots import (
     Bots,
     SkillChange,
@@ -85,7 +85,7 @@ class SkillCatalog:
         self._heads: dict[str, int] = {}
         self._validations = asyncio.Semaphore(MAX_VALIDATIONS)
 
-    async def _off_loop(self, work: Callable[[], T]) -> T:
+    async def off_loop(self, work: Callable[[], T]) -> T:
         """Runs parsing or validation in a worker thread, so the event loop keeps answering meanwhile."""
         async with self._validations:
             return await asyncio.to_thread(work)
@@ -104,7 +104,7 @@ class SkillCatalog:
         """
         _, changes = await self.versions.current(bot.id)
         candidate = compose(bot, _definitions(changes))
-        problems = await self._off_loop(lambda: validate_bot(candidate))
+        problems = await self.off_loop(lambda: validate_bot(candidate))
         if errors(problems):
             return None, problems
         self.directory_bots[bot.id] = bot
@@ -133,35 +133,40 @@ class SkillCatalog:
 
     async def check(self, bot_id: str, text: str, media_type: str) -> list[SkillProblem]:
         """Every problem the upload of ``text`` would meet; nothing is stored."""
-        source, problems = await self._off_loop(lambda: _parse(None, text, media_type))
+        source, problems = await self.off_loop(lambda: _parse(None, text, media_type))
         if source is None:
             return problems
         base = await self.sync(bot_id)
-        _, problems = await self._off_loop(lambda: _with_skill(base, source, problems))
+        _, problems = await self.off_loop(lambda: _with_skill(base, source, problems))
         return problems
 
-    async def upload(self, bot_id: str, skill_id: str, text: str, media_type: str) -> Upload:
-        """Store ``text`` as the skill's next version, unless it has errors."""
-        parsed, problems = await self._off_loop(lambda: _parse(skill_id, text, media_type))
+    async def upload(
+        self, bot_id: str, skill_id: str | None, text: str, media_type: str, actor: Actor
+    ) -> Upload:
+        """Store ``text`` as the skill's next version, unless it has errors; audited as ``actor``'s change.
+
+        ``skill_id`` None takes the skill's own ``id``; otherwise the two must be the same.
+        """
+        parsed, problems = await self.off_loop(lambda: _parse(skill_id, text, media_type))
         if parsed is None:
             return Upload(None, problems, replaced=False)
         source = parsed
         found: list[SkillProblem] = problems
+        uploaded = source.skill.id
 
         def add(base: Bot) -> SkillChange | None:
             nonlocal found
             candidate, found = _with_skill(base, source, problems)
-            return (
-                None
-                if candidate is None
-                else SkillChange(candidate, skill_id, source.skill, text, media_type)
-            )
+            if candidate is None:
+                return None
+            audit = _audit("skill_uploaded", bot_id, self.clock(), actor)
+            return SkillChange(candidate, uploaded, source.skill, text, media_type, actor.key_id, audit)
 
         record, base = await self._change(bot_id, add)
-        return Upload(record, found, replaced=record is not None and skill_id in base.skills)
+        return Upload(record, found, replaced=record is not None and uploaded in base.skills)
 
-    async def delete(self, bot_id: str, skill_id: str) -> SkillVersionRecord:
-        """Record the skill's deletion, unless other skills still need it."""
+    async def delete(self, bot_id: str, skill_id: str, actor: Actor) -> SkillVersionRecord:
+        """Record the skill's deletion, unless other skills still need it; audited as ``actor``'s change."""
 
         def remove(base: Bot) -> SkillChange:
             if skill_id not in base.skills:
@@ -171,7 +176,8 @@ class SkillCatalog:
             problems = errors(validate_bot(candidate))
             if problems:
                 raise SkillInUse(skill_id, problems)
-            return SkillChange(candidate, skill_id, None)
+            audit = _audit("skill_deleted", bot_id, self.clock(), actor)
+            return SkillChange(candidate, skill_id, None, changed_by=actor.key_id, audit=audit)
 
         record, _ = await self._change(bot_id, remove)
         assert record is not None
@@ -183,7 +189,7 @@ class SkillCatalog:
         """Apply ``make`` to the newest bot and record its change; redo both if another change landed first."""
         for _attempt in range(_CHANGE_ATTEMPTS):
             base = await self.sync(bot_id)
-            change = await self._off_loop(functools.partial(make, base))
+            change = await self.off_loop(functools.partial(make, base))
             if change is None:
                 return None, base
             try:
@@ -201,6 +207,19 @@ class SkillCatalog:
         if self.service.bot(bot.id).version != bot.version:
             log.info("bot %s now runs version %s", bot.id, bot.version)
             self.service.add_bot(bot)
+
+
+def _audit(kind: str, bot_id: str, at: datetime, actor: Actor) -> NewAudit:
+    """The audit event of a skill change; the store adds the skill, its version and the bot version to it."""
+    return NewAudit(
+        kind=kind,
+        bot_id=bot_id,
+        outcome="ok",
+        at=at,
+        ip=actor.ip,
+        user_agent=actor.user_agent,
+        detail={"key_id": actor.key_id},
+    )
 
 
 def _definitions(changes: Mapping[str, SkillVersionRecord]) -> dict[str, dict[str, Any] | None]:

@@ -14,11 +14,16 @@ if TYPE_CHECKING:
     from rejoinder.server.skill_catalog import SkillCatalog
     from rejoinder.server.socket_quota import SocketQuota
     from rejoinder.service import ConversationService
+    from rejoinder.service.keys import Keys
     from rejoinder.store import Store
 
 
 def service(conn: HTTPConnection) -> ConversationService:
     return cast("ConversationService", conn.app.state.service)
+
+
+def keys(conn: HTTPConnection) -> Keys:
+    return cast("Keys", conn.app.state.keys)
 
 
 def store(conn: HTTPConnection) -> Store:

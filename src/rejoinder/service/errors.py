@@ -92,3 +92,27 @@ class LastOwner(ServiceError):
     """The change would leave the console without an owner able to sign in."""
 
     code = "last_owner"
+
+
+class KeyNotFound(ServiceError):
+    """No API key with this id (belongs to the bot, when a bot's caller asks)."""
+
+    code = "key_not_found"
+
+
+class KeyNotActive(ServiceError):
+    """A key already revoked or retiring cannot be rotated."""
+
+    code = "key_not_active"
+
+
+class KeyInUse(ServiceError):
+    """The caller asked to revoke the very key it calls with, without saying it means to."""
+
+    code = "key_in_use"
+
+
+class InvalidOverlap(ServiceError):
+    """A rotation's overlap is negative or longer than allowed."""
+
+    code = "invalid_overlap"

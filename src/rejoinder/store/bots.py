@@ -1,14 +1,16 @@
-"""Bots: the definition each server last recorded, and every change of their skills with the bot versions it made.
+"""Bots: the definition each server last recorded, every change of their skills with who made it and the bot
+versions it made, and how many conversations began on each bot version.
 
-A skill change (an upload or deletion through the admin API) is a row of ``skill_versions`` (numbered per skill: 1, 2, …; a deletion is a version too). Each bot
-version a conversation may run on is kept whole in ``bot_versions`` (every skill as JSON), so a conversation
-that began on an older version can be finished on it by any worker, after any restart.
+A skill change (an upload or deletion through the admin API or the console) is a row of ``skill_versions``
+(numbered per skill: 1, 2, …; a deletion is a version too). Each bot version a conversation may run on is kept
+whole in ``bot_versions`` (every skill as JSON), so a conversation that began on an older version can be finished
+on it by any worker, after any restart.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +20,8 @@ from rejoinder.skills.model import Bot, Skill
 from rejoinder.skills.stored import skills_json
 from rejoinder.store.database import Database, advisory_lock, insert_on_conflict
 from rejoinder.store.errors import StoreError
-from rejoinder.store.records import BotRecord, as_utc
-from rejoinder.store.tables import bot_versions, bots, skill_versions
+from rejoinder.store.records import BotRecord, NewAudit, as_utc
+from rejoinder.store.tables import audit_events, bot_versions, bots, conversations, skill_versions
 
 
 class SkillsChanged(StoreError):
@@ -38,17 +40,35 @@ class SkillVersionRecord:
     media_type: str | None
     bot_version: str
     created_at: datetime
+    changed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class SkillChangeSummary:
+    """A version of a skill as a history lists it: when, by whom, what it made; not its text."""
+
+    version: int
+    deleted: bool
+    bot_version: str
+    created_at: datetime
+    changed_by: str | None
+
+
+_SUMMARY_COLUMNS = ("version", "deleted", "bot_version", "created_at", "changed_by")
 
 
 @dataclass(frozen=True)
 class SkillChange:
-    """An upload (``skill`` and its ``source``) or a deletion (``skill`` None) that makes ``bot`` the newest."""
+    """An upload (``skill`` and its ``source``) or a deletion (``skill`` None) that makes ``bot`` the newest,
+    made by ``changed_by`` and audited as ``audit`` (its detail gains the skill, its version and the bot version)."""
 
     bot: Bot
     skill_id: str
     skill: Skill | None
     source: str | None = None
     media_type: str | None = None
+    changed_by: str | None = None
+    audit: NewAudit | None = None
 
 
 class Bots:
@@ -98,6 +118,27 @@ class Bots:
         rows = await self._database.read(_all_rows, statement)
         return [SkillVersionRecord(**row._mapping) for row in rows]
 
+    async def changes(self, bot_id: str, skill_id: str, *, limit: int) -> list[SkillChangeSummary]:
+        """The skill's ``limit`` newest versions, newest first, without their texts (by the unique index)."""
+        statement = (
+            sa.select(*(skill_versions.c[name] for name in _SUMMARY_COLUMNS))
+            .where(skill_versions.c.bot_id == bot_id, skill_versions.c.skill_id == skill_id)
+            .order_by(skill_versions.c.version.desc())
+            .limit(limit)
+        )
+        rows = await self._database.read(_all_rows, statement)
+        return [SkillChangeSummary(**row._mapping) for row in rows]
+
+    async def version(self, bot_id: str, skill_id: str, version: int) -> SkillVersionRecord | None:
+        """One version of a skill, its text included."""
+        statement = sa.select(skill_versions).where(
+            skill_versions.c.bot_id == bot_id,
+            skill_versions.c.skill_id == skill_id,
+            skill_versions.c.version == version,
+        )
+        rows = await self._database.read(_all_rows, statement)
+        return SkillVersionRecord(**rows[0]._mapping) if rows else None
+
     async def record(self, change: SkillChange, *, expected_head: int, now: datetime) -> SkillVersionRecord:
         """Store a change made on top of the bot as of ``expected_head``, and the bot version it makes.
 
@@ -105,6 +146,21 @@ class Bots:
         """
         new_id, row = await self._database.write(_record, change, expected_head, as_utc(now))
         return SkillVersionRecord(id=int(new_id), **row)
+
+    async def conversations_per_version(self, bot_id: str, *, limit: int) -> list[tuple[str, int, int]]:
+        """``(bot version, conversations begun on it, those still open)`` for the ``limit`` versions with the most
+        conversations: one pass over the ``(bot_id, bot_version, status)`` index, never the rows."""
+        count = sa.func.count()
+        active = sa.func.sum(sa.case((conversations.c.status == "active", 1), else_=0))
+        statement = (
+            sa.select(conversations.c.bot_version, count, sa.func.coalesce(active, 0))
+            .where(conversations.c.bot_id == bot_id, conversations.c.bot_version.is_not(None))
+            .group_by(conversations.c.bot_version)
+            .order_by(count.desc(), conversations.c.bot_version)
+            .limit(limit)
+        )
+        rows = await self._database.read(_all_rows, statement)
+        return [(str(version), int(total), int(open_)) for version, total, open_ in rows]
 
     async def save_bot(self, bot: Bot, now: datetime) -> None:
         """Keep ``bot``'s version (a no-op when it is already kept)."""
@@ -158,8 +214,17 @@ def _record(
         "media_type": change.media_type,
         "bot_version": change.bot.version,
         "created_at": now,
+        "changed_by": change.changed_by,
     }
     new_id = conn.scalar(skill_versions.insert().values(row).returning(skill_versions.c.id))
+    if change.audit is not None:
+        detail = {
+            **(change.audit.detail or {}),
+            "skill_id": change.skill_id,
+            "version": row["version"],
+            "bot_version": change.bot.version,
+        }
+        conn.execute(audit_events.insert(), replace(change.audit, detail=detail).row())
     return int(new_id), row
 
 

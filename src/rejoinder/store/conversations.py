@@ -50,6 +50,7 @@ def _advance_statement(*, with_user: bool) -> sa.Update:
         "last_seq": conversations.c.last_seq + sa.bindparam("count", type_=sa.Integer),
         "status": sa.bindparam("status"),
         "state": sa.bindparam("state", type_=conversations.c.state.type),
+        "bot_version": sa.bindparam("bot_version"),
         "skill_id": sa.bindparam("skill_id"),
         "node_id": sa.bindparam("node_id"),
         "updated_at": sa.bindparam("updated_at", type_=conversations.c.updated_at.type),
@@ -283,6 +284,12 @@ def _commit_turn(conn: sa.Connection, turn: TurnWrite, now: datetime) -> Committ
     return CommittedTurn(version=version, messages=records)
 
 
+def bot_version_of(state: dict[str, Any]) -> str | None:
+    """The bot version a conversation's state says it runs on, kept in a column of its own to be counted."""
+    version = state.get(STATE_VERSION_KEY)
+    return version if isinstance(version, str) else None
+
+
 def _create_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, count: int) -> tuple[int, int]:
     statement = (
         insert_on_conflict(conn, conversations)
@@ -291,6 +298,7 @@ def _create_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, co
             bot_id=turn.bot_id,
             status=turn.status,
             state=turn.state,
+            bot_version=bot_version_of(turn.state),
             skill_id=turn.skill_id,
             node_id=turn.node_id,
             version=1,
@@ -314,6 +322,7 @@ def _advance_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, c
         "count": count,
         "status": turn.status,
         "state": turn.state,
+        "bot_version": bot_version_of(turn.state),
         "skill_id": turn.skill_id,
         "node_id": turn.node_id,
         "updated_at": now,
@@ -450,7 +459,7 @@ def _conversation_conditions(query: ConversationQuery, dialect: str) -> list[sa.
     if query.skill_id is not None:
         where.append(conversations.c.skill_id == query.skill_id)
     if query.bot_version is not None:
-        where.append(conversations.c.state[STATE_VERSION_KEY].as_string() == query.bot_version)
+        where.append(conversations.c.bot_version == query.bot_version)
     if query.user_id is not None:
         where.append(conversations.c.user["id"].as_string() == query.user_id)
     if query.updated_after is not None:

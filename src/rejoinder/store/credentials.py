@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,9 @@ from rejoinder.store.records import (
 )
 from rejoinder.store.tables import api_keys, audit_events, messages, sessions, tokens
 from rejoinder.tokens import TokenRecord
+
+# What listing a bot's keys shows at most (rotations add keys; the newest matter).
+MAX_API_KEYS_LISTED = 500
 
 _TOKEN_COLUMNS = [tokens.c[name] for name in TokenRecord.__dataclass_fields__]
 
@@ -150,6 +154,39 @@ class Credentials:
         row = await self._database.read(_first, sa.select(api_keys).where(api_keys.c.key_hash == key_hash))
         return ApiKeyRecord(**row._mapping) if row else None
 
+    async def create_api_keys(self, keys: Sequence[ApiKeyRecord], audit: NewAudit | None = None) -> None:
+        """Store new API keys (their hashes), with ``audit`` in the same transaction."""
+        rows = [_as_row(replace(key, created_at=as_utc(key.created_at))) for key in keys]
+        await self._database.write(_insert_api_keys, rows, audit.row() if audit is not None else None)
+
+    async def list_api_keys(self, bot_id: str) -> list[ApiKeyRecord]:
+        """The bot's API keys, newest first (at most ``MAX_API_KEYS_LISTED``)."""
+        statement = (
+            sa.select(api_keys)
+            .where(api_keys.c.bot_id == bot_id)
+            .order_by(api_keys.c.created_at.desc(), api_keys.c.id)
+            .limit(MAX_API_KEYS_LISTED)
+        )
+        rows = await self._database.read(_all_rows, statement)
+        return [ApiKeyRecord(**row._mapping) for row in rows]
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        row = await self._database.read(_first, sa.select(api_keys).where(api_keys.c.id == key_id))
+        return ApiKeyRecord(**row._mapping) if row else None
+
+    async def revoke_api_key(self, key_id: str, now: datetime, audit: NewAudit) -> ApiKeyRecord | None:
+        """Make a key stop at ``now`` (a retiring one too) and record ``audit``, in one transaction. None, and
+        nothing written, when it had stopped already."""
+        return await self._database.write(_revoke_api_key, key_id, as_utc(now), audit.row())
+
+    async def rotate_api_key(
+        self, key_id: str, retires_at: datetime, new: ApiKeyRecord, audit: NewAudit
+    ) -> ApiKeyRecord | None:
+        """Make an active key stop at ``retires_at``, store ``new`` and record ``audit``, in one transaction; the
+        old key as it is now. None, and nothing written, when the key was not active (revoked or retiring)."""
+        new_row = _as_row(replace(new, created_at=as_utc(new.created_at)))
+        return await self._database.write(_rotate_api_key, key_id, as_utc(retires_at), new_row, audit.row())
+
     async def find_session(self, session_hash: str) -> SessionRecord | None:
         fields = await self._database.read(_find_session, session_hash)
         return SessionRecord(**fields) if fields else None
@@ -238,6 +275,47 @@ def _first(
 
 def _all_rows(conn: sa.Connection, statement: sa.Executable) -> list[Any]:
     return list(conn.execute(statement).all())
+
+
+def _insert_api_keys(
+    conn: sa.Connection, rows: list[dict[str, Any]], audit_row: dict[str, Any] | None
+) -> None:
+    conn.execute(api_keys.insert(), rows)
+    if audit_row is not None:
+        conn.execute(audit_events.insert(), audit_row)
+
+
+def _revoke_api_key(
+    conn: sa.Connection, key_id: str, now: datetime, audit_row: dict[str, Any]
+) -> ApiKeyRecord | None:
+    still_valid = sa.or_(api_keys.c.revoked_at.is_(None), api_keys.c.revoked_at > now)
+    changed = conn.execute(
+        sa.update(api_keys).where(api_keys.c.id == key_id, still_valid).values(revoked_at=now)
+    )
+    if changed.rowcount != 1:
+        return None
+    conn.execute(audit_events.insert(), audit_row)
+    return _api_key(conn, key_id)
+
+
+def _rotate_api_key(
+    conn: sa.Connection, key_id: str, retires_at: datetime, new_row: dict[str, Any], audit_row: dict[str, Any]
+) -> ApiKeyRecord | None:
+    retiring = (
+        sa.update(api_keys)
+        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=retires_at)
+    )
+    if conn.execute(retiring).rowcount != 1:
+        return None
+    conn.execute(api_keys.insert(), new_row)
+    conn.execute(audit_events.insert(), audit_row)
+    return _api_key(conn, key_id)
+
+
+def _api_key(conn: sa.Connection, key_id: str) -> ApiKeyRecord | None:
+    row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
+    return ApiKeyRecord(**row._mapping) if row else None
 
 
 def _find_session(conn: sa.Connection, session_hash: str) -> dict[str, Any] | None:

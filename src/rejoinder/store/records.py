@@ -34,6 +34,9 @@ class ConversationRecord:
     user: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    bot_version: str | None = (
+        None  # the bot version it runs on (also in ``state``), NULL before migration 0004
+    )
 
 
 @dataclass(frozen=True)

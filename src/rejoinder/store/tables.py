@@ -72,6 +72,9 @@ conversations = sa.Table(
     sa.Column("bot_id", sa.String, nullable=False),
     sa.Column("status", sa.String, nullable=False),
     sa.Column("state", _json(), nullable=False),
+    sa.Column(
+        "bot_version", sa.String, nullable=True
+    ),  # the state's bot version, to count conversations by it
     sa.Column("skill_id", sa.String, nullable=True),
     sa.Column("node_id", sa.String, nullable=True),
     sa.Column("version", sa.Integer, nullable=False),
@@ -82,6 +85,7 @@ conversations = sa.Table(
     sa.CheckConstraint("status IN ('active', 'closed')", name="status"),
     sa.Index(None, "bot_id", "updated_at", "id"),
     sa.Index(None, "status"),
+    sa.Index(None, "bot_id", "bot_version", "status"),
 )
 
 messages = sa.Table(
@@ -179,6 +183,7 @@ skill_versions = sa.Table(
     sa.Column("media_type", sa.String, nullable=True),  # application/yaml or application/json
     sa.Column("bot_version", sa.String, nullable=False),  # the bot version this change made
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("changed_by", sa.String, nullable=True),  # who: a key id or console:<email>; NULL before 0004
     sa.UniqueConstraint("bot_id", "skill_id", "version"),
     sa.Index(None, "bot_id", "id"),
 )

@@ -1,4 +1,4 @@
-"""The admin API of API.md (secret key): skills, conversations, tokens and the audit trail.
+"""The admin API of API.md (secret key): skills, conversations, tokens, API keys and the audit trail.
 
 One module per resource; this package's :data:`router` serves them all under ``/v1``, in the order listed
 here (the order of the OpenAPI document).
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from rejoinder.server.admin import audit, conversations, skills, tokens
+from rejoinder.server.admin import audit, conversations, keys, skills, tokens
 
 router = APIRouter(prefix="/v1", tags=["admin"])
-for _resource in (skills, conversations, tokens, audit):
+for _resource in (skills, conversations, tokens, keys, audit):
     router.include_router(_resource.router)
 
 __all__ = ["router"]

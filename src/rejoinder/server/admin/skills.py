@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from rejoinder.server import state
-from rejoinder.server.admin.caller import Admin
+from rejoinder.server.admin.caller import Admin, actor
 from rejoinder.server.errors import PROBLEM_MEDIA_TYPE, Problem, problem_responses
 from rejoinder.server.skill_catalog import (
     JSON_MEDIA_TYPE,
@@ -115,7 +115,9 @@ def _busy() -> Problem:
 async def put_skill(skill_id: SkillId, request: Request, caller: Admin) -> JSONResponse:
     text, media_type = await _skill_body(request)
     try:
-        upload = await state.skill_catalog(request).upload(caller.bot.id, skill_id, text, media_type)
+        upload = await state.skill_catalog(request).upload(
+            caller.bot.id, skill_id, text, media_type, actor(request, caller)
+        )
     except SkillsBusy:
         raise _busy() from None
     if upload.record is None:
@@ -173,6 +175,7 @@ async def get_skill(skill_id: SkillId, request: Request, caller: Admin) -> JSONR
             "deleted": change.deleted,
             "bot_version": change.bot_version,
             "created_at": iso_z(change.created_at),
+            "changed_by": change.changed_by,
         }
         for change in history
     ]
@@ -187,7 +190,7 @@ async def get_skill(skill_id: SkillId, request: Request, caller: Admin) -> JSONR
 )
 async def delete_skill(skill_id: SkillId, request: Request, caller: Admin) -> Response:
     try:
-        await state.skill_catalog(request).delete(caller.bot.id, skill_id)
+        await state.skill_catalog(request).delete(caller.bot.id, skill_id, actor(request, caller))
     except SkillNotFound:
         raise _skill_not_found(skill_id) from None
     except SkillInUse as in_use:

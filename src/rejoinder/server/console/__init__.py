@@ -25,7 +25,9 @@ A page is a route on an ``APIRouter`` of its own module here, included in :data:
 - **Audit**: give ``actor(request)`` (``console:<email>``, address, user agent) to every service call that
   audits, so the trail says who made the change.
 - Templates: ``base.html`` (blocks ``title``, ``content``), ``_macros.html`` (``csrf_field(token)``,
-  ``flash_messages(flashes)``), ``error.html``, ``sign_in.html``, ``overview.html``, ``users.html``.
+  ``flash_messages(flashes)``), ``error.html``, ``sign_in.html``, ``overview.html``, ``users.html``,
+  ``keys.html`` (with ``key_revoke.html`` and ``key_secrets.html``), the Skills pages' (``skills.html``,
+  ``skill.html``, ``skill_source.html``, ``skill_upload.html``, partials in ``_skills.html``).
   Static files (CSS, JS) live in ``rejoinder/web/console/`` and are linked with ``{{ static("console.css") }}``.
 
 Every answer under ``/dashboard`` carries a strict Content-Security-Policy (nothing from another host, no inline
@@ -38,7 +40,7 @@ from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
 from rejoinder.config import Settings
-from rejoinder.server.console import audit, conversations, overview, sign_in, tokens, users
+from rejoinder.server.console import audit, conversations, keys, overview, sign_in, skills, tokens, users
 from rejoinder.server.console.pages import ConsoleHeaders, Flash, install_handlers, render, static_router
 from rejoinder.server.console.session import (
     CSRF_FIELD,
@@ -87,6 +89,8 @@ router.include_router(users.router)
 router.include_router(conversations.router)
 router.include_router(tokens.router)
 router.include_router(audit.router)
+router.include_router(keys.router)
+router.include_router(skills.router)
 
 
 def install(app: FastAPI) -> None:

@@ -45,7 +45,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Tokens", f"{PREFIX}/tokens"),
     NavItem("Audit", f"{PREFIX}/audit"),
     NavItem("Skills", f"{PREFIX}/skills"),
-    NavItem("Keys", f"{PREFIX}/keys"),
+    NavItem("Keys", f"{PREFIX}/keys", role="owner"),
     NavItem("Users", f"{PREFIX}/users", role="owner"),
 )
 

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from rejoinder.server.errors import CONSOLE_SKILL_UPLOAD
 from rejoinder.service.accounts import Accounts, ConsoleSession, console_actor, role_allows
 from rejoinder.service.resume import Actor
 from rejoinder.store.records import ConsoleUserRecord
@@ -33,6 +34,9 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_FORM_FIELDS = 50
+# The one form that carries a file (the skill upload's, bounded by the server's body limit). Any other form with a
+# file is refused, so that no field meant as text arrives as a file.
+FILE_FORMS = frozenset({CONSOLE_SKILL_UPLOAD})
 SIGN_IN_COOKIE_SECONDS = 3600
 
 _CSRF_CONTEXT = b"rejoinder console csrf"
@@ -96,9 +100,10 @@ def actor(request: Request) -> Actor:
 
 
 async def form_of(request: Request) -> FormData:
-    """The request's form (read once; bounded in fields, and the body by the server's body limit)."""
+    """The request's form (read once; bounded in fields and files, and the body by the server's body limit)."""
+    max_files = 1 if request.url.path in FILE_FORMS else 0
     try:
-        return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+        return await request.form(max_files=max_files, max_fields=MAX_FORM_FIELDS)
     except StarletteHTTPException as error:
         if error.status_code == 413:
             raise ConsoleRefused(413, "Form too large", "The form is larger than the server takes.") from None

@@ -40,7 +40,7 @@ from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
 from rejoinder.config import Settings
-from rejoinder.server.console import keys, overview, sign_in, skills, users
+from rejoinder.server.console import audit, conversations, keys, overview, sign_in, skills, tokens, users
 from rejoinder.server.console.pages import ConsoleHeaders, Flash, install_handlers, render, static_router
 from rejoinder.server.console.session import (
     CSRF_FIELD,
@@ -86,6 +86,9 @@ router.include_router(static_router)
 router.include_router(sign_in.router)
 router.include_router(overview.router)
 router.include_router(users.router)
+router.include_router(conversations.router)
+router.include_router(tokens.router)
+router.include_router(audit.router)
 router.include_router(keys.router)
 router.include_router(skills.router)
 

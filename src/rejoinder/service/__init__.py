@@ -1,7 +1,7 @@
 """The turn service: the imperative shell around the engine, for every edge (HTTP, WebSocket, CLI).
 
 Its operations come in modules of one idea each — :mod:`.turns` (a customer's turn), :mod:`.resume` (resume,
-sessions, tokens, erasure), :mod:`.bots` (which engine runs a conversation) — over the state they share
+sessions, tokens, erasure), :mod:`.bots` (which engine runs a conversation), :mod:`.overview` (a bot's activity by hour and day) — over the state they share
 (:mod:`.shared`). Its refusals (:mod:`.errors`) name a problem type and no HTTP status: each edge answers them.
 """
 
@@ -27,6 +27,7 @@ from rejoinder.service.errors import (
     TurnConflict,
     UnknownBot,
 )
+from rejoinder.service.overview import Overviews
 from rejoinder.service.resume import Actor, ResumeOutcome, Resumes
 from rejoinder.service.shared import HttpPerformer, NewSession, utcnow
 from rejoinder.service.turns import MAX_TEXT_CHARS, CustomerMessage, TurnOutcome, Turns, new_conversation_id
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 
-class ConversationService(Turns, Resumes):
+class ConversationService(Turns, Resumes, Overviews):
     """Starts, continues and resumes conversations for a set of loaded bots."""
 
     def __init__(

@@ -196,7 +196,7 @@ class ConsoleSessionRecord:
 
 # Upper bounds (milliseconds) of the turn-latency buckets kept per bot and hour; a last bucket holds the slower.
 LATENCY_BOUNDS_MS = (25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
-LATENCY_BUCKET_COLUMNS = tuple(f"latency_le_{bound}ms" for bound in LATENCY_BOUNDS_MS) + ("latency_over",)
+LATENCY_BUCKET_COLUMNS = (*(f"latency_le_{bound}ms" for bound in LATENCY_BOUNDS_MS), "latency_over")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ async def console(tmp_path: Path, shop_bot: Bot, other_bot: Bot) -> AsyncIterato
 
 
 async def seed(server: Server) -> None:
-    """On shop: three conversations; resumes ok ×2, used up, revoked, not found; two rate-limited; one Integrate
+    """On shop: three conversations; two resumes ok, used up, revoked, not found; two rate-limited; one Integrate
     failure. On other: one conversation."""
     service = server.service
     started = [await service.start("shop", event="welcome") for _ in range(3)]

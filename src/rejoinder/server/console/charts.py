@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 WIDTH = 480
 HEIGHT = 200
-_LEFT, _RIGHT, _TOP, _BOTTOM = 52, 8, 12, 26
+_LEFT, _RIGHT, _TOP, _BOTTOM = 52, 22, 12, 26
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def bar_chart(
         rects=rects,
         lines=[],
         dots=[],
-        y_ticks=_y_ticks(top, fmt),
+        y_ticks=_y_ticks(top, fmt, whole=True),
         x_ticks=_x_ticks(periods, slot, every),
         columns=["Period", *(s.label for s in series)],
         rows=[[period, *(_cell(s.values[i], fmt) for s in series)] for i, period in enumerate(periods)],
@@ -181,9 +181,11 @@ def line_chart(
     )
 
 
-def _y_ticks(top: float, fmt: Callable[[float], str]) -> list[Tick]:
+def _y_ticks(top: float, fmt: Callable[[float], str], *, whole: bool = False) -> list[Tick]:
+    """Ticks at the bottom, the middle and the top; counts (``whole``) skip a middle that is no whole number."""
     plot_height = HEIGHT - _TOP - _BOTTOM
-    return [Tick(_r(HEIGHT - _BOTTOM - plot_height * share), fmt(top * share)) for share in (0, 0.5, 1)]
+    shares = (0, 1) if whole and (top / 2) % 1 else (0, 0.5, 1)
+    return [Tick(_r(HEIGHT - _BOTTOM - plot_height * share), fmt(top * share)) for share in shares]
 
 
 def _x_ticks(periods: Sequence[str], slot: float, every: int) -> list[Tick]:

@@ -1,6 +1,6 @@
 """In-process turns per second through the turn service on SQLite, with a durable commit each turn.
 
-Baseline, same run: the commit alone (``Store.commit_turn`` with the same rows, no load, no engine), i.e. the least a
+Baseline, same run: the commit alone (``Store.conversations.commit_turn`` with the same rows, no load, no engine), i.e. the least a
 durable turn can cost on this database. Also: the p50 latency of turn 1,000 of one conversation against its turn 10.
 
     python bench/turns.py [--turns 2000] [--concurrency 10]
@@ -42,7 +42,7 @@ async def commit_only(store: Store, turns: int, concurrency: int) -> float:
     conversation_ids = []
     for i in range(concurrency):
         conversation_id = f"cnv_base{i}"
-        await store.commit_turn(_write(conversation_id, create=True, version=0))
+        await store.conversations.commit_turn(_write(conversation_id, create=True, version=0))
         conversation_ids.append(conversation_id)
     per_worker = turns // concurrency
 
@@ -50,7 +50,7 @@ async def commit_only(store: Store, turns: int, concurrency: int) -> float:
         version = 1
         for _ in range(per_worker):
             version = (
-                await store.commit_turn(_write(conversation_id, create=False, version=version))
+                await store.conversations.commit_turn(_write(conversation_id, create=False, version=version))
             ).version
 
     started = time.perf_counter()
@@ -133,7 +133,9 @@ async def main(turns: int, concurrency: int, long_turns: int) -> None:
     print(
         f"turn service:  {ours:>8,.0f} turns/s  (load + engine + durable commit, {concurrency} conversations at once)"
     )
-    print(f"commit only:   {base:>8,.0f} turns/s  (baseline: the same rows, Store.commit_turn alone)")
+    print(
+        f"commit only:   {base:>8,.0f} turns/s  (baseline: the same rows, Store.conversations.commit_turn alone)"
+    )
     print(f"ratio service/commit-only: {ours / base:.2f}")
     print(
         f"long conversation: p50 of turns ~10: {early * 1000:.2f} ms, of turns ~{long_turns}: {late * 1000:.2f} ms, "

@@ -45,7 +45,7 @@ async def purge_bot(
     """
     total = 0
     while True:
-        erased = await store.purge_idle(bot_id, before, batch)
+        erased = await store.conversations.purge_idle(bot_id, before, batch)
         total += erased
         if progress is not None:
             progress(erased)

@@ -201,7 +201,7 @@ async def test_deleting_a_skill(api: Api) -> None:
 
 async def test_a_conversation_inside_an_old_version_finishes_on_it(api: Api) -> None:
     old, session = await api.start()
-    stored = await api.store.get_conversation(old)
+    stored = await api.store.conversations.get(old)
     assert stored is not None
     assert STATE_VERSION_KEY in stored.state, "a conversation records the bot version it runs on"
     assert (await api.put_skill("talk", TALK_V2)).status_code == 200
@@ -469,18 +469,18 @@ async def test_a_conversation_path_that_only_starts_with_resume_is_still_a_conve
     assert (answer.status_code, answer.json()["type"]) == (404, "conversation_not_found")
 
 
-class _NoEngine:
-    """Stands in for the store's SQLAlchemy engine: any use of it fails the test."""
+class _NoDatabase:
+    """Stands in for the store's database: any use of it (rather than of a repository's calls) fails the test."""
 
     def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"the admin API used store.engine.{name}")
+        raise AssertionError(f"the admin API used store.database.{name}")
 
 
 async def test_the_token_and_erase_routes_go_through_the_store_s_own_calls(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conversation, _ = await api.start()
-    monkeypatch.setattr(api.store, "engine", _NoEngine())
+    monkeypatch.setattr(api.store, "database", _NoDatabase())
 
     issued = await api.http.post(f"/v1/conversations/{conversation}/tokens", json={}, headers=api.admin)
     revoked = await api.http.delete(f"/v1/tokens/{issued.json()['id']}", headers=api.admin)

@@ -56,9 +56,12 @@ async def test_keys_and_sessions_are_stored_only_as_hashes(server: Server) -> No
     session = (await server.start())["session"]
     keys = server.keys["shop"]
 
-    async with server.store.engine.connect() as conn:
-        dump = repr((await conn.execute(sa.text("SELECT * FROM api_keys"))).all())
-        dump += repr((await conn.execute(sa.text("SELECT * FROM sessions"))).all())
+    def stored(conn: sa.Connection) -> str:
+        return repr(conn.execute(sa.text("SELECT * FROM api_keys")).all()) + repr(
+            conn.execute(sa.text("SELECT * FROM sessions")).all()
+        )
+
+    dump = await server.store.database.read(stored)
 
     assert keys.sdk_key.startswith("pk_") and keys.secret_key.startswith("sk_")
     for secret in (keys.sdk_key, keys.secret_key, session):
@@ -188,7 +191,7 @@ async def test_a_session_of_a_bot_no_longer_served_is_refused(server: Server, sh
 
 async def test_a_session_lives_as_long_as_the_bot_says(server: Server) -> None:
     started = await server.start()
-    session = await server.store.find_session(hash_secret(started["session"]))
+    session = await server.store.credentials.find_session(hash_secret(started["session"]))
 
     assert session is not None
     assert session.expires_at - session.created_at == timedelta(hours=12)

@@ -178,7 +178,7 @@ async def test_verified_user_ids_are_kept_and_unverified_ones_dropped(server: Se
     bare = await server.start(event="welcome", user={"id": "u-42"})
 
     async def user_of(started: dict[str, Any]) -> dict[str, Any]:
-        conversation = await server.store.get_conversation(started["conversation_id"])
+        conversation = await server.store.conversations.get(started["conversation_id"])
         assert conversation is not None
         return conversation.user
 
@@ -256,7 +256,7 @@ async def test_every_token_outcome_of_the_api_table(server: Server) -> None:
     foreign = await resume(server, await server.token_for((await server.start("other"))["conversation_id"]))
 
     revoked_secret, revoked = await server.service.issue_token(conversation_id)
-    await server.store.revoke_token(revoked.id, now)
+    await server.store.credentials.revoke_token(revoked.id, now)
     revoked_answer = await resume(server, revoked_secret)
 
     once = await server.token_for(conversation_id, uses=1)
@@ -270,8 +270,10 @@ async def test_every_token_outcome_of_the_api_table(server: Server) -> None:
     server.service.clock = real_clock
 
     erased_token = await server.token_for((await server.start())["conversation_id"])
-    erased_conversation = (await server.store.find_token_by_hash(hash_token(erased_token))).conversation_id  # type: ignore[union-attr]
-    await server.store.delete_conversation(erased_conversation)
+    erased_conversation = (
+        await server.store.credentials.find_token_by_hash(hash_token(erased_token))
+    ).conversation_id  # type: ignore[union-attr]
+    await server.store.conversations.delete(erased_conversation)
     erased = await resume(server, erased_token)
 
     outcomes = {
@@ -398,7 +400,7 @@ async def test_revoking_a_token_ends_the_sessions_opened_with_it(server: Server)
     resumed = (await resume(server, secret)).json()
     assert (await history(server, started, session=resumed["session"])).status_code == 200
 
-    await server.store.revoke_token(token.id, server.service.clock())
+    await server.store.credentials.revoke_token(token.id, server.service.clock())
 
     assert (await history(server, started, session=resumed["session"])).status_code == 401
     assert (await history(server, started)).status_code == 200  # the session from the start had no token

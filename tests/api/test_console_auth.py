@@ -10,6 +10,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from rejoinder.service import accounts as accounts_module
 from rejoinder.skills import Bot
 from rejoinder.store.tables import audit_events, console_users
 from tests.helpers.app import Server, running
@@ -35,8 +36,9 @@ def another_client(server: Server) -> httpx.AsyncClient:
 
 
 async def user_emails(server: Server) -> list[str]:
-    async with server.store.engine.connect() as connection:
-        return sorted((await connection.execute(sa.select(console_users.c.email))).scalars())
+    return await server.store.database.read(
+        lambda connection: sorted(connection.execute(sa.select(console_users.c.email)).scalars())
+    )
 
 
 async def test_a_page_without_a_session_sends_to_sign_in_and_back(console: Server) -> None:
@@ -93,10 +95,11 @@ async def test_the_session_cookie_is_http_only_strict_and_scoped(console: Server
     assert "path=/dashboard" in flags
     assert "secure" not in flags  # plain http here; over https the cookie is Secure
     secret = cookie.split(";")[0].split("=", 1)[1]
-    async with console.store.engine.connect() as connection:
-        stored = (
-            (await connection.execute(sa.text("SELECT session_hash FROM console_sessions"))).scalars().all()
+    stored = await console.store.database.read(
+        lambda connection: (
+            connection.execute(sa.text("SELECT session_hash FROM console_sessions")).scalars().all()
         )
+    )
     assert len(stored) == 1 and secret not in stored[0] and stored[0] != secret
 
 
@@ -289,8 +292,9 @@ async def test_owners_manage_users_and_each_change_is_audited_with_who(console: 
         )
         assert disabled.status_code == 303
         assert (await eve_client.get("/dashboard")).status_code == 303
-    async with console.store.engine.connect() as connection:
-        rows = (await connection.execute(sa.select(audit_events).order_by(audit_events.c.id))).all()
+    rows = await console.store.database.read(
+        lambda connection: connection.execute(sa.select(audit_events).order_by(audit_events.c.id)).all()
+    )
     changes = [
         (row.kind, row.detail["key_id"], row.detail.get("user"))
         for row in rows
@@ -325,3 +329,63 @@ async def test_an_idle_session_ends(console: Server) -> None:
     finally:
         accounts.clock = real_clock
     assert answer.status_code == 303 and answer.headers["location"].startswith("/dashboard/sign-in")
+
+
+async def test_a_hostile_form_is_a_clear_refusal_never_a_500(console: Server) -> None:
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    with_a_file = await signed.client.post(
+        "/dashboard/users",
+        data={"csrf_token": signed.csrf_token, "email": "x@example.com", "role": "viewer"},
+        files={"password": ("password.txt", b"a long enough password")},
+    )
+    assert with_a_file.status_code == 400
+    assert with_a_file.headers["content-type"].startswith("text/html")
+    too_large = await signed.client.post(
+        "/dashboard/users", data={"csrf_token": signed.csrf_token, "email": "x" * 20_000}
+    )
+    assert too_large.status_code == 413
+    not_a_form = await signed.client.post(
+        "/dashboard/users",
+        content=b"\xff\xfe{",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert not_a_form.status_code == 403  # no readable token in it
+    long_email = await signed.client.post(
+        "/dashboard/users",
+        data={
+            "csrf_token": signed.csrf_token,
+            "email": "a" * 300 + "@example.com",
+            "role": "viewer",
+            "password": PASSWORD,
+        },
+    )
+    assert long_email.status_code == 400 and "email address" in long_email.text
+    assert await user_emails(console) == ["owner@example.com"]
+
+
+async def test_a_change_that_waits_too_long_for_the_hasher_says_so(
+    console: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    monkeypatch.setattr(accounts_module, "HASH_QUEUE_TIMEOUT", 0.2)
+    hashing = console.app.state.accounts._hashing
+    held = 0
+    while not hashing.locked():  # every hasher busy (with sign-ins, say)
+        await hashing.acquire()
+        held += 1
+    try:
+        busy = await signed.client.post(
+            "/dashboard/users",
+            data={
+                "email": "x@example.com",
+                "role": "viewer",
+                "password": PASSWORD,
+                "csrf_token": signed.csrf_token,
+            },
+        )
+    finally:
+        for _ in range(held):
+            hashing.release()
+    assert busy.status_code == 503
+    assert "busy checking passwords" in busy.text
+    assert await user_emails(console) == ["owner@example.com"]

@@ -140,7 +140,7 @@ async def test_a_closed_store_answers_503_with_retry_after(
     async def locked(*_args: Any, **_kwargs: Any) -> None:
         raise StoreUnavailable("database unavailable: database is locked")
 
-    monkeypatch.setattr(server.store, "find_api_key", locked)
+    monkeypatch.setattr(server.store.credentials, "find_api_key", locked)
     monkeypatch.setattr(server.store, "ping", lambda: _false())
 
     body = assert_problem(

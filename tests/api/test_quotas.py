@@ -28,8 +28,10 @@ async def start_from(server: Server, ip: str, text: str = "hello") -> Any:
 
 
 async def stored_conversations(server: Server) -> int:
-    async with server.store.engine.connect() as conn:
-        return int((await conn.execute(sa.select(sa.func.count()).select_from(conversations))).scalar_one())
+    def count(conn: sa.Connection) -> int:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(conversations)).scalar_one())
+
+    return await server.store.database.read(count)
 
 
 def assert_rate_limited(answer: Any, what: str) -> None:

@@ -596,7 +596,7 @@ async def test_one_session_holds_a_bounded_number_of_sockets(server: Server) -> 
         async with connect(server.ws_url(other_conversation, session=other, after=2)) as elsewhere:
             assert (await frame(elsewhere))["type"] == "status"
     # Closed sockets give their place back.
-    record = await server.app.state.store.find_session(hash_secret(session))
+    record = await server.app.state.store.credentials.find_session(hash_secret(session))
     await eventually(lambda: server.app.state.socket_quota.held(session_id=record.id) == 0)
     async with connect(url) as again:
         assert (await frame(again))["type"] == "status"
@@ -653,7 +653,7 @@ async def test_a_session_ended_in_the_store_receives_nothing_even_if_the_news_is
     talking, _ = await open_session(store, server.app.state.bots["chat"], conversation, now)
     async with connect(server.ws_url(conversation, session=watching, after=2)) as ws:
         await frame(ws)
-        record = await store.find_session(hash_secret(watching))
+        record = await store.credentials.find_session(hash_secret(watching))
         assert record is not None
         await end_sessions(store, now, session_id=record.id)  # and no word of it through the hub
         await server.say(conversation, talking, "not for the watcher", "w1")

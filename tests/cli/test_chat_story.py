@@ -56,7 +56,12 @@ def test_login_and_resume_through_the_terminal(tmp_path: Path) -> None:
 
 
 def test_choices_by_number_and_an_unknown_token(tmp_path: Path) -> None:
-    env = {**os.environ, "REJOINDER_DATABASE_URL": f"sqlite:///{tmp_path / 'chat.db'}", "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "REJOINDER_DATABASE_URL": f"sqlite:///{tmp_path / 'chat.db'}",
+        "SHOP_BACKEND": f"http://127.0.0.1:{_closed_port()}",
+        "COLUMNS": "200",
+    }
     hours = chat(["--event", "welcome"], "2\n", env)
     assert hours.returncode == 0, hours.stderr
     assert "We're open every day from 9:00 to 18:00." in hours.stdout

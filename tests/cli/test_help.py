@@ -30,6 +30,7 @@ COMMANDS = [
     ["serve"],
     ["demo"],
     ["test"],
+    ["init"],
     ["skills"],
     ["skills", "check"],
     ["skills", "graph"],
@@ -37,6 +38,9 @@ COMMANDS = [
     ["db", "upgrade"],
     ["keys"],
     ["keys", "create"],
+    ["users"],
+    ["users", "create"],
+    ["users", "list"],
 ]
 PROBE = """
 import json, sys

@@ -8,18 +8,17 @@ rejoinder server (``server``) whose bot allows that site's origin. Every test le
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.helpers.processes import ServeProcess
 from tests.helpers.services import unreachable
-from tests.helpers.site import ARTIFACTS, PageErrors, Site, run_server
+from tests.helpers.site import PageErrors, Site, open_page, run_server
 
 # REJOINDER_CHROMIUM names another chromium build (e.g. /usr/bin/chromium-browser); else chromium on the PATH.
 CHROMIUM = os.environ.get("REJOINDER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -56,25 +55,10 @@ def page_errors() -> PageErrors:
 @pytest.fixture
 def page(browser: Browser, request: pytest.FixtureRequest, page_errors: PageErrors) -> Iterator[Page]:
     """A fresh browser context and page; a screenshot of it is saved when the test ends."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(10_000)
-    opened = context.new_page()
-    opened.on("pageerror", lambda error: page_errors.exceptions.append(str(error)))
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            page_errors.console.append(message.text)
-
-    opened.on("console", on_console)
-    try:
+    with open_page(
+        browser, request.node.name, page_errors, viewport={"width": 1280, "height": 800}
+    ) as opened:
         yield opened
-    finally:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        name = request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
-        # A crashed page still lets the test report its own failure.
-        with contextlib.suppress(Exception):
-            opened.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-        context.close()
 
 
 @pytest.fixture(scope="session")

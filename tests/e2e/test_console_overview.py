@@ -38,9 +38,9 @@ async def seed(url: str) -> None:
             busy = 1 + (hour.hour in range(9, 18))
             for index in range(draw.randint(0, busy)):
                 moment = min(hour + timedelta(minutes=draw.randint(0, 59)), now)
-                await store.commit_turn(turn(f"cnv_{back}_{index}", bot_id="shop", now=moment))
+                await store.conversations.commit_turn(turn(f"cnv_{back}_{index}", bot_id="shop", now=moment))
                 if draw.random() < 0.6:
-                    await store.add_audit(NewAudit("resume", "shop", draw.choice(OUTCOMES), moment))
+                    await store.audit.add(NewAudit("resume", "shop", draw.choice(OUTCOMES), moment))
             turns = busy * draw.randint(2, 6)
             latency = [0] * len(LATENCY_BUCKET_COLUMNS)
             for _ in range(turns):
@@ -55,7 +55,7 @@ async def seed(url: str) -> None:
                     tuple(latency),
                 )
             )
-        await store.stats.add_turn_stats(stats)
+        await store.turn_stats.add(stats)
     finally:
         await store.close()
 

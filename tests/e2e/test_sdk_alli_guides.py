@@ -9,7 +9,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from tests.e2e.sdk_pages import banner_text, messages_in, page_with_sdk, widget
 from tests.helpers.processes import ServeProcess
-from tests.helpers.site import ARTIFACTS, PageErrors, Site, run_server, wait_for
+from tests.helpers.site import PageErrors, Site, open_page, run_server, wait_for
 
 WELCOME = "Hi! I'm the Demo Shop assistant. What can I do for you?"
 
@@ -355,16 +355,13 @@ def test_on_a_phone_the_launcher_keeps_out_of_the_way(phone: Page, site: Site, s
 
 
 @pytest.fixture
-def phone(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+def phone(browser: Browser, request: pytest.FixtureRequest, page_errors: PageErrors) -> Iterator[Page]:
     """A page on a 390 px wide phone; a screenshot of it is saved when the test ends."""
-    context = browser.new_context(
-        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
-    )
-    context.set_default_timeout(10_000)
-    opened = context.new_page()
-    try:
+    options = {
+        "viewport": {"width": 390, "height": 844},
+        "device_scale_factor": 2,
+        "is_mobile": True,
+        "has_touch": True,
+    }
+    with open_page(browser, request.node.name, page_errors, **options) as opened:
         yield opened
-    finally:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
-        context.close()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, FloatRect, Page, expect
+from playwright.sync_api import Browser, FloatRect, Page, expect
 
 from tests.e2e.sdk_pages import page_with_sdk, widget
 from tests.helpers.processes import ServeProcess
-from tests.helpers.site import ARTIFACTS, PageErrors, Site, wait_for
+from tests.helpers.site import ARTIFACTS, PageErrors, Site, open_page, wait_for
 
 PHONE = {"width": 390, "height": 844}
 # A page made for phones says so; without it a mobile browser lays the page out 980 px wide.
@@ -34,23 +33,9 @@ CART_BAR = f"""
 @pytest.fixture
 def phone(browser: Browser, request: pytest.FixtureRequest, page_errors: PageErrors) -> Iterator[Page]:
     """A page in a phone-like context; a screenshot of it is saved when the test ends."""
-    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-    context.set_default_timeout(10_000)
-    opened = context.new_page()
-    opened.on("pageerror", lambda error: page_errors.exceptions.append(str(error)))
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            page_errors.console.append(message.text)
-
-    opened.on("console", on_console)
-    try:
+    options = {"viewport": PHONE, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+    with open_page(browser, request.node.name, page_errors, **options) as opened:
         yield opened
-    finally:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(Exception):
-            opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
-        context.close()
 
 
 def phone_page(site: Site, server: ServeProcess, path: str, *, options: str = "", body: str = "") -> str:

@@ -1,13 +1,16 @@
 """The console for tests: accounts made directly in a store, and clients or browser pages signed in with them.
 
 - :func:`create_user` — an account of a role in a store (cheap argon2id parameters, unless given a hasher).
+- :func:`create_user_in` — the same from synchronous code, in the database at a URL (a browser test's server).
 - :func:`sign_in` — an httpx client signed in through the real form: it keeps the cookie; returns the CSRF token.
 - :func:`sign_in_page` — a Playwright page signed in through the real form.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,6 +54,21 @@ async def create_user(
     if disabled:
         user = await accounts.disable_user(user.id, CLI_ACTOR)
     return user
+
+
+def create_user_in(database_url: str, email: str, role: str = "owner", password: str = PASSWORD) -> None:
+    """:func:`create_user` from synchronous code (a browser test), on its own thread and event loop, in the
+    database at ``database_url`` (a server process's, say)."""
+
+    async def create() -> None:
+        store = Store.from_url(database_url)
+        try:
+            await create_user(store, email, role, password)
+        finally:
+            await store.close()
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, create()).result()
 
 
 def csrf_token_in(html: str) -> str:

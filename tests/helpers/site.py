@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from playwright.sync_api import Browser, ConsoleMessage, Page
 
 from tests.helpers.bots import IDENTITY_SECRET, ROOT, copy_shop
 from tests.helpers.processes import ServeProcess, serve_environment
@@ -22,6 +26,34 @@ class PageErrors:
 
     exceptions: list[str] = field(default_factory=list)
     console: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def open_page(browser: Browser, name: str, errors: PageErrors, **options: Any) -> Iterator[Page]:
+    """A page in a fresh browser context made with ``options`` (viewport, device_scale_factor, has_touch…).
+
+    The page's uncaught exceptions and console errors go to ``errors``. When the block ends a screenshot of the
+    page is saved in ``ARTIFACTS`` under ``name`` (a test's name) and the context is closed.
+    """
+    context = browser.new_context(**options)
+    context.set_default_timeout(10_000)
+    opened = context.new_page()
+    opened.on("pageerror", lambda error: errors.exceptions.append(str(error)))
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.console.append(message.text)
+
+    opened.on("console", on_console)
+    try:
+        yield opened
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        file_name = name.replace("/", "_").replace("[", "-").replace("]", "")
+        # A crashed page still lets the test report its own failure.
+        with contextlib.suppress(Exception):
+            opened.screenshot(path=str(ARTIFACTS / f"{file_name}.png"))
+        context.close()
 
 
 class Site:

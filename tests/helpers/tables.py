@@ -29,8 +29,7 @@ async def end_sessions(
         else sessions.c.conversation_id == conversation_id
     )
     statement = sa.update(sessions).where(condition, sessions.c.revoked_at.is_(None)).values(revoked_at=now)
-    async with store.engine.begin() as connection:
-        return (await connection.execute(statement)).rowcount
+    return await store.database.write(_rowcount, statement)
 
 
 async def create_session(
@@ -55,8 +54,7 @@ async def create_session(
         expires_at=as_utc(expires_at),
         revoked_at=None,
     )
-    async with store.engine.begin() as connection:
-        await connection.execute(sessions.insert().values(asdict(record)))
+    await store.database.write(_rowcount, sessions.insert().values(asdict(record)))
     return record
 
 
@@ -76,3 +74,7 @@ async def open_session(
         now=now,
         expires_at=record.expires_at,
     )
+
+
+def _rowcount(connection: sa.Connection, statement: sa.Executable) -> int:
+    return int(connection.execute(statement).rowcount)  # type: ignore[attr-defined]

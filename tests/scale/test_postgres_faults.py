@@ -34,6 +34,7 @@ from rejoinder.server.auth import create_keys as create_keys_in
 from rejoinder.skills import Bot, load_bot
 from rejoinder.store import Store
 from rejoinder.store.connect import create_engine
+from rejoinder.store.database import Database
 from rejoinder.store.urls import normalize_url
 from tests.helpers.bots import EXAMPLE_BOT
 from tests.helpers.processes import ServeProcess, create_keys, serve_environment
@@ -372,7 +373,9 @@ async def test_postgres_that_stops_answering_gives_503_within_seconds_then_serve
         engine = create_engine(
             normalize_url(url), busy_timeout=timeout, connect_timeout=timeout, command_timeout=timeout
         )
-        async with in_process(Store(engine, busy_timeout=timeout), url, shop_bot, NO_BACKEND) as running:
+        async with in_process(
+            Store(Database(engine, busy_timeout=timeout)), url, shop_bot, NO_BACKEND
+        ) as running:
             client, sdk = running
             customers = []
             for index in range(3):  # three pooled connections in use, all of them hung below

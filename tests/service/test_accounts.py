@@ -54,9 +54,11 @@ def make_accounts(store: Store, clock: Clock, **options: object) -> Accounts:
 
 
 async def audit_kinds(store: Store) -> list[str]:
-    async with store.engine.connect() as connection:
-        rows = await connection.execute(audit_events.select().order_by(audit_events.c.id))
-        return [row.kind for row in rows]
+    return await store.database.read(
+        lambda connection: [
+            row.kind for row in connection.execute(audit_events.select().order_by(audit_events.c.id))
+        ]
+    )
 
 
 async def test_passwords_are_stored_as_argon2id_and_only_so(store: Store, clock: Clock) -> None:

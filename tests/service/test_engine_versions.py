@@ -39,7 +39,7 @@ async def service(tmp_path: Path) -> AsyncIterator[ConversationService]:
     store = Store.from_url(f"sqlite:///{tmp_path / 'versions.db'}")
     await store.upgrade()
     first = version(0)
-    await store.save_bot(first, NOW)
+    await store.bots.save_bot(first, NOW)
     service = ConversationService(store, {first.id: first}, clock=lambda: NOW)
     yield service
     await service.aclose()
@@ -53,7 +53,7 @@ async def test_unused_engines_are_freed_and_a_conversation_on_one_still_finishes
     assert started.pending is not None
     for number in range(1, EARLIER_VERSIONS_KEPT + 6):
         newer = version(number)
-        await service.store.save_bot(newer, NOW)
+        await service.store.bots.save_bot(newer, NOW)
         service.add_bot(newer)
     kept = [key for key in service.bots.kept() if key[0] == "versions"]
     assert len(kept) == EARLIER_VERSIONS_KEPT + 1  # the newest, and the earlier ones used last

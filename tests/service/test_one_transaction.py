@@ -39,7 +39,7 @@ class _FailingConnection:
 
 
 def fail_writes_at(store: Store, monkeypatch: pytest.MonkeyPatch, fails: Callable[[Any], bool]) -> None:
-    write = store.write
+    write = store.database.write
 
     async def failing(work: Any, *args: Any, **kwargs: Any) -> Any:
         def failing_work(conn: sa.Connection, *inner: Any) -> Any:
@@ -47,7 +47,7 @@ def fail_writes_at(store: Store, monkeypatch: pytest.MonkeyPatch, fails: Callabl
 
         return await write(failing_work, *args, **kwargs)
 
-    monkeypatch.setattr(store, "write", failing)
+    monkeypatch.setattr(store.database, "write", failing)
 
 
 def writes_to(table: str, kind: type[Any]) -> Callable[[Any], bool]:
@@ -71,7 +71,7 @@ async def service(store: Store) -> AsyncIterator[ConversationService]:
 
 
 async def session_of(store: Store, session_hash: str) -> SessionRecord:
-    found = await store.find_session(session_hash)
+    found = await store.credentials.find_session(session_hash)
     assert found is not None
     return found
 
@@ -87,11 +87,11 @@ async def test_an_erase_that_fails_at_its_audit_event_leaves_the_conversation_wh
         await service.erase_conversation("shop", started.conversation_id, ADMIN)
 
     monkeypatch.undo()
-    assert await store.get_conversation(started.conversation_id) is not None
-    assert [t.id for t in await store.list_tokens(started.conversation_id)] == [token.id]
+    assert await store.conversations.get(started.conversation_id) is not None
+    assert [t.id for t in await store.credentials.list_tokens(started.conversation_id)] == [token.id]
     await service.erase_conversation("shop", started.conversation_id, ADMIN)
-    assert await store.get_conversation(started.conversation_id) is None
-    audit, _ = await store.list_audit(bot_id="shop", limit=10)
+    assert await store.conversations.get(started.conversation_id) is None
+    audit, _ = await store.audit.list(bot_id="shop", limit=10)
     assert [event.kind for event in audit] == ["conversation_erased"]
 
 
@@ -107,7 +107,7 @@ async def test_a_revoke_that_fails_at_its_audit_event_leaves_the_token_and_its_s
         await service.revoke_token("shop", token.id, ADMIN)
 
     monkeypatch.undo()
-    [kept] = await store.list_tokens(started.conversation_id)
+    [kept] = await store.credentials.list_tokens(started.conversation_id)
     assert kept.revoked_at is None
     assert (await session_of(store, "hash-ses_1")).revoked_at is None
     revoked = await service.revoke_token("shop", token.id, ADMIN)
@@ -128,7 +128,7 @@ async def test_a_refresh_that_fails_ending_the_old_session_opens_no_new_one(
         await service.refresh_session(old, NewSession("sid_new", "hash-new", timedelta(hours=1)))
 
     monkeypatch.undo()
-    assert await store.find_session("hash-new") is None
+    assert await store.credentials.find_session("hash-new") is None
     assert (await session_of(store, "hash-old")).revoked_at is None
     fresh = await service.refresh_session(old, NewSession("sid_new", "hash-new", timedelta(hours=1)))
     assert fresh.conversation_id == started.conversation_id and fresh.token_id == old.token_id
@@ -140,13 +140,13 @@ async def test_a_start_commits_its_conversation_and_session_in_one_store_call(
 ) -> None:
     calls: list[str] = []
     for name in ("read", "write"):
-        original = getattr(store, name)
+        original = getattr(store.database, name)
 
         def counted(work: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
             calls.append(work.__name__)
             return _original(work, *args, **kwargs)
 
-        monkeypatch.setattr(store, name, counted)
+        monkeypatch.setattr(store.database, name, counted)
 
     started = await service.start(
         "shop", event="welcome", session=NewSession("sid_1", "hash-ses_1", timedelta(hours=1))
@@ -172,6 +172,6 @@ async def test_a_start_that_fails_opening_its_session_leaves_neither_conversatio
         )
 
     monkeypatch.undo()
-    assert await store.find_session("hash-ses_1") is None
-    listed, _ = await store.list_conversations(bot_id="shop")
+    assert await store.credentials.find_session("hash-ses_1") is None
+    listed, _ = await store.conversations.list(bot_id="shop")
     assert listed == []

@@ -142,11 +142,14 @@ async def service(tmp_path: Path, store: Store, backend: Backend) -> AsyncIterat
 
 async def everything_stored(store: Store) -> str:
     """Every row of every table, as text."""
-    rows: list[str] = []
-    async with store.engine.connect() as conn:
+
+    def dump(conn: sa.Connection) -> str:
+        rows: list[str] = []
         for table in schema().sorted_tables:
-            rows += [repr(tuple(row)) for row in (await conn.execute(sa.select(table))).all()]
-    return "\n".join(rows)
+            rows += [repr(tuple(row)) for row in conn.execute(sa.select(table)).all()]
+        return "\n".join(rows)
+
+    return await store.database.read(dump)
 
 
 def strings_in(value: Any) -> list[str]:
@@ -191,7 +194,7 @@ async def test_the_backend_gets_real_tokens_and_nothing_else_keeps_one(
     for token in tokens.values():
         resumed = await service.resume("vault", token)
         assert resumed.conversation_id == started.conversation_id
-    conversation = await store.get_conversation(started.conversation_id)
+    conversation = await store.conversations.get(started.conversation_id)
     assert conversation is not None
     read_back = strings_in(conversation.state["variables"])
     assert read_back

@@ -76,9 +76,9 @@ async def test_login_and_resume_story(
     assert token.startswith("rjt_")
 
     # The token is stored hashed only, and its secret is not kept in the conversation's variables.
-    record = await store.find_token_by_hash(hash_token(token))
+    record = await store.credentials.find_token_by_hash(hash_token(token))
     assert record is not None and record.conversation_id == started.conversation_id
-    conversation = await store.get_conversation(started.conversation_id)
+    conversation = await store.conversations.get(started.conversation_id)
     assert conversation is not None and token not in str(conversation.state)
 
     shop_state.logged_in[conversation_ref] = "Ann"  # the customer logs in on the shop's own page
@@ -128,11 +128,13 @@ async def test_a_failed_commit_leaves_no_token_behind(
     async def broken_commit(turn: Any) -> Any:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(store, "commit_turn", broken_commit)
+    monkeypatch.setattr(store.conversations, "commit_turn", broken_commit)
     with pytest.raises(RuntimeError):
         await service.start("shop", event="orders")
     [token] = backend[1].tokens.values()  # the backend got it, but the turn did not commit…
-    assert await store.find_token_by_hash(hash_token(token)) is None  # …so the token never existed
+    assert (
+        await store.credentials.find_token_by_hash(hash_token(token)) is None
+    )  # …so the token never existed
 
 
 async def test_backend_down_routes_to_on_error(store: Store, shop: Bot) -> None:
@@ -170,12 +172,12 @@ async def test_token_outcomes(service: ConversationService, store: Store) -> Non
     assert expired.value.outcome is TokenOutcome.EXPIRED
 
     revoked, meta = await service.issue_token(started.conversation_id)
-    await store.revoke_token(meta.id, clock.now)
+    await store.credentials.revoke_token(meta.id, clock.now)
     with pytest.raises(TokenRefused) as was_revoked:
         await service.resume("shop", revoked)
     assert was_revoked.value.outcome is TokenOutcome.REVOKED
 
-    audit, _ = await store.list_audit(conversation_id=started.conversation_id)
+    audit, _ = await store.audit.list(conversation_id=started.conversation_id)
     assert {a.outcome for a in audit} >= {"ok", "token_used_up", "token_expired", "token_revoked"}
     assert all(once not in str(a) for a in audit)
 
@@ -275,13 +277,13 @@ async def test_a_turn_makes_two_store_calls_a_read_and_a_write(
     )
     calls: list[str] = []
     for name in ("read", "write"):
-        original = getattr(store, name)
+        original = getattr(store.database, name)
 
         def counted(work: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
             calls.append(work.__name__)
             return _original(work, *args, **kwargs)
 
-        monkeypatch.setattr(store, name, counted)
+        monkeypatch.setattr(store.database, name, counted)
 
     outcome = await service.turn(
         "hash-ses_1", started.conversation_id, CustomerMessage(text="hi", client_message_id="m1")

@@ -64,4 +64,4 @@ def new_token(*, ttl: timedelta = timedelta(hours=1), max_uses: int | None = Non
 
 async def start(store: Store, conversation_id: str, **kwargs: Any) -> int:
     """Create a conversation with one turn; returns its version."""
-    return (await store.commit_turn(turn(conversation_id, **kwargs))).version
+    return (await store.conversations.commit_turn(turn(conversation_id, **kwargs))).version

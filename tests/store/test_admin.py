@@ -15,7 +15,7 @@ async def all_pages(store: Store, limit: int, **filters: object) -> list[list[st
     pages: list[list[str]] = []
     cursor = None
     while True:
-        page, cursor = await store.list_conversations(bot_id=BOT, limit=limit, cursor=cursor, **filters)  # type: ignore[arg-type]
+        page, cursor = await store.conversations.list(bot_id=BOT, limit=limit, cursor=cursor, **filters)  # type: ignore[arg-type]
         pages.append([c.id for c in page])
         if cursor is None:
             return pages
@@ -48,13 +48,15 @@ async def test_a_page_that_ends_exactly_has_no_next_cursor(store: Store) -> None
 
 async def test_paging_is_not_disturbed_by_conversations_that_move_to_the_top(store: Store) -> None:
     await seed_conversations(store)
-    first, cursor = await store.list_conversations(bot_id=BOT, limit=3)
-    conversation = await store.get_conversation("cnv_1")
+    first, cursor = await store.conversations.list(bot_id=BOT, limit=3)
+    conversation = await store.conversations.get("cnv_1")
     assert conversation is not None
-    await store.commit_turn(turn("cnv_1", version=conversation.version, now=NOW + timedelta(hours=1)))
+    await store.conversations.commit_turn(
+        turn("cnv_1", version=conversation.version, now=NOW + timedelta(hours=1))
+    )
     await start(store, "cnv_new", now=NOW + timedelta(hours=2))
 
-    rest, cursor = await store.list_conversations(bot_id=BOT, limit=10, cursor=cursor)
+    rest, cursor = await store.conversations.list(bot_id=BOT, limit=10, cursor=cursor)
 
     assert [c.id for c in first] == ["cnv_5", "cnv_7", "cnv_2"]
     assert [c.id for c in rest] == ["cnv_3", "cnv_4", "cnv_6"]  # cnv_1 moved above the cursor
@@ -64,8 +66,8 @@ async def test_paging_is_not_disturbed_by_conversations_that_move_to_the_top(sto
 async def test_conversations_filter_by_status_and_update_time(store: Store) -> None:
     await seed_conversations(store)
 
-    closed, _ = await store.list_conversations(bot_id=BOT, status="closed")
-    recent, _ = await store.list_conversations(bot_id=BOT, updated_after=NOW + timedelta(minutes=5))
+    closed, _ = await store.conversations.list(bot_id=BOT, status="closed")
+    recent, _ = await store.conversations.list(bot_id=BOT, updated_after=NOW + timedelta(minutes=5))
     active_pages = await all_pages(store, limit=4, status="active")
 
     assert [c.id for c in closed] == ["cnv_6"]
@@ -77,7 +79,7 @@ async def test_conversations_filter_by_status_and_update_time(store: Store) -> N
 @pytest.mark.parametrize("cursor", ["garbage!", "", "WzEsMiwzXQ", "WyJub3QgYSBkYXRlIiwiY252XzEiXQ"])
 async def test_a_cursor_not_handed_out_is_refused(store: Store, cursor: str) -> None:
     with pytest.raises(InvalidCursor, match="next_cursor"):
-        await store.list_conversations(bot_id=BOT, cursor=cursor)
+        await store.conversations.list(bot_id=BOT, cursor=cursor)
 
 
 async def test_deleting_a_conversation_erases_its_messages_tokens_and_sessions(store: Store) -> None:
@@ -96,29 +98,29 @@ async def test_deleting_a_conversation_erases_its_messages_tokens_and_sessions(s
             now=NOW,
             expires_at=NOW + timedelta(hours=1),
         )
-    await store.add_audit(NewAudit(kind="resume", bot_id=BOT, outcome="ok", at=NOW, conversation_id="cnv_a"))
+    await store.audit.add(NewAudit(kind="resume", bot_id=BOT, outcome="ok", at=NOW, conversation_id="cnv_a"))
 
-    assert await store.delete_conversation("cnv_a") is True
+    assert await store.conversations.delete("cnv_a") is True
 
-    assert await store.get_conversation("cnv_a") is None
-    assert await store.messages_after("cnv_a") == []
-    assert await store.turn_by_client_message_id("cnv_a", "m-1") is None
-    assert await store.find_token_by_hash(token_a.token_hash) is None
-    assert await store.list_tokens("cnv_a") == []
-    assert await store.find_session(f"hash_cnv_a_{token_a.id}") is None
-    assert await store.find_session("hash_cnv_a_None") is None
+    assert await store.conversations.get("cnv_a") is None
+    assert await store.conversations.messages_after("cnv_a") == []
+    assert await store.conversations.turn_by_client_message_id("cnv_a", "m-1") is None
+    assert await store.credentials.find_token_by_hash(token_a.token_hash) is None
+    assert await store.credentials.list_tokens("cnv_a") == []
+    assert await store.credentials.find_session(f"hash_cnv_a_{token_a.id}") is None
+    assert await store.credentials.find_session("hash_cnv_a_None") is None
     # The other conversation is untouched, and the audit trail outlives the erasure.
-    assert await store.get_conversation("cnv_b") is not None
-    assert len(await store.messages_after("cnv_b")) == 2
-    assert await store.find_session(f"hash_cnv_b_{token_b.id}") is not None
-    events, _ = await store.list_audit(conversation_id="cnv_a")
+    assert await store.conversations.get("cnv_b") is not None
+    assert len(await store.conversations.messages_after("cnv_b")) == 2
+    assert await store.credentials.find_session(f"hash_cnv_b_{token_b.id}") is not None
+    events, _ = await store.audit.list(conversation_id="cnv_a")
     assert [e.kind for e in events] == ["resume"]
-    assert await store.delete_conversation("cnv_a") is False
+    assert await store.conversations.delete("cnv_a") is False
 
 
 async def test_audit_events_page_newest_first_and_filter(store: Store) -> None:
     for n in range(5):
-        await store.add_audit(
+        await store.audit.add(
             NewAudit(
                 kind="resume",
                 bot_id=BOT,
@@ -131,12 +133,12 @@ async def test_audit_events_page_newest_first_and_filter(store: Store) -> None:
                 detail={"n": n},
             )
         )
-    await store.add_audit(NewAudit(kind="resume", bot_id="other-bot", outcome="token_not_found", at=NOW))
+    await store.audit.add(NewAudit(kind="resume", bot_id="other-bot", outcome="token_not_found", at=NOW))
 
-    first, cursor = await store.list_audit(bot_id=BOT, limit=2)
-    second, cursor2 = await store.list_audit(bot_id=BOT, limit=2, cursor=cursor)
-    third, cursor3 = await store.list_audit(bot_id=BOT, limit=2, cursor=cursor2)
-    for_a, _ = await store.list_audit(conversation_id="cnv_a")
+    first, cursor = await store.audit.list(bot_id=BOT, limit=2)
+    second, cursor2 = await store.audit.list(bot_id=BOT, limit=2, cursor=cursor)
+    third, cursor3 = await store.audit.list(bot_id=BOT, limit=2, cursor=cursor2)
+    for_a, _ = await store.audit.list(conversation_id="cnv_a")
 
     assert [e.token_id for e in first + second + third] == ["tok_4", "tok_3", "tok_2", "tok_1", "tok_0"]
     assert cursor3 is None
@@ -149,18 +151,20 @@ async def test_audit_events_page_newest_first_and_filter(store: Store) -> None:
         {"n": 4},
     )
     assert [e.token_id for e in for_a] == ["tok_2", "tok_1", "tok_0"]
-    everything, _ = await store.list_audit()
+    everything, _ = await store.audit.list()
     assert len(everything) == 6 and everything[0].detail is None
     with pytest.raises(InvalidCursor):
-        await store.list_audit(cursor="WyJ4Il0")
+        await store.audit.list(cursor="WyJ4Il0")
 
 
 async def test_upserting_a_bot_keeps_its_creation_time(store: Store) -> None:
-    await store.upsert_bot("shop", "Demo shop", "v1", {"allowed_origins": ["http://127.0.0.1:8000"]}, NOW)
+    await store.bots.upsert_bot(
+        "shop", "Demo shop", "v1", {"allowed_origins": ["http://127.0.0.1:8000"]}, NOW
+    )
     later = NOW + timedelta(days=1)
-    await store.upsert_bot("shop", None, "v2", {"allowed_origins": []}, later)
+    await store.bots.upsert_bot("shop", None, "v2", {"allowed_origins": []}, later)
 
-    [bot] = await store.list_bots()
+    [bot] = await store.bots.list_bots()
 
     assert bot.id == "shop"
     assert (bot.name, bot.version, bot.config) == (None, "v2", {"allowed_origins": []})
@@ -168,13 +172,13 @@ async def test_upserting_a_bot_keeps_its_creation_time(store: Store) -> None:
 
 
 async def test_api_keys_are_found_by_hash(store: Store) -> None:
-    created = await store.create_api_key(BOT, "sdk", "hash-of-pk", "key_1", NOW)
-    await store.create_api_key(BOT, "secret", "hash-of-sk", "key_2", NOW)
+    created = await store.credentials.create_api_key(BOT, "sdk", "hash-of-pk", "key_1", NOW)
+    await store.credentials.create_api_key(BOT, "secret", "hash-of-sk", "key_2", NOW)
 
-    assert await store.find_api_key("hash-of-pk") == created
-    found = await store.find_api_key("hash-of-sk")
+    assert await store.credentials.find_api_key("hash-of-pk") == created
+    found = await store.credentials.find_api_key("hash-of-sk")
     assert found is not None and (found.id, found.kind, found.revoked_at) == ("key_2", "secret", None)
-    assert await store.find_api_key("hash-of-nothing") is None
+    assert await store.credentials.find_api_key("hash-of-nothing") is None
 
 
 async def test_sessions_are_found_by_hash_with_their_end(store: Store) -> None:
@@ -192,7 +196,7 @@ async def test_sessions_are_found_by_hash_with_their_end(store: Store) -> None:
             now=NOW,
             expires_at=expires,
         )
-    found = await store.find_session("hses_1")
+    found = await store.credentials.find_session("hses_1")
     assert found is not None and (found.conversation_id, found.expires_at, found.revoked_at) == (
         "cnv_a",
         expires,
@@ -202,10 +206,10 @@ async def test_sessions_are_found_by_hash_with_their_end(store: Store) -> None:
     await end_sessions(store, NOW, session_id="ses_2")
     await end_sessions(store, NOW + timedelta(minutes=1), conversation_id="cnv_a")
 
-    ended = await store.find_session("hses_1")
+    ended = await store.credentials.find_session("hses_1")
     assert ended is not None and ended.revoked_at == NOW + timedelta(minutes=1)
-    first_ended = await store.find_session("hses_2")
+    first_ended = await store.credentials.find_session("hses_2")
     assert first_ended is not None and first_ended.revoked_at == NOW
-    other = await store.find_session("hses_3")
+    other = await store.credentials.find_session("hses_3")
     assert other is not None and other.revoked_at is None
-    assert await store.find_session("hses_unknown") is None
+    assert await store.credentials.find_session("hses_unknown") is None

@@ -41,7 +41,7 @@ def test_upgrade_creates_the_schema_then_has_nothing_to_do(run: Runner, tmp_path
     assert second[0] == 0 and "nothing to do" in second[1]
     assert (tmp_path / "data" / "rejoinder.db").exists()
     # The URL as given, not the driver the store runs it on.
-    assert first[1].startswith(f"{url}: ") and "aiosqlite" not in first[1] + second[1]
+    assert first[1].startswith(f"{url}: ") and "pysqlite" not in first[1] + second[1]
 
 
 def test_a_missing_directory_is_an_error_naming_it_and_nothing_is_created(

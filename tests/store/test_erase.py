@@ -37,7 +37,7 @@ async def test_the_erased_text_leaves_the_database_files_within_seconds(
         sqlite_store, "cnv_gone", customer=SECRET_WORDS, state={"variables": {"card": SECRET_WORDS}}
     )
     for n in range(3):
-        committed = await sqlite_store.commit_turn(
+        committed = await sqlite_store.conversations.commit_turn(
             turn(
                 "cnv_gone",
                 version=version,
@@ -49,7 +49,7 @@ async def test_the_erased_text_leaves_the_database_files_within_seconds(
     await start(sqlite_store, "cnv_kept", customer=KEPT_WORDS)
     assert files_holding(tmp_path, SECRET_WORDS)  # the test can see the text where it is
 
-    assert await sqlite_store.delete_conversation("cnv_gone") is True
+    assert await sqlite_store.conversations.delete("cnv_gone") is True
 
     deadline = time.monotonic() + 10  # it takes milliseconds; a busy machine gets plenty more
     for _ in range(1000):
@@ -58,9 +58,9 @@ async def test_the_erased_text_leaves_the_database_files_within_seconds(
         await asyncio.sleep(0.05)
     assert files_holding(tmp_path, SECRET_WORDS) == []
     # The other conversation is whole, and writing goes on.
-    kept = await sqlite_store.messages_after("cnv_kept")
+    kept = await sqlite_store.conversations.messages_after("cnv_kept")
     assert [m.payload["text"] for m in kept] == [KEPT_WORDS, "hi there"]
-    await sqlite_store.commit_turn(turn("cnv_kept", version=1, customer="still here"))
+    await sqlite_store.conversations.commit_turn(turn("cnv_kept", version=1, customer="still here"))
 
 
 async def test_an_erased_conversations_audit_events_keep_what_happened_but_no_ip_or_user_agent(
@@ -68,7 +68,7 @@ async def test_an_erased_conversations_audit_events_keep_what_happened_but_no_ip
 ) -> None:
     for conversation_id in ("cnv_gone", "cnv_kept"):
         await start(sqlite_store, conversation_id)
-        await sqlite_store.add_audit(
+        await sqlite_store.audit.add(
             NewAudit(
                 kind="resume",
                 bot_id="shop",
@@ -81,11 +81,11 @@ async def test_an_erased_conversations_audit_events_keep_what_happened_but_no_ip
             )
         )
 
-    await sqlite_store.delete_conversation("cnv_gone")
+    await sqlite_store.conversations.delete("cnv_gone")
 
-    gone, _ = await sqlite_store.list_audit(conversation_id="cnv_gone")
+    gone, _ = await sqlite_store.audit.list(conversation_id="cnv_gone")
     assert [(e.kind, e.outcome, e.token_id, e.ip, e.user_agent) for e in gone] == [
         ("resume", "ok", "tok_1", None, None)
     ]
-    kept, _ = await sqlite_store.list_audit(conversation_id="cnv_kept")
+    kept, _ = await sqlite_store.audit.list(conversation_id="cnv_kept")
     assert [(e.ip, e.user_agent) for e in kept] == [("203.0.113.7", "Mozilla/5.0 (the customer's phone)")]

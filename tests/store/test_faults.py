@@ -38,9 +38,9 @@ async def test_an_unreachable_postgresql_is_unavailable(closed_port: int) -> Non
     try:
         assert await store.ping() is False
         with pytest.raises(StoreUnavailable, match="database unavailable"):
-            await store.get_conversation("cnv_a")
+            await store.conversations.get("cnv_a")
         with pytest.raises(StoreUnavailable):
-            await store.commit_turn(turn("cnv_a"))
+            await store.conversations.commit_turn(turn("cnv_a"))
         with pytest.raises(StoreUnavailable):
             await store.upgrade()
     finally:
@@ -55,18 +55,20 @@ async def test_a_sqlite_database_locked_beyond_the_busy_timeout_is_unavailable(
     holder.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(StoreUnavailable, match="locked"):
-            await sqlite_store.commit_turn(turn("cnv_a", version=version, customer="while locked"))
+            await sqlite_store.conversations.commit_turn(
+                turn("cnv_a", version=version, customer="while locked")
+            )
         failure = sqlite_store.recent_write_failure()
         assert failure is not None and "locked" in str(failure.error)
         assert not isinstance(failure.error, StorageFull)
         # Readers are not blocked by a writer in WAL mode.
-        conversation = await sqlite_store.get_conversation("cnv_a")
+        conversation = await sqlite_store.conversations.get("cnv_a")
         assert conversation is not None and conversation.version == version
     finally:
         holder.execute("ROLLBACK")
         holder.close()
 
-    committed = await sqlite_store.commit_turn(turn("cnv_a", version=version, customer="after"))
+    committed = await sqlite_store.conversations.commit_turn(turn("cnv_a", version=version, customer="after"))
     assert [m.seq for m in committed.messages] == [3, 4]  # nothing of the failed attempt was kept
     assert sqlite_store.recent_write_failure() is None  # a write succeeded since
 
@@ -116,7 +118,7 @@ async def test_postgresql_connections_cut_by_a_restart_are_replaced(
             await admin.close()
         assert cut >= 1
 
-        conversation = await store.get_conversation("cnv_a")
+        conversation = await store.conversations.get("cnv_a")
 
         assert conversation is not None and conversation.version == 1
     finally:

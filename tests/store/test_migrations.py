@@ -31,8 +31,7 @@ def schema_differences(connection: sa.Connection) -> list[object]:
 
 
 async def test_upgrade_builds_the_schema_the_code_declares(store: Store) -> None:
-    async with store.engine.connect() as connection:
-        differences = await connection.run_sync(schema_differences)
+    differences = await store.database.read(schema_differences)
     assert differences == []
 
 
@@ -47,7 +46,7 @@ async def test_upgrading_a_fresh_database_then_again_changes_nothing(fresh_url: 
         await store.upgrade()
 
         assert await store.current_revision() == head_revision()
-        conversation = await store.get_conversation("cnv_a")
+        conversation = await store.conversations.get("cnv_a")
         assert conversation is not None and conversation.version == version
     finally:
         await store.close()

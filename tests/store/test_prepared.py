@@ -1,9 +1,9 @@
-"""The hot reads that skip SQLAlchemy's execution path on SQLite give exactly what SQLAlchemy gives."""
+"""The statements every turn makes (:class:`Prepared`) give the same records on both databases: straight to the
+driver on SQLite, through SQLAlchemy on PostgreSQL (each test runs on both)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,35 +19,27 @@ from tests.helpers.tables import create_session
 from tests.store.factories import NOW, start, turn
 
 
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store.from_url(f"sqlite:///{tmp_path / 'prepared.db'}", busy_timeout=0.1)
-    await store.upgrade()
-    yield store
-    await store.close()
-
-
-async def test_the_conversation_read_for_a_turn_matches_the_general_read(sqlite_store: Store) -> None:
+async def test_the_conversation_read_for_a_turn_matches_the_general_read(store: Store) -> None:
     await start(
-        sqlite_store,
+        store,
         "cnv_a",
         client_message_id="m-1",
         state={"variables": {"name": "Zoë", "n": 1.5, "list": [1, None]}},
         user={"id": "u-1", "verified": True},
     )
 
-    conversation, answered = await sqlite_store.conversation_for_turn("cnv_a", "m-1")
+    conversation, answered = await store.conversations.for_turn("cnv_a", "m-1")
 
     assert answered
-    assert conversation == await sqlite_store.get_conversation("cnv_a")
+    assert conversation == await store.conversations.get("cnv_a")
     assert conversation is not None and conversation.created_at.tzinfo is not None
-    assert await sqlite_store.conversation_for_turn("cnv_missing", "m-1") == (None, False)
+    assert await store.conversations.for_turn("cnv_missing", "m-1") == (None, False)
 
 
-async def test_a_session_found_by_hash_matches_what_was_stored(sqlite_store: Store) -> None:
-    await start(sqlite_store, "cnv_a")
+async def test_a_session_found_by_hash_matches_what_was_stored(store: Store) -> None:
+    await start(store, "cnv_a")
     created = await create_session(
-        sqlite_store,
+        store,
         session_id="sid_1",
         session_hash="h" * 64,
         bot_id="shop",
@@ -57,10 +49,10 @@ async def test_a_session_found_by_hash_matches_what_was_stored(sqlite_store: Sto
         expires_at=NOW + timedelta(hours=1),
     )
 
-    found = await sqlite_store.find_session("h" * 64)
+    found = await store.credentials.find_session("h" * 64)
 
     assert isinstance(found, SessionRecord) and found == created
-    assert await sqlite_store.find_session("x" * 64) is None
+    assert await store.credentials.find_session("x" * 64) is None
 
 
 def test_a_driver_error_on_a_hot_read_comes_out_as_sqlalchemy_would_raise_it(tmp_path: Path) -> None:
@@ -77,10 +69,10 @@ def test_a_driver_error_on_a_hot_read_comes_out_as_sqlalchemy_would_raise_it(tmp
     assert "no such table" in str(raised.value.orig)
 
 
-async def test_a_turn_written_straight_to_the_driver_reads_back_as_written(sqlite_store: Store) -> None:
-    version = await start(sqlite_store, "cnv_a", client_message_id="m-1")
+async def test_a_turn_written_straight_to_the_driver_reads_back_as_written(store: Store) -> None:
+    version = await start(store, "cnv_a", client_message_id="m-1")
 
-    committed = await sqlite_store.commit_turn(
+    committed = await store.conversations.commit_turn(
         turn(
             "cnv_a",
             version=version,
@@ -93,25 +85,25 @@ async def test_a_turn_written_straight_to_the_driver_reads_back_as_written(sqlit
         )
     )
 
-    conversation = await sqlite_store.get_conversation("cnv_a")
+    conversation = await store.conversations.get("cnv_a")
     assert conversation is not None
     assert (conversation.version, conversation.last_seq) == (committed.version, committed.messages[-1].seq)
     assert conversation.user == {"id": "u-1", "verified": True}
     assert conversation.state["variables"] == {"name": "Zoë", "n": 1.5}
-    stored = await sqlite_store.messages_after("cnv_a", after=committed.messages[0].seq - 1)
+    stored = await store.conversations.messages_after("cnv_a", after=committed.messages[0].seq - 1)
     assert stored == committed.messages
     assert stored[0].payload == {"text": "Grüße 👋"} and stored[0].created_at == NOW
-    assert await sqlite_store.turn_by_client_message_id("cnv_a", "m-2") is not None
+    assert await store.conversations.turn_by_client_message_id("cnv_a", "m-2") is not None
 
 
 async def test_a_duplicate_written_straight_to_the_driver_is_refused_as_a_duplicate(
-    sqlite_store: Store,
+    store: Store,
 ) -> None:
-    version = await start(sqlite_store, "cnv_a", client_message_id="m-1")
+    version = await start(store, "cnv_a", client_message_id="m-1")
 
     with pytest.raises(DuplicateClientMessage):
-        await sqlite_store.commit_turn(turn("cnv_a", version=version, client_message_id="m-1"))
+        await store.conversations.commit_turn(turn("cnv_a", version=version, client_message_id="m-1"))
     with pytest.raises(VersionConflict):
-        await sqlite_store.commit_turn(turn("cnv_a", version=version + 5, client_message_id="m-3"))
-    conversation = await sqlite_store.get_conversation("cnv_a")
+        await store.conversations.commit_turn(turn("cnv_a", version=version + 5, client_message_id="m-3"))
+    conversation = await store.conversations.get("cnv_a")
     assert conversation is not None and conversation.version == version

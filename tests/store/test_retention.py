@@ -37,7 +37,7 @@ async def seed(store: Store) -> None:
     await start(store, "cnv_old_3", now=OLD + timedelta(hours=2))
     await start(store, "cnv_recent", now=RECENT)
     await start(store, "cnv_other", now=OLD, bot_id="other")
-    await store.add_audit(
+    await store.audit.add(
         NewAudit(
             kind="resume", bot_id="shop", outcome="ok", at=OLD, conversation_id="cnv_old_1", ip="203.0.113.1"
         )
@@ -45,24 +45,24 @@ async def seed(store: Store) -> None:
 
 
 async def remaining(store: Store) -> list[str]:
-    shop, _ = await store.list_conversations(bot_id="shop")
-    other, _ = await store.list_conversations(bot_id="other")
+    shop, _ = await store.conversations.list(bot_id="shop")
+    other, _ = await store.conversations.list(bot_id="other")
     return sorted(c.id for c in shop + other)
 
 
 async def test_purging_erases_only_the_bots_idle_conversations_a_batch_at_a_time(store: Store) -> None:
     await seed(store)
-    assert await store.count_idle("shop", CUTOFF) == 3
+    assert await store.conversations.count_idle("shop", CUTOFF) == 3
     batches: list[int] = []
 
     erased = await purge_bot(store, "shop", CUTOFF, batch=2, pause=0, progress=batches.append)
 
     assert erased == 3 and batches == [2, 1]
     assert await remaining(store) == ["cnv_other", "cnv_recent"]
-    assert await store.messages_after("cnv_old_1") == []
-    audit, _ = await store.list_audit(conversation_id="cnv_old_1")
+    assert await store.conversations.messages_after("cnv_old_1") == []
+    audit, _ = await store.audit.list(conversation_id="cnv_old_1")
     assert [(event.kind, event.ip) for event in audit] == [("resume", None)]
-    assert await store.count_idle("shop", CUTOFF) == 0
+    assert await store.conversations.count_idle("shop", CUTOFF) == 0
 
 
 def test_a_retention_is_a_duration_of_at_least_an_hour() -> None:
@@ -90,7 +90,9 @@ async def test_the_server_purges_in_the_background(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.05)
         assert await remaining(store) == ["cnv_other"]  # the other bot is not served here
-        await store.commit_turn(turn("cnv_new", now=datetime.now(UTC)))  # a new conversation is kept
+        await store.conversations.commit_turn(
+            turn("cnv_new", now=datetime.now(UTC))
+        )  # a new conversation is kept
         await asyncio.sleep(0.5)
         assert "cnv_new" in await remaining(store)
 
@@ -108,8 +110,8 @@ def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]
     async def prepare() -> None:
         await store.upgrade()
         await seed(store)
-        await store.upsert_bot("shop", "Shop", "v1", {"id": "shop", "retention": "30d"}, NOW)
-        await store.upsert_bot("other", None, "v1", {"id": "other"}, NOW)
+        await store.bots.upsert_bot("shop", "Shop", "v1", {"id": "shop", "retention": "30d"}, NOW)
+        await store.bots.upsert_bot("other", None, "v1", {"id": "other"}, NOW)
         await store.close()
 
     asyncio.run(prepare())

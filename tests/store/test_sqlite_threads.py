@@ -64,7 +64,7 @@ async def test_writes_waiting_together_commit_together_and_a_failing_turn_fails_
         turn("c", version=versions["c"], customer="again", client_message_id="c-1"),  # duplicate id
         turn("d", version=versions["d"], customer="also fine", replies=["x", "y"]),
     ]
-    tasks = [asyncio.create_task(sqlite_store.commit_turn(write)) for write in batch]
+    tasks = [asyncio.create_task(sqlite_store.conversations.commit_turn(write)) for write in batch]
     await asyncio.sleep(0.05)  # all four are queued behind the held writer
     release.set()
     await holder
@@ -78,15 +78,15 @@ async def test_writes_waiting_together_commit_together_and_a_failing_turn_fails_
     assert isinstance(c, DuplicateClientMessage)
     assert not isinstance(d, BaseException) and [m.seq for m in d.messages] == [3, 4, 5]
     for cid, expected_messages in {"a": 4, "b": 2, "c": 2, "d": 5}.items():
-        conversation = await sqlite_store.get_conversation(cid)
+        conversation = await sqlite_store.conversations.get(cid)
         assert conversation is not None
         assert conversation.last_seq == expected_messages
-        stored = await sqlite_store.messages_after(cid)
+        stored = await sqlite_store.conversations.messages_after(cid)
         assert [m.seq for m in stored] == list(range(1, expected_messages + 1))
     # The failed turn's update of its conversation row was undone with its messages: it can still go on.
-    c_row = await sqlite_store.get_conversation("c")
+    c_row = await sqlite_store.conversations.get("c")
     assert c_row is not None and c_row.version == versions["c"]
-    retried = await sqlite_store.commit_turn(turn("c", version=versions["c"], customer="next"))
+    retried = await sqlite_store.conversations.commit_turn(turn("c", version=versions["c"], customer="next"))
     assert [m.seq for m in retried.messages] == [3, 4]
 
 
@@ -95,23 +95,23 @@ async def test_a_write_that_waited_past_the_busy_timeout_is_refused_unrun(tmp_pa
     try:
         await store.upgrade()
         release, holder = await hold_the_writer(store)
-        late = asyncio.create_task(store.commit_turn(turn("cnv_late")))
+        late = asyncio.create_task(store.conversations.commit_turn(turn("cnv_late")))
         await asyncio.sleep(0.4)
         release.set()
         await holder
         with pytest.raises(Exception, match="busy"):
             await late
-        assert await store.get_conversation("cnv_late") is None
+        assert await store.conversations.get("cnv_late") is None
     finally:
         await store.close()
 
 
 async def test_the_writer_checkpoints_the_wal_into_the_database_when_idle(sqlite_store: Store) -> None:
-    path = Path(sqlite_store.engine.url.database or "")
+    path = Path(threads_of(sqlite_store).engine.url.database or "")
     await start(sqlite_store, "cnv_a")  # opens the writer's connection
     size_before = size(path)
     for n in range(40):
-        await sqlite_store.commit_turn(turn(f"cnv_{n}", customer="x" * 2000))
+        await sqlite_store.conversations.commit_turn(turn(f"cnv_{n}", customer="x" * 2000))
 
     # The file grows while the checkpoint runs, before its counter moves: wait for both.
     deadline = time.monotonic() + 15
@@ -128,15 +128,15 @@ async def test_a_wal_past_its_size_bound_is_truncated(sqlite_store: Store) -> No
     threads = threads_of(sqlite_store)
     threads.idle_checkpoint = 60.0  # no idle checkpoints: only the size bound acts
     threads.wal_size_limit = 256 * 1024
-    wal = Path(f"{sqlite_store.engine.url.database}-wal")
+    wal = Path(f"{threads_of(sqlite_store).engine.url.database}-wal")
     largest = 0
     for n in range(200):
-        await sqlite_store.commit_turn(turn(f"cnv_{n}", customer="x" * 3000))
+        await sqlite_store.conversations.commit_turn(turn(f"cnv_{n}", customer="x" * 3000))
         largest = max(largest, size(wal))
     assert threads.checkpoints >= 1
     # Without the bound the WAL would hold all 200 turns (600 KB of text alone).
     assert largest < threads.wal_size_limit + 64 * 1024
-    assert await sqlite_store.get_conversation("cnv_199") is not None
+    assert await sqlite_store.conversations.get("cnv_199") is not None
 
 
 async def test_under_writes_that_never_pause_the_wal_starts_over_without_a_full_checkpoint(
@@ -147,7 +147,7 @@ async def test_under_writes_that_never_pause_the_wal_starts_over_without_a_full_
     threads.busy_checkpoint_commits = 5
     threads.restart_frames = 32
     threads.wal_size_limit = 1 << 30  # the hard bound never acts
-    wal = Path(f"{sqlite_store.engine.url.database}-wal")
+    wal = Path(f"{threads_of(sqlite_store).engine.url.database}-wal")
     await start(sqlite_store, "cnv_first")
     largest = 0
     writing = 8
@@ -155,13 +155,13 @@ async def test_under_writes_that_never_pause_the_wal_starts_over_without_a_full_
     async def write(worker: int) -> None:
         nonlocal largest, writing
         for n in range(60):
-            await sqlite_store.commit_turn(turn(f"cnv_{worker}_{n}", customer="x" * 2000))
+            await sqlite_store.conversations.commit_turn(turn(f"cnv_{worker}_{n}", customer="x" * 2000))
             largest = max(largest, size(wal))
         writing -= 1
 
     async def read() -> None:  # readers keep snapshots open now and then, as they do in a server
         while writing:
-            await sqlite_store.get_conversation("cnv_first")
+            await sqlite_store.conversations.get("cnv_first")
 
     await asyncio.gather(*(write(worker) for worker in range(8)), read())
 
@@ -169,15 +169,15 @@ async def test_under_writes_that_never_pause_the_wal_starts_over_without_a_full_
     # Never starting over, it would hold all 480 turns: about 6 MB.
     assert largest < 1_500_000, f"the WAL grew to {largest:,} bytes"
     assert threads.truncations == 0
-    assert await sqlite_store.get_conversation("cnv_7_59") is not None
+    assert await sqlite_store.conversations.get("cnv_7_59") is not None
 
 
 async def test_the_event_loop_runs_while_a_write_waits_for_the_sqlite_lock(sqlite_store: Store) -> None:
     version = await start(sqlite_store, "cnv_a")
-    holder = sqlite3.connect(sqlite_store.engine.url.database or "", isolation_level=None)
+    holder = sqlite3.connect(threads_of(sqlite_store).engine.url.database or "", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        write = asyncio.create_task(sqlite_store.commit_turn(turn("cnv_a", version=version)))
+        write = asyncio.create_task(sqlite_store.conversations.commit_turn(turn("cnv_a", version=version)))
         gaps: list[float] = []
         last = time.perf_counter()
         for _ in range(30):  # 0.3 s while the writer thread waits in SQLite's busy handler
@@ -187,7 +187,7 @@ async def test_the_event_loop_runs_while_a_write_waits_for_the_sqlite_lock(sqlit
             last = now
         assert not write.done()
         # Reads are served meanwhile, from their own threads.
-        assert (await sqlite_store.get_conversation("cnv_a")) is not None
+        assert (await sqlite_store.conversations.get("cnv_a")) is not None
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -199,7 +199,7 @@ async def test_the_event_loop_runs_while_a_write_waits_for_the_sqlite_lock(sqlit
 async def test_a_call_cancelled_before_it_ran_is_never_run(sqlite_store: Store) -> None:
     await start(sqlite_store, "cnv_a")
     release, holder = await hold_the_writer(sqlite_store)
-    cancelled = asyncio.create_task(sqlite_store.commit_turn(turn("cnv_b")))
+    cancelled = asyncio.create_task(sqlite_store.conversations.commit_turn(turn("cnv_b")))
     await asyncio.sleep(0.02)
     cancelled.cancel()
     release.set()
@@ -207,4 +207,4 @@ async def test_a_call_cancelled_before_it_ran_is_never_run(sqlite_store: Store) 
     with pytest.raises(asyncio.CancelledError):
         await cancelled
     await start(sqlite_store, "cnv_c")  # the writer went on
-    assert await sqlite_store.get_conversation("cnv_b") is None
+    assert await sqlite_store.conversations.get("cnv_b") is None

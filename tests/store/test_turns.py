@@ -25,7 +25,7 @@ from tests.store.factories import NOW, new_token, start, turn
 
 
 async def test_first_turn_creates_the_conversation_with_numbered_messages(store: Store) -> None:
-    committed = await store.commit_turn(
+    committed = await store.conversations.commit_turn(
         turn("cnv_a", customer="hi", replies=["Hello!", "What's your name?"], user={"id": "u1"})
     )
 
@@ -35,19 +35,19 @@ async def test_first_turn_creates_the_conversation_with_numbered_messages(store:
         (2, 1, "bot"),
         (3, 1, "bot"),
     ]
-    conversation = await store.get_conversation("cnv_a")
+    conversation = await store.conversations.get("cnv_a")
     assert conversation is not None
     assert (conversation.version, conversation.last_seq, conversation.status) == (1, 3, "active")
     assert conversation.user == {"id": "u1"}
     assert conversation.state == {"variables": {}}
     assert conversation.created_at == NOW and conversation.created_at.tzinfo is not None
-    assert await store.messages_after("cnv_a") == committed.messages
+    assert await store.conversations.messages_after("cnv_a") == committed.messages
 
 
 async def test_later_turns_continue_the_sequence_and_update_the_conversation(store: Store) -> None:
     version = await start(store, "cnv_a", replies=["one", "two"])
     later = NOW + timedelta(minutes=5)
-    committed = await store.commit_turn(
+    committed = await store.conversations.commit_turn(
         turn(
             "cnv_a",
             version=version,
@@ -61,25 +61,25 @@ async def test_later_turns_continue_the_sequence_and_update_the_conversation(sto
 
     assert committed.version == 2
     assert [(m.seq, m.turn_seq) for m in committed.messages] == [(4, 4), (5, 4)]
-    conversation = await store.get_conversation("cnv_a")
+    conversation = await store.conversations.get("cnv_a")
     assert conversation is not None
     assert (conversation.version, conversation.last_seq, conversation.status) == (2, 5, "closed")
     assert conversation.state == {"variables": {"name": "Ada"}}
     assert (conversation.created_at, conversation.updated_at) == (NOW, later)
     assert conversation.user == {}  # a turn without user keeps the stored one
-    assert [m.seq for m in await store.messages_after("cnv_a")] == [1, 2, 3, 4, 5]
+    assert [m.seq for m in await store.conversations.messages_after("cnv_a")] == [1, 2, 3, 4, 5]
 
 
 async def test_a_stale_version_is_a_conflict_and_changes_nothing(store: Store) -> None:
     version = await start(store, "cnv_a")
-    await store.commit_turn(turn("cnv_a", version=version, customer="first"))
+    await store.conversations.commit_turn(turn("cnv_a", version=version, customer="first"))
 
     with pytest.raises(VersionConflict, match="cnv_a"):
-        await store.commit_turn(turn("cnv_a", version=version, customer="stale"))
+        await store.conversations.commit_turn(turn("cnv_a", version=version, customer="stale"))
 
-    conversation = await store.get_conversation("cnv_a")
+    conversation = await store.conversations.get("cnv_a")
     assert conversation is not None and conversation.version == 2
-    texts = [m.payload["text"] for m in await store.messages_after("cnv_a")]
+    texts = [m.payload["text"] for m in await store.conversations.messages_after("cnv_a")]
     assert "stale" not in texts
 
 
@@ -87,15 +87,15 @@ async def test_creating_an_existing_conversation_is_a_conflict(store: Store) -> 
     await start(store, "cnv_a", customer="original")
 
     with pytest.raises(VersionConflict, match="already exists"):
-        await store.commit_turn(turn("cnv_a", customer="impostor"))
+        await store.conversations.commit_turn(turn("cnv_a", customer="impostor"))
 
-    assert (await store.messages_after("cnv_a"))[0].payload["text"] == "original"
+    assert (await store.conversations.messages_after("cnv_a"))[0].payload["text"] == "original"
 
 
 async def test_updating_a_missing_conversation_is_a_conflict(store: Store) -> None:
     with pytest.raises(VersionConflict):
-        await store.commit_turn(turn("cnv_missing", version=3))
-    assert await store.get_conversation("cnv_missing") is None
+        await store.conversations.commit_turn(turn("cnv_missing", version=3))
+    assert await store.conversations.get("cnv_missing") is None
 
 
 async def test_a_duplicate_client_message_id_rolls_back_the_whole_turn(store: Store) -> None:
@@ -103,32 +103,34 @@ async def test_a_duplicate_client_message_id_rolls_back_the_whole_turn(store: St
     _, token = new_token()
 
     with pytest.raises(DuplicateClientMessage, match="m-1"):
-        await store.commit_turn(
+        await store.conversations.commit_turn(
             turn("cnv_a", version=version, client_message_id="m-1", replies=["x", "y"], tokens=[token])
         )
 
-    conversation = await store.get_conversation("cnv_a")
+    conversation = await store.conversations.get("cnv_a")
     assert conversation is not None and (conversation.version, conversation.last_seq) == (1, 2)
-    assert len(await store.messages_after("cnv_a")) == 2
-    assert await store.find_token_by_hash(token.token_hash) is None
-    assert await store.list_tokens("cnv_a") == []
+    assert len(await store.conversations.messages_after("cnv_a")) == 2
+    assert await store.credentials.find_token_by_hash(token.token_hash) is None
+    assert await store.credentials.list_tokens("cnv_a") == []
 
 
 async def test_a_failure_in_the_last_statement_leaves_nothing_behind(store: Store) -> None:
     version = await start(store, "cnv_a")
     _, token = new_token()
-    await store.commit_turn(turn("cnv_a", version=version, tokens=[token]))
-    conversation = await store.get_conversation("cnv_a")
+    await store.conversations.commit_turn(turn("cnv_a", version=version, tokens=[token]))
+    conversation = await store.conversations.get("cnv_a")
     assert conversation is not None
 
     # The conversation row and the messages are written before the tokens; a token id that already exists
     # makes the last insert fail, and the turn must vanish as a whole.
     with pytest.raises(sa.exc.IntegrityError):
-        await store.commit_turn(turn("cnv_a", version=conversation.version, customer="lost", tokens=[token]))
+        await store.conversations.commit_turn(
+            turn("cnv_a", version=conversation.version, customer="lost", tokens=[token])
+        )
 
-    after = await store.get_conversation("cnv_a")
+    after = await store.conversations.get("cnv_a")
     assert after == conversation
-    assert "lost" not in [m.payload["text"] for m in await store.messages_after("cnv_a")]
+    assert "lost" not in [m.payload["text"] for m in await store.conversations.messages_after("cnv_a")]
 
 
 async def test_concurrent_turns_on_one_conversation_one_wins_nothing_interleaves(store: Store) -> None:
@@ -138,12 +140,14 @@ async def test_concurrent_turns_on_one_conversation_one_wins_nothing_interleaves
         for n in range(6)
     ]
 
-    results = await asyncio.gather(*(store.commit_turn(t) for t in contenders), return_exceptions=True)
+    results = await asyncio.gather(
+        *(store.conversations.commit_turn(t) for t in contenders), return_exceptions=True
+    )
 
     winners = [r for r in results if not isinstance(r, BaseException)]
     assert len(winners) == 1
     assert all(isinstance(r, VersionConflict) for r in results if r is not winners[0])
-    stored = await store.messages_after("cnv_a")
+    stored = await store.conversations.messages_after("cnv_a")
     assert [m.seq for m in stored] == [1, 2, 3, 4, 5]
     assert stored[1:] == winners[0].messages
 
@@ -151,14 +155,16 @@ async def test_concurrent_turns_on_one_conversation_one_wins_nothing_interleaves
 async def test_concurrent_creations_of_one_conversation_one_wins(store: Store) -> None:
     contenders = [turn("cnv_a", customer=f"first {n}", state={"n": n}) for n in range(4)]
 
-    results = await asyncio.gather(*(store.commit_turn(t) for t in contenders), return_exceptions=True)
+    results = await asyncio.gather(
+        *(store.conversations.commit_turn(t) for t in contenders), return_exceptions=True
+    )
 
     winners = [n for n, r in enumerate(results) if not isinstance(r, BaseException)]
     assert len(winners) == 1
     assert all(isinstance(r, VersionConflict) for r in results if isinstance(r, BaseException))
-    conversation = await store.get_conversation("cnv_a")
+    conversation = await store.conversations.get("cnv_a")
     assert conversation is not None and conversation.state == {"n": winners[0]}
-    assert [m.payload["text"] for m in await store.messages_after("cnv_a")] == [
+    assert [m.payload["text"] for m in await store.conversations.messages_after("cnv_a")] == [
         f"first {winners[0]}",
         "hi there",
     ]
@@ -169,10 +175,10 @@ async def test_retrying_losers_all_land_in_order_without_interleaving(store: Sto
 
     async def send(n: int) -> None:
         while True:
-            conversation = await store.get_conversation("cnv_a")
+            conversation = await store.conversations.get("cnv_a")
             assert conversation is not None
             try:
-                await store.commit_turn(
+                await store.conversations.commit_turn(
                     turn(
                         "cnv_a", version=conversation.version, customer=f"c{n}", replies=[f"r{n}a", f"r{n}b"]
                     )
@@ -183,14 +189,14 @@ async def test_retrying_losers_all_land_in_order_without_interleaving(store: Sto
 
     await asyncio.gather(*(send(n) for n in range(5)))
 
-    stored = await store.messages_after("cnv_a")
+    stored = await store.conversations.messages_after("cnv_a")
     assert [m.seq for m in stored] == list(range(1, 17))
     for start_index in range(1, 16, 3):  # after the opening message, each turn is 3 contiguous messages
         group = stored[start_index : start_index + 3]
         n = group[0].payload["text"][1:]
         assert [m.payload["text"] for m in group] == [f"c{n}", f"r{n}a", f"r{n}b"]
         assert {m.turn_seq for m in group} == {group[0].seq}
-    conversation = await store.get_conversation("cnv_a")
+    conversation = await store.conversations.get("cnv_a")
     assert conversation is not None and (conversation.version, conversation.last_seq) == (6, 16)
 
 
@@ -199,46 +205,48 @@ async def test_idempotency_lookup_returns_the_whole_turn_and_its_pending(store: 
         store, "cnv_a", client_message_id="m-1", pending={"node": "ask_name", "input": "text"}
     )
     choices = {"node": "menu", "input": "choice", "choices": [{"label": "Yes", "value": "y"}]}
-    second = await store.commit_turn(
+    second = await store.conversations.commit_turn(
         turn("cnv_a", version=version, client_message_id="m-2", replies=["a", "b", "c"], pending=choices)
     )
-    await store.commit_turn(turn("cnv_a", version=second.version, client_message_id="m-3", pending=None))
+    await store.conversations.commit_turn(
+        turn("cnv_a", version=second.version, client_message_id="m-3", pending=None)
+    )
     await start(store, "cnv_b", client_message_id="m-2")  # the same id in another conversation is separate
 
-    found = await store.turn_by_client_message_id("cnv_a", "m-2")
+    found = await store.conversations.turn_by_client_message_id("cnv_a", "m-2")
 
     assert found is not None
     turn_messages, pending = found
     assert turn_messages == second.messages
     assert [m.payload["text"] for m in turn_messages] == ["hello", "a", "b", "c"]
     assert pending == choices
-    last = await store.turn_by_client_message_id("cnv_a", "m-3")
+    last = await store.conversations.turn_by_client_message_id("cnv_a", "m-3")
     assert last is not None and last[1] is None
-    assert await store.turn_by_client_message_id("cnv_a", "never-sent") is None
+    assert await store.conversations.turn_by_client_message_id("cnv_a", "never-sent") is None
 
 
 async def test_history_reads_page_forward_and_take_the_newest(store: Store) -> None:
     secret, token = new_token()
     version = await start(store, "cnv_a", customer="m1", replies=["m2", "m3"], tokens=[token])
-    await store.commit_turn(turn("cnv_a", version=version, customer="m4", replies=["m5", "m6"]))
+    await store.conversations.commit_turn(turn("cnv_a", version=version, customer="m4", replies=["m5", "m6"]))
     other_secret, other_token = new_token()
     await start(store, "cnv_other", customer=None, replies=(), tokens=[other_token])
 
     async def newest(token_secret: str, count: int) -> list[MessageRecord]:
-        return (await store.token_with_conversation(hash_token(token_secret), history=count))[2]
+        return (await store.conversations.token_with_conversation(hash_token(token_secret), history=count))[2]
 
-    assert [m.seq for m in await store.messages_after("cnv_a", after=2, limit=3)] == [3, 4, 5]
-    assert await store.messages_after("cnv_a", after=6) == []
+    assert [m.seq for m in await store.conversations.messages_after("cnv_a", after=2, limit=3)] == [3, 4, 5]
+    assert await store.conversations.messages_after("cnv_a", after=6) == []
     assert [m.payload["text"] for m in await newest(secret, 4)] == ["m3", "m4", "m5", "m6"]
     assert [m.seq for m in await newest(secret, 50)] == [1, 2, 3, 4, 5, 6]
     assert await newest(other_secret, 10) == []
     with pytest.raises(ValueError, match="limit"):
-        await store.messages_after("cnv_a", limit=0)
+        await store.conversations.messages_after("cnv_a", limit=0)
 
 
 async def test_messages_render_for_the_api(store: Store) -> None:
     buttons = [{"label": "Track", "value": "track"}]
-    committed = await store.commit_turn(
+    committed = await store.conversations.commit_turn(
         TurnWrite(
             conversation_id="cnv_a",
             bot_id="shop",
@@ -256,7 +264,7 @@ async def test_messages_render_for_the_api(store: Store) -> None:
             now=NOW,
         )
     )
-    stored = (await store.messages_after("cnv_a"))[0]
+    stored = (await store.conversations.messages_after("cnv_a"))[0]
 
     assert stored.to_api() == committed.messages[0].to_api()
     assert stored.to_api() == {
@@ -271,7 +279,7 @@ async def test_messages_render_for_the_api(store: Store) -> None:
 
 async def test_turns_reject_naive_timestamps(store: Store) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        await store.commit_turn(turn("cnv_a", now=NOW.replace(tzinfo=None)))
+        await store.conversations.commit_turn(turn("cnv_a", now=NOW.replace(tzinfo=None)))
 
 
 @asynccontextmanager
@@ -322,14 +330,19 @@ async def test_a_turn_in_a_long_conversation_runs_the_same_sql_as_in_a_short_one
         }
         for seq in range(3, 2003)
     ]
-    async with store.engine.begin() as connection:
-        await connection.execute(messages.insert(), history)
-        await connection.exec_driver_sql("UPDATE conversations SET last_seq = 2002 WHERE id = 'cnv_long'")
+
+    def fill(connection: sa.Connection) -> None:
+        connection.execute(messages.insert(), history)
+        connection.exec_driver_sql("UPDATE conversations SET last_seq = 2002 WHERE id = 'cnv_long'")
+
+    await store.database.write(fill)
 
     async with recorded_sql(store) as short_sql:
-        await store.commit_turn(turn("cnv_short", version=short_version, replies=["a", "b"]))
+        await store.conversations.commit_turn(turn("cnv_short", version=short_version, replies=["a", "b"]))
     async with recorded_sql(store) as long_sql:
-        committed = await store.commit_turn(turn("cnv_long", version=long_version, replies=["a", "b"]))
+        committed = await store.conversations.commit_turn(
+            turn("cnv_long", version=long_version, replies=["a", "b"])
+        )
 
     assert [m.seq for m in committed.messages] == [2003, 2004, 2005]
     assert long_sql == short_sql
@@ -341,9 +354,9 @@ async def test_conversation_for_turn_tells_whether_a_client_message_id_was_answe
     await start(store, "cnv_a", client_message_id="m-1")
     await start(store, "cnv_b", client_message_id="m-2")
 
-    conversation, answered = await store.conversation_for_turn("cnv_a", "m-1")
+    conversation, answered = await store.conversations.for_turn("cnv_a", "m-1")
     assert conversation is not None and conversation.id == "cnv_a" and answered
-    assert conversation == await store.get_conversation("cnv_a")
-    assert (await store.conversation_for_turn("cnv_a", "m-2"))[1] is False  # another conversation's id
-    assert (await store.conversation_for_turn("cnv_a", None))[1] is False
-    assert await store.conversation_for_turn("cnv_missing", "m-1") == (None, False)
+    assert conversation == await store.conversations.get("cnv_a")
+    assert (await store.conversations.for_turn("cnv_a", "m-2"))[1] is False  # another conversation's id
+    assert (await store.conversations.for_turn("cnv_a", None))[1] is False
+    assert await store.conversations.for_turn("cnv_missing", "m-1") == (None, False)

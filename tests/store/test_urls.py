@@ -13,11 +13,11 @@ from rejoinder.store.urls import check_url, shown_url
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
-        ("sqlite:///rejoinder.db", "sqlite+aiosqlite:///rejoinder.db"),
-        ("sqlite:///./data/rejoinder.db", "sqlite+aiosqlite:///./data/rejoinder.db"),
-        ("sqlite:////var/lib/rejoinder/db.sqlite", "sqlite+aiosqlite:////var/lib/rejoinder/db.sqlite"),
-        ("sqlite+pysqlite:///rejoinder.db", "sqlite+aiosqlite:///rejoinder.db"),
-        ("sqlite+aiosqlite:///rejoinder.db", "sqlite+aiosqlite:///rejoinder.db"),
+        ("sqlite:///rejoinder.db", "sqlite+pysqlite:///rejoinder.db"),
+        ("sqlite:///./data/rejoinder.db", "sqlite+pysqlite:///./data/rejoinder.db"),
+        ("sqlite:////var/lib/rejoinder/db.sqlite", "sqlite+pysqlite:////var/lib/rejoinder/db.sqlite"),
+        ("sqlite+pysqlite:///rejoinder.db", "sqlite+pysqlite:///rejoinder.db"),
+        ("sqlite+aiosqlite:///rejoinder.db", "sqlite+pysqlite:///rejoinder.db"),
         ("postgresql://app@db.internal/rejoinder", "postgresql+asyncpg://app@db.internal/rejoinder"),
         ("postgres://app:pw@127.0.0.1:5433/rj", "postgresql+asyncpg://app:pw@127.0.0.1:5433/rj"),
         ("postgresql+psycopg://app@h/rj", "postgresql+asyncpg://app@h/rj"),

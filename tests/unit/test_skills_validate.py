@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import pytest
 import yaml
 
 from rejoinder.skills import Bot, BotConfig, Problem, Skill, check_bot, check_paths, parse_skill, validate_bot
+from rejoinder.skills.model import EndNode, Expression, Flaw, NodeBase, Triggers
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "skills"
 BROKEN = FIXTURES / "broken"
@@ -394,6 +396,58 @@ def test_a_malformed_save_path_is_an_error_on_its_line(tmp_path: Path) -> None:
     )
     [problem] = [p for p in check_paths([skill_file]) if p.is_error]
     assert problem.line == 7 and problem.node == "a" and "data[" in problem.message
+
+
+class ApprovalNode(NodeBase):
+    """A node type the validator has never seen: it waits for a person to approve, and must say who."""
+
+    type: Literal["approval"] = "approval"
+    approver: str | None = None
+    request: str
+    next: str | None = None
+
+    waits_for_customer: ClassVar[bool] = True
+
+    def expressions(self) -> Iterator[Expression]:
+        yield Expression(("request",), self.request, True)
+
+    def flaws(self) -> Iterator[Flaw]:
+        if self.approver is None:
+            yield Flaw(("approver",), "an approval needs 'approver': who is asked")
+
+
+def test_a_new_node_type_is_validated_by_what_it_states_of_itself() -> None:
+    nodes = {
+        "ask": ApprovalNode(request="Approve {{ order", next="again"),
+        "again": ApprovalNode(approver="boss", request="Still?", next="ask"),
+        "lost": EndNode(type="end"),
+    }
+    # The skill model lists the node types the language has; a new one is put into a skill without it.
+    skill = Skill.model_construct(id="s", start="ask", nodes=nodes, triggers=Triggers(), variables={})
+    problems = validate_bot(Bot(config=BotConfig(id="b"), skills={"s": skill}))
+    found = [(p.severity, p.node, p.message.split(":")[0]) for p in problems]
+    # Its own flaw and its broken template are errors; the cycle waits, so it is no endless loop.
+    assert found == [
+        ("error", "ask", "an approval needs 'approver'"),
+        ("error", "ask", "request"),
+        ("warning", "lost", "unreachable"),
+    ]
+
+
+def test_each_node_type_reports_its_own_flaws() -> None:
+    skill = make_skill(
+        {
+            "a": {"type": "question", "text": "?", "next": "b"},
+            "b": {"type": "integrate", "url": "http://127.0.0.1:9/", "save": {"ok": "v", "x[": "w"}},
+        }
+    )
+    assert [
+        (p.node, p.message.split(":")[0])
+        for p in validate_bot(Bot(config=BotConfig(id="b"), skills={"s": skill}))
+    ] == [
+        ("a", "a question needs 'save_to'"),
+        ("b", "save"),
+    ]
 
 
 # ------------------------------------------------------------------------------------------ bad names and literals

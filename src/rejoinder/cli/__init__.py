@@ -6,7 +6,12 @@ command, so that ``rejoinder --help`` and every command start without loading wh
 
 from __future__ import annotations
 
-from rejoinder.cli import chat, db, demo, keys, serve, skills, testing
+from typing import Annotated
+
+import typer
+
+from rejoinder import __version__
+from rejoinder.cli import chat, db, demo, init, keys, serve, skills, testing, users
 from rejoinder.cli.typer_app import new_app
 
 app = new_app(
@@ -14,13 +19,35 @@ app = new_app(
     help="Resumable chatbot conversations: check and run bots, chat in the terminal, serve them.",
     pretty_exceptions_enable=False,
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"rejoinder {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Resumable chatbot conversations: check and run bots, chat in the terminal, serve them."""
+
+
 app.add_typer(skills.app, name="skills")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
+app.add_typer(users.app, name="users")
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("chat")(chat.chat)
 app.command("test")(testing.test)
+app.command("init")(init.init)
 
 
 def main() -> None:

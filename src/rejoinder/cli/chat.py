@@ -26,6 +26,7 @@ def chat(
     # Imported here so that `rejoinder --help` and the other commands start fast.
     import asyncio
 
+    from rejoinder.cli.bot_env import require_env
     from rejoinder.cli.chat_session import run_chat
     from rejoinder.config import get_settings
     from rejoinder.skills import BotLoadError, load_bot
@@ -42,9 +43,11 @@ def chat(
     url = get_settings().database_url
     try:
         check_url(url)
-        code = asyncio.run(run_chat(bot, url, event=event, resume=resume))
     except InvalidDatabaseURL as exc:
         _fail(f"REJOINDER_DATABASE_URL: {exc}")
+    require_env("chat", [(bot_dir, bot)])
+    try:
+        code = asyncio.run(run_chat(bot, url, event=event, resume=resume))
     except StoreUnavailable as exc:
         _fail(f"the database is not available: {exc}")
     except KeyboardInterrupt:

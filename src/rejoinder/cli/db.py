@@ -131,7 +131,7 @@ async def _purge(url: str, only: list[str], older_than: str | None, dry_run: boo
 async def _plans(store: Store, only: list[str], older_than: str | None, now: datetime) -> list[_Purge]:
     from rejoinder.retention import cutoff
 
-    recorded = {record.id: record for record in await store.list_bots()}
+    recorded = {record.id: record for record in await store.bots.list_bots()}
     unknown = [bot_id for bot_id in only if bot_id not in recorded]
     if unknown:
         known = ", ".join(sorted(recorded)) or "none yet (a server records its bots when it starts)"
@@ -151,7 +151,7 @@ async def _purge_bot(store: Store, plan: _Purge, dry_run: bool) -> None:
 
     from rejoinder.retention import purge_bot
 
-    idle = await store.count_idle(plan.bot_id, plan.before)
+    idle = await store.conversations.count_idle(plan.bot_id, plan.before)
     if dry_run or not idle:
         verb = "would erase" if dry_run else "erased"
         typer.echo(f"{plan.bot_id}: {verb} {idle:,} conversations idle for over {plan.retention}")

@@ -28,12 +28,20 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes (use PostgreSQL and Redis for more than one).")
     ] = 1,
+    reload: Annotated[
+        bool,
+        typer.Option(
+            "--reload",
+            help="Follow edits of the bots' skill files: a change is validated, then served to new conversations.",
+        ),
+    ] = False,
 ) -> None:
     """Run the server for bots (database from REJOINDER_DATABASE_URL; migrations are applied on start)."""
     # Imported here so that the other commands start fast.
     import uvicorn
     from sqlalchemy import make_url
 
+    from rejoinder.cli.bot_env import require_env
     from rejoinder.config import Settings
     from rejoinder.server.app import BOT_DIRS_ENV, create_app, load_bots, spare_from_full_collections
     from rejoinder.server.ops.metrics import MULTIPROCESS_DIR_ENV
@@ -48,11 +56,14 @@ def serve(
         raise typer.Exit(1) from None
     except ValueError as exc:
         _fail(str(exc))
+    if reload and workers > 1:
+        _fail("--reload serves with one worker; leave out --workers")
     settings = Settings()
     try:
         check_url(settings.database_url)
     except InvalidDatabaseURL as exc:
         _fail(f"REJOINDER_DATABASE_URL: {exc}")
+    require_env("serve", zip(bot_dirs, bots.values(), strict=True))
 
     shown_host = f"[{host}]" if ":" in host else host
     typer.echo(f"rejoinder: serving {', '.join(sorted(bots))} at http://{shown_host}:{port}")
@@ -64,6 +75,12 @@ def serve(
     }
     if workers == 1:
         app = create_app(bots, store=Store.from_url(settings.database_url), settings=settings)
+        if reload:
+            from rejoinder.cli.reload import SkillFileWatcher, watch_skill_files
+
+            directories = dict(zip(bots, bot_dirs, strict=True))
+            watch_skill_files(app, SkillFileWatcher(directories, report=_report))
+            typer.echo("rejoinder: following edits of the skill files (--reload)")
         spare_from_full_collections()
         uvicorn.run(app, **options)
         return
@@ -107,6 +124,10 @@ def uvicorn_options(
         "ws_per_message_deflate": False,
         "ws_ping_interval": None,
     }
+
+
+def _report(line: str) -> None:
+    typer.echo(f"rejoinder serve: {line}", err=True)
 
 
 def _fail(reason: str) -> NoReturn:

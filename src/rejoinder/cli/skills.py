@@ -13,7 +13,7 @@ from rejoinder.cli.typer_app import new_app
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from rejoinder.skills import Problem
+    from rejoinder.skills import Problem, Skill
 
 app = new_app(help="Validate and draw skills.")
 
@@ -59,34 +59,36 @@ def check(
 
 @app.command()
 def graph(
-    skill_file: Annotated[
-        Path, typer.Argument(help="The skill file to draw.", metavar="SKILL_FILE", show_default=False)
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A skill file, or a bot directory to draw whole (every skill, and the jumps between them).",
+            metavar="SKILL_FILE|BOT_DIR",
+            show_default=False,
+        ),
     ],
     fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format.")] = GraphFormat.mermaid,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
     ] = None,
 ) -> None:
-    """Draw a skill as a Mermaid flowchart, Graphviz dot, or SVG (needs Graphviz's `dot`)."""
-    from rejoinder.skills import read_skill, render_svg, to_dot, to_mermaid
+    """Draw a skill or a whole bot as a Mermaid flowchart, Graphviz dot, or SVG (needs Graphviz's `dot`)."""
+    from rejoinder.skills import render_svg
+    from rejoinder.skills.graph import bot_to_dot, bot_to_mermaid, to_dot, to_mermaid
 
-    try:
-        text = skill_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"{skill_file}: cannot read: {getattr(exc, 'strerror', None) or exc}")
-    source, problems = read_skill(text, filename=str(skill_file))
-    if source is None:
-        console = _console(stderr=True)
-        for problem in problems:
-            _print_problem(console, problem)
-        _fail(f"{skill_file}: cannot draw a skill that does not load; fix the errors above")
+    if path.is_dir():
+        skills, name = _bot_skills(path)
+        mermaid, dot = bot_to_mermaid(skills), bot_to_dot(skills, name)
+    else:
+        skill = _one_skill(path)
+        mermaid, dot = to_mermaid(skill), to_dot(skill)
     if fmt is GraphFormat.mermaid:
-        drawing: str | bytes = to_mermaid(source.skill)
+        drawing: str | bytes = mermaid
     elif fmt is GraphFormat.dot:
-        drawing = to_dot(source.skill)
+        drawing = dot
     else:
         try:
-            drawing = render_svg(to_dot(source.skill))
+            drawing = render_svg(dot)
         except RuntimeError as exc:  # GraphvizMissing included: its message says what to do
             _fail(str(exc))
     if output is not None:
@@ -99,6 +101,37 @@ def graph(
             _fail(f"{output}: cannot write: {exc.strerror or exc}")
         return
     typer.echo(drawing, nl=False)
+
+
+def _one_skill(skill_file: Path) -> Skill:
+    from rejoinder.skills import read_skill
+
+    try:
+        text = skill_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"{skill_file}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+    source, problems = read_skill(text, filename=str(skill_file))
+    if source is None:
+        _fail_with(problems, f"{skill_file}: cannot draw a skill that does not load; fix the errors above")
+    return source.skill
+
+
+def _bot_skills(bot_dir: Path) -> tuple[dict[str, Skill], str]:
+    """The skills of a bot directory and the bot's id; a bot with errors is not drawn."""
+    from rejoinder.skills import check_bot
+    from rejoinder.skills.problems import errors
+
+    bot, problems = check_bot(bot_dir)
+    if bot is None:
+        _fail_with(errors(problems), f"{bot_dir}: cannot draw a bot that does not load; fix the errors above")
+    return bot.skills, bot.id
+
+
+def _fail_with(problems: list[Problem], reason: str) -> NoReturn:
+    console = _console(stderr=True)
+    for problem in problems:
+        _print_problem(console, problem)
+    _fail(reason)
 
 
 def _print_problem(console: Console, problem: Problem) -> None:

@@ -35,6 +35,24 @@ def _shown(source: str) -> str:
     return repr(source) if len(source) <= 80 else repr(source[:77] + "...")
 
 
+@contextmanager
+def _syntax_errors(kind: str, source: str) -> Iterator[None]:
+    """Turn a failure to compile ``source`` (an expression or a template) into an ExpressionSyntaxError."""
+    try:
+        yield
+    except TemplateSyntaxError as exc:
+        raise ExpressionSyntaxError(f"invalid {kind} {_shown(source)}: {exc.message}", exc.lineno) from exc
+    except _TOO_DEEP_TO_COMPILE:
+        raise ExpressionSyntaxError(f"invalid {kind} {_shown(source)}: {_TOO_DEEP}") from None
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """Keep ``value`` in ``cache``, emptied first when full: a visitor's sources must not grow it without end."""
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+
+
 def _failure(source: str, exc: BaseException) -> ExpressionError:
     """The error a caller sees: which source failed, and why."""
     if isinstance(exc, SecurityError):
@@ -100,33 +118,19 @@ class Expressions:
         """The compiled form of a bare expression (cached). Raises ExpressionSyntaxError."""
         compiled = self._expressions.get(source)
         if compiled is None:
-            try:
+            with _syntax_errors("expression", source):
                 compiled = self._strict.compile_expression(source, undefined_to_none=False)
-            except TemplateSyntaxError as exc:
-                message = f"invalid expression {_shown(source)}: {exc.message}"
-                raise ExpressionSyntaxError(message, exc.lineno) from exc
-            except _TOO_DEEP_TO_COMPILE:
-                raise ExpressionSyntaxError(f"invalid expression {_shown(source)}: {_TOO_DEEP}") from None
-            if len(self._expressions) >= _CACHE_LIMIT:
-                self._expressions.clear()
-            self._expressions[source] = compiled
+            _remember(self._expressions, source, compiled)
         return compiled
 
     def compile_template(self, source: str) -> Any:
         """The compiled form of a template (cached). Raises ExpressionSyntaxError."""
         compiled = self._templates.get(source)
         if compiled is None:
-            try:
-                env = self._statements if "{%" in source else self._lenient
+            env = self._statements if "{%" in source else self._lenient
+            with _syntax_errors("template", source):
                 compiled = env.from_string(source)
-            except TemplateSyntaxError as exc:
-                message = f"invalid template {_shown(source)}: {exc.message}"
-                raise ExpressionSyntaxError(message, exc.lineno) from exc
-            except _TOO_DEEP_TO_COMPILE:
-                raise ExpressionSyntaxError(f"invalid template {_shown(source)}: {_TOO_DEEP}") from None
-            if len(self._templates) >= _CACHE_LIMIT:
-                self._templates.clear()
-            self._templates[source] = compiled
+            _remember(self._templates, source, compiled)
         return compiled
 
     # ------------------------------------------------------------------ evaluate
@@ -135,7 +139,7 @@ class Expressions:
     def turn(
         self, time_budget: float = budget.DEFAULT_TIME_BUDGET, source: Random | None = None
     ) -> Iterator[budget.Budget]:
-        """One budget, one wall-clock deadline and one source of randomness (``source``, when given) for every
+        """One budget, one CPU-time deadline and one source of randomness (``source``, when given) for every
         evaluation inside the block (a turn)."""
         drawing = chance.drawing(source) if source is not None else nullcontext()
         with budget.spending(budget.Budget(time_budget)) as spent, drawing:
@@ -185,9 +189,7 @@ class Expressions:
         tree = self._trees.get(key)
         if tree is None:
             tree = self._parse(source, template=template)
-            if len(self._trees) >= _CACHE_LIMIT:
-                self._trees.clear()
-            self._trees[key] = tree
+            _remember(self._trees, key, tree)
         return tree
 
     def _parse(self, source: str, *, template: bool) -> nodes.Template:

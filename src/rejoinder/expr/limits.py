@@ -5,7 +5,7 @@ and filters refuse to build values larger than :data:`MAX_VALUE_SIZE` (nested li
 often they are shared), and text is checked before it is written; rendered text may not exceed
 :data:`MAX_OUTPUT`. Every evaluation draws on the turn's :class:`~rejoinder.expr.budget.Budget`: loop
 iterations, calls and each item an iterating filter or function handles cost steps, and the turn has a
-wall-clock deadline. The checks sit in the sandbox's hooks (calls, intercepted operators, output
+CPU-time deadline. The checks sit in the sandbox's hooks (calls, intercepted operators, output
 finalisation), in the filters replaced here, and in a compile-time rewrite of ``{% for %}``, ``~``, ``in``
 and list literals, so ``count + 1`` or ``Hi {{ name }}`` pays almost nothing for them.
 """

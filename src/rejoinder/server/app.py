@@ -88,7 +88,7 @@ def create_app(
         await store.upgrade()
         now = datetime.now(UTC)
         for bot in bots.values():
-            await store.upsert_bot(
+            await store.bots.upsert_bot(
                 bot.id, bot.config.name, bot.version, bot.config.model_dump(mode="json"), now
             )
         hub = create_hub(settings.redis_url)
@@ -100,7 +100,7 @@ def create_app(
             hub=hub,
             turn_time_budget=settings.turn_time_budget,
         )
-        catalog = SkillCatalog(store, service, bots, service.clock)
+        catalog = SkillCatalog(store.bots, service, bots, service.clock)
         for bot_id in bots:
             await catalog.sync(bot_id)
         app.state.hub = hub

@@ -82,7 +82,7 @@ async def create_keys(store: Store, bot_id: str, *, now: datetime) -> IssuedKeys
     issued = {}
     for prefix, kind in _KINDS.items():
         secret = new_secret(prefix)
-        record = await store.create_api_key(
+        record = await store.credentials.create_api_key(
             bot_id, kind, hash_secret(secret), new_public_id(KEY_ID_PREFIX), now
         )
         log.info("created %s key %s for bot %s", kind, record.id, bot_id)
@@ -170,7 +170,7 @@ async def _find_key(store: Store, key_hash: str) -> ApiKeyRecord | None:
         cache = _key_caches[store] = _KeyCache()
     key = cache.get(key_hash)
     if key is None:
-        key = await store.find_api_key(key_hash)
+        key = await store.credentials.find_api_key(key_hash)
         if key is not None and key.revoked_at is None:
             cache.put(key_hash, key)
     return key
@@ -242,7 +242,7 @@ async def authenticate_session(
     """Check a session secret (from a header, a query parameter or a first frame) against one conversation."""
     if not secret or not secret.startswith(SESSION_PREFIX):
         raise _unauthorized("This route takes a session (ses_…) from starting or resuming the conversation.")
-    session = await _store(conn).find_session(hash_secret(secret))
+    session = await _store(conn).credentials.find_session(hash_secret(secret))
     try:
         # The same rules as a turn's: known, not ended, not expired, this conversation's.
         bot = _service(conn).authorise(session, conversation_id)

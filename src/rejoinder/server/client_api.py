@@ -28,7 +28,7 @@ from rejoinder.server.auth import (
 )
 from rejoinder.server.errors import Problem, problem_responses
 from rejoinder.server.turn import Body, SendRequest, take_turn
-from rejoinder.service import MAX_TEXT_CHARS, TokenRefused
+from rejoinder.service import MAX_TEXT_CHARS, ResumeOutcome, TokenRefused, TurnOutcome
 from rejoinder.store import MAX_SEQ, MessageRecord
 from rejoinder.store.records import iso_z
 
@@ -158,18 +158,7 @@ async def start_conversation(body: StartRequest, request: Request, caller: SdkCa
             user=user,
             session=session,
         )
-    assert outcome.session is not None
-    return JSONResponse(
-        {
-            "conversation_id": outcome.conversation_id,
-            "session": secret,
-            "session_expires_at": iso_z(outcome.session.expires_at),
-            "status": outcome.status,
-            "messages": _items(outcome.messages),
-            "pending": outcome.pending,
-        },
-        status_code=201,
-    )
+    return JSONResponse(_conversation(outcome, secret), status_code=201)
 
 
 @router.post(
@@ -207,17 +196,7 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
         state.metrics(request).resume(bot_id, refused.code, time.perf_counter() - started)
         raise
     state.metrics(request).resume(bot_id, "ok", time.perf_counter() - started)
-    assert outcome.session is not None  # one was asked for
-    return JSONResponse(
-        {
-            "conversation_id": outcome.conversation_id,
-            "session": secret,
-            "session_expires_at": iso_z(outcome.session.expires_at),
-            "status": outcome.status,
-            "messages": _items(outcome.messages),
-            "pending": outcome.pending,
-        }
-    )
+    return JSONResponse(_conversation(outcome, secret))
 
 
 @router.post(
@@ -270,6 +249,19 @@ async def refresh_session(conversation_id: str, request: Request, caller: Sessio
 
 def _client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def _conversation(outcome: TurnOutcome | ResumeOutcome, secret: str) -> dict[str, Any]:
+    """A started or resumed conversation as ``ConversationOut``, with the session opened for it."""
+    assert outcome.session is not None  # the route asked for one
+    return {
+        "conversation_id": outcome.conversation_id,
+        "session": secret,
+        "session_expires_at": iso_z(outcome.session.expires_at),
+        "status": outcome.status,
+        "messages": _items(outcome.messages),
+        "pending": outcome.pending,
+    }
 
 
 def _items(messages: list[MessageRecord]) -> list[dict[str, Any]]:

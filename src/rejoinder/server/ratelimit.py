@@ -38,6 +38,11 @@ REDIS_RECHECK_AFTER = 5.0  # seconds before a window that fell back asks Redis a
 _RESUME_FAILURES = "failed attempts to resume a conversation"
 
 
+def _check_window(limit: int, window: float) -> None:
+    if limit < 1 or window <= 0:
+        raise ValueError("a failure window needs limit >= 1 and window > 0")
+
+
 class FailureWindow(Protocol):
     """Events per key (failures, or requests for a quota) in a sliding time window."""
 
@@ -65,8 +70,7 @@ class MemoryFailureWindow:
         max_keys: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if limit < 1 or window <= 0:
-            raise ValueError("a failure window needs limit >= 1 and window > 0")
+        _check_window(limit, window)
         self.limit = limit
         self.window = window
         self.max_keys = max_keys
@@ -177,8 +181,7 @@ class RedisFailureWindow:
         recheck_after: float = REDIS_RECHECK_AFTER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if limit < 1 or window <= 0:
-            raise ValueError("a failure window needs limit >= 1 and window > 0")
+        _check_window(limit, window)
         self.redis = redis
         self.limit = limit
         self.window_ms = max(round(window * 1000), 1)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rejoinder.service import ConversationService
 from rejoinder.skills import ERROR, Bot, SkillSource, read_skill, validate_bot
@@ -22,11 +22,11 @@ from rejoinder.skills.loader import bot_version
 from rejoinder.skills.problems import errors
 from rejoinder.skills.stored import compose
 from rejoinder.store import StoreError
-from rejoinder.store.skill_versions import (
+from rejoinder.store.bots import (
+    Bots,
     SkillChange,
     SkillsChanged,
     SkillVersionRecord,
-    SkillVersions,
 )
 
 log = logging.getLogger("rejoinder.skills")
@@ -73,7 +73,7 @@ class SkillCatalog:
 
     def __init__(
         self,
-        versions: SkillVersions,
+        versions: Bots,
         service: ConversationService,
         directory_bots: Mapping[str, Bot],
         clock: Callable[[], datetime],
@@ -95,9 +95,24 @@ class SkillCatalog:
         head, changes = await self.versions.current(bot_id)
         if head == self._heads.get(bot_id):
             return self.service.bot(bot_id)
-        bot = compose(
-            self.directory_bots[bot_id], {skill_id: change.definition for skill_id, change in changes.items()}
-        )
+        return await self._compose(bot_id, head, changes)
+
+    async def replace_directory_bot(self, bot: Bot) -> tuple[Bot | None, list[SkillProblem]]:
+        """Run ``bot``, the bot's directory read again, under the bot's uploads and deletions from now on.
+
+        The result is validated as a whole first: with errors nothing changes, and the problems come back.
+        """
+        _, changes = await self.versions.current(bot.id)
+        candidate = compose(bot, _definitions(changes))
+        problems = await self._off_loop(lambda: validate_bot(candidate))
+        if errors(problems):
+            return None, problems
+        self.directory_bots[bot.id] = bot
+        head, changes = await self.versions.current(bot.id)  # read again: an upload may have landed meanwhile
+        return await self._compose(bot.id, head, changes), problems
+
+    async def _compose(self, bot_id: str, head: int, changes: Mapping[str, SkillVersionRecord]) -> Bot:
+        bot = compose(self.directory_bots[bot_id], _definitions(changes))
         await self.versions.save_bot(bot, self.clock())
         self._install(bot, head)
         return bot
@@ -186,6 +201,10 @@ class SkillCatalog:
         if self.service.bot(bot.id).version != bot.version:
             log.info("bot %s now runs version %s", bot.id, bot.version)
             self.service.add_bot(bot)
+
+
+def _definitions(changes: Mapping[str, SkillVersionRecord]) -> dict[str, dict[str, Any] | None]:
+    return {skill_id: change.definition for skill_id, change in changes.items()}
 
 
 def _parse(skill_id: str | None, text: str, media_type: str) -> tuple[SkillSource | None, list[SkillProblem]]:

@@ -282,13 +282,15 @@ class _Stream:
 
     async def _replay(self) -> None:
         while True:
-            page = await self.store.messages_after(self.conversation_id, self.last_seq, REPLAY_PAGE)
+            page = await self.store.conversations.messages_after(
+                self.conversation_id, self.last_seq, REPLAY_PAGE
+            )
             await self._send_messages(page)
             if len(page) < REPLAY_PAGE:
                 return
 
     async def _status(self) -> Event:
-        conversation = await self.store.get_conversation(self.conversation_id)
+        conversation = await self.store.conversations.get(self.conversation_id)
         if conversation is None:
             raise _Close(4404, "conversation_not_found", "the conversation was erased")
         pending = await self.service.pending(conversation)
@@ -358,7 +360,7 @@ class _Stream:
                 if seq <= self.last_seq:
                     continue
                 if seq > self.last_seq + 1:
-                    missing = await self.store.messages_after(
+                    missing = await self.store.conversations.messages_after(
                         self.conversation_id, self.last_seq, seq - 1 - self.last_seq
                     )
                     for record in missing:
@@ -479,7 +481,7 @@ class _Stream:
         await self._send({"type": "ack", "client_message_id": request.client_message_id, "seq": own})
 
     async def _session_alive(self) -> bool:
-        session = await self.store.find_session(self.session_hash)
+        session = await self.store.credentials.find_session(self.session_hash)
         return (
             session is not None
             and session.revoked_at is None

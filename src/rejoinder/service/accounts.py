@@ -20,6 +20,7 @@ Every change is written with its audit event, naming who made it (:class:`~rejoi
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -212,7 +213,9 @@ class Accounts:
     ) -> SignedIn:
         """Open a session for the account with this email and password, or refuse (:class:`SignInRefused`,
         :class:`SignInThrottled`)."""
-        account_key = email.strip().lower()[:MAX_EMAIL_LENGTH]
+        normalized = email.strip().lower()[:MAX_EMAIL_LENGTH]
+        # Counted by a hash: the counters (in Redis, say) hold no email address.
+        account_key = hashlib.sha256(normalized.encode()).hexdigest()
         ip_key = client_key(ip)
         wait = max(
             await self.limits.per_account.retry_after(account_key),
@@ -221,7 +224,7 @@ class Accounts:
         if wait > 0:
             seconds = max(math.ceil(wait), 1)
             raise SignInThrottled(f"Too many failed sign-ins. Try again in {seconds} s.", seconds)
-        user = await self.users.by_email(account_key) if len(email) <= MAX_EMAIL_LENGTH else None
+        user = await self.users.by_email(normalized) if len(email) <= MAX_EMAIL_LENGTH else None
         verified = False
         if len(password) <= MAX_PASSWORD_LENGTH:
             stored = user.password_hash if user is not None else await self._dummy()

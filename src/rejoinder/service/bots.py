@@ -76,7 +76,7 @@ class BotVersions:
         if engine is not None:
             self._versions.move_to_end((conversation.bot_id, version))
         else:
-            skills = await self.store.find_bot_skills(conversation.bot_id, version)
+            skills = await self.store.bots.find_bot_skills(conversation.bot_id, version)
             if skills is None:
                 log.warning(
                     "conversation %s began on version %s of bot %s, which is not kept; it goes on with the newest",

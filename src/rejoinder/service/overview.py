@@ -79,9 +79,9 @@ class Overviews(ServiceParts):
         hourly = [Period(this_hour - timedelta(hours=back)) for back in range(HOURS - 1, -1, -1)]
         daily = [Period(today - timedelta(days=back)) for back in range(DAYS - 1, -1, -1)]
         since = daily[0].start
-        started = await self.store.stats.conversations_started(bot_id, since)
-        resumes = await self.store.stats.resumes(bot_id, since)
-        turn_stats = await self.store.stats.turn_stats(bot_id, since)
+        started = await self.store.conversations.started_by_hour(bot_id, since)
+        resumes = await self.store.audit.resumes_by_hour(bot_id, since)
+        turn_stats = await self.store.turn_stats.since(bot_id, since)
         for periods, start_of in ((hourly, hour_of), (daily, _day_of)):
             _fill(periods, start_of, started, resumes, turn_stats)
         return BotActivity(bot_id, now, hourly, daily)

@@ -13,7 +13,7 @@ from rejoinder.service.errors import ConversationNotFound, ServiceError, TokenNo
 from rejoinder.service.shared import NewSession, ServiceParts
 from rejoinder.skills.model import parse_duration
 from rejoinder.store import ConversationRecord, MessageRecord, NewToken, SessionRecord
-from rejoinder.store.access import NewAudit
+from rejoinder.store.records import NewAudit
 from rejoinder.tokens import TokenOutcome, TokenRecord, hash_token, is_well_formed, judge, mint
 
 log = logging.getLogger("rejoinder.service")
@@ -66,7 +66,7 @@ class Resumes(ServiceParts):
             outcome = TokenOutcome.MALFORMED
         else:
             # History is read with the token (one connection), before spending a use, as it only ever grows.
-            record, conversation, history = await self.store.token_with_conversation(
+            record, conversation, history = await self.store.conversations.token_with_conversation(
                 hash_token(token), history=history_limit
             )
             outcome = judge(record, bot_id=bot_id, now=now)
@@ -89,9 +89,11 @@ class Resumes(ServiceParts):
                         ip=ip,
                         user_agent=user_agent,
                     )
-                    if not await self.store.spend_token(record.id, now, audit=audit, session=opened):
+                    if not await self.store.credentials.spend_token(
+                        record.id, now, audit=audit, session=opened
+                    ):
                         # A concurrent resume used the last use, or it expired/was revoked meanwhile.
-                        fresh = await self.store.find_token_by_hash(hash_token(token))
+                        fresh = await self.store.credentials.find_token_by_hash(hash_token(token))
                         outcome = judge(fresh, bot_id=bot_id, now=now)
                         if outcome is TokenOutcome.OK:
                             outcome = TokenOutcome.USED_UP
@@ -107,7 +109,7 @@ class Resumes(ServiceParts):
                 ip=ip,
                 user_agent=user_agent,
             )
-            await self.store.add_audit(refusal)
+            await self.store.audit.add(refusal)
             log.info(
                 "resume refused for bot %s: %s (token %s)",
                 bot_id,
@@ -132,7 +134,7 @@ class Resumes(ServiceParts):
         """Exchange ``old`` for ``new`` in one transaction; the old one's open streams end, on every worker."""
         now = self.clock()
         record = new.record(old.bot_id, old.conversation_id, old.token_id, now)
-        await self.store.replace_session(old.id, record, now)
+        await self.store.credentials.replace_session(old.id, record, now)
         self.publish(old.conversation_id, sessions_ended_event("session_refreshed", session_id=old.id))
         return record
 
@@ -150,7 +152,7 @@ class Resumes(ServiceParts):
         With ``bot_id`` the conversation must be that bot's; with ``actor`` the issue is audited in the same
         transaction as the token is stored.
         """
-        conversation = await self.store.get_conversation(conversation_id)
+        conversation = await self.store.conversations.get(conversation_id)
         if conversation is None or (bot_id is not None and conversation.bot_id != bot_id):
             raise ConversationNotFound(f"The bot has no conversation {conversation_id!r}.")
         defaults = self.bots.bot(conversation.bot_id).config.tokens
@@ -170,7 +172,7 @@ class Resumes(ServiceParts):
                 conversation_id=conversation_id,
                 token_id=minted.token_id,
             )
-        record = await self.store.insert_token(
+        record = await self.store.credentials.insert_token(
             conversation.bot_id,
             conversation_id,
             NewToken(minted.token_id, minted.token_hash, now + lifetime, uses or defaults.max_uses),
@@ -183,7 +185,7 @@ class Resumes(ServiceParts):
     async def revoke_token(self, bot_id: str, token_id: str, actor: Actor) -> TokenRecord:
         """Revoke one of the bot's tokens, end the sessions opened with it and audit it, in one transaction."""
         audit = _admin_audit("token_revoked", bot_id, self.clock(), actor, token_id=token_id)
-        record = await self.store.revoke_bot_token(bot_id, token_id, audit)
+        record = await self.store.credentials.revoke_bot_token(bot_id, token_id, audit)
         if record is None:
             raise TokenNotFound(f"The bot has no token {token_id!r}.")
         self.publish(record.conversation_id, sessions_ended_event("token_revoked", token_id=token_id))
@@ -195,7 +197,7 @@ class Resumes(ServiceParts):
         audit = _admin_audit(
             "conversation_erased", bot_id, self.clock(), actor, conversation_id=conversation_id
         )
-        if not await self.store.erase_conversation(bot_id, conversation_id, audit):
+        if not await self.store.conversations.erase(bot_id, conversation_id, audit):
             raise ConversationNotFound(f"The bot has no conversation {conversation_id!r}.")
         self.publish(conversation_id, sessions_ended_event("conversation_erased"))
 

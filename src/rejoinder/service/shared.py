@@ -79,7 +79,7 @@ class ServiceParts:
 
     async def history(self, conversation_id: str, *, after: int = 0, limit: int = 100) -> list[MessageRecord]:
         """Up to ``limit`` of the conversation's messages with ``seq > after``, oldest first."""
-        return await self.store.messages_after(conversation_id, after, limit)
+        return await self.store.conversations.messages_after(conversation_id, after, limit)
 
     async def pending(self, conversation: ConversationRecord) -> dict[str, Any] | None:
         """What a stored conversation waits for, on the bot version it runs on."""

@@ -95,7 +95,7 @@ class TurnMeter:
         many bot-hours were written."""
         stats = self.take()
         try:
-            await store.stats.add_turn_stats(stats)
+            await store.turn_stats.add(stats)
         except BaseException:
             self.give_back(stats)
             raise

@@ -159,7 +159,7 @@ class Turns(ServiceParts):
         """
         _check_message(message)
         async with self._lock(conversation_id):
-            session, conversation, answered = await self.store.session_for_turn(
+            session, conversation, answered = await self.store.credentials.session_for_turn(
                 session_hash, message.client_message_id
             )
             bot = self.authorise(session, conversation_id)
@@ -182,7 +182,7 @@ class Turns(ServiceParts):
         _check_message(message)
         check_length(text)
         async with self._lock(conversation_id):
-            conversation, answered = await self.store.conversation_for_turn(
+            conversation, answered = await self.store.conversations.for_turn(
                 conversation_id, client_message_id
             )
             return await self._take(conversation_id, bot_id, message, conversation, answered)
@@ -223,7 +223,7 @@ class Turns(ServiceParts):
         for attempt in range(_COMMIT_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(random.uniform(0, _RETRY_PAUSE * 2**attempt))
-                conversation, answered = await self.store.conversation_for_turn(
+                conversation, answered = await self.store.conversations.for_turn(
                     conversation_id, client_message_id
                 )
             if conversation is None or (bot_id is not None and conversation.bot_id != bot_id):
@@ -323,7 +323,7 @@ class Turns(ServiceParts):
             if isinstance(e, IssueToken)
         ]
         state = result.state
-        committed = await self.store.commit_turn(
+        committed = await self.store.conversations.commit_turn(
             TurnWrite(
                 conversation_id=conversation_id,
                 bot_id=bot_id,
@@ -351,7 +351,7 @@ class Turns(ServiceParts):
         self, bot_id: str, conversation_id: str, client_message_id: str, message: CustomerMessage
     ) -> TurnOutcome | None:
         """The earlier answer to ``client_message_id``, when the message sent now is the one stored then."""
-        found = await self.store.turn_by_client_message_id(conversation_id, client_message_id)
+        found = await self.store.conversations.turn_by_client_message_id(conversation_id, client_message_id)
         if found is None:
             return None
         messages, pending = found
@@ -360,7 +360,7 @@ class Turns(ServiceParts):
                 f"client_message_id {client_message_id!r} was already used for another message in this "
                 "conversation; give every new message an id of its own"
             )
-        conversation = await self.store.get_conversation(conversation_id)
+        conversation = await self.store.conversations.get(conversation_id)
         status = conversation.status if conversation else "active"
         return TurnOutcome(conversation_id, bot_id, messages, pending, status, replayed=True)
 

@@ -2,8 +2,9 @@
 
 These models check shape only (types, required fields, unknown fields). Each node type also states the facts
 about itself that the rest of the house asks for: its edges (:meth:`NodeBase.edges`), the expressions and
-templates it holds (:meth:`NodeBase.expressions`), the variables it sets and reads by name, and whether it
-waits for the customer. The graph drawing and the validator ask the node; they never switch on its type.
+templates it holds (:meth:`NodeBase.expressions`), the variables it sets and reads by name, whether it
+waits for the customer, and the mistakes its shape allows but the skill language does not
+(:meth:`NodeBase.flaws`). The graph drawing and the validator ask the node; they never switch on its type.
 Whole-graph rules such as missing targets, unreachable nodes or loops that never wait live in
 :mod:`rejoinder.skills.validate`.
 """
@@ -14,10 +15,12 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rejoinder.expr.jsonpath import InvalidPath
+from rejoinder.expr.jsonpath import parse as parse_path
 from rejoinder.expr.patterns import PatternError, compile_pattern
 
 ID_PATTERN = r"^[a-z0-9_]+$"
@@ -91,6 +94,14 @@ class Expression:
     template: bool
 
 
+@dataclass(frozen=True)
+class Flaw:
+    """A mistake inside one node that its shape allows: the validator reports it as an error."""
+
+    path: FieldPath  # where inside the node; () for the node as a whole
+    message: str
+
+
 # The fields that name the next node whatever the node type, in the order edges list them.
 _EXIT_FIELDS = ("next", "on_error", "on_invalid", "else_")
 
@@ -119,6 +130,10 @@ class NodeBase(Strict):
 
     def variables_read_by_name(self) -> Iterator[tuple[FieldPath, str]]:
         """``(where, variable)`` for every variable the node reads by its name, outside its expressions."""
+        return iter(())
+
+    def flaws(self) -> Iterator[Flaw]:
+        """Mistakes this node holds on its own, whatever the rest of the skill."""
         return iter(())
 
     def _exits(self) -> Iterator[Edge]:
@@ -213,6 +228,10 @@ class QuestionNode(NodeBase):
         if self.save_to is not None:
             yield ("save_to",), self.save_to
 
+    def flaws(self) -> Iterator[Flaw]:
+        if self.save_to is None:
+            yield Flaw((), "a question needs 'save_to': the variable that keeps the customer's answer")
+
 
 AssignValue = str | int | float | bool | None | list[Any] | dict[str, Any]
 
@@ -278,6 +297,13 @@ class IntegrateNode(NodeBase):
         for index, name in enumerate(self.send or []):
             yield ("send", index), name
 
+    def flaws(self) -> Iterator[Flaw]:
+        for path in self.save:
+            try:
+                parse_path(path)
+            except InvalidPath as exc:
+                yield Flaw(("save", path), f"save: {exc}")
+
 
 class Branch(Strict):
     if_: str = Field(alias="if")
@@ -337,7 +363,10 @@ Node = Annotated[
     MessageNode | QuestionNode | AssignNode | IntegrateNode | ConditionNode | JumpNode | EndNode,
     Field(discriminator="type"),
 ]
-NODE_TYPES = ("message", "question", "assign", "integrate", "condition", "jump", "end")
+# Each node type's ``type:`` tag, in the order of the union above.
+NODE_TYPES: tuple[str, ...] = tuple(
+    get_args(node_type.model_fields["type"].annotation)[0] for node_type in get_args(get_args(Node)[0])
+)
 
 
 def _button_templates(buttons: Sequence[Button]) -> Iterator[Expression]:
@@ -385,25 +414,21 @@ class Skill(Strict):
 # --------------------------------------------------------------------------------------------- bot
 
 
-class TokenDefaults(Strict):
-    ttl: str = "24h"
-    max_uses: int | None = Field(default=None, ge=1)
+def _valid_duration(value: str) -> str:
+    parse_duration(value)
+    return value
 
-    @field_validator("ttl")
-    @classmethod
-    def _duration(cls, ttl: str) -> str:
-        parse_duration(ttl)
-        return ttl
+
+Duration = Annotated[str, AfterValidator(_valid_duration)]  # a setting such as "15m", "24h" or "7d"
+
+
+class TokenDefaults(Strict):
+    ttl: Duration = "24h"
+    max_uses: int | None = Field(default=None, ge=1)
 
 
 class SessionSettings(Strict):
-    ttl: str = "12h"
-
-    @field_validator("ttl")
-    @classmethod
-    def _duration(cls, ttl: str) -> str:
-        parse_duration(ttl)
-        return ttl
+    ttl: Duration = "12h"
 
 
 class IntegrateSettings(Strict):

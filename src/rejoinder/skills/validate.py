@@ -1,7 +1,7 @@
 """Whole-skill and whole-bot rules (SKILLS.md, "Validation") on skills whose shape is already valid.
 
-Targets that do not exist, nodes never reached, questions that keep no answer, expressions that do not
-compile, loops that never wait for the customer (also through jumps between skills), triggers two skills
+Targets that do not exist, nodes never reached, the flaws each node reports of itself (a question that keeps
+no answer, a save path that does not parse), expressions that do not compile, loops that never wait for the customer (also through jumps between skills), triggers two skills
 claim, ``env.NAME`` the bot does not allow, and variables read but never set.
 """
 
@@ -19,17 +19,13 @@ from rejoinder.engine.types import BUILTIN_NAMES
 from rejoinder.expr import Expressions
 from rejoinder.expr.environment import is_template
 from rejoinder.expr.errors import ExpressionSyntaxError
-from rejoinder.expr.jsonpath import InvalidPath
-from rejoinder.expr.jsonpath import parse as parse_path
 from rejoinder.expr.patterns import PatternError, compile_pattern
 from rejoinder.skills.cycles import shortest_cycle_through, strongly_connected
 from rejoinder.skills.model import (
     Bot,
     BotConfig,
     FieldPath,
-    IntegrateNode,
     Node,
-    QuestionNode,
     Skill,
     parse_duration,
 )
@@ -216,11 +212,10 @@ class _Checker:
             self._targets(skill)
             self._jumps(skill)
             self._reachable(skill)
-            self._questions(skill)
+            self._flaws(skill)
             self._expressions(skill)
             self._read_only(skill)
             self._variable_names(skill)
-            self._save_paths(skill)
         self._loops()
         if self.whole_bot:
             self._triggers()
@@ -331,11 +326,10 @@ class _Checker:
 
     # ---------------------------------------------------------------------------- nodes
 
-    def _questions(self, skill: Skill) -> None:
+    def _flaws(self, skill: Skill) -> None:
         for node_id, node in skill.nodes.items():
-            if isinstance(node, QuestionNode) and node.save_to is None:
-                message = "a question needs 'save_to': the variable that keeps the customer's answer"
-                self._report(ERROR, skill, message, node_id)
+            for flaw in node.flaws():
+                self._report(ERROR, skill, flaw.message, node_id, flaw.path)
 
     def _expressions(self, skill: Skill) -> None:
         allowed = set(self.config.env) if self.config is not None else None
@@ -373,16 +367,6 @@ class _Checker:
                     "(letters, digits and '_', not starting with a digit)"
                 )
                 self._report(ERROR, skill, message, node_id, path)
-
-    def _save_paths(self, skill: Skill) -> None:
-        for node_id, node in skill.nodes.items():
-            if not isinstance(node, IntegrateNode):
-                continue
-            for path in node.save:
-                try:
-                    parse_path(path)
-                except InvalidPath as exc:
-                    self._report(ERROR, skill, f"save: {exc}", node_id, ("save", path))
 
     def _undefined_variables(self) -> None:
         known = BUILTIN_NAMES | {name for skill in self.skills.values() for *_, name in variables_set(skill)}

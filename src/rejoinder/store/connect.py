@@ -1,25 +1,20 @@
-"""Engines tuned per database: SQLite in WAL mode with immediate write transactions, pooled PostgreSQL.
+"""Engines tuned per database: SQLite in WAL mode, pooled asyncpg for PostgreSQL.
 
-SQLite gets two engines on the same file: the async one (``Database.engine``, for migrations run by Alembic's
-command line and for direct use), and a synchronous one whose connections are owned by the store's own threads
-(see ``sqlite_threads``), which run every store call.
+SQLite gets one synchronous engine, whose connections the store's own threads hold (see ``sqlite_threads``: they
+run every call, migrations included, and take the write lock at BEGIN); PostgreSQL an async engine whose pooled
+connections run each call through ``AsyncConnection.run_sync``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-# Execution option that marks a connection as a writer (SQLite then takes the write lock at BEGIN).
-WRITE_OPTION = "rejoinder_write"
 
 POSTGRES_POOL_SIZE = 10
 # Seconds a PostgreSQL statement may go unanswered before the server counts as unreachable (statements here take
@@ -36,15 +31,16 @@ def create_engine(
     busy_timeout: float = 5.0,
     connect_timeout: float = 5.0,
     command_timeout: float = POSTGRES_COMMAND_TIMEOUT,
-) -> AsyncEngine:
-    """An engine for a URL from :func:`rejoinder.store.urls.normalize_url`.
+) -> sa.Engine | AsyncEngine:
+    """An engine for a URL from :func:`rejoinder.store.urls.normalize_url`: synchronous for SQLite (see
+    :func:`create_sqlite_sync_engine`), async for PostgreSQL.
 
     On PostgreSQL, ``connect_timeout`` bounds opening a connection and ``command_timeout`` each statement: a
     server that stopped answering (hung, or behind a network that drops packets) then costs a request a few
     seconds and a 503, instead of holding it and its pooled connection until the operating system gives up.
     """
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, busy_timeout)
+        return create_sqlite_sync_engine(url, busy_timeout=busy_timeout)
     return create_async_engine(
         url,
         pool_size=POSTGRES_POOL_SIZE,
@@ -55,60 +51,31 @@ def create_engine(
     )
 
 
-def writer(engine: AsyncEngine) -> AsyncEngine:
-    """The same engine (and pool), with transactions that intend to write."""
-    return engine.execution_options(**{WRITE_OPTION: True})
-
-
-def _sqlite_engine(url: sa.URL, busy_timeout: float) -> AsyncEngine:
+def create_sqlite_sync_engine(url: sa.URL, *, busy_timeout: float = 5.0) -> sa.Engine:
+    """A synchronous engine on an SQLite file (its directory made if missing), for connections that live in the
+    store's own threads."""
     database = url.database or ""
     if not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, pool_timeout=busy_timeout, connect_args={"timeout": busy_timeout})
-
-    def wait(dbapi_connection: Any) -> None:
-        # Wait without blocking the event loop: the lock holder may be a coroutine on this very loop.
-        dbapi_connection.run_async(lambda _driver: asyncio.sleep(0.01))
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        _set_up_sqlite(dbapi_connection, busy_timeout, wait)
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: sa.Connection) -> None:
-        # A deferred BEGIN that later writes must upgrade its read lock, and two such transactions deadlock
-        # (SQLITE_BUSY without waiting). BEGIN IMMEDIATE takes the write lock up front and waits for it.
-        # Readers send no BEGIN at all: each statement sees a consistent WAL snapshot on its own.
-        if connection.get_execution_options().get(WRITE_OPTION):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
-def create_sqlite_sync_engine(url: sa.URL, *, busy_timeout: float = 5.0) -> sa.Engine:
-    """A synchronous engine on the same SQLite file, for connections that live in the store's own threads."""
     engine = sa.create_engine(
         url.set(drivername="sqlite+pysqlite"),
         poolclass=sa.pool.NullPool,  # each thread keeps its one connection for as long as it runs
         connect_args={"timeout": busy_timeout, "check_same_thread": False},
     )
 
-    def wait(_dbapi_connection: Any) -> None:
-        time.sleep(0.01)  # these connections never run on the event loop's thread
-
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        _set_up_sqlite(dbapi_connection, busy_timeout, wait)
+        _set_up_sqlite(dbapi_connection, busy_timeout)
 
     return engine
 
 
-def _set_up_sqlite(dbapi_connection: Any, busy_timeout: float, wait: Callable[[Any], None]) -> None:
+def _set_up_sqlite(dbapi_connection: Any, busy_timeout: float) -> None:
     # Take transaction control away from the driver: the store decides how and when to BEGIN.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        _enable_wal(dbapi_connection, cursor, busy_timeout, wait)
+        _enable_wal(cursor, busy_timeout)
         for pragma in (
             f"PRAGMA busy_timeout={int(busy_timeout * 1000)}",
             # Survives a crash of the process (not of the machine): a commit writes the WAL without syncing it.
@@ -126,7 +93,7 @@ def _set_up_sqlite(dbapi_connection: Any, busy_timeout: float, wait: Callable[[A
         cursor.close()
 
 
-def _enable_wal(dbapi_connection: Any, cursor: Any, timeout: float, wait: Callable[[Any], None]) -> None:
+def _enable_wal(cursor: Any, timeout: float) -> None:
     """Switch the database to WAL (a no-op once it is: the mode is stored in the file).
 
     The first switch needs an exclusive lock, and SQLite answers "database is locked" at once, without its busy
@@ -140,4 +107,4 @@ def _enable_wal(dbapi_connection: Any, cursor: Any, timeout: float, wait: Callab
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
-        wait(dbapi_connection)
+        time.sleep(0.01)  # these connections never run on the event loop's thread

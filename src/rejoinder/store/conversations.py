@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -10,13 +9,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from rejoinder.store.access import NewAudit, token_row
+from rejoinder.store.credentials import token_row
 from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.errors import DuplicateClientMessage, VersionConflict
+from rejoinder.store.hourly import count_by_hour
 from rejoinder.store.joined import split_conversation, with_conversation
 from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
 from rejoinder.store.prepared import Prepared
-from rejoinder.store.records import CommittedTurn, ConversationRecord, MessageRecord, TurnWrite, as_utc
+from rejoinder.store.records import (
+    CommittedTurn,
+    ConversationRecord,
+    HourCount,
+    MessageRecord,
+    NewAudit,
+    TurnWrite,
+    as_utc,
+)
 from rejoinder.store.tables import audit_events, conversations, messages, sessions, tokens
 from rejoinder.tokens import TokenRecord
 
@@ -54,29 +62,27 @@ def _advance_statement(*, with_user: bool) -> sa.Update:
     )
 
 
-_ADVANCE = _advance_statement(with_user=False)
-_ADVANCE_WITH_USER = _advance_statement(with_user=True)
-_ADVANCE_SQLITE = Prepared(_ADVANCE)
-_ADVANCE_WITH_USER_SQLITE = Prepared(_ADVANCE_WITH_USER)
+_ADVANCE = Prepared(_advance_statement(with_user=False))
+_ADVANCE_WITH_USER = Prepared(_advance_statement(with_user=True))
 
-# Built once: a fresh insert() per turn costs a cache-key computation every time.
-_INSERT_MESSAGES = messages.insert()
 # Every column but the serial id, which the database numbers.
 _MESSAGE_ROW_KEYS = [column.key for column in messages.c if column.key != "id"]
-_INSERT_MESSAGES_SQLITE = Prepared(_INSERT_MESSAGES, column_keys=_MESSAGE_ROW_KEYS)
+# Built once: a fresh insert() per turn costs a cache-key computation every time.
+_INSERT_MESSAGES = Prepared(messages.insert(), column_keys=_MESSAGE_ROW_KEYS)
 _INSERT_TOKENS = tokens.insert()
 _GET_CONVERSATION = sa.select(conversations).where(conversations.c.id == sa.bindparam("conversation"))
-_CONVERSATION_FOR_TURN = sa.select(
-    conversations,
-    sa.select(messages.c.seq)
-    .where(
-        messages.c.conversation_id == conversations.c.id,
-        messages.c.client_message_id == sa.bindparam("client_message_id"),
-    )
-    .scalar_subquery()
-    .label("answered"),
-).where(conversations.c.id == sa.bindparam("conversation"))
-_CONVERSATION_FOR_TURN_SQLITE = Prepared(_CONVERSATION_FOR_TURN)
+_CONVERSATION_FOR_TURN = Prepared(
+    sa.select(
+        conversations,
+        sa.select(messages.c.seq)
+        .where(
+            messages.c.conversation_id == conversations.c.id,
+            messages.c.client_message_id == sa.bindparam("client_message_id"),
+        )
+        .scalar_subquery()
+        .label("answered"),
+    ).where(conversations.c.id == sa.bindparam("conversation"))
+)
 _LAST_MESSAGES = (
     sa.select(*_MESSAGE_COLUMNS)
     .where(messages.c.conversation_id == sa.bindparam("conversation"))
@@ -90,8 +96,16 @@ _TOKEN_WITH_CONVERSATION = with_conversation(
 )
 
 
-class Conversations(Database):
+class Conversations:
     """Conversation rows and their append-only message history."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def started_by_hour(self, bot_id: str, since: datetime) -> list[HourCount]:
+        """Conversations of ``bot_id`` created from ``since``, counted by hour (an indexed range)."""
+        conditions = [conversations.c.bot_id == bot_id, conversations.c.created_at >= as_utc(since)]
+        return await self._database.read(count_by_hour, conversations.c.created_at, conditions)
 
     async def commit_turn(self, turn: TurnWrite) -> CommittedTurn:
         """Save one turn atomically: the conversation row, its new messages, its tokens (and, for a created
@@ -101,10 +115,10 @@ class Conversations(Database):
         :class:`VersionConflict`); new messages get the next ``seq`` numbers. Earlier history is never read.
         """
         now = as_utc(turn.now)  # a naive time is refused before anything is sent to the database
-        return await self.write(_commit_turn, turn, now)
+        return await self._database.write(_commit_turn, turn, now)
 
-    async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
-        return await self.read(_get_conversation, conversation_id)
+    async def get(self, conversation_id: str) -> ConversationRecord | None:
+        return await self._database.read(_get_conversation, conversation_id)
 
     async def token_with_conversation(
         self, token_hash: str, *, history: int = 0
@@ -113,13 +127,13 @@ class Conversations(Database):
         conversation's newest ``history`` messages, oldest first — all in one call."""
         if history:
             check_limit(history)
-        return await self.read(_token_with_conversation, token_hash, history)
+        return await self._database.read(_token_with_conversation, token_hash, history)
 
-    async def conversation_for_turn(
+    async def for_turn(
         self, conversation_id: str, client_message_id: str | None
     ) -> tuple[ConversationRecord | None, bool]:
         """The conversation, and whether a message with ``client_message_id`` is already stored — one query."""
-        return await self.read(_conversation_for_turn, conversation_id, client_message_id)
+        return await self._database.read(_conversation_for_turn, conversation_id, client_message_id)
 
     async def messages_after(
         self, conversation_id: str, after: int = 0, limit: int = 100
@@ -131,7 +145,7 @@ class Conversations(Database):
             .order_by(messages.c.seq)
             .limit(check_limit(limit))
         )
-        rows = await self.read(_all_rows, statement)
+        rows = await self._database.read(_all_rows, statement)
         return [MessageRecord(**row._mapping) for row in rows]
 
     async def turn_by_client_message_id(
@@ -156,13 +170,13 @@ class Conversations(Database):
             )
             .order_by(messages.c.seq)
         )
-        rows = await self.read(_all_rows, statement)
+        rows = await self._database.read(_all_rows, statement)
         if not rows:
             return None
         turn = [MessageRecord(**{k: v for k, v in row._mapping.items() if k != "pending"}) for row in rows]
         return turn, rows[0].pending
 
-    async def list_conversations(
+    async def list(
         self,
         *,
         bot_id: str,
@@ -190,34 +204,36 @@ class Conversations(Database):
                     sa.and_(conversations.c.updated_at == at, conversations.c.id > last_id),
                 )
             )
-        rows = await self.read(_all_rows, statement)
+        rows = await self._database.read(_all_rows, statement)
         page = [ConversationRecord(**row._mapping) for row in rows[:limit]]
         more = len(rows) > limit
         return page, encode_cursor(page[-1].updated_at, page[-1].id) if more else None
 
-    async def delete_conversation(self, conversation_id: str) -> bool:
+    async def delete(self, conversation_id: str) -> bool:
         """Erase a conversation with its messages, tokens and sessions. False if there was none.
 
         Its audit events stay (what happened, and when) without the client's IP address and user agent. On
         SQLite the deleted content is zeroed and no older copy of it is left in the WAL.
         """
-        return await self.write(_delete_conversation, conversation_id, scrub=True)
+        return await self._database.write(_delete_conversation, conversation_id, scrub=True)
 
-    async def erase_conversation(self, bot_id: str, conversation_id: str, audit: NewAudit) -> bool:
-        """:meth:`delete_conversation` of one of ``bot_id``'s conversations, recording ``audit`` in the same
+    async def erase(self, bot_id: str, conversation_id: str, audit: NewAudit) -> bool:
+        """:meth:`delete` of one of ``bot_id``'s conversations, recording ``audit`` in the same
         transaction. False, and nothing written, when the bot has no such conversation."""
-        return await self.write(_erase_conversation, bot_id, conversation_id, audit.row(), scrub=True)
+        return await self._database.write(
+            _erase_conversation, bot_id, conversation_id, audit.row(), scrub=True
+        )
 
     async def count_idle(self, bot_id: str, before: datetime) -> int:
         """How many of the bot's conversations were last updated before ``before``."""
         statement = sa.select(sa.func.count()).where(_idle(bot_id, as_utc(before)))
-        return int(await self.read(_scalar, statement))
+        return int(await self._database.read(_scalar, statement))
 
     async def purge_idle(self, bot_id: str, before: datetime, limit: int) -> int:
-        """Erase (as :meth:`delete_conversation` does) at most ``limit`` of the bot's conversations last updated
+        """Erase (as :meth:`delete` does) at most ``limit`` of the bot's conversations last updated
         before ``before``, oldest first, in one short transaction; returns how many. Call again until it
         answers less than ``limit``: each call holds the writer only for its own batch."""
-        return await self.write(_purge_idle, bot_id, as_utc(before), check_limit(limit), scrub=True)
+        return await self._database.write(_purge_idle, bot_id, as_utc(before), check_limit(limit), scrub=True)
 
 
 # ------------------------------------------------------------------------------------------------ on a connection
@@ -296,14 +312,7 @@ def _advance_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, c
     }
     if turn.user is not None:
         params["user"] = turn.user
-    row: Mapping[Any, Any] | None
-    if conn.dialect.name == "sqlite":  # written on every turn: straight to the driver
-        prepared = _ADVANCE_WITH_USER_SQLITE if turn.user is not None else _ADVANCE_SQLITE
-        row = prepared.first(conn, params)
-    else:
-        statement = _ADVANCE_WITH_USER if turn.user is not None else _ADVANCE
-        returned = conn.execute(statement, params).first()
-        row = returned._mapping if returned is not None else None
+    row = (_ADVANCE_WITH_USER if turn.user is not None else _ADVANCE).first(conn, params)
     if row is None:
         raise VersionConflict(
             f"conversation {turn.conversation_id} is no longer at version {turn.expected_version} "
@@ -330,10 +339,7 @@ def _insert_messages(
         for index, record in enumerate(records)
     ]
     try:
-        if conn.dialect.name == "sqlite":
-            _INSERT_MESSAGES_SQLITE.execute_many(conn, rows)
-        else:
-            conn.execute(_INSERT_MESSAGES, rows)
+        _INSERT_MESSAGES.execute_many(conn, rows)
     except sa_exc.IntegrityError as error:
         if "client_message_id" in str(error.orig):
             ids = [record.client_message_id for record in records if record.client_message_id]
@@ -367,12 +373,7 @@ def _conversation_for_turn(
     conn: sa.Connection, conversation_id: str, client_message_id: str | None
 ) -> tuple[ConversationRecord | None, bool]:
     params = {"conversation": conversation_id, "client_message_id": client_message_id}
-    fields: dict[str, Any] | None
-    if conn.dialect.name == "sqlite":  # read on every turn: straight to the driver
-        fields = _CONVERSATION_FOR_TURN_SQLITE.first(conn, params)
-    else:
-        row = conn.execute(_CONVERSATION_FOR_TURN, params).first()
-        fields = dict(row._mapping) if row is not None else None
+    fields = _CONVERSATION_FOR_TURN.first(conn, params)
     if fields is None:
         return None, False
     answered = fields.pop("answered") is not None

@@ -2,7 +2,9 @@
 
 A store call is a plain function of a synchronous SQLAlchemy connection (``work(connection, *args)``). On SQLite it
 runs whole on the store's own threads (:mod:`rejoinder.store.sqlite_threads`: one hand-off per call, writes committed
-in groups); on PostgreSQL it runs on a pooled asyncpg connection through ``AsyncConnection.run_sync``.
+in groups) with a synchronous engine, migrations included; on PostgreSQL it runs on a pooled asyncpg connection
+through ``AsyncConnection.run_sync``. This module, :mod:`~rejoinder.store.connect`, :mod:`~rejoinder.store.prepared`
+and :mod:`~rejoinder.store.migrate` are the only ones that know which database it is.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rejoinder.store import migrate
-from rejoinder.store.connect import create_engine, create_sqlite_sync_engine, writer
+from rejoinder.store.connect import create_engine
 from rejoinder.store.errors import StoreUnavailable, unavailable_as_store_error
 from rejoinder.store.sqlite_threads import SQLiteThreads
 from rejoinder.store.urls import normalize_url
@@ -43,19 +45,30 @@ def insert_on_conflict(connection: sa.Connection, table: sa.Table) -> Any:
     return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+def advisory_lock(connection: sa.Connection, key: int) -> None:
+    """Make other transactions that take the lock on ``key`` wait until this one ends.
+
+    PostgreSQL needs an advisory lock for that; on SQLite every write transaction already holds the one write lock
+    from its BEGIN IMMEDIATE.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 class Database:
     """Short read and write transactions; database errors that mean "try again later" come out as
     :class:`StoreUnavailable`."""
 
-    def __init__(self, engine: AsyncEngine, *, busy_timeout: float = 5.0) -> None:
-        self.engine = engine
-        self._writer = writer(engine)
+    def __init__(self, engine: sa.Engine | AsyncEngine, *, busy_timeout: float = 5.0) -> None:
+        """``engine`` from :func:`rejoinder.store.connect.create_engine`: SQLite's synchronous engine, which the
+        store's own threads use, or PostgreSQL's async one."""
+        self._postgres: AsyncEngine | None = None
         self._sqlite: SQLiteThreads | None = None
         self._write_failure: WriteFailure | None = None
-        if engine.dialect.name == "sqlite":
-            self._sqlite = SQLiteThreads(
-                create_sqlite_sync_engine(engine.url, busy_timeout=busy_timeout), busy_timeout=busy_timeout
-            )
+        if isinstance(engine, AsyncEngine):
+            self._postgres = engine
+        else:
+            self._sqlite = SQLiteThreads(engine, busy_timeout=busy_timeout)
 
     @classmethod
     def from_url(cls, url: str, *, busy_timeout: float = 5.0) -> Self:
@@ -102,14 +115,15 @@ class Database:
         if self._sqlite is not None:
             await asyncio.to_thread(self._sqlite.close)
             self._sqlite.engine.dispose()
-        await self.engine.dispose()
+        if self._postgres is not None:
+            await self._postgres.dispose()
 
     async def read(self, work: Callable[..., T], *args: Any) -> T:
         """``work(connection, *args)`` outside any write transaction; each statement sees a consistent snapshot."""
         async with unavailable_as_store_error():
             if self._sqlite is not None:
                 return await self._sqlite.read(work, *args)
-            async with self.engine.connect() as conn:
+            async with self._postgres_engine().connect() as conn:
                 return await conn.run_sync(work, *args)
 
     async def write(self, work: Callable[..., T], *args: Any, solo: bool = False, scrub: bool = False) -> T:
@@ -123,13 +137,17 @@ class Database:
                 if self._sqlite is not None:
                     result = await self._sqlite.write(work, *args, solo=solo, scrub=scrub)
                 else:
-                    async with self._writer.begin() as conn:
+                    async with self._postgres_engine().begin() as conn:
                         result = await conn.run_sync(work, *args)
         except StoreUnavailable as error:
             self._write_failure = WriteFailure(error, time.monotonic())
             raise
         self._write_failure = None
         return result
+
+    def _postgres_engine(self) -> AsyncEngine:
+        assert self._postgres is not None  # either engine is set, never both
+        return self._postgres
 
 
 def _select_one(connection: sa.Connection) -> None:

@@ -1,10 +1,14 @@
-"""Hot statements compiled once and run straight on the SQLite driver, for the calls every turn makes.
+"""A statement for the calls every turn makes: straight to the driver on SQLite, through SQLAlchemy elsewhere.
 
 SQLAlchemy's execution path (cache lookup, execution context, result object) costs several times what SQLite
-spends on a lookup by key or on the few rows a turn writes. A :class:`Prepared` statement keeps SQLAlchemy's SQL
-and its own type processors (JSON, UTC timestamps), so values go in and rows come out exactly as through
-SQLAlchemy, minus that path. Driver errors are wrapped as SQLAlchemy wraps them, so callers catch the same
-exceptions (``IntegrityError`` for a duplicate, "database is locked" as an operational error).
+spends on a lookup by key or on the few rows a turn writes. On SQLite a :class:`Prepared` statement is compiled
+once and run on the raw ``sqlite3`` connection, with SQLAlchemy's own SQL and type processors (JSON, UTC
+timestamps), so values go in and rows come out exactly as through SQLAlchemy, minus that path. Driver errors are
+wrapped as SQLAlchemy wraps them, so callers catch the same exceptions (``IntegrityError`` for a duplicate,
+"database is locked" as an operational error).
+
+On any other database (PostgreSQL, where the network round trip dwarfs that path) the same statement goes through
+``connection.execute`` and gives the same answer, so a caller never asks which database it is on.
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ class _Compiled:
 
 
 class Prepared:
-    """A statement run on the raw SQLite connection, with SQLAlchemy's own SQL and value processing.
+    """A statement run on the raw SQLite connection with SQLAlchemy's own SQL and value processing, or through
+    SQLAlchemy on any other database.
 
     ``column_keys`` names the columns an INSERT sets (its VALUES list); other statements take their bound
     parameters by name.
@@ -73,6 +78,9 @@ class Prepared:
 
     def first(self, connection: sa.Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """Run once; the first row (selected or returned) as a dict by column key, or None."""
+        if connection.dialect.name != "sqlite":
+            row = connection.execute(self.statement, dict(params)).first()
+            return None if row is None else dict(row._mapping)
         compiled = self._compile(connection.dialect)
         args = compiled.arguments(params)
         driver = connection.connection.driver_connection
@@ -90,6 +98,9 @@ class Prepared:
 
     def execute_many(self, connection: sa.Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         """Run once per row of parameters (an INSERT of several rows)."""
+        if connection.dialect.name != "sqlite":
+            connection.execute(self.statement, [dict(row) for row in rows])
+            return
         compiled = self._compile(connection.dialect)
         args = [compiled.arguments(row) for row in rows]
         driver = connection.connection.driver_connection

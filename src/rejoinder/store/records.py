@@ -80,7 +80,7 @@ class NewToken:
 
 @dataclass(frozen=True)
 class TurnWrite:
-    """Everything one turn changes, committed together by :meth:`Store.commit_turn`."""
+    """Everything one turn changes, committed together by ``Store.conversations.commit_turn``."""
 
     conversation_id: str
     bot_id: str

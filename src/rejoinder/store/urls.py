@@ -26,7 +26,7 @@ class InvalidDatabaseURL(ValueError):
 
 
 def normalize_url(url: str) -> sa.URL:
-    """Parse ``url`` and point it at ``sqlite+aiosqlite`` or ``postgresql+asyncpg``."""
+    """Parse ``url`` and point it at ``sqlite+pysqlite`` or ``postgresql+asyncpg``."""
     try:
         parsed = sa.make_url(url.strip())
     except ArgumentError:
@@ -38,7 +38,7 @@ def normalize_url(url: str) -> sa.URL:
                 "in-memory SQLite databases are not supported (every connection would see its own database); "
                 "use a file, e.g. sqlite:///./rejoinder.db"
             )
-        return parsed.set(drivername="sqlite+aiosqlite")
+        return parsed.set(drivername="sqlite+pysqlite")
     if driver in _POSTGRES_DRIVERS:
         query = dict(parsed.query)
         # libpq spells it sslmode, asyncpg spells it ssl (same values).

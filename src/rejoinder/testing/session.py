@@ -237,7 +237,7 @@ class ConversationRun:
 
     async def _stored(self, step: Step) -> ConversationRecord:
         assert self.conversation_id is not None
-        record = await self.store.get_conversation(self.conversation_id)
+        record = await self.store.conversations.get(self.conversation_id)
         if record is None:
             raise StepFailed(step.line, f"conversation {self.conversation_id} is not in the store")
         return record

@@ -28,7 +28,7 @@ async def list_audit(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> JSONResponse:
-    page, next_cursor = await state.store(request).list_audit(
+    page, next_cursor = await state.store(request).audit.list(
         bot_id=caller.bot.id, conversation_id=conversation_id, limit=limit, cursor=cursor
     )
     return JSONResponse({"items": [_audit_item(event) for event in page], "next_cursor": next_cursor})

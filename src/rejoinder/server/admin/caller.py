@@ -26,7 +26,7 @@ def actor(request: Request, caller: KeyCaller) -> Actor:
 
 async def own_conversation(request: Request, caller: KeyCaller, conversation_id: str) -> ConversationRecord:
     """The caller's bot's conversation ``conversation_id``; another bot's answers 404 as a missing one does."""
-    conversation = await state.store(request).get_conversation(conversation_id)
+    conversation = await state.store(request).conversations.get(conversation_id)
     if conversation is None or conversation.bot_id != caller.bot.id:
         raise Problem(404, "conversation_not_found", f"The bot has no conversation {conversation_id!r}.")
     return conversation

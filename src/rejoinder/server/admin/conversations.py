@@ -66,7 +66,7 @@ async def list_conversations(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JSONResponse:
-    page, next_cursor = await state.store(request).list_conversations(
+    page, next_cursor = await state.store(request).conversations.list(
         bot_id=caller.bot.id, status=status, updated_after=updated_after, limit=limit, cursor=cursor
     )
     return JSONResponse({"items": [_conversation_item(c) for c in page], "next_cursor": next_cursor})
@@ -87,7 +87,7 @@ async def get_conversation(
     limit: Annotated[int, Query(ge=1, le=1000, description="Transcript: at most this many messages.")] = 500,
 ) -> JSONResponse:
     conversation = await own_conversation(request, caller, conversation_id)
-    messages = await state.store(request).messages_after(conversation_id, after, limit)
+    messages = await state.store(request).conversations.messages_after(conversation_id, after, limit)
     saved = {
         key: value
         for key, value in conversation.state.items()

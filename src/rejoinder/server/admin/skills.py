@@ -24,8 +24,8 @@ from rejoinder.skills import Bot
 from rejoinder.skills import Problem as SkillProblem
 from rejoinder.skills.model import ID_PATTERN
 from rejoinder.skills.problems import errors
+from rejoinder.store.bots import SkillVersionRecord
 from rejoinder.store.records import iso_z
-from rejoinder.store.skill_versions import SkillVersionRecord
 
 YAML_MEDIA_TYPE = "application/yaml"
 _YAML_TYPES = {YAML_MEDIA_TYPE, "application/x-yaml", "text/yaml", "text/x-yaml"}

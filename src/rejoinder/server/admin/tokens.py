@@ -69,7 +69,7 @@ async def issue_token(
 )
 async def list_tokens(conversation_id: str, request: Request, caller: Admin) -> JSONResponse:
     await own_conversation(request, caller, conversation_id)
-    records = await state.store(request).list_tokens(conversation_id)
+    records = await state.store(request).credentials.list_tokens(conversation_id)
     return JSONResponse({"items": [_token_item(record) for record in records], "next_cursor": None})
 
 

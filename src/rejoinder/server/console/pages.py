@@ -25,7 +25,11 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'self'; base-uri 'none'"
 )
 STATIC_CACHE_SECONDS = 300
-_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+_STATIC_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 
 
 @dataclass(frozen=True)

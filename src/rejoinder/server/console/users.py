@@ -8,7 +8,13 @@ from fastapi.responses import RedirectResponse, Response
 from rejoinder.server.console.pages import Flash, render
 from rejoinder.server.console.session import PREFIX, Owner, accounts, actor, form_of
 from rejoinder.service.accounts import MIN_PASSWORD_LENGTH, ROLES
-from rejoinder.service.errors import AccountExists, AccountNotFound, InvalidAccount, LastOwner
+from rejoinder.service.errors import (
+    AccountExists,
+    AccountNotFound,
+    InvalidAccount,
+    LastOwner,
+    SignInThrottled,
+)
 
 router = APIRouter()
 
@@ -19,7 +25,14 @@ NOTICES = {
     "disabled": "The user was disabled and signed out everywhere.",
     "password_reset": "The password was changed and the user signed out everywhere.",
 }
-_STATUS = {InvalidAccount: 400, AccountNotFound: 404, AccountExists: 409, LastOwner: 409}
+# A password is hashed by the same few hashers as sign-ins: a flood of those can keep a change waiting too long.
+_STATUS = {
+    InvalidAccount: 400,
+    AccountNotFound: 404,
+    AccountExists: 409,
+    LastOwner: 409,
+    SignInThrottled: 503,
+}
 
 
 async def _page(
@@ -49,7 +62,7 @@ async def create_user(request: Request, _user: Owner) -> Response:
     role = str(form.get("role") or "")
     try:
         await accounts(request).create_user(email, role, str(form.get("password") or ""), actor(request))
-    except (InvalidAccount, AccountExists) as error:
+    except (InvalidAccount, AccountExists, SignInThrottled) as error:
         return await _page(
             request,
             [Flash("error", str(error))],
@@ -73,6 +86,6 @@ async def reset_password(request: Request, user_id: str, _user: Owner) -> Respon
     form = await form_of(request)
     try:
         await accounts(request).reset_password(user_id, str(form.get("password") or ""), actor(request))
-    except (InvalidAccount, AccountNotFound) as error:
+    except (InvalidAccount, AccountNotFound, SignInThrottled) as error:
         return await _page(request, [Flash("error", str(error))], status=_STATUS[type(error)])
     return RedirectResponse(f"{USERS}?notice=password_reset", status_code=303)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from alembic import context
 
-from rejoinder.store.connect import create_engine, writer
+from rejoinder.store.database import Database
 from rejoinder.store.migrate import lock_out_other_migrations, schema
 from rejoinder.store.tables import UTCDateTime
 from rejoinder.store.urls import normalize_url
@@ -39,14 +39,18 @@ def _run(connection: sa.Connection) -> None:
         context.run_migrations()
 
 
-async def _run_with_own_engine() -> None:
-    engine = create_engine(_database_url())
+def _run_alone(connection: sa.Connection) -> None:
+    lock_out_other_migrations(connection)
+    _run(connection)
+
+
+async def _run_on_own_database() -> None:
+    # The store's own database, so a migration runs on SQLite's threads exactly as the store's upgrade does.
+    database = Database.from_url(_database_url().render_as_string(hide_password=False))
     try:
-        async with writer(engine).begin() as connection:
-            await connection.run_sync(lock_out_other_migrations)
-            await connection.run_sync(_run)
+        await database.write(_run_alone, solo=True)
     finally:
-        await engine.dispose()
+        await database.close()
 
 
 if context.is_offline_mode():
@@ -56,4 +60,4 @@ if context.is_offline_mode():
 elif (given := context.config.attributes.get("connection")) is not None:
     _run(given)
 else:
-    asyncio.run(_run_with_own_engine())
+    asyncio.run(_run_on_own_database())

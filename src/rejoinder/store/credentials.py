@@ -1,4 +1,4 @@
-"""Who may reach a conversation: tokens, sessions, API keys, the bots they belong to, and the audit trail."""
+"""Who may reach a conversation: its tokens, the sessions opened with them, and the bots' API keys."""
 
 from __future__ import annotations
 
@@ -8,21 +8,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rejoinder.store.database import Database, insert_on_conflict
+from rejoinder.store.database import Database
 from rejoinder.store.joined import split_conversation, with_conversation
-from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
 from rejoinder.store.prepared import Prepared
 from rejoinder.store.records import (
     ApiKeyRecord,
-    AuditRecord,
-    BotRecord,
     ConversationRecord,
     NewAudit,
     NewToken,
     SessionRecord,
     as_utc,
 )
-from rejoinder.store.tables import api_keys, audit_events, bots, messages, sessions, tokens
+from rejoinder.store.tables import api_keys, audit_events, messages, sessions, tokens
 from rejoinder.tokens import TokenRecord
 
 _TOKEN_COLUMNS = [tokens.c[name] for name in TokenRecord.__dataclass_fields__]
@@ -38,27 +35,30 @@ _CONSUME_TOKEN = (
     )
     .values(uses=tokens.c.uses + 1, last_used_at=sa.bindparam("now", type_=tokens.c.last_used_at.type))
 )
-_FIND_SESSION = sa.select(sessions).where(sessions.c.session_hash == sa.bindparam("session_hash"))
-_FIND_SESSION_SQLITE = Prepared(_FIND_SESSION)
+_FIND_SESSION = Prepared(sa.select(sessions).where(sessions.c.session_hash == sa.bindparam("session_hash")))
 _SESSION_FIELDS = list(SessionRecord.__dataclass_fields__)
 _SESSION_WITH_CONVERSATION = with_conversation(
     sessions, _SESSION_FIELDS, sessions.c.session_hash == sa.bindparam("session_hash")
 )
 # A turn's one read: the session, its conversation, and whether the client's message id is stored there already.
-_SESSION_FOR_TURN = _SESSION_WITH_CONVERSATION.add_columns(
-    sa.select(messages.c.seq)
-    .where(
-        messages.c.conversation_id == sessions.c.conversation_id,
-        messages.c.client_message_id == sa.bindparam("client_message_id"),
+_SESSION_FOR_TURN = Prepared(
+    _SESSION_WITH_CONVERSATION.add_columns(
+        sa.select(messages.c.seq)
+        .where(
+            messages.c.conversation_id == sessions.c.conversation_id,
+            messages.c.client_message_id == sa.bindparam("client_message_id"),
+        )
+        .scalar_subquery()
+        .label("answered")
     )
-    .scalar_subquery()
-    .label("answered")
 )
-_SESSION_FOR_TURN_SQLITE = Prepared(_SESSION_FOR_TURN)
 
 
-class Access(Database):
-    """Conversation tokens, sessions, API keys, bots and audit events."""
+class Credentials:
+    """Conversation tokens, the sessions they open, and API keys."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     async def insert_token(
         self,
@@ -72,7 +72,7 @@ class Access(Database):
         """Store a token issued outside a turn (the admin API), with its ``audit`` event in the same transaction."""
         now = as_utc(now)
         audit_row = audit.row() if audit is not None else None
-        await self.write(_insert_token, token_row(bot_id, conversation_id, token, now), audit_row)
+        await self._database.write(_insert_token, token_row(bot_id, conversation_id, token, now), audit_row)
         return TokenRecord(
             id=token.id,
             bot_id=bot_id,
@@ -86,7 +86,9 @@ class Access(Database):
         )
 
     async def find_token_by_hash(self, token_hash: str) -> TokenRecord | None:
-        row = await self.read(_first, sa.select(*_TOKEN_COLUMNS).where(tokens.c.token_hash == token_hash))
+        row = await self._database.read(
+            _first, sa.select(*_TOKEN_COLUMNS).where(tokens.c.token_hash == token_hash)
+        )
         return TokenRecord(**row._mapping) if row else None
 
     async def spend_token(
@@ -103,7 +105,7 @@ class Access(Database):
         params = {"token_id": token_id, "now": as_utc(now)}
         audit_row = audit.row() if audit is not None else None
         session_row = _as_row(session) if session is not None else None
-        return await self.write(_spend_token, params, audit_row, session_row)
+        return await self._database.write(_spend_token, params, audit_row, session_row)
 
     async def list_tokens(self, conversation_id: str) -> list[TokenRecord]:
         statement = (
@@ -111,48 +113,13 @@ class Access(Database):
             .where(tokens.c.conversation_id == conversation_id)
             .order_by(tokens.c.created_at, tokens.c.id)
         )
-        rows = await self.read(_all_rows, statement)
+        rows = await self._database.read(_all_rows, statement)
         return [TokenRecord(**row._mapping) for row in rows]
 
     async def revoke_token(self, token_id: str, now: datetime) -> TokenRecord | None:
         """Revoke a token (idempotent) and end the sessions opened with it. None if there is no such token."""
-        row = await self.write(_revoke_token, token_id, as_utc(now))
+        row = await self._database.write(_revoke_token, token_id, as_utc(now))
         return TokenRecord(**row._mapping) if row else None
-
-    async def add_audit(self, event: NewAudit) -> None:
-        await self.write(_execute, audit_events.insert(), event.row())
-
-    async def list_audit(
-        self,
-        *,
-        bot_id: str | None = None,
-        conversation_id: str | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> tuple[list[AuditRecord], str | None]:
-        """A page of audit events, newest first, and the cursor of the next page."""
-        statement = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(check_limit(limit) + 1)
-        if bot_id is not None:
-            statement = statement.where(audit_events.c.bot_id == bot_id)
-        if conversation_id is not None:
-            statement = statement.where(audit_events.c.conversation_id == conversation_id)
-        if cursor is not None:
-            (last_id,) = decode_cursor(cursor, int)
-            statement = statement.where(audit_events.c.id < last_id)
-        rows = await self.read(_all_rows, statement)
-        page = [AuditRecord(**row._mapping) for row in rows[:limit]]
-        return page, encode_cursor(page[-1].id) if len(rows) > limit else None
-
-    async def upsert_bot(
-        self, bot_id: str, name: str | None, version: str, config: dict[str, Any], now: datetime
-    ) -> None:
-        """Record a bot's current definition (created once, updated on every change)."""
-        await self.write(_upsert_bot, bot_id, name, version, config, as_utc(now))
-
-    async def list_bots(self) -> list[BotRecord]:
-        """Every bot a server has recorded, by id."""
-        rows = await self.read(_all_rows, sa.select(bots).order_by(bots.c.id))
-        return [BotRecord(**row._mapping) for row in rows]
 
     async def create_api_key(
         self, bot_id: str, kind: str, key_hash: str, key_id: str, now: datetime
@@ -160,15 +127,15 @@ class Access(Database):
         record = ApiKeyRecord(
             id=key_id, bot_id=bot_id, kind=kind, key_hash=key_hash, created_at=as_utc(now), revoked_at=None
         )
-        await self.write(_execute, api_keys.insert().values(_as_row(record)))
+        await self._database.write(_execute, api_keys.insert().values(_as_row(record)))
         return record
 
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
-        row = await self.read(_first, sa.select(api_keys).where(api_keys.c.key_hash == key_hash))
+        row = await self._database.read(_first, sa.select(api_keys).where(api_keys.c.key_hash == key_hash))
         return ApiKeyRecord(**row._mapping) if row else None
 
     async def find_session(self, session_hash: str) -> SessionRecord | None:
-        fields = await self.read(_find_session, session_hash)
+        fields = await self._database.read(_find_session, session_hash)
         return SessionRecord(**fields) if fields else None
 
     async def session_for_turn(
@@ -177,7 +144,7 @@ class Access(Database):
         """A session, its conversation (None once erased) and whether a message with ``client_message_id`` is
         stored in it already — the one read of a turn."""
         params = {"session_hash": session_hash, "client_message_id": client_message_id}
-        row = await self.read(_session_for_turn, params)
+        row = await self._database.read(_session_for_turn, params)
         if row is None:
             return None, None, False
         answered = row.pop("answered") is not None
@@ -186,13 +153,13 @@ class Access(Database):
 
     async def replace_session(self, old_session_id: str, new: SessionRecord, now: datetime) -> None:
         """Open ``new`` and end the session ``old_session_id`` in one transaction."""
-        await self.write(_replace_session, old_session_id, _as_row(new), as_utc(now))
+        await self._database.write(_replace_session, old_session_id, _as_row(new), as_utc(now))
 
     async def revoke_bot_token(self, bot_id: str, token_id: str, audit: NewAudit) -> TokenRecord | None:
         """Revoke one of ``bot_id``'s tokens (idempotent), end the sessions opened with it and record ``audit``
         (for the token's conversation), all in one transaction. None, and nothing written, if the bot has no
         such token."""
-        row = await self.write(_revoke_bot_token, bot_id, token_id, audit)
+        row = await self._database.write(_revoke_bot_token, bot_id, token_id, audit)
         return TokenRecord(**row._mapping) if row else None
 
 
@@ -231,15 +198,8 @@ def _all_rows(conn: sa.Connection, statement: sa.Executable) -> list[Any]:
     return list(conn.execute(statement).all())
 
 
-def _rowcount(conn: sa.Connection, statement: sa.Executable) -> int:
-    return int(conn.execute(statement).rowcount)
-
-
 def _find_session(conn: sa.Connection, session_hash: str) -> dict[str, Any] | None:
-    if conn.dialect.name == "sqlite":  # read on every request with a session: straight to the driver
-        return _FIND_SESSION_SQLITE.first(conn, {"session_hash": session_hash})
-    row = conn.execute(_FIND_SESSION, {"session_hash": session_hash}).first()
-    return dict(row._mapping) if row is not None else None
+    return _FIND_SESSION.first(conn, {"session_hash": session_hash})  # read on every request with a session
 
 
 def _insert_token(conn: sa.Connection, token_row: dict[str, Any], audit_row: dict[str, Any] | None) -> None:
@@ -249,10 +209,7 @@ def _insert_token(conn: sa.Connection, token_row: dict[str, Any], audit_row: dic
 
 
 def _session_for_turn(conn: sa.Connection, params: dict[str, Any]) -> dict[str, Any] | None:
-    if conn.dialect.name == "sqlite":  # read on every turn: straight to the driver
-        return _SESSION_FOR_TURN_SQLITE.first(conn, params)
-    row = conn.execute(_SESSION_FOR_TURN, params).first()
-    return dict(row._mapping) if row is not None else None
+    return _SESSION_FOR_TURN.first(conn, params)  # read on every turn
 
 
 def _replace_session(
@@ -300,17 +257,3 @@ def _revoke_token(conn: sa.Connection, token_id: str, now: datetime) -> sa.Row[A
         .values(revoked_at=now)
     )
     return conn.execute(sa.select(*_TOKEN_COLUMNS).where(tokens.c.id == token_id)).first()
-
-
-def _upsert_bot(
-    conn: sa.Connection, bot_id: str, name: str | None, version: str, config: dict[str, Any], now: datetime
-) -> None:
-    insert = insert_on_conflict(conn, bots).values(
-        id=bot_id, name=name, version=version, config=config, created_at=now, updated_at=now
-    )
-    conn.execute(
-        insert.on_conflict_do_update(
-            index_elements=["id"],
-            set_={"name": name, "version": version, "config": config, "updated_at": now},
-        )
-    )

@@ -38,19 +38,19 @@ async def test_two_workers_flushing_add_up_in_one_row_per_bot_and_hour(store: St
     await first.flush(store)
     assert await first.flush(store) == 0  # nothing new: nothing written
 
-    stats = await store.stats.turn_stats(BOT, NOW)
+    stats = await store.turn_stats.since(BOT, NOW)
     assert len(stats) == 1
     [row] = stats
     assert (row.hour, row.turns, row.integrate_failures, row.rate_limited_resumes) == (NOW, 6, 1, 1)
     assert row.latency[0] == 4
     assert row.latency[LATENCY_BOUNDS_MS.index(500)] == 1
     assert row.latency[-1] == 1
-    assert [s.turns for s in await store.stats.turn_stats("other", NOW)] == [1]
+    assert [s.turns for s in await store.turn_stats.since("other", NOW)] == [1]
 
     clock.now += timedelta(hours=1)
     first.turn(BOT, 0.02)
     await first.flush(store)
-    assert [(s.hour, s.turns) for s in await store.stats.turn_stats(BOT, NOW)] == [
+    assert [(s.hour, s.turns) for s in await store.turn_stats.since(BOT, NOW)] == [
         (NOW, 6),
         (NOW + timedelta(hours=1), 1),
     ]
@@ -66,13 +66,13 @@ async def test_a_flush_the_store_refuses_is_kept_for_the_next(
         raise StoreUnavailable("database is locked")
 
     with monkeypatch.context() as patch:
-        patch.setattr(store.stats, "add_turn_stats", refuse)
+        patch.setattr(store.turn_stats, "add", refuse)
         with pytest.raises(StoreUnavailable):
             await meter.flush(store)
     meter.turn(BOT, 0.02)
     await meter.flush(store)
 
-    [row] = await store.stats.turn_stats(BOT, NOW)
+    [row] = await store.turn_stats.since(BOT, NOW)
     assert row.turns == 2
 
 
@@ -94,12 +94,12 @@ async def test_conversations_and_resumes_are_counted_by_hour(store: Store) -> No
     await start(store, "cnv_c", now=NOW + timedelta(hours=2, minutes=1))
     await start(store, "cnv_x", now=NOW, bot_id="other")
     for minutes, outcome in ((1, "ok"), (2, "ok"), (3, "token_expired"), (70, "ok")):
-        await store.add_audit(NewAudit("resume", BOT, outcome, NOW + timedelta(minutes=minutes)))
-    await store.add_audit(NewAudit("token_issued", BOT, "ok", NOW))
-    await store.add_audit(NewAudit("resume", BOT, "ok", NOW - timedelta(hours=1)))
+        await store.audit.add(NewAudit("resume", BOT, outcome, NOW + timedelta(minutes=minutes)))
+    await store.audit.add(NewAudit("token_issued", BOT, "ok", NOW))
+    await store.audit.add(NewAudit("resume", BOT, "ok", NOW - timedelta(hours=1)))
 
-    started = await store.stats.conversations_started(BOT, NOW)
-    resumes = await store.stats.resumes(BOT, NOW)
+    started = await store.conversations.started_by_hour(BOT, NOW)
+    resumes = await store.audit.resumes_by_hour(BOT, NOW)
 
     assert sorted((c.hour, c.count) for c in started) == [(NOW, 2), (NOW + timedelta(hours=2), 1)]
     assert sorted((c.hour, c.outcome, c.count) for c in resumes) == [

@@ -1,0 +1,20 @@
+"""``rejoinder --version``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rejoinder import __version__
+
+REJOINDER = str(Path(sys.executable).with_name("rejoinder"))
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_prints_the_version_and_exits_0(flag: str) -> None:
+    result = subprocess.run([REJOINDER, flag], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"rejoinder {__version__}\n"

@@ -1,8 +1,9 @@
 """The turn service: the imperative shell around the engine, for every edge (HTTP, WebSocket, CLI).
 
 Its operations come in modules of one idea each — :mod:`.turns` (a customer's turn), :mod:`.resume` (resume,
-sessions, tokens, erasure), :mod:`.bots` (which engine runs a conversation), :mod:`.overview` (a bot's activity by hour and day) — over the state they share
-(:mod:`.shared`). Its refusals (:mod:`.errors`) name a problem type and no HTTP status: each edge answers them.
+sessions, tokens, erasure), :mod:`.bots` (which engine runs a conversation), :mod:`.overview` (a bot's activity by
+hour and day) — over the state they share (:mod:`.shared`); :mod:`.admin` is what an operator reads. Its refusals
+(:mod:`.errors`) name a problem type and no HTTP status: each edge answers them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime
 
 from rejoinder.expr.budget import DEFAULT_TIME_BUDGET
 from rejoinder.realtime import Hub
+from rejoinder.service.admin import AdminReads, ConversationFilters, ConversationView
 from rejoinder.service.bots import EARLIER_VERSIONS_KEPT, BotVersions
 from rejoinder.service.errors import (
     ClientMessageIdReused,
@@ -39,8 +41,10 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "Actor",
     "ClientMessageIdReused",
+    "ConversationFilters",
     "ConversationNotFound",
     "ConversationService",
+    "ConversationView",
     "CustomerMessage",
     "HttpPerformer",
     "MessageTooLong",
@@ -58,7 +62,7 @@ __all__ = [
 ]
 
 
-class ConversationService(Turns, Resumes, Overviews):
+class ConversationService(Turns, Resumes, AdminReads, Overviews):
     """Starts, continues and resumes conversations for a set of loaded bots."""
 
     def __init__(

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from rejoinder.store.database import Database
 from rejoinder.store.hourly import count_by_hour
-from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
-from rejoinder.store.records import AuditRecord, HourCount, NewAudit, as_utc
+from rejoinder.store.pagination import Keyset, Page, check_limit, decode_cursor, encode_cursor
+from rejoinder.store.records import AUDIT_ACTOR_KEY, AuditQuery, AuditRecord, HourCount, NewAudit, as_utc
 from rejoinder.store.tables import audit_events
 
 
@@ -53,6 +53,36 @@ class Audit:
         rows = await self._database.read(_all_rows, statement)
         page = [AuditRecord(**row._mapping) for row in rows[:limit]]
         return page, encode_cursor(page[-1].id) if len(rows) > limit else None
+
+    async def find(
+        self, query: AuditQuery, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[AuditRecord]:
+        """A page of the bot's audit events that ``query`` matches, newest first; ``cursor`` (from a page's
+        ``next_cursor`` or ``previous_cursor``) names the page."""
+        statement, backward = _KEYSET.select(
+            sa.select(audit_events).where(*_audit_conditions(query)), cursor, limit
+        )
+        rows = await self._database.read(_all_rows, statement)
+        records = [AuditRecord(**row._mapping) for row in rows]
+        return _KEYSET.page(records, lambda e: (e.id,), cursor=cursor, backward=backward, limit=limit)
+
+
+_KEYSET = Keyset((audit_events.c.id,), (int,))
+
+
+def _audit_conditions(query: AuditQuery) -> list[sa.ColumnElement[bool]]:
+    where = [audit_events.c.bot_id == query.bot_id]
+    if query.conversation_id is not None:
+        where.append(audit_events.c.conversation_id == query.conversation_id)
+    if query.kind is not None:
+        where.append(audit_events.c.kind == query.kind)
+    if query.actor is not None:
+        where.append(audit_events.c.detail[AUDIT_ACTOR_KEY].as_string() == query.actor)
+    if query.since is not None:
+        where.append(audit_events.c.at >= as_utc(query.since))
+    if query.until is not None:
+        where.append(audit_events.c.at < as_utc(query.until))
+    return where
 
 
 # ------------------------------------------------------------------------------------------------ on a connection

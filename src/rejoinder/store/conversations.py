@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -9,15 +10,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from rejoinder.engine.types import STATE_VERSION_KEY
 from rejoinder.store.credentials import token_row
 from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.errors import DuplicateClientMessage, VersionConflict
 from rejoinder.store.hourly import count_by_hour
 from rejoinder.store.joined import split_conversation, with_conversation
-from rejoinder.store.pagination import check_limit, decode_cursor, encode_cursor
+from rejoinder.store.pagination import Keyset, Page, check_limit, decode_cursor, encode_cursor
 from rejoinder.store.prepared import Prepared
 from rejoinder.store.records import (
+    TEXT_SEARCH_WINDOW,
     CommittedTurn,
+    ConversationQuery,
     ConversationRecord,
     HourCount,
     MessageRecord,
@@ -208,6 +212,16 @@ class Conversations:
         page = [ConversationRecord(**row._mapping) for row in rows[:limit]]
         more = len(rows) > limit
         return page, encode_cursor(page[-1].updated_at, page[-1].id) if more else None
+
+    async def find(
+        self, query: ConversationQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[ConversationRecord]:
+        """A page of the bot's conversations that ``query`` matches, most recently updated first; ``cursor`` (from
+        a page's ``next_cursor`` or ``previous_cursor``) names the page."""
+        records, backward = await self._database.read(_find_conversations, query, cursor, limit)
+        return _CONVERSATION_KEYSET.page(
+            records, lambda c: (c.updated_at, c.id), cursor=cursor, backward=backward, limit=limit
+        )
 
     async def delete(self, conversation_id: str) -> bool:
         """Erase a conversation with its messages, tokens and sessions. False if there was none.
@@ -413,6 +427,65 @@ def _delete_conversations(conn: sa.Connection, ids: list[str]) -> int:
         .values(ip=None, user_agent=None)
     )
     return int(result.rowcount)
+
+
+def _find_conversations(
+    conn: sa.Connection, query: ConversationQuery, cursor: str | None, limit: int
+) -> tuple[list[ConversationRecord], bool]:
+    statement, backward = _CONVERSATION_KEYSET.select(
+        sa.select(conversations).where(*_conversation_conditions(query, conn.dialect.name)), cursor, limit
+    )
+    return [ConversationRecord(**row._mapping) for row in conn.execute(statement)], backward
+
+
+_CONVERSATION_KEYSET = Keyset((conversations.c.updated_at, conversations.c.id), (datetime, str))
+
+
+def _conversation_conditions(query: ConversationQuery, dialect: str) -> list[sa.ColumnElement[bool]]:
+    bot: sa.ColumnElement[str] = conversations.c.bot_id
+    if query.text is not None:
+        # The text's matches (at most the search window's) drive the query, by primary key: on the bot's index,
+        # SQLite would walk every conversation of the bot looking for them. `|| ''` keeps it off that index.
+        bot = bot.concat("")
+    where = [bot == query.bot_id]
+    if query.status is not None:
+        where.append(conversations.c.status == query.status)
+    if query.skill_id is not None:
+        where.append(conversations.c.skill_id == query.skill_id)
+    if query.bot_version is not None:
+        where.append(conversations.c.state[STATE_VERSION_KEY].as_string() == query.bot_version)
+    if query.user_id is not None:
+        where.append(conversations.c.user["id"].as_string() == query.user_id)
+    if query.updated_after is not None:
+        where.append(conversations.c.updated_at > as_utc(query.updated_after))
+    if query.conversation_id is not None:
+        where.append(conversations.c.id == query.conversation_id)
+    if query.token_id is not None:
+        owner = sa.select(tokens.c.conversation_id).where(
+            tokens.c.id == query.token_id, tokens.c.bot_id == query.bot_id
+        )
+        where.append(conversations.c.id == owner.scalar_subquery())
+    if query.text is not None:
+        where.append(conversations.c.id.in_(_customer_wrote(query.text, dialect)))
+    return where
+
+
+def _customer_wrote(text: str, dialect: str) -> sa.Select[Any]:
+    """The conversations with a customer message containing ``text`` among the newest messages: the window is a
+    range of the messages' primary key, so the search reads at most TEXT_SEARCH_WINDOW rows."""
+    newest = sa.select(sa.func.max(messages.c.id)).scalar_subquery()
+    said = messages.c.payload["text"].as_string()
+    where = [messages.c.id > newest - TEXT_SEARCH_WINDOW, messages.c.sender == "customer"]
+    if dialect == "sqlite" and _PLAIN_ASCII.fullmatch(text):
+        # Plain ASCII text is in the stored JSON as typed, and SQLite's LIKE ignores ASCII case: this test of the
+        # raw row rules out most rows at a third of the cost of extracting their text.
+        where.append(sa.cast(messages.c.payload, sa.Text).contains(text, autoescape=True))
+    where.append(sa.func.lower(said).contains(text.lower(), autoescape=True))
+    return sa.select(messages.c.conversation_id).where(*where)
+
+
+# Printable ASCII that JSON writes as it is (no quote, no backslash).
+_PLAIN_ASCII = re.compile(r"[ !#-\[\]-~]+")
 
 
 def _idle(bot_id: str, before: datetime) -> sa.ColumnElement[bool]:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from rejoinder.store.database import Database
 from rejoinder.store.joined import split_conversation, with_conversation
+from rejoinder.store.pagination import Keyset, Page
 from rejoinder.store.prepared import Prepared
 from rejoinder.store.records import (
     ApiKeyRecord,
@@ -17,6 +18,8 @@ from rejoinder.store.records import (
     NewAudit,
     NewToken,
     SessionRecord,
+    TokenQuery,
+    TokenStatus,
     as_utc,
 )
 from rejoinder.store.tables import api_keys, audit_events, messages, sessions, tokens
@@ -121,6 +124,19 @@ class Credentials:
         row = await self._database.write(_revoke_token, token_id, as_utc(now))
         return TokenRecord(**row._mapping) if row else None
 
+    async def find_tokens(
+        self, query: TokenQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[TokenRecord]:
+        """A page of the bot's tokens that ``query`` matches (metadata only), newest first."""
+        statement, backward = _TOKEN_KEYSET.select(
+            sa.select(*_TOKEN_COLUMNS).where(*_token_conditions(query)), cursor, limit
+        )
+        rows = await self._database.read(_all_rows, statement)
+        records = [TokenRecord(**row._mapping) for row in rows]
+        return _TOKEN_KEYSET.page(
+            records, lambda t: (t.created_at, t.id), cursor=cursor, backward=backward, limit=limit
+        )
+
     async def create_api_key(
         self, bot_id: str, kind: str, key_hash: str, key_id: str, now: datetime
     ) -> ApiKeyRecord:
@@ -175,6 +191,32 @@ def token_row(bot_id: str, conversation_id: str, token: NewToken, now: datetime)
         "max_uses": token.max_uses,
         "uses": 0,
     }
+
+
+_TOKEN_KEYSET = Keyset((tokens.c.created_at, tokens.c.id), (datetime, str))
+
+
+def _token_conditions(query: TokenQuery) -> list[sa.ColumnElement[bool]]:
+    where = [tokens.c.bot_id == query.bot_id]
+    if query.conversation_id is not None:
+        where.append(tokens.c.conversation_id == query.conversation_id)
+    if query.status is not None:
+        where.append(_token_status(query.status, as_utc(query.now)))
+    return where
+
+
+def _token_status(status: TokenStatus, now: datetime) -> sa.ColumnElement[bool]:
+    """The tokens in ``status`` at ``now``, judged in the order a resume judges them."""
+    revoked = tokens.c.revoked_at.is_not(None)
+    expired = tokens.c.expires_at <= now
+    used_up = sa.and_(tokens.c.max_uses.is_not(None), tokens.c.uses >= tokens.c.max_uses)
+    if status == "revoked":
+        return revoked
+    if status == "expired":
+        return sa.and_(sa.not_(revoked), expired)
+    if status == "used_up":
+        return sa.and_(sa.not_(revoked), sa.not_(expired), used_up)
+    return sa.and_(sa.not_(revoked), sa.not_(expired), sa.not_(used_up))
 
 
 def _as_row(record: ApiKeyRecord | SessionRecord) -> dict[str, Any]:

@@ -1,18 +1,23 @@
-"""Opaque keyset cursors: the sort key of a page's last row, for the next page to start after."""
+"""Opaque keyset cursors: the sort key of a page's edge row, for the page beside it to start after."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
 
 from rejoinder.store.errors import InvalidCursor
 
 _HELP = "invalid cursor: pass the next_cursor of a previous page unchanged"
 
 CursorValue = str | int | datetime
+R = TypeVar("R")
 
 
 def check_limit(limit: int) -> int:
@@ -48,3 +53,69 @@ def _decode_value(value: Any, kind: type[CursorValue]) -> CursorValue:
     elif isinstance(value, kind) and not isinstance(value, bool):
         return value
     raise InvalidCursor(_HELP)
+
+
+@dataclass(frozen=True)
+class Page(Generic[R]):
+    """One page of a keyset-paged list, newest first, with the cursors of the pages on either side (None at an
+    end)."""
+
+    items: list[R]
+    next_cursor: str | None
+    previous_cursor: str | None
+
+
+# A cursor names a row of the list and which way to read from it: the rows after it (older) or before it (newer).
+_AFTER = "after"
+_BEFORE = "before"
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """Paging a list ordered newest first by ``columns`` (unique together), both ways, without OFFSET: a page
+    starts at the key of the row a cursor names, so rows added or removed meanwhile never shift a page."""
+
+    columns: tuple[sa.ColumnElement[Any], ...]
+    kinds: tuple[type[CursorValue], ...]
+
+    def select(
+        self, statement: sa.Select[Any], cursor: str | None, limit: int
+    ) -> tuple[sa.Select[Any], bool]:
+        """``statement`` limited to the page ``cursor`` names (one row more than ``limit``, to know whether there
+        are more), and whether it reads backwards (towards newer rows)."""
+        limit = check_limit(limit)
+        if cursor is None:
+            return statement.order_by(*(c.desc() for c in self.columns)).limit(limit + 1), False
+        direction, *key = decode_cursor(cursor, str, *self.kinds)
+        if direction not in (_AFTER, _BEFORE):
+            raise InvalidCursor(_HELP)
+        backward = direction == _BEFORE
+        here = sa.tuple_(*self.columns)
+        bound = sa.tuple_(*(sa.literal(value, c.type) for value, c in zip(key, self.columns, strict=True)))
+        if backward:
+            statement = statement.where(here > bound).order_by(*(c.asc() for c in self.columns))
+        else:
+            statement = statement.where(here < bound).order_by(*(c.desc() for c in self.columns))
+        return statement.limit(limit + 1), backward
+
+    def page(
+        self,
+        rows: Sequence[R],
+        key: Callable[[R], tuple[CursorValue, ...]],
+        *,
+        cursor: str | None,
+        backward: bool,
+        limit: int,
+    ) -> Page[R]:
+        """The page of ``rows`` read by :meth:`select`, newest first, with its neighbours' cursors."""
+        more = len(rows) > limit
+        items = list(rows[:limit])
+        if backward:
+            items.reverse()
+        newer = more if backward else cursor is not None
+        older = cursor is not None if backward else more
+        return Page(
+            items=items,
+            next_cursor=encode_cursor(_AFTER, *key(items[-1])) if older and items else None,
+            previous_cursor=encode_cursor(_BEFORE, *key(items[0])) if newer and items else None,
+        )

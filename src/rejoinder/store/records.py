@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 _RESERVED_API_KEYS = frozenset({"seq", "sender", "type", "created_at", "pending"})
 
@@ -192,6 +192,59 @@ class ConsoleSessionRecord:
     last_seen_at: datetime
     expires_at: datetime
     ended_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ConversationQuery:
+    """Which of a bot's conversations a list shows; every field given narrows it.
+
+    ``text``: conversations with a customer message containing it (case-insensitive for ASCII letters), among the
+    store's newest :data:`TEXT_SEARCH_WINDOW` messages — a bounded search, however large the history.
+    """
+
+    bot_id: str
+    status: str | None = None
+    skill_id: str | None = None
+    bot_version: str | None = None
+    user_id: str | None = None
+    updated_after: datetime | None = None
+    conversation_id: str | None = None
+    token_id: str | None = None
+    text: str | None = None
+
+
+# How many of the newest messages a text search reads (at most), whatever the database holds.
+TEXT_SEARCH_WINDOW = 10_000
+
+TokenStatus = Literal["active", "revoked", "expired", "used_up"]
+
+
+@dataclass(frozen=True)
+class TokenQuery:
+    """Which of a bot's tokens a list shows; ``status`` is judged at ``now`` (revoked before expired before used
+    up, as a resume judges them)."""
+
+    bot_id: str
+    now: datetime
+    conversation_id: str | None = None
+    status: TokenStatus | None = None
+
+
+# The key of an audit event's detail that names who acted: an API key's id, or ``console:<email>``.
+AUDIT_ACTOR_KEY = "key_id"
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which of a bot's audit events a list shows. ``actor``: who acted, as the event's detail names them
+    (:data:`AUDIT_ACTOR_KEY`). ``since`` inclusive, ``until`` exclusive."""
+
+    bot_id: str
+    conversation_id: str | None = None
+    kind: str | None = None
+    actor: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 # Upper bounds (milliseconds) of the turn-latency buckets kept per bot and hour; a last bucket holds the slower.

@@ -82,7 +82,7 @@ conversations = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.CheckConstraint("status IN ('active', 'closed')", name="status"),
-    sa.Index(None, "bot_id", "updated_at"),
+    sa.Index(None, "bot_id", "updated_at", "id"),
     sa.Index(None, "status"),
     sa.Index(None, "bot_id", "created_at"),  # conversations started, counted by hour
 )
@@ -119,6 +119,7 @@ tokens = sa.Table(
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
     sa.Column("last_used_at", UTCDateTime(), nullable=True),
     sa.Index(None, "conversation_id"),
+    sa.Index(None, "bot_id", "created_at", "id"),
 )
 
 audit_events = sa.Table(

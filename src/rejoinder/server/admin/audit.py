@@ -11,7 +11,7 @@ from rejoinder.server import state
 from rejoinder.server.admin.caller import Admin
 from rejoinder.server.errors import problem_responses
 from rejoinder.store import AuditRecord
-from rejoinder.store.records import iso_z
+from rejoinder.store.records import AuditQuery, iso_z
 
 router = APIRouter()
 
@@ -28,10 +28,9 @@ async def list_audit(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> JSONResponse:
-    page, next_cursor = await state.store(request).audit.list(
-        bot_id=caller.bot.id, conversation_id=conversation_id, limit=limit, cursor=cursor
-    )
-    return JSONResponse({"items": [_audit_item(event) for event in page], "next_cursor": next_cursor})
+    query = AuditQuery(bot_id=caller.bot.id, conversation_id=conversation_id)
+    page = await state.service(request).list_audit(query, limit=limit, cursor=cursor)
+    return JSONResponse({"items": [_audit_item(e) for e in page.items], "next_cursor": page.next_cursor})
 
 
 def _audit_item(event: AuditRecord) -> dict[str, Any]:

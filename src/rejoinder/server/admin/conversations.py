@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from rejoinder.engine import STATE_VERSION_KEY, ConversationState
 from rejoinder.server import state
-from rejoinder.server.admin.caller import Admin, actor, own_conversation
+from rejoinder.server.admin.caller import Admin, actor
 from rejoinder.server.errors import problem_responses
+from rejoinder.service import ConversationFilters
 from rejoinder.store import MAX_SEQ, ConversationRecord
 from rejoinder.store.records import iso_z
 
@@ -66,10 +66,11 @@ async def list_conversations(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JSONResponse:
-    page, next_cursor = await state.store(request).conversations.list(
-        bot_id=caller.bot.id, status=status, updated_after=updated_after, limit=limit, cursor=cursor
+    filters = ConversationFilters(status=status, updated_after=updated_after)
+    page = await state.service(request).list_conversations(caller.bot.id, filters, limit=limit, cursor=cursor)
+    return JSONResponse(
+        {"items": [_conversation_item(c) for c in page.items], "next_cursor": page.next_cursor}
     )
-    return JSONResponse({"items": [_conversation_item(c) for c in page], "next_cursor": next_cursor})
 
 
 @router.get(
@@ -86,26 +87,22 @@ async def get_conversation(
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="Transcript: at most this many messages.")] = 500,
 ) -> JSONResponse:
-    conversation = await own_conversation(request, caller, conversation_id)
-    messages = await state.store(request).conversations.messages_after(conversation_id, after, limit)
-    saved = {
-        key: value
-        for key, value in conversation.state.items()
-        if key in ConversationState.__dataclass_fields__
-    }
+    view = await state.service(request).view_conversation(
+        caller.bot.id, conversation_id, after=after, limit=limit
+    )
+    conversation = view.conversation
     position = {
         "skill_id": conversation.skill_id,
         "node_id": conversation.node_id,
-        "waiting": saved.get("waiting"),
-        "pending": await state.service(request).pending(conversation),
+        "waiting": view.waiting,
+        "pending": view.pending,
     }
-    more = bool(messages) and messages[-1].seq < conversation.last_seq
     body = _conversation_item(conversation) | {
-        "bot_version": conversation.state.get(STATE_VERSION_KEY),
-        "variables": saved.get("variables", {}),
+        "bot_version": view.bot_version,
+        "variables": view.variables,
         "position": position,
-        "messages": [message.to_api() for message in messages],
-        "next_after": messages[-1].seq if more else None,
+        "messages": [message.to_api() for message in view.messages],
+        "next_after": view.next_after,
     }
     return JSONResponse(body)
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rejoinder.server import state
-from rejoinder.server.admin.caller import Admin, actor, own_conversation
+from rejoinder.server.admin.caller import Admin, actor
 from rejoinder.server.errors import problem_responses
 from rejoinder.skills.model import parse_duration
 from rejoinder.store.records import iso_z
@@ -68,8 +68,7 @@ async def issue_token(
     responses=problem_responses(401, 403, 404, 503),
 )
 async def list_tokens(conversation_id: str, request: Request, caller: Admin) -> JSONResponse:
-    await own_conversation(request, caller, conversation_id)
-    records = await state.store(request).credentials.list_tokens(conversation_id)
+    records = await state.service(request).conversation_tokens(caller.bot.id, conversation_id)
     return JSONResponse({"items": [_token_item(record) for record in records], "next_cursor": None})
 
 

@@ -38,7 +38,7 @@ from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
 from rejoinder.config import Settings
-from rejoinder.server.console import overview, sign_in, users
+from rejoinder.server.console import audit, conversations, overview, sign_in, tokens, users
 from rejoinder.server.console.pages import ConsoleHeaders, Flash, install_handlers, render, static_router
 from rejoinder.server.console.session import (
     CSRF_FIELD,
@@ -84,6 +84,9 @@ router.include_router(static_router)
 router.include_router(sign_in.router)
 router.include_router(overview.router)
 router.include_router(users.router)
+router.include_router(conversations.router)
+router.include_router(tokens.router)
+router.include_router(audit.router)
 
 
 def install(app: FastAPI) -> None:

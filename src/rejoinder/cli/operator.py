@@ -7,7 +7,6 @@ only a conversation or token id works on the bots the database has recorded (tho
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -43,6 +42,8 @@ Work = Callable[["ConversationService", str], Awaitable[T]]
 def run(command: str, bot_dir: Path | None, work: Work[T]) -> T:
     """``work(service, bot_id)`` on the configured database, for the bot in ``bot_dir`` (its id given; else the
     recorded bots, and an empty id); every refusal is one line on stderr and exit code 1, never a traceback."""
+    import asyncio
+
     from rejoinder.service import ServiceError
     from rejoinder.skills import BotLoadError
     from rejoinder.store import InvalidCursor, InvalidDatabaseURL, StoreUnavailable

@@ -15,7 +15,14 @@ import pytest
 from rejoinder.store import Store
 from rejoinder.store.records import TurnStats
 from tests.helpers.bots import EXAMPLE_BOT
-from tests.helpers.processes import REJOINDER, create_keys, ending, free_port, serve_environment, wait_until_up
+from tests.helpers.processes import (
+    REJOINDER,
+    create_keys,
+    ending,
+    free_port,
+    serve_environment,
+    wait_until_up,
+)
 
 TURNS = 6
 # Two workers start, run and stop: seconds on a quiet machine, minutes on a busy one.

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rejoinder.service import ConversationService
     from rejoinder.service.admin import ConversationView
     from rejoinder.store import ConversationRecord
+    from rejoinder.store.records import ConversationSummary
 
 app = new_app(help="A bot's conversations: list, show, erase.")
 
@@ -134,7 +135,7 @@ def erase(
     typer.echo(f"Erased {conversation_id}.")
 
 
-def _summary(conversation: ConversationRecord) -> dict[str, Any]:
+def _summary(conversation: ConversationRecord | ConversationSummary) -> dict[str, Any]:
     return {
         "id": conversation.id,
         "bot_id": conversation.bot_id,

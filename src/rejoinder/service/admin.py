@@ -25,6 +25,7 @@ from rejoinder.store.records import (
     AUDIT_ACTOR_KEY,
     AuditQuery,
     ConversationQuery,
+    ConversationSummary,
     TokenQuery,
     TokenStatus,
     iso_z,
@@ -93,7 +94,7 @@ class AdminReads(ServiceParts):
 
     async def list_conversations(
         self, bot_id: str, filters: ConversationFilters, *, limit: int = 50, cursor: str | None = None
-    ) -> Page[ConversationRecord]:
+    ) -> Page[ConversationSummary]:
         """A page of the bot's conversations, most recently updated first (a bad ``cursor``: InvalidCursor)."""
         query = ConversationQuery(
             bot_id=bot_id,

@@ -23,6 +23,7 @@ from rejoinder.store.records import (
     CommittedTurn,
     ConversationQuery,
     ConversationRecord,
+    ConversationSummary,
     HourCount,
     MessageRecord,
     NewAudit,
@@ -215,7 +216,7 @@ class Conversations:
 
     async def find(
         self, query: ConversationQuery, *, limit: int = 50, cursor: str | None = None
-    ) -> Page[ConversationRecord]:
+    ) -> Page[ConversationSummary]:
         """A page of the bot's conversations that ``query`` matches, most recently updated first; ``cursor`` (from
         a page's ``next_cursor`` or ``previous_cursor``) names the page."""
         records, backward = await self._database.read(_find_conversations, query, cursor, limit)
@@ -431,11 +432,14 @@ def _delete_conversations(conn: sa.Connection, ids: list[str]) -> int:
 
 def _find_conversations(
     conn: sa.Connection, query: ConversationQuery, cursor: str | None, limit: int
-) -> tuple[list[ConversationRecord], bool]:
+) -> tuple[list[ConversationSummary], bool]:
     statement, backward = _CONVERSATION_KEYSET.select(
-        sa.select(conversations).where(*_conversation_conditions(query, conn.dialect.name)), cursor, limit
+        sa.select(*_SUMMARY_COLUMNS).where(*_conversation_conditions(query, conn.dialect.name)), cursor, limit
     )
-    return [ConversationRecord(**row._mapping) for row in conn.execute(statement)], backward
+    return [ConversationSummary(**row._mapping) for row in conn.execute(statement)], backward
+
+
+_SUMMARY_COLUMNS = [conversations.c[name] for name in ConversationSummary.__dataclass_fields__]
 
 
 _CONVERSATION_KEYSET = Keyset((conversations.c.updated_at, conversations.c.id), (datetime, str))

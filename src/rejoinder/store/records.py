@@ -36,6 +36,22 @@ class ConversationRecord:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class ConversationSummary:
+    """A conversation as a list shows it: its record without the state (variables and all), which a list never
+    needs and which is most of what a row costs to read."""
+
+    id: str
+    bot_id: str
+    status: str
+    skill_id: str | None
+    node_id: str | None
+    last_seq: int
+    user: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
 # The largest message seq the store can hold: its columns are 32-bit INTEGER.
 MAX_SEQ = 2**31 - 1
 

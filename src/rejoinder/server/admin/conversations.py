@@ -15,7 +15,7 @@ from rejoinder.server.admin.caller import Admin, actor
 from rejoinder.server.errors import problem_responses
 from rejoinder.service import ConversationFilters
 from rejoinder.store import MAX_SEQ, ConversationRecord
-from rejoinder.store.records import iso_z
+from rejoinder.store.records import ConversationSummary, iso_z
 
 
 class _ConversationIdConvertor(StringConvertor):
@@ -118,7 +118,7 @@ async def erase_conversation(conversation_id: str, request: Request, caller: Adm
     return Response(status_code=204)
 
 
-def _conversation_item(conversation: ConversationRecord) -> dict[str, Any]:
+def _conversation_item(conversation: ConversationRecord | ConversationSummary) -> dict[str, Any]:
     return {
         "id": conversation.id,
         "status": conversation.status,

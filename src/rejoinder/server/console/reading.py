@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -80,11 +81,21 @@ def page_link(path: str, filters: Mapping[str, Any], cursor: str | None) -> str 
     return filtered_link(path, {**filters, "cursor": cursor})
 
 
-def shown_time(moment: datetime | None) -> dict[str, str] | None:
-    """A time as a page shows it: machine-readable (for ``<time datetime>``) and short for a person (UTC)."""
+@dataclass(frozen=True)
+class ShownTime:
+    """A time as a page shows it (UTC, as the pages' headings say): ``iso`` for ``<time datetime>``, ``text``
+    short for a person, ``full`` for its title."""
+
+    iso: str
+    text: str
+    full: str
+
+
+def shown_time(moment: datetime | None) -> ShownTime | None:
     if moment is None:
         return None
-    return {"iso": iso_z(moment), "text": moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}
+    iso = iso_z(moment)  # 2026-12-03T16:20:14.000Z: one formatting for all three
+    return ShownTime(iso=iso, text=f"{iso[:10]} {iso[11:16]}", full=f"{iso[:10]} {iso[11:19]} UTC")
 
 
 @asynccontextmanager

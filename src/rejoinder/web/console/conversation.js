@@ -24,6 +24,7 @@
     var time = document.createElement("time");
     time.dateTime = at.iso;
     time.textContent = at.text;
+    time.title = at.full;
     return time;
   }
 

@@ -131,3 +131,34 @@ def test_a_busy_port_is_reported_in_one_line() -> None:
         "(try another: --port N, or PORT=N with make run)"
     ]
     assert result.stdout == ""
+
+
+def test_the_printed_console_sign_in_opens_the_overview(demo: DemoProcess) -> None:
+    console = demo.printed_value(r"http://127\.0\.0\.1:\d+/dashboard")
+    email = demo.printed_value(r"(?<=email:    )\S+")
+    password = demo.printed_value(r"(?<=password: )\S+")
+    assert console == f"{demo.base}/dashboard"
+
+    with httpx.Client(base_url=demo.base, timeout=30) as browser:
+        form = browser.get("/dashboard/sign-in")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token is not None
+        signed = browser.post(
+            "/dashboard/sign-in",
+            data={"email": email, "password": password, "csrf_token": token.group(1), "next": "/dashboard"},
+        )
+        assert signed.status_code == 303 and signed.headers["location"] == "/dashboard"
+        overview = browser.get("/dashboard")
+        assert overview.status_code == 200 and "<h1>Overview</h1>" in overview.text
+        assert email in overview.text and ">owner<" in overview.text
+
+        wrong = browser.post(
+            "/dashboard/sign-in",
+            data={
+                "email": email,
+                "password": password + "x",
+                "csrf_token": token.group(1),
+                "next": "/dashboard",
+            },
+        )
+        assert wrong.status_code != 303

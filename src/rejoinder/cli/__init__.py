@@ -11,7 +11,20 @@ from typing import Annotated
 import typer
 
 from rejoinder import __version__
-from rejoinder.cli import chat, db, demo, init, keys, serve, skills, testing, users
+from rejoinder.cli import (
+    audit,
+    chat,
+    conversations,
+    db,
+    demo,
+    init,
+    keys,
+    serve,
+    skills,
+    testing,
+    tokens,
+    users,
+)
 from rejoinder.cli.typer_app import new_app
 
 app = new_app(
@@ -43,6 +56,9 @@ app.add_typer(skills.app, name="skills")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
+app.add_typer(conversations.app, name="conversations")
+app.add_typer(tokens.app, name="tokens")
+app.command("audit")(audit.audit)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("chat")(chat.chat)

@@ -124,3 +124,8 @@ class _Session:
         for button in buttons:
             if "url" in button:
                 out.print(f"      → {escape(button['label'])}: {escape(button['url'])}")
+
+
+def show_message(message: MessageRecord) -> None:
+    """One stored message as the chat prints it (``rejoinder conversations show`` prints transcripts so)."""
+    _Session.show(message)

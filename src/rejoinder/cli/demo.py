@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -19,6 +20,17 @@ if TYPE_CHECKING:
 DEMO_LOG_LEVEL = "warning"
 SHUTDOWN_SECONDS = 5
 DATABASE_FILE = "demo.db"
+# The demo's console account: an owner, with a password drawn afresh for every run (the database is too).
+CONSOLE_EMAIL = "owner@demo.example"
+
+
+@dataclass(frozen=True)
+class DemoCredentials:
+    """What the demo prints to use it: the bot's keys and the console's sign-in."""
+
+    keys: IssuedKeys
+    email: str
+    password: str
 
 
 def demo(
@@ -66,7 +78,8 @@ def demo(
     try:
         with tempfile.TemporaryDirectory(prefix="rejoinder-demo-") as folder:
             database = f"sqlite:///{Path(folder) / DATABASE_FILE}"
-            keys = asyncio.run(_create_keys(database, bot.id))
+            credentials = asyncio.run(_create_credentials(database, bot.id))
+            keys = credentials.keys
             settings = Settings(
                 database_url=database,
                 redis_url=None,
@@ -80,7 +93,7 @@ def demo(
                 public_base=public,
                 self_base=itself,
             )
-            _announce(public + SHOP_PAGE, keys, public, folder)
+            _announce(public + SHOP_PAGE, credentials, public, folder)
             config = uvicorn.Config(app, **uvicorn_options(settings.log_level, SHUTDOWN_SECONDS))
             try:
                 uvicorn.Server(config).run(sockets=[listener])
@@ -123,25 +136,37 @@ def _host(base: str) -> str:
     return urlsplit(base).hostname or "127.0.0.1"
 
 
-async def _create_keys(database: str, bot_id: str) -> IssuedKeys:
+async def _create_credentials(database: str, bot_id: str) -> DemoCredentials:
+    """The bot's keys and an owner account for the console, in the demo's fresh database."""
+    import secrets
     from datetime import UTC, datetime
 
+    from rejoinder.service.accounts import CLI_ACTOR, Accounts, SignInLimits
     from rejoinder.service.keys import create_keys
     from rejoinder.store import Store
 
     store = Store.from_url(database)
     try:
         await store.upgrade()
-        return await create_keys(store, bot_id, now=datetime.now(UTC))
+        keys = await create_keys(store, bot_id, now=datetime.now(UTC))
+        password = secrets.token_urlsafe(12)
+        await Accounts(store.users, limits=SignInLimits.in_memory()).create_user(
+            CONSOLE_EMAIL, "owner", password, CLI_ACTOR
+        )
+        return DemoCredentials(keys, CONSOLE_EMAIL, password)
     finally:
         await store.close()
 
 
-def _announce(shop_url: str, keys: IssuedKeys, base: str, folder: str) -> None:
+def _announce(shop_url: str, credentials: DemoCredentials, base: str, folder: str) -> None:
     echo = typer.echo
+    keys = credentials.keys
     echo(f"rejoinder demo: the shop is at {shop_url}")
     echo(f"  SDK key (in the shop's pages): {keys.sdk_key}")
     echo(f"  secret key (admin API):        {keys.secret_key}")
+    echo(f"  console:  {base}/dashboard")
+    echo(f"    email:    {credentials.email}")
+    echo(f"    password: {credentials.password}")
     echo(f"  database: {Path(folder) / DATABASE_FILE} (a fresh SQLite file, deleted on exit with its folder)")
     echo("What to try:")
     echo(

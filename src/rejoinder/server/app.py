@@ -39,6 +39,7 @@ from rejoinder.server.skill_catalog import SkillCatalog
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.service import ConversationService
 from rejoinder.service.keys import Keys
+from rejoinder.service.stats import flush_logged, flush_loop
 from rejoinder.skills import Bot, load_bot
 from rejoinder.store import Store
 
@@ -107,7 +108,10 @@ def create_app(
         app.state.hub = hub
         app.state.service = service
         app.state.skill_catalog = catalog
-        background = [asyncio.create_task(catalog.follow(skill_catalog.SYNC_INTERVAL))]
+        background = [
+            asyncio.create_task(catalog.follow(skill_catalog.SYNC_INTERVAL)),
+            asyncio.create_task(flush_loop(service.meter, store)),
+        ]
         if settings.purge_interval > 0 and any(bot.config.retention for bot in bots.values()):
             background.append(asyncio.create_task(purge_loop(store, bots, settings.purge_interval)))
         try:
@@ -117,6 +121,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await flush_logged(service.meter, store)
             await quotas.aclose()
             if accounts_redis is not None:
                 await accounts_redis.aclose()

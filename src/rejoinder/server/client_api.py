@@ -175,6 +175,7 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
         await guard.check(ip)
     except Problem:
         state.metrics(request).resume(bot_id, "rate_limited", time.perf_counter() - started)
+        service.meter.resume_rate_limited(bot_id)
         raise
     secret, session = new_session(caller.bot)
     try:
@@ -190,6 +191,7 @@ async def resume_conversation(body: ResumeRequest, request: Request, caller: Sdk
             await guard.failed(ip, bot_id)
         except Problem:
             state.metrics(request).resume(bot_id, "rate_limited", time.perf_counter() - started)
+            service.meter.resume_rate_limited(bot_id)
             raise
         state.metrics(request).resume(bot_id, refused.code, time.perf_counter() - started)
         raise

@@ -1,8 +1,9 @@
 """The turn service: the imperative shell around the engine, for every edge (HTTP, WebSocket, CLI).
 
 Its operations come in modules of one idea each — :mod:`.turns` (a customer's turn), :mod:`.resume` (resume,
-sessions, tokens, erasure), :mod:`.bots` (which engine runs a conversation) — over the state they share
-(:mod:`.shared`); :mod:`.admin` is what an operator reads. Its refusals (:mod:`.errors`) name a problem type and no HTTP status: each edge answers them.
+sessions, tokens, erasure), :mod:`.bots` (which engine runs a conversation), :mod:`.overview` (a bot's activity by
+hour and day) — over the state they share (:mod:`.shared`); :mod:`.admin` is what an operator reads. Its refusals
+(:mod:`.errors`) name a problem type and no HTTP status: each edge answers them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from rejoinder.service.errors import (
     TurnConflict,
     UnknownBot,
 )
+from rejoinder.service.overview import Overviews
 from rejoinder.service.resume import Actor, ResumeOutcome, Resumes
 from rejoinder.service.shared import HttpPerformer, NewSession, utcnow
 from rejoinder.service.turns import MAX_TEXT_CHARS, CustomerMessage, TurnOutcome, Turns, new_conversation_id
@@ -60,7 +62,7 @@ __all__ = [
 ]
 
 
-class ConversationService(Turns, Resumes, AdminReads):
+class ConversationService(Turns, Resumes, AdminReads, Overviews):
     """Starts, continues and resumes conversations for a set of loaded bots."""
 
     def __init__(

@@ -50,6 +50,10 @@ class BotVersions:
         except KeyError:
             raise UnknownBot(f"no bot {bot_id!r} is loaded") from None
 
+    def ids(self) -> list[str]:
+        """The ids of the bots loaded."""
+        return list(self._bots)
+
     def knows(self, bot_id: str) -> bool:
         return bot_id in self._bots
 

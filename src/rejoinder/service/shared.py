@@ -12,6 +12,7 @@ from rejoinder.engine import ConversationState, HttpCall, HttpResponse, TurnCont
 from rejoinder.integrations import IntegratePolicy, IntegrationClient
 from rejoinder.realtime import Event, Hub
 from rejoinder.service.bots import BotVersions
+from rejoinder.service.stats import TurnMeter
 from rejoinder.store import ConversationRecord, MessageRecord, SessionRecord, Store
 
 
@@ -69,6 +70,8 @@ class ServiceParts:
         self.http: HttpPerformer = http or IntegrationClient()
         # Where the conversation's events go (messages, typing, status, sessions ended); None publishes nothing.
         self.hub = hub
+        # Turn statistics counted here until the app flushes them to the store.
+        self.meter = TurnMeter(clock)
 
     def publish(self, conversation_id: str, event: Event) -> None:
         if self.hub is not None:

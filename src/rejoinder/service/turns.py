@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -119,6 +120,7 @@ class Turns(ServiceParts):
                 "start a conversation with an event or with a first message, not both or neither"
             )
         check_length(text)
+        began = time.perf_counter()
         engine = self.bots.newest(bot_id)
         conversation_id = new_conversation_id()
         state = ConversationState(bot_version=engine.bot.version)
@@ -139,6 +141,7 @@ class Turns(ServiceParts):
         committed = await self._commit(
             bot_id, conversation_id, None, result, inbound, ctx, now, user=dict(user or {}), session=opened
         )
+        self.meter.turn(bot_id, time.perf_counter() - began)
         return replace(_outcome(bot_id, conversation_id, committed, result), session=opened)
 
     async def turn(
@@ -215,6 +218,7 @@ class Turns(ServiceParts):
     ) -> TurnOutcome:
         """Run the turn from the conversation as just read (under its lock), reading it again after a lost race."""
         text, choice, client_message_id = message.text, message.choice, message.client_message_id
+        began = time.perf_counter()
         typing = False
         for attempt in range(_COMMIT_ATTEMPTS):
             if attempt:
@@ -262,6 +266,7 @@ class Turns(ServiceParts):
                 if replay is not None:
                     return replay
                 raise
+            self.meter.turn(conversation.bot_id, time.perf_counter() - began)
             outcome = _outcome(conversation.bot_id, conversation_id, committed, result)
             if outcome.messages:
                 self.publish(
@@ -283,6 +288,8 @@ class Turns(ServiceParts):
         )
         while result.http_call is not None:
             response: HttpResponse = await self.http.perform(result.http_call, self.bots.policy(bot_id))
+            if not response.ok:
+                self.meter.integrate_failed(bot_id)
             result = engine.step(result.state, response, ctx)
             messages += result.messages
             effects += result.effects

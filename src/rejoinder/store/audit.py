@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from rejoinder.store.database import Database
+from rejoinder.store.hourly import count_by_hour
 from rejoinder.store.pagination import Keyset, Page, check_limit, decode_cursor, encode_cursor
-from rejoinder.store.records import AUDIT_ACTOR_KEY, AuditQuery, AuditRecord, NewAudit, as_utc
+from rejoinder.store.records import AUDIT_ACTOR_KEY, AuditQuery, AuditRecord, HourCount, NewAudit, as_utc
 from rejoinder.store.tables import audit_events
 
 
@@ -17,6 +19,16 @@ class Audit:
 
     def __init__(self, database: Database) -> None:
         self._database = database
+
+    async def resumes_by_hour(self, bot_id: str, since: datetime) -> list[HourCount]:
+        """Resume attempts on ``bot_id`` from ``since`` (``resume`` events), counted by hour and outcome (an
+        indexed range)."""
+        conditions = [
+            audit_events.c.bot_id == bot_id,
+            audit_events.c.kind == "resume",
+            audit_events.c.at >= as_utc(since),
+        ]
+        return await self._database.read(count_by_hour, audit_events.c.at, conditions, audit_events.c.outcome)
 
     async def add(self, event: NewAudit) -> None:
         await self._database.write(_execute, audit_events.insert(), event.row())

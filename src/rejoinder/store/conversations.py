@@ -14,6 +14,7 @@ from rejoinder.engine.types import STATE_VERSION_KEY
 from rejoinder.store.credentials import token_row
 from rejoinder.store.database import Database, insert_on_conflict
 from rejoinder.store.errors import DuplicateClientMessage, VersionConflict
+from rejoinder.store.hourly import count_by_hour
 from rejoinder.store.joined import split_conversation, with_conversation
 from rejoinder.store.pagination import Keyset, Page, check_limit, decode_cursor, encode_cursor
 from rejoinder.store.prepared import Prepared
@@ -23,6 +24,7 @@ from rejoinder.store.records import (
     ConversationQuery,
     ConversationRecord,
     ConversationSummary,
+    HourCount,
     MessageRecord,
     NewAudit,
     TurnWrite,
@@ -105,6 +107,11 @@ class Conversations:
 
     def __init__(self, database: Database) -> None:
         self._database = database
+
+    async def started_by_hour(self, bot_id: str, since: datetime) -> list[HourCount]:
+        """Conversations of ``bot_id`` created from ``since``, counted by hour (an indexed range)."""
+        conditions = [conversations.c.bot_id == bot_id, conversations.c.created_at >= as_utc(since)]
+        return await self._database.read(count_by_hour, conversations.c.created_at, conditions)
 
     async def commit_turn(self, turn: TurnWrite) -> CommittedTurn:
         """Save one turn atomically: the conversation row, its new messages, its tokens (and, for a created

@@ -265,3 +265,29 @@ class AuditQuery:
     actor: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+
+# Upper bounds (milliseconds) of the turn-latency buckets kept per bot and hour; a last bucket holds the slower.
+LATENCY_BOUNDS_MS = (25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+LATENCY_BUCKET_COLUMNS = (*(f"latency_le_{bound}ms" for bound in LATENCY_BOUNDS_MS), "latency_over")
+
+
+@dataclass(frozen=True)
+class TurnStats:
+    """What server processes counted for a bot in the hour starting at ``hour``; the store adds these up."""
+
+    bot_id: str
+    hour: datetime
+    turns: int = 0
+    integrate_failures: int = 0
+    rate_limited_resumes: int = 0
+    latency: tuple[int, ...] = (0,) * len(LATENCY_BUCKET_COLUMNS)  # turns per bucket of LATENCY_BOUNDS_MS
+
+
+@dataclass(frozen=True)
+class HourCount:
+    """How many of something began in the hour starting at ``hour`` (``outcome`` for resumes, else None)."""
+
+    hour: datetime
+    count: int
+    outcome: str | None = None

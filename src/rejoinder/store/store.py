@@ -10,6 +10,7 @@ from rejoinder.store.conversations import Conversations
 from rejoinder.store.credentials import Credentials
 from rejoinder.store.database import Database, WriteFailure
 from rejoinder.store.sqlite_threads import SQLiteThreads
+from rejoinder.store.turn_stats import TurnStatistics
 from rejoinder.store.users import Users
 
 
@@ -17,9 +18,10 @@ class Store:
     """One database (SQLite or PostgreSQL) and a repository per subject over it.
 
     ``conversations`` (conversations and their messages), ``credentials`` (tokens, sessions, API keys), ``audit``
-    (the audit trail), ``bots`` (bots, their skill changes and versions) and ``users`` (console accounts and their
-    sessions). Every repository call is one short transaction and returns frozen records
-    (``rejoinder.store.records``); the store itself keeps the database's lifecycle.
+    (the audit trail), ``bots`` (bots, their skill changes and versions), ``users`` (console accounts and their
+    sessions) and ``turn_stats`` (turn statistics by hour, added up from every server process). Every repository
+    call is one short transaction and returns frozen records (``rejoinder.store.records``); the store itself keeps
+    the database's lifecycle.
     """
 
     def __init__(self, database: Database) -> None:
@@ -29,6 +31,7 @@ class Store:
         self.audit = Audit(database)
         self.bots = Bots(database)
         self.users = Users(database)
+        self.turn_stats = TurnStatistics(database)
 
     @classmethod
     def from_url(cls, url: str, *, busy_timeout: float = 5.0) -> Self:

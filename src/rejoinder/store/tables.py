@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
+from rejoinder.store.records import LATENCY_BUCKET_COLUMNS
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -86,6 +88,7 @@ conversations = sa.Table(
     sa.Index(None, "bot_id", "updated_at", "id"),
     sa.Index(None, "status"),
     sa.Index(None, "bot_id", "bot_version", "status"),
+    sa.Index(None, "bot_id", "created_at"),  # conversations started, counted by hour
 )
 
 messages = sa.Table(
@@ -138,6 +141,7 @@ audit_events = sa.Table(
     sa.Column("detail", _json(), nullable=True),
     sa.Index(None, "bot_id", "id"),
     sa.Index(None, "conversation_id", "id"),
+    sa.Index(None, "bot_id", "kind", "at"),  # resumes by outcome, counted by hour
 )
 
 api_keys = sa.Table(
@@ -224,4 +228,18 @@ console_sessions = sa.Table(
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Column("ended_at", UTCDateTime(), nullable=True),
     sa.Index(None, "user_id"),
+)
+
+# What each server process saw in an hour, added to its row once a minute (never a write per turn): turns run,
+# Integrate calls that failed, resumes refused by the rate limit, and turn latency as counts per bucket
+# (records.LATENCY_BOUNDS_MS).
+turn_stats = sa.Table(
+    "turn_stats",
+    metadata,
+    sa.Column("bot_id", sa.String, primary_key=True),
+    sa.Column("hour", UTCDateTime(), primary_key=True),
+    sa.Column("turns", sa.BigInteger, nullable=False),
+    sa.Column("integrate_failures", sa.BigInteger, nullable=False),
+    sa.Column("rate_limited_resumes", sa.BigInteger, nullable=False),
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in LATENCY_BUCKET_COLUMNS),
 )

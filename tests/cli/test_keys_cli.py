@@ -100,6 +100,9 @@ def test_list_shows_ids_kinds_and_status_never_a_secret(database: str) -> None:
         "status",
         "created",
         "(UTC)",
+        "last",
+        "used",
+        "(UTC)",
         "stops",
         "(UTC)",
     ]

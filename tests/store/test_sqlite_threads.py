@@ -208,3 +208,24 @@ async def test_a_call_cancelled_before_it_ran_is_never_run(sqlite_store: Store) 
         await cancelled
     await start(sqlite_store, "cnv_c")  # the writer went on
     assert await sqlite_store.conversations.get("cnv_b") is None
+
+
+async def test_a_call_made_while_the_store_closes_never_keeps_close_waiting(tmp_path: Path) -> None:
+    # A background write (a key's last use, say) that arrives during close() starts the threads again; the old
+    # threads must still stop, and close() return.
+    def one(connection: sa.Connection) -> int:
+        return int(connection.exec_driver_sql("SELECT 1").scalar_one())
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'closing.db'}")
+    for _ in range(40):
+        threads = SQLiteThreads(engine, busy_timeout=2.0)
+        await threads.write(one)  # a write: the writer asks for a checkpoint, as after a turn
+        before = set(threading.enumerate())
+        closing = asyncio.create_task(asyncio.to_thread(threads.close))
+        await asyncio.sleep(0)
+        assert await threads.read(one) == 1  # starts the threads again while close() runs
+        await asyncio.wait_for(closing, 10)
+        await asyncio.wait_for(asyncio.to_thread(threads.close), 10)
+        started = {thread for thread in threading.enumerate() if thread.name.startswith("rejoinder-sqlite")}
+        assert not started - before, "threads of the store outlived its close()"
+    engine.dispose()

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rejoinder.cli.operator import fail, iso, parse_since, print_json, print_table, run, when
+from rejoinder.cli.configured import fail
+from rejoinder.cli.operator import iso, parse_since, print_json, print_table, run, when
 
 if TYPE_CHECKING:
     from rejoinder.service import ConversationService

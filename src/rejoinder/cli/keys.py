@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from rejoinder.cli.configured import fail, on_store
 from rejoinder.cli.typer_app import new_app
 
 if TYPE_CHECKING:
@@ -155,36 +156,9 @@ def _overlap(text: str) -> timedelta:
 
 def _run(command: str, action: Callable[[Keys], Awaitable[T]]) -> T:
     """``action`` on the keys of the configured database; a refusal or an unreachable database is a clear error."""
-    # Imported here so that the other commands start fast.
-    import asyncio
-
-    from rejoinder.service.errors import ServiceError
-    from rejoinder.store import InvalidDatabaseURL, StoreUnavailable
-
-    try:
-        return asyncio.run(_with_keys(action))
-    except InvalidDatabaseURL as exc:
-        _fail(command, f"REJOINDER_DATABASE_URL: {exc}")
-    except StoreUnavailable as exc:
-        _fail(command, f"the database is not available: {exc}")
-    except ServiceError as exc:
-        _fail(command, str(exc))
-
-
-async def _with_keys(action: Callable[[Keys], Awaitable[T]]) -> T:
-    from rejoinder.config import get_settings
     from rejoinder.service.keys import Keys
-    from rejoinder.store import Store
-    from rejoinder.store.urls import check_url
 
-    url = get_settings().database_url
-    check_url(url)
-    store = Store.from_url(url)
-    try:
-        await store.upgrade()
-        return await action(Keys(store))
-    finally:
-        await store.close()
+    return on_store(f"keys {command}", lambda store: action(Keys(store)))
 
 
 def _moment(moment: datetime | None) -> str:
@@ -196,5 +170,4 @@ def _print_json(value: dict[str, Any]) -> None:
 
 
 def _fail(command: str, reason: str) -> NoReturn:
-    typer.echo(f"rejoinder keys {command}: {reason}", err=True)
-    raise typer.Exit(1)
+    fail(f"keys {command}", reason)

@@ -8,13 +8,14 @@ only a conversation or token id works on the bots the database has recorded (tho
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
+
+from rejoinder.cli.configured import on_store
 
 if TYPE_CHECKING:
     from rejoinder.service import ConversationService
@@ -31,63 +32,32 @@ class OperatorError(Exception):
     """A refusal to print as one line and exit 1."""
 
 
-def fail(command: str, reason: str) -> NoReturn:
-    typer.echo(f"rejoinder {command}: {reason}", err=True)
-    raise typer.Exit(1)
-
-
 Work = Callable[["ConversationService", str], Awaitable[T]]
 
 
 def run(command: str, bot_dir: Path | None, work: Work[T]) -> T:
     """``work(service, bot_id)`` on the configured database, for the bot in ``bot_dir`` (its id given; else the
     recorded bots, and an empty id); every refusal is one line on stderr and exit code 1, never a traceback."""
-    import asyncio
-
-    from rejoinder.service import ServiceError
     from rejoinder.skills import BotLoadError
-    from rejoinder.store import InvalidCursor, InvalidDatabaseURL, StoreUnavailable
+    from rejoinder.store import InvalidCursor
 
-    try:
-        return asyncio.run(_run(bot_dir, work))
-    except BotLoadError as exc:
-        fail(command, str(exc))
-    except InvalidDatabaseURL as exc:
-        fail(command, f"REJOINDER_DATABASE_URL: {exc}")
-    except StoreUnavailable as exc:
-        fail(command, f"the database is not available: {exc}")
-    except (ServiceError, InvalidCursor, OperatorError) as exc:
-        fail(command, str(exc))
+    return on_store(
+        command,
+        lambda store: _with_service(store, bot_dir, work),
+        refusals=(BotLoadError, InvalidCursor, OperatorError),
+    )
 
 
-async def _run(bot_dir: Path | None, work: Work[T]) -> T:
-    async with _service(bot_dir) as (service, bot_id):
-        return await work(service, bot_id)
-
-
-@asynccontextmanager
-async def _service(bot_dir: Path | None) -> AsyncIterator[tuple[ConversationService, str]]:
-    from rejoinder.config import get_settings
+async def _with_service(store: Store, bot_dir: Path | None, work: Work[T]) -> T:
     from rejoinder.service import ConversationService
     from rejoinder.skills import load_bot
-    from rejoinder.store import Store
-    from rejoinder.store.urls import check_url
 
-    url = get_settings().database_url
-    check_url(url)
-    bots = [load_bot(bot_dir)] if bot_dir is not None else None
-    store = Store.from_url(url)
+    bots = [load_bot(bot_dir)] if bot_dir is not None else await _recorded_bots(store)
+    service = ConversationService(store, {bot.id: bot for bot in bots})
     try:
-        await store.upgrade()
-        if bots is None:
-            bots = await _recorded_bots(store)
-        service = ConversationService(store, {bot.id: bot for bot in bots})
-        try:
-            yield service, bots[0].id if bot_dir is not None else ""
-        finally:
-            await service.aclose()
+        return await work(service, bots[0].id if bot_dir is not None else "")
     finally:
-        await store.close()
+        await service.aclose()
 
 
 async def _recorded_bots(store: Store) -> list[Bot]:

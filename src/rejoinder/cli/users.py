@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
+from rejoinder.cli.configured import fail, on_store
 from rejoinder.cli.typer_app import new_app
 
 if TYPE_CHECKING:
@@ -127,36 +128,12 @@ def _cli_actor() -> Actor:
 
 
 def _run(command: str, work: Callable[[Accounts], Awaitable[T]]) -> T:
-    import asyncio
-
-    from rejoinder.service.errors import ServiceError
-    from rejoinder.store import InvalidDatabaseURL, StoreUnavailable
-
-    try:
-        return asyncio.run(_with_accounts(work))
-    except InvalidDatabaseURL as error:
-        _fail(command, f"REJOINDER_DATABASE_URL: {error}")
-    except StoreUnavailable as error:
-        _fail(command, f"the database is not available: {error}")
-    except ServiceError as error:
-        _fail(command, str(error))
-
-
-async def _with_accounts(work: Callable[[Accounts], Awaitable[T]]) -> T:
-    from rejoinder.config import get_settings
     from rejoinder.service.accounts import Accounts, SignInLimits
-    from rejoinder.store import Store
-    from rejoinder.store.urls import check_url
 
-    url = get_settings().database_url
-    check_url(url)
-    store = Store.from_url(url)
-    try:
-        await store.upgrade()
-        # The command line signs nobody in: its limits are never asked.
-        return await work(Accounts(store.users, limits=SignInLimits.in_memory()))
-    finally:
-        await store.close()
+    # The command line signs nobody in: its limits are never asked.
+    return on_store(
+        f"users {command}", lambda store: work(Accounts(store.users, limits=SignInLimits.in_memory()))
+    )
 
 
 def _as_json(user: ConsoleUserRecord) -> dict[str, object]:
@@ -173,5 +150,4 @@ def _as_json(user: ConsoleUserRecord) -> dict[str, object]:
 
 
 def _fail(command: str, reason: str) -> NoReturn:
-    typer.echo(f"rejoinder users {command}: {reason}", err=True)
-    raise typer.Exit(1)
+    fail(f"users {command}", reason)

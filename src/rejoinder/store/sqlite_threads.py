@@ -93,6 +93,17 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 _STOP = object()
 
 
+class _Generation:
+    """One start's threads and what they share: their queues, and the checkpoint thread's wake-up."""
+
+    def __init__(self) -> None:
+        self.reads: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self.writes: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self.checkpoint_wanted = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.stopping = False
+
+
 class SQLiteThreads:
     """The threads that run a SQLite store's calls; started on first use, stopped by :meth:`close`."""
 
@@ -118,17 +129,13 @@ class SQLiteThreads:
         self.truncations = 0  # of them, full checkpoints the writer had to run for the WAL's size bound
         self.scrubs = 0  # of them, full checkpoints that emptied the WAL after an erasing write
         self._readers = readers
-        self._reads: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
-        self._writes: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._checkpoint_wanted = threading.Event()
+        self._running: _Generation | None = None
         self._finish_wanted = False  # set by the checkpoint thread: the writer should copy the WAL's tail
-        self._stopping = False
 
     async def read(self, work: Callable[..., T], *args: Any) -> T:
         """``work(connection, *args)`` on a reader thread, outside any transaction."""
-        return await self._submit(self._reads, work, args, solo=False)
+        return await self._submit(False, work, args, solo=False)
 
     async def write(self, work: Callable[..., T], *args: Any, solo: bool = False, scrub: bool = False) -> T:
         """``work(connection, *args)`` in a write transaction on the writer thread; answered once committed.
@@ -137,63 +144,68 @@ class SQLiteThreads:
         (for a write that erases) empties the WAL right after the commit, so no older copy of what it deleted
         stays in the files.
         """
-        return await self._submit(self._writes, work, args, solo=solo, scrub=scrub)
+        return await self._submit(True, work, args, solo=solo, scrub=scrub)
 
     async def _submit(
         self,
-        into: queue.SimpleQueue[_Job | object],
+        writing: bool,
         work: Work,
         args: tuple[Any, ...],
         *,
         solo: bool,
         scrub: bool = False,
     ) -> Any:
-        if not self._threads:
-            self._start()
         job = _Job(work, args, asyncio.get_running_loop(), solo, scrub)
-        into.put(job)
+        # Under the lock, so that no job lands in a queue behind the stop that close() puts there.
+        with self._lock:
+            running = self._running or self._start()
+            (running.writes if writing else running.reads).put(job)
         return await job.future
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._threads:
-                return
-            threads = [
-                threading.Thread(target=self._read_loop, name=f"rejoinder-sqlite-reader-{n}", daemon=True)
-                for n in range(self._readers)
-            ]
-            threads.append(
-                threading.Thread(target=self._write_loop, name="rejoinder-sqlite-writer", daemon=True)
+    def _start(self) -> _Generation:
+        """New threads with queues of their own (under the lock): a call made while close() stops the previous
+        threads starts these, and neither set takes the other's work or its stop."""
+        running = _Generation()
+        running.threads = [
+            threading.Thread(
+                target=self._read_loop, args=(running,), name=f"rejoinder-sqlite-reader-{n}", daemon=True
             )
-            threads.append(
-                threading.Thread(
-                    target=self._checkpoint_loop, name="rejoinder-sqlite-checkpoint", daemon=True
-                )
+            for n in range(self._readers)
+        ]
+        running.threads.append(
+            threading.Thread(
+                target=self._write_loop, args=(running,), name="rejoinder-sqlite-writer", daemon=True
             )
-            self._stopping = False
-            for thread in threads:
-                thread.start()
-            self._threads = threads
+        )
+        running.threads.append(
+            threading.Thread(
+                target=self._checkpoint_loop, args=(running,), name="rejoinder-sqlite-checkpoint", daemon=True
+            )
+        )
+        for thread in running.threads:
+            thread.start()
+        self._running = running
+        return running
 
     def close(self) -> None:
         """Stop the threads once the calls queued before are done, and close their connections (blocks)."""
         with self._lock:
-            threads, self._threads = self._threads, []
-        if not threads:
-            return
-        for _ in range(self._readers):
-            self._reads.put(_STOP)
-        self._writes.put(_STOP)
-        self._stopping = True
-        self._checkpoint_wanted.set()
-        for thread in threads:
+            running, self._running = self._running, None
+            if running is None:
+                return
+            for _ in range(self._readers):
+                running.reads.put(_STOP)
+            running.writes.put(_STOP)
+            running.stopping = True
+            running.checkpoint_wanted.set()
+        for thread in running.threads:
             thread.join()
 
     # ------------------------------------------------------------------------------------------ readers
 
-    def _read_loop(self) -> None:
+    def _read_loop(self, running: _Generation) -> None:
         connection: sa.Connection | None = None
-        while (job := self._reads.get()) is not _STOP:
+        while (job := running.reads.get()) is not _STOP:
             assert isinstance(job, _Job)
             if not job.wanted():
                 continue
@@ -212,8 +224,8 @@ class SQLiteThreads:
 
     # ------------------------------------------------------------------------------------------ the writer
 
-    def _write_loop(self) -> None:
-        writer = _Writer(self)
+    def _write_loop(self, running: _Generation) -> None:
+        writer = _Writer(self, running)
         held: _Job | None = None  # a solo job met while gathering a batch, run next
         while True:
             if held is not None:
@@ -221,7 +233,7 @@ class SQLiteThreads:
             else:
                 idle = writer.dirty or writer.scrub_wanted
                 try:
-                    first = self._writes.get(timeout=self.idle_checkpoint if idle else None)
+                    first = running.writes.get(timeout=self.idle_checkpoint if idle else None)
                 except queue.Empty:
                     if writer.scrub_wanted:
                         writer.scrub()
@@ -235,7 +247,7 @@ class SQLiteThreads:
                 stop = False
                 while not first.solo and len(batch) < MAX_BATCH:
                     try:
-                        job = self._writes.get_nowait()
+                        job = running.writes.get_nowait()
                     except queue.Empty:
                         break
                     if job is _STOP:
@@ -263,14 +275,14 @@ class SQLiteThreads:
 
     def _request_checkpoint(self, writer: _Writer) -> None:
         writer.dirty = 0
-        self._checkpoint_wanted.set()
+        writer.running.checkpoint_wanted.set()
 
-    def _checkpoint_loop(self) -> None:
+    def _checkpoint_loop(self, running: _Generation) -> None:
         connection: sa.Connection | None = None
         while True:
-            self._checkpoint_wanted.wait()
-            self._checkpoint_wanted.clear()
-            if self._stopping:
+            running.checkpoint_wanted.wait()
+            running.checkpoint_wanted.clear()
+            if running.stopping:
                 break
             try:
                 if connection is None:
@@ -293,8 +305,9 @@ class SQLiteThreads:
 class _Writer:
     """The writer thread's connection: batched commits, and the WAL's size bound."""
 
-    def __init__(self, threads: SQLiteThreads) -> None:
+    def __init__(self, threads: SQLiteThreads, running: _Generation) -> None:
         self.threads = threads
+        self.running = running
         self.connection: sa.Connection | None = None
         self.dirty = 0  # commits since the last checkpoint
         self.wal_path: str | None = None

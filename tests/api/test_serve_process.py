@@ -24,7 +24,7 @@ from tests.helpers.processes import (
 def test_keys_then_serve_then_a_conversation_then_a_clean_shutdown(tmp_path: Path) -> None:
     env = serve_environment(tmp_path / "served.db")
     keys = create_keys(env)
-    assert set(keys) == {"bot", "sdk_key", "secret_key"}
+    assert set(keys) == {"bot", "sdk_key", "secret_key", "sdk_key_id", "secret_key_id"}
     assert (
         keys["bot"] == "shop" and keys["sdk_key"].startswith("pk_") and keys["secret_key"].startswith("sk_")
     )

@@ -10,11 +10,15 @@ writing a value as text) costs one step per :data:`BULK_ITEMS` items or per :dat
 characters. Whatever the steps, a turn's evaluation also stops once it has used its time budget of the CPU: time
 the thread spends computing, not waiting for a busy machine to schedule it, so a trivial turn is never failed for
 the load around it while C code the steps do not see is still bounded. Reading the thread's CPU clock is a system
-call (about 1.5 µs, ten times a step), so it is read once per :data:`CLOCK_EVERY` steps.
+call (about 1.5 µs, ten times a step), so it is read once per :data:`CLOCK_EVERY` steps. A full collection of
+garbage walks the whole process's heap in whichever thread happens to allocate: its time is not the turn's, and
+moves the deadline on (the turn's own objects, which it could make the collector walk, are bounded by
+:data:`MAX_PRODUCED`).
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -45,7 +49,16 @@ class OverBudget(Exception):
 class Budget:
     """What one turn's expressions have used so far."""
 
-    __slots__ = ("_next_clock", "_sizes", "deadline", "nesting", "produced", "steps", "time_budget")
+    __slots__ = (
+        "_collecting_since",
+        "_next_clock",
+        "_sizes",
+        "deadline",
+        "nesting",
+        "produced",
+        "steps",
+        "time_budget",
+    )
 
     def __init__(self, time_budget: float = DEFAULT_TIME_BUDGET) -> None:
         self.steps = 0
@@ -54,6 +67,7 @@ class Budget:
         self.time_budget = time_budget
         self.deadline = time.thread_time() + time_budget
         self._next_clock = 0
+        self._collecting_since: float | None = None
         # id -> (value, size): the value is kept so that its id cannot be reused while the turn lasts.
         self._sizes: dict[int, tuple[Any, int]] = {}
 
@@ -161,6 +175,22 @@ def _children(value: Any, *, strings: bool = False) -> Iterator[Any]:
 
 
 _BUDGET: ContextVar[Budget | None] = ContextVar("rejoinder_expr_budget", default=None)
+
+
+def _not_counting_full_collections(phase: str, info: dict[str, int]) -> None:
+    if info["generation"] != 2:
+        return  # the young generations are small: their collections are the turn's own allocations' cost
+    budget = _BUDGET.get()
+    if budget is None:
+        return
+    if phase == "start":
+        budget._collecting_since = time.thread_time()
+    elif budget._collecting_since is not None:
+        budget.deadline += time.thread_time() - budget._collecting_since
+        budget._collecting_since = None
+
+
+gc.callbacks.append(_not_counting_full_collections)
 
 
 def current() -> Budget:

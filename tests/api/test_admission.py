@@ -320,11 +320,15 @@ async def _overload(base: str, sdk_key: str) -> None:
         assert set(statuses) == {200, 503}, statuses
         # Accepted turns are not starved: roughly what the worker carried just before gets through.
         assert statuses[200] >= 0.6 * min(carried, rate / 2) * 2.0, (statuses, carried)
-        for answer, seconds in results:
+        refused = sorted(seconds for answer, seconds in results if answer.status_code == 503)
+        for answer, _ in results:
             if answer.status_code == 503:
                 assert answer.headers["retry-after"] == "1"
                 assert answer.json()["type"] == "unavailable"
-                assert seconds < 1.0  # the queue timeout (0.2 s) and some slack on a busy machine
+        # Fast: the queue timeout (0.2 s) plus the scheduling of a busy machine (at load 8 on 2 cores, the slowest
+        # 503 took 1.05 s). Without the timeout, half the refusals would wait a second or more in the backlog.
+        assert refused[len(refused) // 2] < 0.5, refused
+        assert refused[-1] < 3.0, refused
 
         # Every acknowledged message is saved once, with its reply; refused ones left nothing behind.
         acknowledged = {

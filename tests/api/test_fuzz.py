@@ -31,11 +31,13 @@ from rejoinder.service.keys import IssuedKeys, create_keys
 from rejoinder.skills import load_bot
 from rejoinder.store import Store
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(400)  # wall time: at load 8 on 2 cores the run took 80 s
 
 EXAMPLE_BOT = Path(__file__).resolve().parents[2] / "examples" / "shop"
 MAX_EXAMPLES = 15  # per operation and generation mode
-TIME_BUDGET = 60.0  # seconds for the whole run; operations left when it is spent fail the test
+# CPU seconds of this process (the app runs in it) for the whole run; operations left when it is spent fail the
+# test. CPU, not wall time: a busy machine slows the run without making it more work.
+CPU_BUDGET = 60.0
 
 FUZZ_SETTINGS = settings(
     max_examples=MAX_EXAMPLES,
@@ -132,7 +134,7 @@ def test_no_operation_answers_5xx_or_breaks_its_schema(
         "GET /readyz",
     } <= labels
 
-    deadline = time.monotonic() + TIME_BUDGET
+    deadline = time.process_time() + CPU_BUDGET
     failures: list[str] = []
     calls = 0
     for operation in operations:
@@ -141,7 +143,7 @@ def test_no_operation_answers_5xx_or_breaks_its_schema(
         if _negatable(operation, fixed):
             modes.append(GenerationMode.NEGATIVE)
         for mode in modes:
-            assert time.monotonic() < deadline, f"the fuzz run took over {TIME_BUDGET:.0f} s"
+            assert time.process_time() < deadline, f"the fuzz run took over {CPU_BUDGET:.0f} s of CPU"
             try:
                 calls += _fuzz(operation, mode, caller, fixed)
             except Exception as failure:

@@ -12,6 +12,7 @@ import pytest
 
 from tests.helpers.bots import EXAMPLE_BOT
 from tests.helpers.processes import (
+    COMMAND_TIMEOUT,
     REJOINDER,
     create_keys,
     ending,
@@ -80,7 +81,7 @@ def test_a_broken_bot_stops_start_up_with_file_and_line(tmp_path: Path) -> None:
         env=serve_environment(tmp_path / "unused.db"),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=COMMAND_TIMEOUT,
     )
 
     assert result.returncode == 1

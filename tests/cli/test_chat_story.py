@@ -9,6 +9,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from tests.helpers.processes import COMMAND_TIMEOUT
 from tests.helpers.shop_backend import SHOP_DIR, running_backend
 
 REJOINDER = Path(sys.executable).parent / "rejoinder"
@@ -21,7 +22,7 @@ def chat(args: list[str], stdin: str, env: dict[str, str]) -> subprocess.Complet
         capture_output=True,
         text=True,
         env=env,
-        timeout=60,
+        timeout=COMMAND_TIMEOUT,
     )
 
 
@@ -81,7 +82,7 @@ def test_a_broken_bot_says_where(tmp_path: Path) -> None:
         input="",
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=COMMAND_TIMEOUT,
         env={**os.environ, "REJOINDER_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}"},
     )
     assert result.returncode == 1
@@ -127,7 +128,7 @@ def test_a_failure_the_skill_handles_is_a_note_and_one_it_does_not_is_an_error(t
         input="",
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=COMMAND_TIMEOUT,
         env=env,
     )
     assert result.returncode == 0, result.stderr

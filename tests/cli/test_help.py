@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tests.helpers.processes import COMMAND_TIMEOUT
+
 # What the commands themselves use, and --help must not load: each costs tenths of a second or more to import.
 # (pydantic is not among them: typer itself reads a command's parameters with it.)
 HEAVY = [
@@ -61,7 +63,7 @@ def help_of(command: list[str]) -> tuple[str, list[str]]:
         [sys.executable, "-c", PROBE, json.dumps(command), json.dumps(HEAVY)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=COMMAND_TIMEOUT,
         env={**os.environ, "COLUMNS": "120"},
     )
     assert result.returncode == 0, result.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.processes import COMMAND_TIMEOUT
 from tests.helpers.shop_backend import ROOT, SHOP_DIR
 
 BIN = Path(sys.executable).parent
@@ -91,7 +92,7 @@ def test_the_backend_runs_a_command_beside_it_and_passes_its_status(tmp_path: Pa
         [sys.executable, str(SHOP_DIR / "backend.py"), "--port", "0", "--", sys.executable, "-c", probe],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=COMMAND_TIMEOUT,
     )
     # The command reached the backend (its 404 fails the probe), and its exit status is the backend's.
     assert result.returncode == 1
@@ -105,7 +106,7 @@ def test_a_port_it_cannot_listen_on_is_one_clear_line(port: str) -> None:
         [sys.executable, str(SHOP_DIR / "backend.py"), "--port", port],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=COMMAND_TIMEOUT,
     )
     assert result.returncode == 2
     assert result.stderr.startswith(f"shop backend: cannot listen on 127.0.0.1:{port}: ")

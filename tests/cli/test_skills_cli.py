@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rejoinder.cli import app
+from tests.helpers.processes import COMMAND_TIMEOUT
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "skills"
 VALID_BOT = FIXTURES / "valid_bot"
@@ -132,7 +133,7 @@ def test_the_installed_command_keeps_long_lines_whole_when_piped(tmp_path: Path)
         capture_output=True,
         text=True,
         env={**os.environ, "COLUMNS": "40", "TERM": "xterm-256color"},
-        timeout=60,
+        timeout=COMMAND_TIMEOUT,
         check=False,
     )
     assert result.returncode == 1, result.stderr

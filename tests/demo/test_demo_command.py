@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.helpers.demo import DemoProcess, start_demo
-from tests.helpers.processes import REJOINDER
+from tests.helpers.processes import COMMAND_TIMEOUT, REJOINDER
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_a_busy_port_is_reported_in_one_line() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [REJOINDER, "demo", "--port", str(port)], capture_output=True, text=True, timeout=60
+            [REJOINDER, "demo", "--port", str(port)], capture_output=True, text=True, timeout=COMMAND_TIMEOUT
         )
 
     assert result.returncode == 1

@@ -28,6 +28,8 @@ from tests.helpers.services import NO_QUOTAS
 
 REJOINDER = str(Path(sys.executable).with_name("rejoinder"))
 READY_TIMEOUT = 90.0  # seconds for /readyz to answer 200
+# seconds for one command (`rejoinder chat`, `keys create`…) to finish: at load 10 on 2 cores starting one took a minute
+COMMAND_TIMEOUT = 180.0
 STOP_GRACE = 30.0  # seconds for a graceful shutdown before SIGKILL
 KILLED_WITHIN = 10.0  # seconds for a SIGKILLed process to be reaped
 
@@ -53,7 +55,11 @@ def serve_environment(database: Path | str, **extra: str) -> dict[str, str]:
 def create_keys(env: dict[str, str], bot: Path = EXAMPLE_BOT) -> dict[str, str]:
     """``rejoinder keys create BOT --json`` on the database of ``env``: ``{"bot", "sdk_key", "secret_key"}``."""
     created = subprocess.run(
-        [REJOINDER, "keys", "create", str(bot), "--json"], env=env, capture_output=True, text=True, timeout=60
+        [REJOINDER, "keys", "create", str(bot), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
     )
     assert created.returncode == 0, created.stderr
     keys: dict[str, str] = json.loads(created.stdout)

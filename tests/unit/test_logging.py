@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from rejoinder.server.ops.logs import redact
-from tests.helpers.processes import ending
+from tests.helpers.processes import COMMAND_TIMEOUT, ending
 
 SCRIPT = textwrap.dedent(
     """
@@ -129,7 +129,7 @@ def test_uvicorn_websocket_lines_are_logged_without_their_query() -> None:
         [sys.executable, "-c", UVICORN_SCRIPT.replace("SECRET", encoded)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=COMMAND_TIMEOUT,
     )
     assert finished.returncode == 0, finished.stderr
     line = json.loads(finished.stderr.splitlines()[-1])

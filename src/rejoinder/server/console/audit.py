@@ -17,7 +17,6 @@ from rejoinder.server.console.reading import (
     chosen_bot,
     filtered_link,
     page_links,
-    refusals_as_pages,
     served_bots,
     text_filter,
     time_filter,
@@ -72,12 +71,7 @@ AuditSelection = Annotated[Selection[AuditFilters], Depends(audit_selection)]
 async def audit_page(
     request: Request, _user: Viewer, selection: AuditSelection, cursor: str | None = None
 ) -> Response:
-    page = None
-    if selection.filters is not None:
-        async with refusals_as_pages():
-            page = await state.service(request).list_audit(
-                selection.bot, selection.filters, limit=PAGE_SIZE, cursor=text_filter(cursor, "page")
-            )
+    page = await selection.page(state.service(request).list_audit, PAGE_SIZE, cursor)
     context = {
         "bots": served_bots(request),
         "filters": selection.shown,

@@ -90,12 +90,7 @@ async def conversations_page(
     cursor: str | None = None,
     notice: str | None = None,
 ) -> Response:
-    page = None
-    if selection.filters is not None:
-        async with refusals_as_pages():
-            page = await state.service(request).list_conversations(
-                selection.bot, selection.filters, limit=PAGE_SIZE, cursor=text_filter(cursor, "page")
-            )
+    page = await selection.page(state.service(request).list_conversations, PAGE_SIZE, cursor)
     shown = selection.shown
     context = {
         "bots": served_bots(request),

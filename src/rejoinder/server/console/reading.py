@@ -4,11 +4,11 @@ answered as HTML pages."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Request
@@ -23,6 +23,16 @@ from rejoinder.store.records import iso_z
 MAX_FILTER_CHARS = 200
 
 F = TypeVar("F")
+F_contra = TypeVar("F_contra", contravariant=True)
+T = TypeVar("T")
+
+
+class ListRead(Protocol[F_contra, T]):
+    """A service's read of one page of a bot's list (conversations, tokens, audit events)."""
+
+    def __call__(
+        self, bot_id: str, filters: F_contra, *, limit: int, cursor: str | None
+    ) -> Awaitable[Page[T]]: ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,13 @@ class Selection(Generic[F]):
     @property
     def bot(self) -> str:
         return self.shown["bot"]
+
+    async def page(self, read: ListRead[F, T], limit: int, cursor: str | None) -> Page[T] | None:
+        """The page ``read`` gives at ``cursor`` (a page link's); None when the server runs no bot."""
+        if self.filters is None:
+            return None
+        async with refusals_as_pages():
+            return await read(self.bot, self.filters, limit=limit, cursor=text_filter(cursor, "page"))
 
 
 def served_bots(request: Request) -> list[str]:

@@ -64,12 +64,7 @@ async def tokens_page(
     notice: str | None = None,
 ) -> Response:
     service = state.service(request)
-    page = None
-    if selection.filters is not None:
-        async with refusals_as_pages():
-            page = await service.list_tokens(
-                selection.bot, selection.filters, limit=PAGE_SIZE, cursor=text_filter(cursor, "page")
-            )
+    page = await selection.page(service.list_tokens, PAGE_SIZE, cursor)
     now = service.clock()
     context = {
         "bots": served_bots(request),

@@ -68,7 +68,7 @@ async def seed(store: Store, count: int, *, first: int = 0, **kwargs: object) ->
 
 
 async def ids_of(service: ConversationService, **filters: object) -> list[str]:
-    page = await service.list_conversations("shop", ConversationFilters(**filters), limit=200)  # type: ignore[arg-type]
+    page = await service.list_conversations("shop", ConversationFilters(**filters), limit=200)
     return [c.id for c in page.items]
 
 
@@ -201,7 +201,7 @@ async def test_tokens_by_status_and_never_their_secrets(service: ConversationSer
     every = await service.list_tokens("shop", TokenFilters())
     assert {t.id for t in every.items} == {token_id for _, token_id in secrets.values()}
     for status, (_, token_id) in secrets.items():
-        page = await service.list_tokens("shop", TokenFilters(status=status))  # type: ignore[arg-type]
+        page = await service.list_tokens("shop", TokenFilters(status=status))
         assert [t.id for t in page.items] == [token_id], status
     only_one = await service.list_tokens("shop", TokenFilters(conversation_id=cid(1)))
     assert [t.id for t in only_one.items] == [revoked.id]

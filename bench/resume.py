@@ -27,8 +27,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rejoinder.config import Settings
 from rejoinder.server.app import create_app
-from rejoinder.server.auth import create_keys
 from rejoinder.service import ConversationService
+from rejoinder.service.keys import create_keys
 from rejoinder.skills import load_bot
 from rejoinder.store import Store
 

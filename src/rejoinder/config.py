@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     quota_messages_per_bot: int = Field(
         default=30000, ge=0, description="messages all clients together may send to one bot per window"
     )
+
+    # Conversations: how long they are kept, and how long one turn may compute.
     purge_interval: float = Field(
         default=3600,
         ge=0,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,14 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from rejoinder.server.admission import Admission
 from rejoinder.server.body import BodyDeadline
-from tests.helpers.processes import (
-    REJOINDER,
-    create_keys,
-    end_process,
-    free_port,
-    serve_environment,
-    wait_until_up,
-)
+from tests.helpers.processes import ServeProcess, serve_environment
 
 
 class Gate:
@@ -237,18 +229,12 @@ def slow_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         "REJOINDER_MAX_CONCURRENT_REQUESTS": str(SLOT_LIMIT),
         "REJOINDER_QUEUE_TIMEOUT": "0.2",
     }
-    sdk_key = create_keys(env, bot)["sdk_key"]
-    port = free_port()
-    # The log goes to a file: a pipe nobody reads would fill up and stall the server.
-    with (tmp_path / "server.log").open("w") as log:
-        server = subprocess.Popen(
-            [REJOINDER, "serve", str(bot), "--port", str(port)], env=env, stdout=log, stderr=log
-        )
     try:
-        wait_until_up(f"http://127.0.0.1:{port}", server)
-        yield f"http://127.0.0.1:{port}", sdk_key
+        with ServeProcess(bot, env, tmp_path / "server.log") as server:
+            server.create_keys()
+            server.start()
+            yield server.base, server.sdk_key
     finally:
-        end_process(server)
         backend.shutdown()
         backend.server_close()
 

@@ -127,6 +127,27 @@ async def test_filters_search_and_pages(console: Console, monkeypatch: pytest.Mo
     assert (await http.get("/dashboard/conversations/cnv_missing")).status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "title"),
+    [
+        ("/dashboard/tokens", {"status": "sleeping"}, "Unknown filter"),
+        ("/dashboard/tokens", {"conversation": "x" * 201}, "Filter too long"),
+        ("/dashboard/tokens", {"bot": "nope"}, "No such bot"),
+        ("/dashboard/audit", {"since": "last week"}, "Unreadable time"),
+        ("/dashboard/audit", {"actor": "x" * 201}, "Filter too long"),
+        ("/dashboard/audit.csv", {"until": "tomorrow"}, "Unreadable time"),
+        ("/dashboard/audit.csv", {"kind": "x" * 201}, "Filter too long"),
+        ("/dashboard/audit.csv", {"bot": "nope"}, "No such bot"),
+    ],
+)
+async def test_every_list_and_the_audit_export_refuse_bad_filters_with_a_page(
+    console: Console, path: str, params: dict[str, str], title: str
+) -> None:
+    refused = await console.viewer.client.get(path, params=params)
+    assert refused.status_code == (404 if title == "No such bot" else 400)
+    assert refused.headers["content-type"].startswith("text/html") and title in refused.text
+
+
 async def test_a_viewers_forged_changes_are_refused_and_change_nothing(console: Console) -> None:
     viewer = console.viewer
     cid = console.conversation_id

@@ -14,11 +14,10 @@ from tests.helpers.bots import EXAMPLE_BOT
 from tests.helpers.processes import (
     COMMAND_TIMEOUT,
     REJOINDER,
+    ServeProcess,
     create_keys,
-    ending,
     free_port,
     serve_environment,
-    wait_until_up,
 )
 
 
@@ -30,42 +29,30 @@ def test_keys_then_serve_then_a_conversation_then_a_clean_shutdown(tmp_path: Pat
         keys["bot"] == "shop" and keys["sdk_key"].startswith("pk_") and keys["secret_key"].startswith("sk_")
     )
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [REJOINDER, "serve", str(EXAMPLE_BOT), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_until_up(base, server)
-        auth = {"Authorization": f"Bearer {keys['sdk_key']}"}
-        started = httpx.post(f"{base}/v1/conversations", json={"event": "welcome"}, headers=auth, timeout=10)
-        assert started.status_code == 201, started.text
-        conversation = started.json()
+    log = tmp_path / "server.log"
+    with ServeProcess(EXAMPLE_BOT, env, log) as server:
+        server.sdk_key = keys["sdk_key"]
+        server.start()
+        conversation = server.start_conversation(event="welcome")
         reply = httpx.post(
-            f"{base}/v1/conversations/{conversation['conversation_id']}/messages",
+            f"{server.base}/v1/conversations/{conversation['conversation_id']}/messages",
             json={"choice": "hours", "client_message_id": "c-1"},
             headers={"Authorization": f"Bearer {conversation['session']}"},
             timeout=10,
         )
         assert reply.status_code == 200
         assert reply.json()["messages"][-1]["text"] == "We're open every day from 9:00 to 18:00."
-    finally:
-        server.send_signal(signal.SIGTERM)
-        with ending(server, signal.SIGKILL, grace=0):
-            stdout, stderr = server.communicate(timeout=30)
+        status = server.stop()
+    output = log.read_text()
     # uvicorn re-raises the signal once it has shut down gracefully.
-    assert server.returncode in (0, -signal.SIGTERM), stderr
-    assert "Application shutdown complete" in stderr
-    assert f"http://127.0.0.1:{port}" in stdout
-    log_lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert status in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output
+    assert server.base in output
+    log_lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     requests = [line for line in log_lines if line["logger"] == "rejoinder.access"]
     assert {"method": "POST", "status": 201, "route": "/v1/conversations"}.items() <= requests[-2].items()
     for secret in (keys["sdk_key"], conversation["session"]):
-        assert secret not in stderr
+        assert secret not in output
 
 
 def test_a_broken_bot_stops_start_up_with_file_and_line(tmp_path: Path) -> None:
@@ -91,27 +78,14 @@ def test_a_broken_bot_stops_start_up_with_file_and_line(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(240)  # two workers start slowly on a busy machine (58 s seen at load 10 on 2 cores)
 def test_metrics_of_several_workers_are_one_count_whichever_worker_answers(tmp_path: Path) -> None:
-    env = serve_environment(tmp_path / "workers.db")
-    sdk_key = create_keys(env)["sdk_key"]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with (tmp_path / "server.log").open("w") as log:
-        server = subprocess.Popen(
-            [REJOINDER, "serve", str(EXAMPLE_BOT), "--port", str(port), "--workers", "2"],
-            env=env,
-            stdout=log,
-            stderr=log,
-            text=True,
-        )
-    try:
-        wait_until_up(base, server)
+    with ServeProcess(
+        EXAMPLE_BOT, serve_environment(tmp_path / "workers.db"), tmp_path / "server.log", workers=2
+    ) as server:
+        server.create_keys()
+        server.start()
+        base = server.base
         # A new connection per request: the kernel hands them to either worker.
-        started = httpx.post(
-            f"{base}/v1/conversations",
-            json={"event": "welcome"},
-            headers={"Authorization": f"Bearer {sdk_key}"},
-            timeout=10,
-        ).json()
+        started = server.start_conversation(event="welcome")
         for number in range(8):
             answer = httpx.post(
                 f"{base}/v1/conversations/{started['conversation_id']}/messages",
@@ -131,7 +105,4 @@ def test_metrics_of_several_workers_are_one_count_whichever_worker_answers(tmp_p
             ]
             counts.add(float(line.rsplit(" ", 1)[1]))
         assert counts == {8.0}
-    finally:
-        server.send_signal(signal.SIGTERM)
-        with ending(server, signal.SIGKILL, grace=0):
-            server.wait(timeout=60)
+        server.stop(grace=60)

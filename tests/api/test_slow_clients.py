@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import statistics
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,14 +19,7 @@ import httpx
 import pytest
 
 from tests.helpers.bots import EXAMPLE_BOT
-from tests.helpers.processes import (
-    REJOINDER,
-    create_keys,
-    end_process,
-    free_port,
-    serve_environment,
-    wait_until_up,
-)
+from tests.helpers.processes import ServeProcess, serve_environment
 
 HEADER_TIMEOUT = 3.0
 BODY_TIMEOUT = 3.0
@@ -42,15 +34,7 @@ ATTACK_SECONDS = 15.0
 TURN_BOUND = 2.5
 
 
-@dataclass
-class Served:
-    base: str
-    port: int
-    sdk_key: str
-    log: Path
-
-
-def serve(tmp_path: Path, **extra: str) -> Iterator[Served]:
+def serve(tmp_path: Path, **extra: str) -> Iterator[ServeProcess]:
     """A real `rejoinder serve` of the example shop with short deadlines; ended whatever happens."""
     env = serve_environment(tmp_path / "slow.db") | {
         "REJOINDER_REQUEST_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
@@ -59,22 +43,14 @@ def serve(tmp_path: Path, **extra: str) -> Iterator[Served]:
         "REJOINDER_MAX_CONNECTIONS_PER_IP": str(PER_IP),
         **extra,
     }
-    keys = create_keys(env)
-    port = free_port()
-    log = tmp_path / "server.log"
-    with log.open("w") as sink:  # a file: a pipe nobody reads would fill up and stall the server
-        server = subprocess.Popen(
-            [REJOINDER, "serve", str(EXAMPLE_BOT), "--port", str(port)], env=env, stdout=sink, stderr=sink
-        )
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}", server, timeout=90)
-        yield Served(f"http://127.0.0.1:{port}", port, keys["sdk_key"], log)
-    finally:
-        end_process(server)
+    with ServeProcess(EXAMPLE_BOT, env, tmp_path / "server.log") as server:
+        server.create_keys()
+        server.start()
+        yield server
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     """One server for the module: starting one takes seconds on a busy machine."""
     yield from serve(tmp_path_factory.mktemp("slow"))
 
@@ -152,7 +128,7 @@ async def normal_client(base: str, sdk_key: str, until: float) -> list[tuple[int
 
 
 async def attack(
-    served: Served, seconds: float = ATTACK_SECONDS
+    served: ServeProcess, seconds: float = ATTACK_SECONDS
 ) -> tuple[list[tuple[int, float]], Senders, Senders]:
     """Slow headers and slow bodies, SENDERS_PER_KIND of each, while a normal client works."""
     loop = asyncio.get_running_loop()
@@ -180,7 +156,7 @@ def describe(results: list[tuple[int, float]]) -> str:
     )
 
 
-def test_hundreds_of_slow_senders_leave_a_normal_client_only_fast_2xx(served: Served) -> None:
+def test_hundreds_of_slow_senders_leave_a_normal_client_only_fast_2xx(served: ServeProcess) -> None:
     results, headers, bodies = asyncio.run(attack(served))
 
     summary = describe(results)
@@ -199,7 +175,7 @@ def test_hundreds_of_slow_senders_leave_a_normal_client_only_fast_2xx(served: Se
 # ------------------------------------------------------------------------------------------------ one address
 
 
-def test_one_address_holds_at_most_its_share_of_connections(served: Served) -> None:
+def test_one_address_holds_at_most_its_share_of_connections(served: ServeProcess) -> None:
     async def scenario() -> None:
         held = []
         for _ in range(PER_IP):
@@ -230,7 +206,7 @@ def test_one_address_holds_at_most_its_share_of_connections(served: Served) -> N
     asyncio.run(scenario())
 
 
-def test_silent_and_idle_connections_are_closed(served: Served) -> None:
+def test_silent_and_idle_connections_are_closed(served: ServeProcess) -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         # A connection that never sends a byte gets a 408 at the header deadline.
@@ -254,7 +230,7 @@ def test_silent_and_idle_connections_are_closed(served: Served) -> None:
     asyncio.run(scenario())
 
 
-def test_headers_larger_than_the_limit_get_a_431(served: Served) -> None:
+def test_headers_larger_than_the_limit_get_a_431(served: ServeProcess) -> None:
     async def scenario() -> None:
         # The limit is per request: requests under it follow one another, pipelined, on one connection.
         reader, writer = await asyncio.open_connection("127.0.0.1", served.port)

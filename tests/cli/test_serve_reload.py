@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,14 +14,7 @@ from typer.testing import CliRunner
 
 from rejoinder.cli import app
 from tests.helpers.bots import EXAMPLE_BOT
-from tests.helpers.processes import (
-    REJOINDER,
-    create_keys,
-    ending,
-    free_port,
-    serve_environment,
-    wait_until_up,
-)
+from tests.helpers.processes import ServeProcess, serve_environment
 
 pytestmark = pytest.mark.timeout(300)
 CHANGE_SEEN_WITHIN = 60.0  # seconds: the file watcher's debounce, a reload, on a slow and busy machine
@@ -80,23 +72,12 @@ def wait_for(what: str, check: Callable[[], bool], within: float = CHANGE_SEEN_W
 def served(tmp_path: Path) -> Iterator[Served]:
     bot = tmp_path / "desk"
     assert CliRunner().invoke(app, ["init", str(bot)]).exit_code == 0
-    env = serve_environment(tmp_path / "reload.db")
-    keys = create_keys(env, bot)
-    port = free_port()
     log = tmp_path / "serve.log"
-    with log.open("w") as sink:  # a file: a pipe nobody reads would fill up and stall the server
-        process = subprocess.Popen(
-            [REJOINDER, "serve", str(bot), "--port", str(port), "--reload"],
-            env=env,
-            stdout=sink,
-            stderr=sink,
-            text=True,
-        )
-    with ending(process):
-        wait_until_up(f"http://127.0.0.1:{port}", process)
-        yield Served(bot, log, port, keys["sdk_key"])
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+    with ServeProcess(bot, serve_environment(tmp_path / "reload.db"), log, options=("--reload",)) as server:
+        server.create_keys()
+        server.start()
+        yield Served(bot, log, server.port, server.sdk_key)
+        assert server.stop(grace=60) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in log.read_text()
 
 

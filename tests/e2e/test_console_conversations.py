@@ -5,10 +5,8 @@ docs/console.md."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect
 
 from rejoinder.store import Store
-from tests.helpers.console import create_user, sign_in_page
+from tests.helpers.console import create_user, in_store, sign_in_page
 from tests.helpers.processes import ServeProcess
 
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
@@ -30,18 +28,12 @@ VIEWER = "viewer-pages@example.com"
 def accounts(server: ServeProcess) -> None:
     """An editor and a viewer in the server's database (as ``rejoinder users create`` makes them)."""
 
-    async def create() -> None:
-        store = Store.from_url(server.env["REJOINDER_DATABASE_URL"])
-        try:
-            for email, role in ((EDITOR, "editor"), (VIEWER, "viewer")):
-                if await store.users.by_email(email) is None:
-                    await create_user(store, email, role)
-        finally:
-            await store.close()
+    async def create(store: Store) -> None:
+        for email, role in ((EDITOR, "editor"), (VIEWER, "viewer")):
+            if await store.users.by_email(email) is None:
+                await create_user(store, email, role)
 
-    # Playwright's sync API runs an event loop in this thread: the store gets a thread of its own.
-    with ThreadPoolExecutor(1) as thread:
-        thread.submit(asyncio.run, create()).result()
+    in_store(server.env["REJOINDER_DATABASE_URL"], create)
 
 
 class Customer:

@@ -4,20 +4,17 @@ conversation during the overlap. The page fits a phone's width."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from rejoinder.store import Store
 from tests.e2e.sdk_pages import messages_in, page_with_sdk, widget
 from tests.helpers.bots import ROOT
-from tests.helpers.console import create_user, sign_in_page
+from tests.helpers.console import sign_in_page
 from tests.helpers.processes import ServeProcess
-from tests.helpers.site import ARTIFACTS, PageErrors, Site, run_server
+from tests.helpers.site import ARTIFACTS, PageErrors, Site, run_console_server
 
 SCREENSHOT = ROOT / "docs" / "images" / "console-keys.png"
 WELCOME = "Hi! I'm the Demo Shop assistant. What can I do for you?"
@@ -26,19 +23,8 @@ WELCOME = "Hi! I'm the Demo Shop assistant. What can I do for you?"
 @pytest.fixture
 def keys_server(site: Site, tmp_path: Path) -> Iterator[ServeProcess]:
     """A server of its own (its keys change), with an owner account."""
-    with run_server(tmp_path, [site.origin]) as running:
-        # Playwright's sync API runs an event loop in this thread: the account is made on another.
-        with ThreadPoolExecutor(1) as thread:
-            thread.submit(asyncio.run, _owner(running.env["REJOINDER_DATABASE_URL"])).result()
+    with run_console_server(tmp_path, [site.origin], {"owner@example.com": "owner"}) as running:
         yield running
-
-
-async def _owner(url: str) -> None:
-    store = Store.from_url(url)
-    try:
-        await create_user(store, "owner@example.com", "owner")
-    finally:
-        await store.close()
 
 
 def sdk_key_id(server: ServeProcess) -> str:

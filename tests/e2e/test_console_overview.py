@@ -3,10 +3,8 @@ on a 390 px phone. Screenshots go to docs/images/console-overview*.png."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,56 +14,50 @@ from playwright.sync_api import Browser, Page, expect
 from rejoinder.store import Store
 from rejoinder.store.records import LATENCY_BUCKET_COLUMNS, NewAudit, TurnStats
 from tests.helpers.bots import ROOT
-from tests.helpers.console import create_user, sign_in_page
+from tests.helpers.console import in_store, sign_in_page
 from tests.helpers.processes import ServeProcess
-from tests.helpers.site import PageErrors, Site, run_server
+from tests.helpers.site import PageErrors, Site, run_console_server
 from tests.store.factories import turn
 
 IMAGES = ROOT / "docs" / "images"
 OUTCOMES = ["ok"] * 6 + ["token_expired", "token_revoked", "token_not_found", "token_used_up"]
 
 
-async def seed(url: str) -> None:
+async def seed(store: Store) -> None:
     """Two weeks of a busy shop: conversations and resumes every few hours, turn statistics for each hour."""
-    store = Store.from_url(url)
-    try:
-        await create_user(store, "owner@example.com", "owner")
-        now = datetime.now(UTC)
-        draw = random.Random(7)
-        stats = []
-        for back in range(14 * 24):
-            hour = (now - timedelta(hours=back)).replace(minute=0, second=0, microsecond=0)
-            busy = 1 + (hour.hour in range(9, 18))
-            for index in range(draw.randint(0, busy)):
-                moment = min(hour + timedelta(minutes=draw.randint(0, 59)), now)
-                await store.conversations.commit_turn(turn(f"cnv_{back}_{index}", bot_id="shop", now=moment))
-                if draw.random() < 0.6:
-                    await store.audit.add(NewAudit("resume", "shop", draw.choice(OUTCOMES), moment))
-            turns = busy * draw.randint(2, 6)
-            latency = [0] * len(LATENCY_BUCKET_COLUMNS)
-            for _ in range(turns):
-                latency[min(int(draw.expovariate(0.6)), len(latency) - 1)] += 1
-            stats.append(
-                TurnStats(
-                    "shop",
-                    hour,
-                    turns,
-                    draw.randint(0, 2) * (draw.random() < 0.3),
-                    draw.randint(0, 1),
-                    tuple(latency),
-                )
+    now = datetime.now(UTC)
+    draw = random.Random(7)
+    stats = []
+    for back in range(14 * 24):
+        hour = (now - timedelta(hours=back)).replace(minute=0, second=0, microsecond=0)
+        busy = 1 + (hour.hour in range(9, 18))
+        for index in range(draw.randint(0, busy)):
+            moment = min(hour + timedelta(minutes=draw.randint(0, 59)), now)
+            await store.conversations.commit_turn(turn(f"cnv_{back}_{index}", bot_id="shop", now=moment))
+            if draw.random() < 0.6:
+                await store.audit.add(NewAudit("resume", "shop", draw.choice(OUTCOMES), moment))
+        turns = busy * draw.randint(2, 6)
+        latency = [0] * len(LATENCY_BUCKET_COLUMNS)
+        for _ in range(turns):
+            latency[min(int(draw.expovariate(0.6)), len(latency) - 1)] += 1
+        stats.append(
+            TurnStats(
+                "shop",
+                hour,
+                turns,
+                draw.randint(0, 2) * (draw.random() < 0.3),
+                draw.randint(0, 1),
+                tuple(latency),
             )
-        await store.turn_stats.add(stats)
-    finally:
-        await store.close()
+        )
+    await store.turn_stats.add(stats)
 
 
 @pytest.fixture(scope="module")
 def overview_server(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    with run_server(tmp_path_factory.mktemp("overview"), [site.origin]) as running:
-        # Playwright's sync API holds an event loop on this thread: the seeding runs on another.
-        with ThreadPoolExecutor(1) as thread:
-            thread.submit(asyncio.run, seed(running.env["REJOINDER_DATABASE_URL"])).result()
+    directory = tmp_path_factory.mktemp("overview")
+    with run_console_server(directory, [site.origin], {"owner@example.com": "owner"}) as running:
+        in_store(running.env["REJOINDER_DATABASE_URL"], seed)
         yield running
 
 

@@ -6,20 +6,17 @@ Screenshots for the docs go to docs/images/console-skills*.png.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from rejoinder.store import Store
 from tests.helpers.bots import ROOT
-from tests.helpers.console import create_user, sign_in_page
+from tests.helpers.console import sign_in_page
 from tests.helpers.processes import ServeProcess
-from tests.helpers.site import PageErrors, Site, run_server
+from tests.helpers.site import PageErrors, Site, run_console_server
 
 IMAGES = ROOT / "docs" / "images"
 WELCOME = (ROOT / "examples" / "shop" / "skills" / "welcome.yaml").read_text()
@@ -31,19 +28,8 @@ FIXED = WELCOME.replace("We're open every day from 9:00 to 18:00.", "We're open 
 @pytest.fixture
 def console_server(site: Site, tmp_path: Path) -> Iterator[ServeProcess]:
     """A server of its own (its uploads change its bot), with an editor account."""
-    with run_server(tmp_path, [site.origin]) as running:
-        # Playwright's own event loop runs in this thread: the store is opened on another.
-        with ThreadPoolExecutor(1) as thread:
-            thread.submit(asyncio.run, _create_editor(running.env["REJOINDER_DATABASE_URL"])).result()
+    with run_console_server(tmp_path, [site.origin], {"editor@example.com": "editor"}) as running:
         yield running
-
-
-async def _create_editor(url: str) -> None:
-    store = Store.from_url(url)
-    try:
-        await create_user(store, "editor@example.com", "editor")
-    finally:
-        await store.close()
 
 
 def test_an_editor_fixes_a_broken_upload_and_follows_the_graph_to_the_source(

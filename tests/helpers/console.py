@@ -2,6 +2,7 @@
 
 - :func:`create_user` — an account of a role in a store (cheap argon2id parameters, unless given a hasher).
 - :func:`create_user_in` — the same from synchronous code, in the database at a URL (a browser test's server).
+- :func:`in_store` — any such work from synchronous code: a coroutine given a store of the database at a URL.
 - :func:`sign_in` — an httpx client signed in through the real form: it keeps the cookie; returns the CSRF token.
 - :func:`sign_in_page` — a Playwright page signed in through the real form.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -56,19 +58,24 @@ async def create_user(
     return user
 
 
-def create_user_in(database_url: str, email: str, role: str = "owner", password: str = PASSWORD) -> None:
-    """:func:`create_user` from synchronous code (a browser test), on its own thread and event loop, in the
-    database at ``database_url`` (a server process's, say)."""
+def in_store(database_url: str, work: Callable[[Store], Awaitable[object]]) -> None:
+    """``work`` on a store of the database at ``database_url`` (a server process's, say), from synchronous code: on
+    a thread and event loop of its own, since Playwright's sync API holds an event loop on a browser test's."""
 
-    async def create() -> None:
+    async def run() -> None:
         store = Store.from_url(database_url)
         try:
-            await create_user(store, email, role, password)
+            await work(store)
         finally:
             await store.close()
 
     with ThreadPoolExecutor(max_workers=1) as thread:
-        thread.submit(asyncio.run, create()).result()
+        thread.submit(asyncio.run, run()).result()
+
+
+def create_user_in(database_url: str, email: str, role: str = "owner", password: str = PASSWORD) -> None:
+    """:func:`create_user` from synchronous code (a browser test), in the database at ``database_url``."""
+    in_store(database_url, lambda store: create_user(store, email, role, password))
 
 
 def csrf_token_in(html: str) -> str:

@@ -121,7 +121,8 @@ def wait_until_up(base: str, process: subprocess.Popen[Any], timeout: float = RE
 
 @dataclass
 class ServeProcess:
-    """``rejoinder serve BOT_DIR`` on a free loopback port (kept across restarts), logging to ``log_path``.
+    """``rejoinder serve BOT_DIR`` on a free loopback port (kept across restarts), logging to ``log_path`` (its
+    output and errors alike), with ``workers`` worker processes and any more ``options`` of the command.
 
     A context manager: leaving it ends the process. ``create_keys()`` fills ``sdk_key`` and ``secret_key``.
     """
@@ -129,6 +130,8 @@ class ServeProcess:
     bot_dir: Path
     env: dict[str, str]
     log_path: Path
+    workers: int = 1
+    options: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
     sdk_key: str = ""
     secret_key: str = ""
@@ -155,7 +158,16 @@ class ServeProcess:
         # The log goes to a file: a pipe nobody reads would fill up and stall the server.
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
-                [REJOINDER, "serve", str(self.bot_dir), "--port", str(self.port)],
+                [
+                    REJOINDER,
+                    "serve",
+                    str(self.bot_dir),
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(self.workers),
+                    *self.options,
+                ],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -167,11 +179,12 @@ class ServeProcess:
             self.stop()
             raise
 
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        """``sig`` (SIGTERM: a graceful shutdown), then SIGKILL if it has not ended within the grace period."""
-        if self.process is not None:
-            end_process(self.process, sig)
+    def stop(self, sig: signal.Signals = signal.SIGTERM, grace: float = STOP_GRACE) -> int | None:
+        """``sig`` (SIGTERM: a graceful shutdown), then SIGKILL if it has not ended within ``grace`` seconds. The
+        exit status (None when it was not running)."""
+        status = end_process(self.process, sig, grace) if self.process is not None else None
         self.process = None
+        return status
 
     def kill(self) -> None:
         """``kill -9``: no shutdown, no flush; requests under way are cut."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Any
 from playwright.sync_api import Browser, ConsoleMessage, Page
 
 from tests.helpers.bots import IDENTITY_SECRET, ROOT, copy_shop
+from tests.helpers.console import create_user_in
 from tests.helpers.processes import ServeProcess, serve_environment
 
 ARTIFACTS = ROOT / "artifacts" / "e2e"  # a screenshot of every browser test's page
@@ -117,6 +118,18 @@ def run_server(
     server.create_keys()
     server.start()
     return server
+
+
+@contextlib.contextmanager
+def run_console_server(
+    directory: Path, origins: list[str], accounts: Mapping[str, str]
+) -> Iterator[ServeProcess]:
+    """``run_server`` with console accounts (email: role) made in its database; the server is ended on leaving,
+    whatever happens."""
+    with run_server(directory, origins) as running:
+        for email, role in accounts.items():
+            create_user_in(running.env["REJOINDER_DATABASE_URL"], email, role)
+        yield running
 
 
 def wait_for(condition: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:

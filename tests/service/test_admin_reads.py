@@ -12,12 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from rejoinder.service import Actor, ConversationFilters, ConversationService, ServiceError
+from rejoinder.service import (
+    Actor,
+    AuditFilters,
+    ConversationFilters,
+    ConversationService,
+    ServiceError,
+    TokenFilters,
+)
 from rejoinder.service.admin import AUDIT_CSV_COLUMNS
 from rejoinder.skills import load_bot
 from rejoinder.store import InvalidCursor, NewAudit, Store
 from rejoinder.store.pagination import encode_cursor
-from rejoinder.store.records import AuditQuery
 from tests.helpers.shop_backend import SHOP_DIR
 from tests.store.factories import NOW, new_token, turn
 
@@ -62,7 +68,7 @@ async def seed(store: Store, count: int, *, first: int = 0, **kwargs: object) ->
 
 
 async def ids_of(service: ConversationService, **filters: object) -> list[str]:
-    page = await service.list_conversations("shop", ConversationFilters(**filters), limit=200)  # type: ignore[arg-type]
+    page = await service.list_conversations("shop", ConversationFilters(**filters), limit=200)
     return [c.id for c in page.items]
 
 
@@ -192,12 +198,12 @@ async def test_tokens_by_status_and_never_their_secrets(service: ConversationSer
     clock.now += timedelta(minutes=5)
     await store.credentials.spend_token(used_up, clock.now)
 
-    every = await service.list_tokens("shop")
+    every = await service.list_tokens("shop", TokenFilters())
     assert {t.id for t in every.items} == {token_id for _, token_id in secrets.values()}
     for status, (_, token_id) in secrets.items():
-        page = await service.list_tokens("shop", status=status)  # type: ignore[arg-type]
+        page = await service.list_tokens("shop", TokenFilters(status=status))
         assert [t.id for t in page.items] == [token_id], status
-    only_one = await service.list_tokens("shop", conversation_id=cid(1))
+    only_one = await service.list_tokens("shop", TokenFilters(conversation_id=cid(1)))
     assert [t.id for t in only_one.items] == [revoked.id]
     of_conversation = await service.conversation_tokens("shop", cid(0))
     shown = repr(every.items) + repr(of_conversation)
@@ -222,22 +228,23 @@ async def test_the_audit_trail_filters_and_pages(service: ConversationService, s
         )
     await store.audit.add(NewAudit(kind="resume", bot_id="other", outcome="ok", at=NOW))
 
-    def query(**terms: object) -> AuditQuery:
-        return AuditQuery(bot_id="shop", **terms)  # type: ignore[arg-type]
-
-    everything = await service.list_audit(query())
+    everything = await service.list_audit("shop", AuditFilters())
     assert len(everything.items) == 7 and everything.next_cursor is None
-    by_kind = await service.list_audit(query(kind="token_revoked"))
+    by_kind = await service.list_audit("shop", AuditFilters(kind="token_revoked"))
     assert [e.token_id for e in by_kind.items] == [token.id]
-    by_actor = await service.list_audit(query(actor="key_operator"))
+    by_actor = await service.list_audit("shop", AuditFilters(actor="key_operator"))
     assert [e.kind for e in by_actor.items] == ["token_issued"]
     window = await service.list_audit(
-        query(conversation_id=cid(1), since=NOW + timedelta(minutes=1), until=NOW + timedelta(minutes=3))
+        "shop",
+        AuditFilters(
+            conversation_id=cid(1), since=NOW + timedelta(minutes=1), until=NOW + timedelta(minutes=3)
+        ),
     )
     assert [e.at for e in window.items] == [NOW + timedelta(minutes=2), NOW + timedelta(minutes=1)]
-    first = await service.list_audit(query(kind="resume"), limit=2)
-    second = await service.list_audit(query(kind="resume"), limit=2, cursor=first.next_cursor)
-    rest = await service.list_audit(query(kind="resume"), limit=2, cursor=second.next_cursor)
+    resumes = AuditFilters(kind="resume")
+    first = await service.list_audit("shop", resumes, limit=2)
+    second = await service.list_audit("shop", resumes, limit=2, cursor=first.next_cursor)
+    rest = await service.list_audit("shop", resumes, limit=2, cursor=second.next_cursor)
     paged = [e.id for page in (first, second, rest) for e in page.items]
     assert paged == sorted(paged, reverse=True) and len(set(paged)) == 5
 
@@ -258,7 +265,7 @@ async def test_audit_csv_is_streamed_bounded_and_safe_to_open(
                 user_agent=hostile if n == 0 else f"agent {n}",
             )
         )
-    chunks = [chunk async for chunk in service.export_audit(AuditQuery(bot_id="shop"))]
+    chunks = [chunk async for chunk in service.export_audit("shop", AuditFilters())]
     assert len(chunks) > 3  # written a batch at a time
     rows = list(csv.reader(io.StringIO("".join(chunks))))
     assert rows[0] == list(AUDIT_CSV_COLUMNS)
@@ -266,7 +273,7 @@ async def test_audit_csv_is_streamed_bounded_and_safe_to_open(
     assert rows[1][AUDIT_CSV_COLUMNS.index("user_agent")] == "agent 1199"  # newest first
     assert rows[-1][AUDIT_CSV_COLUMNS.index("user_agent")] == "'" + hostile
 
-    bounded = [chunk async for chunk in service.export_audit(AuditQuery(bot_id="shop"), rows=650)]
+    bounded = [chunk async for chunk in service.export_audit("shop", AuditFilters(), rows=650)]
     assert len(list(csv.reader(io.StringIO("".join(bounded))))) == 1 + 650
 
 

@@ -32,24 +32,21 @@ def audit(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV, every matching event.")] = False,
 ) -> None:
     """Print the bot's audit trail, newest first: resumes, tokens issued and revoked, erasures, console changes."""
-    from rejoinder.store.records import AuditQuery
+    from rejoinder.service.admin import AuditFilters
 
     if as_json and as_csv:
         fail("audit", "--json and --csv: choose one")
-    after = parse_since(since)
-
-    def query_of(bot_id: str) -> AuditQuery:
-        return AuditQuery(bot_id=bot_id, conversation_id=conversation, since=after)
+    filters = AuditFilters(conversation_id=conversation, since=parse_since(since))
 
     if as_csv:
 
         async def export(service: ConversationService, bot_id: str) -> None:
-            async for part in service.export_audit(query_of(bot_id)):
+            async for part in service.export_audit(bot_id, filters):
                 typer.echo(part, nl=False)
 
         run("audit", bot_dir, export)
         return
-    page = run("audit", bot_dir, lambda service, bot_id: service.list_audit(query_of(bot_id), limit=limit))
+    page = run("audit", bot_dir, lambda service, bot_id: service.list_audit(bot_id, filters, limit=limit))
     from rejoinder.service.admin import audit_actor
 
     if as_json:

@@ -33,10 +33,11 @@ def list_tokens(
     """List the bot's tokens, newest first, with their status now (never their secrets: only hashes are kept)."""
     from datetime import UTC, datetime
 
+    from rejoinder.service.admin import TokenFilters
+
+    filters = TokenFilters(conversation_id=conversation)
     page = run(
-        "tokens list",
-        bot_dir,
-        lambda service, bot_id: service.list_tokens(bot_id, conversation_id=conversation, limit=limit),
+        "tokens list", bot_dir, lambda service, bot_id: service.list_tokens(bot_id, filters, limit=limit)
     )
     now = datetime.now(UTC)
     if as_json:

@@ -21,7 +21,7 @@ from rejoinder.skills import Problem as SkillProblem
 from rejoinder.skills.loader import bot_version
 from rejoinder.skills.problems import errors
 from rejoinder.skills.stored import compose
-from rejoinder.store import NewAudit, StoreError
+from rejoinder.store import StoreError
 from rejoinder.store.bots import (
     Bots,
     SkillChange,
@@ -159,7 +159,8 @@ class SkillCatalog:
             candidate, found = _with_skill(base, source, problems)
             if candidate is None:
                 return None
-            audit = _audit("skill_uploaded", bot_id, self.clock(), actor)
+            # The store adds the skill, its version and the bot version to the event.
+            audit = actor.audit("skill_uploaded", bot_id, self.clock())
             return SkillChange(candidate, uploaded, source.skill, text, media_type, actor.key_id, audit)
 
         record, base = await self._change(bot_id, add)
@@ -176,7 +177,7 @@ class SkillCatalog:
             problems = errors(validate_bot(candidate))
             if problems:
                 raise SkillInUse(skill_id, problems)
-            audit = _audit("skill_deleted", bot_id, self.clock(), actor)
+            audit = actor.audit("skill_deleted", bot_id, self.clock())
             return SkillChange(candidate, skill_id, None, changed_by=actor.key_id, audit=audit)
 
         record, _ = await self._change(bot_id, remove)
@@ -207,19 +208,6 @@ class SkillCatalog:
         if self.service.bot(bot.id).version != bot.version:
             log.info("bot %s now runs version %s", bot.id, bot.version)
             self.service.add_bot(bot)
-
-
-def _audit(kind: str, bot_id: str, at: datetime, actor: Actor) -> NewAudit:
-    """The audit event of a skill change; the store adds the skill, its version and the bot version to it."""
-    return NewAudit(
-        kind=kind,
-        bot_id=bot_id,
-        outcome="ok",
-        at=at,
-        ip=actor.ip,
-        user_agent=actor.user_agent,
-        detail={"key_id": actor.key_id},
-    )
 
 
 def _definitions(changes: Mapping[str, SkillVersionRecord]) -> dict[str, dict[str, Any] | None]:

@@ -16,7 +16,13 @@ from datetime import datetime
 
 from rejoinder.expr.budget import DEFAULT_TIME_BUDGET
 from rejoinder.realtime import Hub
-from rejoinder.service.admin import AdminReads, ConversationFilters, ConversationView
+from rejoinder.service.admin import (
+    AdminReads,
+    AuditFilters,
+    ConversationFilters,
+    ConversationView,
+    TokenFilters,
+)
 from rejoinder.service.bots import EARLIER_VERSIONS_KEPT, BotVersions
 from rejoinder.service.errors import (
     ClientMessageIdReused,
@@ -40,6 +46,7 @@ __all__ = [
     "EARLIER_VERSIONS_KEPT",
     "MAX_TEXT_CHARS",
     "Actor",
+    "AuditFilters",
     "ClientMessageIdReused",
     "ConversationFilters",
     "ConversationNotFound",
@@ -52,6 +59,7 @@ __all__ = [
     "ResumeOutcome",
     "ServiceError",
     "SessionRefused",
+    "TokenFilters",
     "TokenNotFound",
     "TokenRefused",
     "TurnConflict",

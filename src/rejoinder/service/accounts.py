@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -43,7 +43,7 @@ from rejoinder.service.errors import (
 )
 from rejoinder.service.resume import Actor
 from rejoinder.service.shared import utcnow
-from rejoinder.store.records import ConsoleSessionRecord, ConsoleUserRecord, NewAudit
+from rejoinder.store.records import ConsoleSessionRecord, ConsoleUserRecord
 from rejoinder.store.users import Users
 
 ROLES: Sequence[str] = ("viewer", "editor", "owner")  # each may do what the ones before it may
@@ -164,7 +164,7 @@ class Accounts:
             password_changed_at=now,
             disabled_at=None,
         )
-        audit = _audit("console_user_created", now, actor, user=email, role=role)
+        audit = actor.audit("console_user_created", CONSOLE_AUDIT_BOT, now, user=email, role=role)
         if not await self.users.create(user, audit):
             raise AccountExists(f"There is already a console user {email}.")
         return user
@@ -189,7 +189,7 @@ class Accounts:
         user = await self.user(user_id)
         if user.role == "owner" and user.disabled_at is None and await self.users.count_active_owners() <= 1:
             raise LastOwner(f"{user.email} is the only owner left: make another owner first.")
-        audit = _audit("console_user_disabled", self.clock(), actor, user=user.email)
+        audit = actor.audit("console_user_disabled", CONSOLE_AUDIT_BOT, self.clock(), user=user.email)
         disabled = await self.users.disable(user_id, audit)
         if disabled is None:
             raise AccountNotFound("There is no such console user.")
@@ -200,7 +200,7 @@ class Accounts:
         check_password(password)
         user = await self.user(user_id)
         now = self.clock()
-        audit = _audit("console_password_reset", now, actor, user=user.email)
+        audit = actor.audit("console_password_reset", CONSOLE_AUDIT_BOT, now, user=user.email)
         changed = await self.users.set_password(user_id, await self._hash(password), now, audit)
         if changed is None:
             raise AccountNotFound("There is no such console user.")
@@ -248,7 +248,9 @@ class Accounts:
             ended_at=None,
         )
         actor = console_actor(user, ip, user_agent)
-        await self.users.open_session(session, _audit("console_signed_in", now, actor, session_id=session.id))
+        await self.users.open_session(
+            session, actor.audit("console_signed_in", CONSOLE_AUDIT_BOT, now, session_id=session.id)
+        )
         return SignedIn(secret, session, user)
 
     async def session(self, secret: str) -> ConsoleSession | None:
@@ -273,7 +275,9 @@ class Accounts:
         return ConsoleSession(session, user)
 
     async def sign_out(self, found: ConsoleSession, actor: Actor) -> None:
-        audit = _audit("console_signed_out", self.clock(), actor, session_id=found.session.id)
+        audit = actor.audit(
+            "console_signed_out", CONSOLE_AUDIT_BOT, self.clock(), session_id=found.session.id
+        )
         await self.users.end_session(found.session.id, audit)
 
     # ------------------------------------------------------------------------------------------ hashing
@@ -346,15 +350,3 @@ def check_password(password: str) -> None:
         raise InvalidAccount(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise InvalidAccount(f"The password must have at most {MAX_PASSWORD_LENGTH} characters.")
-
-
-def _audit(kind: str, at: datetime, actor: Actor, **detail: Any) -> NewAudit:
-    return NewAudit(
-        kind=kind,
-        bot_id=CONSOLE_AUDIT_BOT,
-        outcome="ok",
-        at=at,
-        ip=actor.ip,
-        user_agent=actor.user_agent,
-        detail={"key_id": actor.key_id, **detail},
-    )

@@ -71,6 +71,25 @@ class ConversationFilters:
 
 
 @dataclass(frozen=True)
+class TokenFilters:
+    """The filters of a tokens list; ``status`` is judged when the list is read."""
+
+    conversation_id: str | None = None
+    status: TokenStatus | None = None
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    """The filters of an audit trail (see :class:`rejoinder.store.records.AuditQuery`)."""
+
+    conversation_id: str | None = None
+    kind: str | None = None
+    actor: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ConversationView:
     """One conversation as an operator reads it: a stretch of its transcript, its variables and position."""
 
@@ -96,16 +115,9 @@ class AdminReads(ServiceParts):
         self, bot_id: str, filters: ConversationFilters, *, limit: int = 50, cursor: str | None = None
     ) -> Page[ConversationSummary]:
         """A page of the bot's conversations, most recently updated first (a bad ``cursor``: InvalidCursor)."""
-        query = ConversationQuery(
-            bot_id=bot_id,
-            status=filters.status,
-            skill_id=filters.skill_id,
-            bot_version=filters.bot_version,
-            user_id=filters.user_id,
-            updated_after=filters.updated_after,
-            **_search_terms(filters.search),
+        return await self.store.conversations.find(
+            _conversation_query(bot_id, filters), limit=limit, cursor=cursor
         )
-        return await self.store.conversations.find(query, limit=limit, cursor=cursor)
 
     async def conversation_of(self, bot_id: str | None, conversation_id: str) -> ConversationRecord:
         """The bot's conversation ``conversation_id``; another bot's is missing alike (``bot_id`` None: any
@@ -146,27 +158,25 @@ class AdminReads(ServiceParts):
         return await self.store.credentials.list_tokens(conversation_id)
 
     async def list_tokens(
-        self,
-        bot_id: str,
-        *,
-        conversation_id: str | None = None,
-        status: TokenStatus | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
+        self, bot_id: str, filters: TokenFilters, *, limit: int = 50, cursor: str | None = None
     ) -> Page[TokenRecord]:
         """A page of the bot's tokens, newest first; ``status`` is judged now."""
-        query = TokenQuery(bot_id=bot_id, now=self.clock(), conversation_id=conversation_id, status=status)
-        return await self.store.credentials.find_tokens(query, limit=limit, cursor=cursor)
+        return await self.store.credentials.find_tokens(
+            _token_query(bot_id, filters, self.clock()), limit=limit, cursor=cursor
+        )
 
     async def list_audit(
-        self, query: AuditQuery, *, limit: int = 100, cursor: str | None = None
+        self, bot_id: str, filters: AuditFilters, *, limit: int = 100, cursor: str | None = None
     ) -> Page[AuditRecord]:
         """A page of the bot's audit events, newest first."""
-        return await self.store.audit.find(query, limit=limit, cursor=cursor)
+        return await self.store.audit.find(_audit_query(bot_id, filters), limit=limit, cursor=cursor)
 
-    async def export_audit(self, query: AuditQuery, *, rows: int = EXPORT_ROWS) -> AsyncIterator[str]:
-        """The audit events ``query`` matches as CSV text, newest first, a batch of lines at a time: one store
+    async def export_audit(
+        self, bot_id: str, filters: AuditFilters, *, rows: int = EXPORT_ROWS
+    ) -> AsyncIterator[str]:
+        """The audit events the filters match as CSV text, newest first, a batch of lines at a time: one store
         read per batch, never the whole trail in memory, at most ``rows`` events."""
+        query = _audit_query(bot_id, filters)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(AUDIT_CSV_COLUMNS)
@@ -182,6 +192,36 @@ class AdminReads(ServiceParts):
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+
+# ------------------------------------------------------------------------------------------------ the lists' queries
+
+
+def _conversation_query(bot_id: str, filters: ConversationFilters) -> ConversationQuery:
+    return ConversationQuery(
+        bot_id=bot_id,
+        status=filters.status,
+        skill_id=filters.skill_id,
+        bot_version=filters.bot_version,
+        user_id=filters.user_id,
+        updated_after=filters.updated_after,
+        **_search_terms(filters.search),
+    )
+
+
+def _token_query(bot_id: str, filters: TokenFilters, now: datetime) -> TokenQuery:
+    return TokenQuery(bot_id=bot_id, now=now, conversation_id=filters.conversation_id, status=filters.status)
+
+
+def _audit_query(bot_id: str, filters: AuditFilters) -> AuditQuery:
+    return AuditQuery(
+        bot_id=bot_id,
+        conversation_id=filters.conversation_id,
+        kind=filters.kind,
+        actor=filters.actor,
+        since=filters.since,
+        until=filters.until,
+    )
 
 
 def _search_terms(search: str | None) -> dict[str, str]:

@@ -35,7 +35,7 @@ from rejoinder.service.errors import InvalidOverlap, KeyInUse, KeyNotActive, Key
 from rejoinder.service.resume import Actor
 from rejoinder.service.shared import utcnow
 from rejoinder.store import Store
-from rejoinder.store.records import ApiKeyRecord, NewAudit, iso_z
+from rejoinder.store.records import ApiKeyRecord, iso_z
 
 log = logging.getLogger("rejoinder.keys")
 
@@ -111,7 +111,7 @@ async def create_keys(store: Store, bot_id: str, *, now: datetime, actor: Actor 
     sdk, secret = records
     audit = None
     if actor is not None:
-        audit = _audit("keys_created", bot_id, now, actor, sdk_key_id=sdk.id, secret_key_id=secret.id)
+        audit = actor.audit("keys_created", bot_id, now, sdk_key_id=sdk.id, secret_key_id=secret.id)
     await store.credentials.create_api_keys(records, audit)
     log.info("created keys %s and %s for bot %s", sdk.id, secret.id, bot_id)
     return IssuedKeys(
@@ -171,7 +171,7 @@ class Keys:
         if not is_usable(key, now):
             return key
         revoked = await self.store.credentials.revoke_api_key(
-            key.id, now, _audit("key_revoked", key.bot_id, now, actor, api_key_id=key.id)
+            key.id, now, actor.audit("key_revoked", key.bot_id, now, api_key_id=key.id)
         )
         self._forget(key)
         if revoked is None:  # revoked by someone else meanwhile
@@ -199,11 +199,11 @@ class Keys:
         retires_at = now + overlap
         secret = new_secret(KIND_PREFIXES[key.kind])
         new = _new_record(key.bot_id, key.kind, secret, now)
-        audit = _audit(
+        # The key changed is api_key_id (the detail's key_id names who changed it, as on every admin event).
+        audit = actor.audit(
             "key_rotated",
             key.bot_id,
             now,
-            actor,
             api_key_id=key.id,
             new_api_key_id=new.id,
             retires_at=iso_z(retires_at),
@@ -268,17 +268,4 @@ def _new_record(bot_id: str, kind: str, secret: str, now: datetime) -> ApiKeyRec
         key_hash=hash_secret(secret),
         created_at=now,
         revoked_at=None,
-    )
-
-
-def _audit(kind: str, bot_id: str, at: datetime, actor: Actor, **detail: str) -> NewAudit:
-    # detail.key_id names who made the change, as on every admin event; the key changed is api_key_id.
-    return NewAudit(
-        kind=kind,
-        bot_id=bot_id,
-        outcome="ok",
-        at=at,
-        ip=actor.ip,
-        user_agent=actor.user_agent,
-        detail={"key_id": actor.key_id, **detail},
     )

@@ -13,7 +13,7 @@ from rejoinder.service.errors import ConversationNotFound, ServiceError, TokenNo
 from rejoinder.service.shared import NewSession, ServiceParts
 from rejoinder.skills.model import parse_duration
 from rejoinder.store import ConversationRecord, MessageRecord, NewToken, SessionRecord
-from rejoinder.store.records import NewAudit
+from rejoinder.store.records import AUDIT_ACTOR_KEY, NewAudit
 from rejoinder.tokens import TokenOutcome, TokenRecord, hash_token, is_well_formed, judge, mint
 
 log = logging.getLogger("rejoinder.service")
@@ -37,6 +37,29 @@ class Actor:
     key_id: str
     ip: str | None = None
     user_agent: str | None = None
+
+    def audit(
+        self,
+        kind: str,
+        bot_id: str,
+        at: datetime,
+        *,
+        conversation_id: str | None = None,
+        token_id: str | None = None,
+        **detail: Any,
+    ) -> NewAudit:
+        """The audit event of a change this actor made: its ``detail`` names them (:data:`AUDIT_ACTOR_KEY`)."""
+        return NewAudit(
+            kind=kind,
+            bot_id=bot_id,
+            outcome="ok",
+            at=at,
+            conversation_id=conversation_id,
+            token_id=token_id,
+            ip=self.ip,
+            user_agent=self.user_agent,
+            detail={AUDIT_ACTOR_KEY: self.key_id, **detail},
+        )
 
 
 class Resumes(ServiceParts):
@@ -164,11 +187,10 @@ class Resumes(ServiceParts):
         now = self.clock()
         audit = None
         if actor is not None:
-            audit = _admin_audit(
+            audit = actor.audit(
                 "token_issued",
                 conversation.bot_id,
                 now,
-                actor,
                 conversation_id=conversation_id,
                 token_id=minted.token_id,
             )
@@ -184,7 +206,7 @@ class Resumes(ServiceParts):
 
     async def revoke_token(self, bot_id: str, token_id: str, actor: Actor) -> TokenRecord:
         """Revoke one of the bot's tokens, end the sessions opened with it and audit it, in one transaction."""
-        audit = _admin_audit("token_revoked", bot_id, self.clock(), actor, token_id=token_id)
+        audit = actor.audit("token_revoked", bot_id, self.clock(), token_id=token_id)
         record = await self.store.credentials.revoke_bot_token(bot_id, token_id, audit)
         if record is None:
             raise TokenNotFound(f"The bot has no token {token_id!r}.")
@@ -194,34 +216,10 @@ class Resumes(ServiceParts):
     async def erase_conversation(self, bot_id: str, conversation_id: str, actor: Actor) -> None:
         """Erase one of the bot's conversations with its messages, tokens and sessions, and audit it, in one
         transaction; its open streams close."""
-        audit = _admin_audit(
-            "conversation_erased", bot_id, self.clock(), actor, conversation_id=conversation_id
-        )
+        audit = actor.audit("conversation_erased", bot_id, self.clock(), conversation_id=conversation_id)
         if not await self.store.conversations.erase(bot_id, conversation_id, audit):
             raise ConversationNotFound(f"The bot has no conversation {conversation_id!r}.")
         self.publish(conversation_id, sessions_ended_event("conversation_erased"))
-
-
-def _admin_audit(
-    kind: str,
-    bot_id: str,
-    at: datetime,
-    actor: Actor,
-    *,
-    conversation_id: str | None = None,
-    token_id: str | None = None,
-) -> NewAudit:
-    return NewAudit(
-        kind=kind,
-        bot_id=bot_id,
-        outcome="ok",
-        at=at,
-        conversation_id=conversation_id,
-        token_id=token_id,
-        ip=actor.ip,
-        user_agent=actor.user_agent,
-        detail={"key_id": actor.key_id},
-    )
 
 
 _TOKEN_MESSAGES = {

@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse
 from rejoinder.server import state
 from rejoinder.server.admin.caller import Admin
 from rejoinder.server.errors import problem_responses
+from rejoinder.service import AuditFilters
 from rejoinder.store import AuditRecord
-from rejoinder.store.records import AuditQuery, iso_z
+from rejoinder.store.records import iso_z
 
 router = APIRouter()
 
@@ -28,8 +29,8 @@ async def list_audit(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> JSONResponse:
-    query = AuditQuery(bot_id=caller.bot.id, conversation_id=conversation_id)
-    page = await state.service(request).list_audit(query, limit=limit, cursor=cursor)
+    filters = AuditFilters(conversation_id=conversation_id)
+    page = await state.service(request).list_audit(caller.bot.id, filters, limit=limit, cursor=cursor)
     return JSONResponse({"items": [_audit_item(e) for e in page.items], "next_cursor": page.next_cursor})
 
 

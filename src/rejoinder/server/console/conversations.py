@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from rejoinder.server import state
 from rejoinder.server.console.pages import Flash, render
 from rejoinder.server.console.reading import (
+    Selection,
     ShownTime,
     choice_filter,
     chosen_bot,
-    page_link,
+    page_links,
     refusals_as_pages,
     served_bots,
     shown_time,
@@ -26,11 +27,11 @@ from rejoinder.server.console.reading import (
 )
 from rejoinder.server.console.session import PREFIX, ConsoleRefused, Editor, Viewer, actor, form_of, signed_in
 from rejoinder.server.console.tokens import token_row
-from rejoinder.service import ConversationFilters, ConversationView
+from rejoinder.service import AuditFilters, ConversationFilters, ConversationView
 from rejoinder.service.accounts import role_allows
 from rejoinder.service.admin import audit_actor
 from rejoinder.store import MAX_SEQ, AuditRecord, ConversationRecord, MessageRecord
-from rejoinder.store.records import AuditQuery, ConversationSummary
+from rejoinder.store.records import ConversationSummary
 
 router = APIRouter()
 
@@ -47,10 +48,8 @@ NOTICES = {
 }
 
 
-@router.get(CONVERSATIONS)
-async def conversations_page(
+def conversation_selection(
     request: Request,
-    _user: Viewer,
     bot: str | None = None,
     status: str | None = None,
     skill: str | None = None,
@@ -58,9 +57,8 @@ async def conversations_page(
     user: str | None = None,
     since: str | None = None,
     q: str | None = None,
-    cursor: str | None = None,
-    notice: str | None = None,
-) -> Response:
+) -> Selection[ConversationFilters]:
+    """The Conversations page's filters and search."""
     bot_id = chosen_bot(request, bot)
     shown = {
         "bot": bot_id or "",
@@ -71,33 +69,36 @@ async def conversations_page(
         "since": text_filter(since, "updated since") or "",
         "q": text_filter(q, "search") or "",
     }
-    rows: list[ConversationRow] = []
-    links: dict[str, str | None] = {"next": None, "previous": None}
-    if bot_id is not None:
-        filters = ConversationFilters(
-            status=shown["status"] or None,
-            skill_id=shown["skill"] or None,
-            bot_version=shown["version"] or None,
-            user_id=shown["user"] or None,
-            updated_after=time_filter(since, "updated since"),
-            search=shown["q"] or None,
-        )
-        async with refusals_as_pages():
-            page = await state.service(request).list_conversations(
-                bot_id, filters, limit=PAGE_SIZE, cursor=text_filter(cursor, "page")
-            )
-        rows = [_conversation_row(c) for c in page.items]
-        links = {
-            "next": page_link(CONVERSATIONS, shown, page.next_cursor),
-            "previous": page_link(CONVERSATIONS, shown, page.previous_cursor),
-        }
+    if bot_id is None:
+        return Selection(shown, None)
+    filters = ConversationFilters(
+        status=shown["status"] or None,
+        skill_id=shown["skill"] or None,
+        bot_version=shown["version"] or None,
+        user_id=shown["user"] or None,
+        updated_after=time_filter(since, "updated since"),
+        search=shown["q"] or None,
+    )
+    return Selection(shown, filters)
+
+
+@router.get(CONVERSATIONS)
+async def conversations_page(
+    request: Request,
+    _user: Viewer,
+    selection: Annotated[Selection[ConversationFilters], Depends(conversation_selection)],
+    cursor: str | None = None,
+    notice: str | None = None,
+) -> Response:
+    page = await selection.page(state.service(request).list_conversations, PAGE_SIZE, cursor)
+    shown = selection.shown
     context = {
         "bots": served_bots(request),
         "filters": shown,
-        "filtered": any(shown[name] for name in ("status", "skill", "version", "user", "since", "q")),
+        "filtered": any(value for name, value in shown.items() if name != "bot"),
         "statuses": STATUSES,
-        "rows": rows,
-        "links": links,
+        "rows": [_conversation_row(c) for c in page.items] if page is not None else [],
+        "links": page_links(CONVERSATIONS, shown, page),
         "paged": cursor is not None,
         "flashes": [Flash("notice", NOTICES[notice])] if notice in NOTICES else [],
     }
@@ -182,7 +183,7 @@ async def _conversation_page(
         )
         tokens = await service.conversation_tokens(conversation.bot_id, conversation_id)
         trail = await service.list_audit(
-            AuditQuery(bot_id=conversation.bot_id, conversation_id=conversation_id), limit=AUDIT_SHOWN
+            conversation.bot_id, AuditFilters(conversation_id=conversation_id), limit=AUDIT_SHOWN
         )
     now = service.clock()
     context = {

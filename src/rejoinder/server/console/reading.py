@@ -1,13 +1,14 @@
 """What the console's record pages (conversations, tokens, audit) share: which bot a page is about, the query
-values they read, the links of a keyset page, and the service's refusals answered as HTML pages."""
+values they read (a list's filters as a :class:`Selection`), the links of a keyset page, and the service's refusals
+answered as HTML pages."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Request
@@ -15,10 +16,44 @@ from fastapi import Request
 from rejoinder.server.console.session import ConsoleRefused
 from rejoinder.service.errors import ConversationNotFound, ServiceError, TokenNotFound
 from rejoinder.store import InvalidCursor
+from rejoinder.store.pagination import Page
 from rejoinder.store.records import iso_z
 
 # The longest value a console filter takes (ids, names, search text are all far shorter).
 MAX_FILTER_CHARS = 200
+
+F = TypeVar("F")
+F_contra = TypeVar("F_contra", contravariant=True)
+T = TypeVar("T")
+
+
+class ListRead(Protocol[F_contra, T]):
+    """A service's read of one page of a bot's list (conversations, tokens, audit events)."""
+
+    def __call__(
+        self, bot_id: str, filters: F_contra, *, limit: int, cursor: str | None
+    ) -> Awaitable[Page[T]]: ...
+
+
+@dataclass(frozen=True)
+class Selection(Generic[F]):
+    """A list's filters, read from the query string once for its page (and export): ``shown`` as the form shows
+    them again and its links keep them, ``filters`` as the service takes them (None when the server runs no
+    bot, ``bot`` then empty)."""
+
+    shown: dict[str, str]
+    filters: F | None
+
+    @property
+    def bot(self) -> str:
+        return self.shown["bot"]
+
+    async def page(self, read: ListRead[F, T], limit: int, cursor: str | None) -> Page[T] | None:
+        """The page ``read`` gives at ``cursor`` (a page link's); None when the server runs no bot."""
+        if self.filters is None:
+            return None
+        async with refusals_as_pages():
+            return await read(self.bot, self.filters, limit=limit, cursor=text_filter(cursor, "page"))
 
 
 def served_bots(request: Request) -> list[str]:
@@ -79,6 +114,16 @@ def page_link(path: str, filters: Mapping[str, Any], cursor: str | None) -> str 
     if cursor is None:
         return None
     return filtered_link(path, {**filters, "cursor": cursor})
+
+
+def page_links(path: str, filters: Mapping[str, Any], page: Page[Any] | None) -> dict[str, str | None]:
+    """The links to the pages after and before ``page`` (none without a page), keeping the filters."""
+    if page is None:
+        return {"next": None, "previous": None}
+    return {
+        "next": page_link(path, filters, page.next_cursor),
+        "previous": page_link(path, filters, page.previous_cursor),
+    }
 
 
 @dataclass(frozen=True)

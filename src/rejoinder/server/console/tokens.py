@@ -4,23 +4,25 @@ conversation and status, and revoking one (editors), which ends the sessions ope
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, get_args
+from typing import Annotated, Any, cast, get_args
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from rejoinder.server import state
 from rejoinder.server.console.pages import Flash, render
 from rejoinder.server.console.reading import (
+    Selection,
     choice_filter,
     chosen_bot,
-    page_link,
+    page_links,
     refusals_as_pages,
     served_bots,
     shown_time,
     text_filter,
 )
 from rejoinder.server.console.session import PREFIX, ConsoleRefused, Editor, Viewer, actor, form_of, safe_next
+from rejoinder.service import TokenFilters
 from rejoinder.service.accounts import role_allows
 from rejoinder.store.records import TokenStatus
 from rejoinder.tokens import TokenRecord
@@ -34,46 +36,42 @@ STATUS_LABELS = {"active": "active", "revoked": "revoked", "expired": "expired",
 NOTICES = {"revoked": "The token was revoked; the sessions opened with it have ended."}
 
 
-@router.get(TOKENS)
-async def tokens_page(
-    request: Request,
-    user: Viewer,
-    bot: str | None = None,
-    status: str | None = None,
-    conversation: str | None = None,
-    cursor: str | None = None,
-    notice: str | None = None,
-) -> Response:
+def token_selection(
+    request: Request, bot: str | None = None, status: str | None = None, conversation: str | None = None
+) -> Selection[TokenFilters]:
+    """The Tokens page's filters."""
     bot_id = chosen_bot(request, bot)
     shown = {
         "bot": bot_id or "",
         "status": choice_filter(status, STATUSES, "status") or "",
         "conversation": text_filter(conversation, "conversation") or "",
     }
-    rows: list[dict[str, Any]] = []
-    links: dict[str, str | None] = {"next": None, "previous": None}
-    if bot_id is not None:
-        service = state.service(request)
-        async with refusals_as_pages():
-            page = await service.list_tokens(
-                bot_id,
-                conversation_id=shown["conversation"] or None,
-                status=shown["status"] or None,  # type: ignore[arg-type]
-                limit=PAGE_SIZE,
-                cursor=text_filter(cursor, "page"),
-            )
-        now = service.clock()
-        rows = [token_row(t, now) for t in page.items]
-        links = {
-            "next": page_link(TOKENS, shown, page.next_cursor),
-            "previous": page_link(TOKENS, shown, page.previous_cursor),
-        }
+    if bot_id is None:
+        return Selection(shown, None)
+    filters = TokenFilters(
+        conversation_id=shown["conversation"] or None,
+        status=cast("TokenStatus | None", shown["status"] or None),
+    )
+    return Selection(shown, filters)
+
+
+@router.get(TOKENS)
+async def tokens_page(
+    request: Request,
+    user: Viewer,
+    selection: Annotated[Selection[TokenFilters], Depends(token_selection)],
+    cursor: str | None = None,
+    notice: str | None = None,
+) -> Response:
+    service = state.service(request)
+    page = await selection.page(service.list_tokens, PAGE_SIZE, cursor)
+    now = service.clock()
     context = {
         "bots": served_bots(request),
-        "filters": shown,
+        "filters": selection.shown,
         "statuses": [(value, STATUS_LABELS[value]) for value in STATUSES],
-        "rows": rows,
-        "links": links,
+        "rows": [token_row(t, now) for t in page.items] if page is not None else [],
+        "links": page_links(TOKENS, selection.shown, page),
         "can_edit": role_allows(user.role, "editor"),
         "here": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
         "flashes": [Flash("notice", NOTICES[notice])] if notice in NOTICES else [],

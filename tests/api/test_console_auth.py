@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from rejoinder.server.ops.logs import JsonFormatter
 from rejoinder.service import accounts as accounts_module
 from rejoinder.skills import Bot
 from rejoinder.store.tables import audit_events, console_users
@@ -317,6 +319,22 @@ async def test_signing_out_ends_the_session(console: Server) -> None:
     # Even the old cookie, sent again, is no session any more.
     console.client.cookies.set("rejoinder_console", cookie or "", domain="rejoinder.test", path="/dashboard")
     assert (await console.client.get("/dashboard")).status_code == 303
+
+
+async def test_a_console_session_never_reaches_the_logs(
+    console: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    secret = console.client.cookies.get("rejoinder_console")
+    assert secret is not None and secret.startswith("rjc_")
+    # Pasted where a path goes, the access log would carry it.
+    lost = await signed.client.get(f"/dashboard/conversations/{secret}")
+    assert lost.status_code == 404
+
+    lines = [JsonFormatter().format(record) for record in caplog.records if not record.name.startswith("httpx")]
+    assert any("/dashboard/conversations/rjc_[redacted]" in line for line in lines)
+    assert not any(secret[len("rjc_") :] in line for line in lines)
 
 
 async def test_an_idle_session_ends(console: Server) -> None:

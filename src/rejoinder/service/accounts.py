@@ -31,7 +31,14 @@ from typing import Any, Protocol
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from rejoinder.credentials import hash_secret, new_public_id, new_secret
+from rejoinder.credentials import (
+    CONSOLE_SESSION_ID_PREFIX,
+    CONSOLE_SESSION_PREFIX,
+    CONSOLE_USER_ID_PREFIX,
+    hash_secret,
+    new_public_id,
+    new_secret,
+)
 from rejoinder.server.addresses import client_key
 from rejoinder.service.errors import (
     AccountExists,
@@ -51,9 +58,6 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # what a visitor may make the hasher read
 MAX_EMAIL_LENGTH = 254
 
-CONSOLE_SESSION_PREFIX = "rjc_"  # the secret in the browser's cookie
-CONSOLE_SESSION_ID_PREFIX = "csn_"
-CONSOLE_USER_ID_PREFIX = "usr_"
 # Console events concern no one bot: their audit events carry an empty bot id (the admin API, which lists a
 # bot's events, never shows them).
 CONSOLE_AUDIT_BOT = ""

@@ -332,7 +332,9 @@ async def test_a_console_session_never_reaches_the_logs(
     lost = await signed.client.get(f"/dashboard/conversations/{secret}")
     assert lost.status_code == 404
 
-    lines = [JsonFormatter().format(record) for record in caplog.records if not record.name.startswith("httpx")]
+    lines = [
+        JsonFormatter().format(record) for record in caplog.records if not record.name.startswith("httpx")
+    ]
     assert any("/dashboard/conversations/rjc_[redacted]" in line for line in lines)
     assert not any(secret[len("rjc_") :] in line for line in lines)
 

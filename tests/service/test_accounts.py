@@ -249,7 +249,7 @@ def counting_session_reads(accounts: Accounts) -> list[str]:
     reads: list[str] = []
     read = accounts.users.session
 
-    async def counted(session_hash: str) -> object:
+    async def counted(session_hash: str) -> tuple[ConsoleSessionRecord, ConsoleUserRecord] | None:
         reads.append(session_hash)
         return await read(session_hash)
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from rejoinder.server.ops.logs import JsonFormatter
 from rejoinder.service import accounts as accounts_module
 from rejoinder.skills import Bot
+from rejoinder.store import StoreUnavailable
 from rejoinder.store.tables import audit_events, console_users
 from tests.helpers.app import Server, running
 from tests.helpers.console import FAST_HASHER, PASSWORD, create_user, csrf_token_in, sign_in
@@ -152,6 +153,73 @@ async def test_pages_carry_the_security_headers(console: Server) -> None:
     css = await signed.client.get("/dashboard/static/console.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert (await signed.client.get("/dashboard/static/..%2Fsdk%2Falli.js")).status_code == 404
+
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def assert_console_error_page(answer: httpx.Response, status: int, *texts: str) -> None:
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    assert answer.headers["content-security-policy"] == CSP
+    assert int(answer.headers["content-length"]) == len(answer.content)
+    assert "http://" not in answer.text and "https://" not in answer.text  # nothing from another host
+    assert "<script>" not in answer.text and "style=" not in answer.text  # nothing inline
+    assert 'href="/dashboard/static/console.css' in answer.text  # the console's own look
+    for text in texts:
+        assert text in answer.text
+
+
+async def test_an_unknown_page_is_the_consoles_404_page_for_a_browser_and_a_problem_for_a_script(
+    console: Server,
+) -> None:
+    signed_out = await console.client.get("/dashboard/no-such-page", headers=BROWSER)
+    assert_console_error_page(signed_out, 404, "Page not found", 'href="/dashboard"')
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    page = await signed.client.get("/dashboard/no/such/page", headers=BROWSER)
+    assert_console_error_page(page, 404, "Page not found")
+    assert "/openapi.json" not in page.text
+    wrong_method = await signed.client.delete("/dashboard/users", headers=BROWSER)
+    assert_console_error_page(wrong_method, 405, "Not allowed here")
+    assert "GET" in wrong_method.headers["allow"]
+
+    for accept in ("application/json", "*/*"):
+        script = await signed.client.get("/dashboard/no-such-page", headers={"Accept": accept})
+        assert script.status_code == 404
+        assert script.headers["content-type"] == "application/problem+json"
+        assert script.json()["type"] == "not_found"
+    api = await console.client.get("/v1/no-such-route", headers=BROWSER)  # the API's answers stay problems
+    assert api.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_database_outage_is_the_consoles_503_page_for_a_browser_and_a_problem_for_a_script(
+    console: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+
+    async def unreachable(*_args: object, **_kwargs: object) -> None:
+        raise StoreUnavailable("database unavailable: connection refused")
+
+    monkeypatch.setattr(console.store.conversations, "find", unreachable)
+    monkeypatch.setattr(console.store.users, "by_email", unreachable)
+    page = await signed.client.get("/dashboard/conversations", headers=BROWSER)
+    assert_console_error_page(page, 503, "Service unavailable", "The database is not reachable right now.")
+    assert page.headers["retry-after"] == "2"
+    assert "connection refused" not in page.text
+    assert "owner@example.com" in page.text  # signed in: the console's nav and who is signed in
+
+    async with another_client(console) as stranger:
+        form = await stranger.get("/dashboard/sign-in")
+        signing_in = await stranger.post(
+            "/dashboard/sign-in",
+            data={"email": "owner@example.com", "password": PASSWORD, "csrf_token": csrf_token_in(form.text)},
+            headers=BROWSER,
+        )
+    assert_console_error_page(signing_in, 503, "The database is not reachable right now.")
+
+    script = await signed.client.get("/dashboard/conversations", headers={"Accept": "application/json"})
+    assert script.status_code == 503 and script.headers["content-type"] == "application/problem+json"
+    assert script.json()["type"] == "unavailable" and script.headers["retry-after"] == "2"
 
 
 @pytest.mark.parametrize(

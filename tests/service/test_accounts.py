@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import pytest
 from argon2 import PasswordHasher
@@ -92,7 +93,7 @@ async def test_wrong_password_unknown_email_and_disabled_account_are_refused_ali
     await accounts.create_user("ada@example.com", "owner", PASSWORD, CLI_ACTOR)
     gone = await accounts.create_user("bob@example.com", "viewer", PASSWORD, CLI_ACTOR)
     await accounts.disable_user(gone.id, CLI_ACTOR)
-    refusals = []
+    refusals: list[tuple[type[SignInRefused], str, str]] = []
     for email, password in [
         ("ada@example.com", "not the password"),
         ("nobody@example.com", PASSWORD),
@@ -208,7 +209,7 @@ async def test_hashes_run_off_the_event_loop_a_few_at_a_time(store: Store, clock
     most = 0
 
     class CountingHasher(PasswordHasher):
-        def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
             nonlocal running, most
             running += 1
             most = max(most, running)

@@ -120,6 +120,15 @@ def sideways_overflow(page: Page) -> Any:
     return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
 
 
+def wider_than_their_cards(page: Page) -> Any:
+    """The values on a phone's record cards that reach past their card's edge (cut off by its scroll box)."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('.records td > *')]
+            .filter(value => value.getBoundingClientRect().right > value.closest('tr').getBoundingClientRect().right + 1)
+            .map(value => value.textContent)"""
+    )
+
+
 def test_an_editor_watches_revokes_issues_and_erases(
     page: Page, server: ServeProcess, accounts: None, customer: Customer
 ) -> None:
@@ -229,6 +238,7 @@ def test_the_pages_fit_a_phone_and_search_takes_the_keyboard(
         phone.goto(server.base + path)
         expect(phone.locator("h1")).to_be_visible()
         assert sideways_overflow(phone) == 0, f"{path} scrolls sideways by {sideways_overflow(phone)} px"
+        assert wider_than_their_cards(phone) == [], path
         shoot(phone, name)
 
     # The keyboard alone: in the search box, Enter searches.

@@ -109,3 +109,20 @@ def test_keyboard_only_sign_in(page: Page, server: ServeProcess, accounts: dict[
     assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") not in ("", "none")
     page.keyboard.press("Enter")
     expect(page.locator("main")).to_be_focused()
+
+
+def test_an_address_with_no_page_is_the_consoles_own_404_page(
+    page: Page, server: ServeProcess, accounts: dict[str, str], page_errors: PageErrors
+) -> None:
+    sign_in_page(page, server.base, accounts["viewer"])
+    answer = page.goto(f"{server.base}/dashboard/conversationz")
+    assert answer is not None and answer.status == 404
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    assert page.evaluate("getComputedStyle(document.body).margin") == "0px"  # the console's own stylesheet
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "console-404.png"))
+    page.get_by_role("link", name="Back to the console").click()
+    expect(page).to_have_url(f"{server.base}/dashboard")
+    assert page_errors.exceptions == []
+    assert [message for message in page_errors.console if "404" not in message] == []

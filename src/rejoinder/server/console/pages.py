@@ -69,6 +69,7 @@ class Flash:
 
 templates = jinja2.Environment(
     loader=jinja2.PackageLoader("rejoinder.server.console", "templates"),
+    auto_reload=False,  # the templates are the package's: no need to look at their files on every page
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,

@@ -83,6 +83,7 @@ async def test_each_page_renders_for_a_viewer_without_change_buttons(console: Co
     assert "where is my parcel" in page.text and 'class="message message-customer"' in page.text
     assert 'class="message message-bot"' in page.text
     assert console.token_id in page.text
+    assert "<dt>Started</dt><dd><time datetime=" in page.text
     # Its tokens are this conversation's: no column says so.
     assert 'data-label="Conversation"' not in page.text
     assert f'data-live="/dashboard/conversations/{cid}/messages"' in page.text

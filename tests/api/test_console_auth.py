@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -10,7 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rejoinder.server.console.pages import MAX_PROBLEM_BYTES, ConsoleHtmlProblems
 from rejoinder.server.ops.logs import JsonFormatter
 from rejoinder.service import accounts as accounts_module
 from rejoinder.skills import Bot
@@ -220,6 +223,46 @@ async def test_a_database_outage_is_the_consoles_503_page_for_a_browser_and_a_pr
     script = await signed.client.get("/dashboard/conversations", headers={"Accept": "application/json"})
     assert script.status_code == 503 and script.headers["content-type"] == "application/problem+json"
     assert script.json()["type"] == "unavailable" and script.headers["retry-after"] == "2"
+
+
+def problem_app(body: bytes, *, chunks: int = 1, content_type: str = "application/problem+json") -> ASGIApp:
+    """An app that answers every request 503 with ``body`` in ``chunks`` parts, as the server's refusals do."""
+
+    async def app(_scope: Scope, _receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", content_type.encode()), (b"retry-after", b"2")]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        size = -(-len(body) // chunks)
+        for n in range(chunks):
+            part = body[n * size : (n + 1) * size]
+            await send({"type": "http.response.body", "body": part, "more_body": n < chunks - 1})
+
+    return app
+
+
+async def test_a_problem_in_parts_is_one_page_and_a_long_or_other_answer_passes_as_it_is() -> None:
+    problem = json.dumps({"type": "unavailable", "title": "Busy", "status": 503, "detail": "Try again soon."})
+
+    async def answer(app: ASGIApp, path: str = "/dashboard/x") -> httpx.Response:
+        transport = httpx.ASGITransport(app=ConsoleHtmlProblems(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://rejoinder.test") as client:
+            return await client.get(path, headers=BROWSER)
+
+    page = await answer(problem_app(problem.encode(), chunks=3))
+    assert page.status_code == 503 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "Busy" in page.text and "Try again soon." in page.text and page.headers["retry-after"] == "2"
+    assert int(page.headers["content-length"]) == len(page.content)
+
+    long = json.dumps({"title": "Busy", "detail": "x" * MAX_PROBLEM_BYTES}).encode()
+    passed = await answer(problem_app(long, chunks=4))
+    assert passed.headers["content-type"] == "application/problem+json" and passed.content == long
+    csv = await answer(problem_app(b"a,b\n", content_type="text/csv"))
+    assert csv.headers["content-type"] == "text/csv" and csv.content == b"a,b\n"
+    unreadable = await answer(problem_app(b"not json"))
+    assert (
+        unreadable.headers["content-type"] == "application/problem+json" and unreadable.content == b"not json"
+    )
+    api = await answer(problem_app(problem.encode()), "/v1/conversations")
+    assert api.headers["content-type"] == "application/problem+json"
 
 
 @pytest.mark.parametrize(

@@ -14,14 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, expect
+from playwright.sync_api import Browser, Dialog, Page, ViewportSize, expect
 
 from rejoinder.store import Store
 from tests.helpers.console import create_user, sign_in_page
 from tests.helpers.processes import ServeProcess
 
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 EDITOR = "editor-pages@example.com"
 VIEWER = "viewer-pages@example.com"
 

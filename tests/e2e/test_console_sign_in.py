@@ -6,13 +6,13 @@ import contextlib
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from tests.helpers.console import PASSWORD, create_user_in, sign_in_page
 from tests.helpers.processes import ServeProcess
 from tests.helpers.site import ARTIFACTS, PageErrors
 
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 # The first test also waits for the shared server to start: on a loaded machine, more than the default two minutes.
 pytestmark = pytest.mark.timeout(300)
 

@@ -422,6 +422,19 @@ async def test_owners_manage_users_and_each_change_is_audited_with_who(console: 
     assert all(row.ip == "127.0.0.1" for row in rows if row.detail["key_id"].startswith("console:"))
 
 
+async def test_the_last_owner_is_offered_no_disable_button(console: Server) -> None:
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    owner = signed.user
+    alone = await signed.client.get("/dashboard/users")
+    assert f"/dashboard/users/{owner.id}/disable" not in alone.text
+    assert "The only owner: make another owner before disabling this one." in alone.text
+    second = await create_user(console.store, "second-owner@example.com", "owner")
+    two = await signed.client.get("/dashboard/users")
+    assert f"/dashboard/users/{owner.id}/disable" in two.text
+    assert f"/dashboard/users/{second.id}/disable" in two.text
+    assert "The only owner" not in two.text
+
+
 async def test_signing_out_ends_the_session(console: Server) -> None:
     signed = await sign_in(console.client, console.store, "owner@example.com")
     cookie = console.client.cookies.get("rejoinder_console")

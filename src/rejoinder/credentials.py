@@ -1,11 +1,11 @@
 """Credentials and public ids: how each is spelled, made and stored.
 
 A credential is a readable prefix and 256 random bits as 43 URL-safe base64 characters: ``rjt_`` conversation
-token, ``pk_`` SDK key, ``sk_`` secret key, ``ses_`` session. Only its SHA-256 is stored; lookups are by hash, so
-no secret is ever compared character by character.
+token, ``pk_`` SDK key, ``sk_`` secret key, ``ses_`` session, ``rjc_`` console session (the console's cookie).
+Only its SHA-256 is stored; lookups are by hash, so no secret is ever compared character by character.
 
 What logs, audits and the admin API show instead is a public id: a prefix and 24 hex digits (``tok_`` token,
-``key_`` API key, ``sid_`` session, ``cnv_`` conversation).
+``key_`` API key, ``sid_`` session, ``cnv_`` conversation, ``csn_`` console session, ``usr_`` console user).
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ TOKEN_PREFIX = "rjt_"
 SDK_KEY_PREFIX = "pk_"
 SECRET_KEY_PREFIX = "sk_"
 SESSION_PREFIX = "ses_"
+CONSOLE_SESSION_PREFIX = "rjc_"
 
 TOKEN_ID_PREFIX = "tok_"
 KEY_ID_PREFIX = "key_"
 SESSION_ID_PREFIX = "sid_"
 CONVERSATION_ID_PREFIX = "cnv_"
+CONSOLE_SESSION_ID_PREFIX = "csn_"
+CONSOLE_USER_ID_PREFIX = "usr_"
 
 # What every credential is drawn from unless its maker brings its own source (a turn replayed in a test):
 # the operating system's cryptographically strong randomness.
@@ -36,7 +39,8 @@ PUBLIC_ID_BYTES = 12
 PUBLIC_ID_DIGITS = f"[0-9a-f]{{{PUBLIC_ID_BYTES * 2}}}"
 
 _KINDS = "|".join(
-    prefix.removesuffix("_") for prefix in (TOKEN_PREFIX, SESSION_PREFIX, SECRET_KEY_PREFIX, SDK_KEY_PREFIX)
+    prefix.removesuffix("_")
+    for prefix in (TOKEN_PREFIX, SESSION_PREFIX, CONSOLE_SESSION_PREFIX, SECRET_KEY_PREFIX, SDK_KEY_PREFIX)
 )
 # A credential in free text, whole or cut short (from 16 characters of secret on), for logs to redact; the
 # group is its kind (``ses``), which a redacted line keeps.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -9,9 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rejoinder.server.console.pages import MAX_PROBLEM_BYTES, ConsoleHtmlProblems
+from rejoinder.server.ops.logs import JsonFormatter
 from rejoinder.service import accounts as accounts_module
 from rejoinder.skills import Bot
+from rejoinder.store import StoreUnavailable
 from rejoinder.store.tables import audit_events, console_users
 from tests.helpers.app import Server, running
 from tests.helpers.console import FAST_HASHER, PASSWORD, create_user, csrf_token_in, sign_in
@@ -150,6 +156,113 @@ async def test_pages_carry_the_security_headers(console: Server) -> None:
     css = await signed.client.get("/dashboard/static/console.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert (await signed.client.get("/dashboard/static/..%2Fsdk%2Falli.js")).status_code == 404
+
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def assert_console_error_page(answer: httpx.Response, status: int, *texts: str) -> None:
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    assert answer.headers["content-security-policy"] == CSP
+    assert int(answer.headers["content-length"]) == len(answer.content)
+    assert "http://" not in answer.text and "https://" not in answer.text  # nothing from another host
+    assert "<script>" not in answer.text and "style=" not in answer.text  # nothing inline
+    assert 'href="/dashboard/static/console.css' in answer.text  # the console's own look
+    for text in texts:
+        assert text in answer.text
+
+
+async def test_an_unknown_page_is_the_consoles_404_page_for_a_browser_and_a_problem_for_a_script(
+    console: Server,
+) -> None:
+    signed_out = await console.client.get("/dashboard/no-such-page", headers=BROWSER)
+    assert_console_error_page(signed_out, 404, "Page not found", 'href="/dashboard"')
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    page = await signed.client.get("/dashboard/no/such/page", headers=BROWSER)
+    assert_console_error_page(page, 404, "Page not found")
+    assert "/openapi.json" not in page.text
+    wrong_method = await signed.client.delete("/dashboard/users", headers=BROWSER)
+    assert_console_error_page(wrong_method, 405, "Not allowed here")
+    assert "GET" in wrong_method.headers["allow"]
+
+    for accept in ("application/json", "*/*"):
+        script = await signed.client.get("/dashboard/no-such-page", headers={"Accept": accept})
+        assert script.status_code == 404
+        assert script.headers["content-type"] == "application/problem+json"
+        assert script.json()["type"] == "not_found"
+    api = await console.client.get("/v1/no-such-route", headers=BROWSER)  # the API's answers stay problems
+    assert api.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_database_outage_is_the_consoles_503_page_for_a_browser_and_a_problem_for_a_script(
+    console: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+
+    async def unreachable(*_args: object, **_kwargs: object) -> None:
+        raise StoreUnavailable("database unavailable: connection refused")
+
+    monkeypatch.setattr(console.store.conversations, "find", unreachable)
+    monkeypatch.setattr(console.store.users, "by_email", unreachable)
+    page = await signed.client.get("/dashboard/conversations", headers=BROWSER)
+    assert_console_error_page(page, 503, "Service unavailable", "The database is not reachable right now.")
+    assert page.headers["retry-after"] == "2"
+    assert "connection refused" not in page.text
+    assert "owner@example.com" in page.text  # signed in: the console's nav and who is signed in
+
+    async with another_client(console) as stranger:
+        form = await stranger.get("/dashboard/sign-in")
+        signing_in = await stranger.post(
+            "/dashboard/sign-in",
+            data={"email": "owner@example.com", "password": PASSWORD, "csrf_token": csrf_token_in(form.text)},
+            headers=BROWSER,
+        )
+    assert_console_error_page(signing_in, 503, "The database is not reachable right now.")
+
+    script = await signed.client.get("/dashboard/conversations", headers={"Accept": "application/json"})
+    assert script.status_code == 503 and script.headers["content-type"] == "application/problem+json"
+    assert script.json()["type"] == "unavailable" and script.headers["retry-after"] == "2"
+
+
+def problem_app(body: bytes, *, chunks: int = 1, content_type: str = "application/problem+json") -> ASGIApp:
+    """An app that answers every request 503 with ``body`` in ``chunks`` parts, as the server's refusals do."""
+
+    async def app(_scope: Scope, _receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", content_type.encode()), (b"retry-after", b"2")]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        size = -(-len(body) // chunks)
+        for n in range(chunks):
+            part = body[n * size : (n + 1) * size]
+            await send({"type": "http.response.body", "body": part, "more_body": n < chunks - 1})
+
+    return app
+
+
+async def test_a_problem_in_parts_is_one_page_and_a_long_or_other_answer_passes_as_it_is() -> None:
+    problem = json.dumps({"type": "unavailable", "title": "Busy", "status": 503, "detail": "Try again soon."})
+
+    async def answer(app: ASGIApp, path: str = "/dashboard/x") -> httpx.Response:
+        transport = httpx.ASGITransport(app=ConsoleHtmlProblems(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://rejoinder.test") as client:
+            return await client.get(path, headers=BROWSER)
+
+    page = await answer(problem_app(problem.encode(), chunks=3))
+    assert page.status_code == 503 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "Busy" in page.text and "Try again soon." in page.text and page.headers["retry-after"] == "2"
+    assert int(page.headers["content-length"]) == len(page.content)
+
+    long = json.dumps({"title": "Busy", "detail": "x" * MAX_PROBLEM_BYTES}).encode()
+    passed = await answer(problem_app(long, chunks=4))
+    assert passed.headers["content-type"] == "application/problem+json" and passed.content == long
+    csv = await answer(problem_app(b"a,b\n", content_type="text/csv"))
+    assert csv.headers["content-type"] == "text/csv" and csv.content == b"a,b\n"
+    unreadable = await answer(problem_app(b"not json"))
+    assert (
+        unreadable.headers["content-type"] == "application/problem+json" and unreadable.content == b"not json"
+    )
+    api = await answer(problem_app(problem.encode()), "/v1/conversations")
+    assert api.headers["content-type"] == "application/problem+json"
 
 
 @pytest.mark.parametrize(
@@ -309,6 +422,19 @@ async def test_owners_manage_users_and_each_change_is_audited_with_who(console: 
     assert all(row.ip == "127.0.0.1" for row in rows if row.detail["key_id"].startswith("console:"))
 
 
+async def test_the_last_owner_is_offered_no_disable_button(console: Server) -> None:
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    owner = signed.user
+    alone = await signed.client.get("/dashboard/users")
+    assert f"/dashboard/users/{owner.id}/disable" not in alone.text
+    assert "The only owner: make another owner before disabling this one." in alone.text
+    second = await create_user(console.store, "second-owner@example.com", "owner")
+    two = await signed.client.get("/dashboard/users")
+    assert f"/dashboard/users/{owner.id}/disable" in two.text
+    assert f"/dashboard/users/{second.id}/disable" in two.text
+    assert "The only owner" not in two.text
+
+
 async def test_signing_out_ends_the_session(console: Server) -> None:
     signed = await sign_in(console.client, console.store, "owner@example.com")
     cookie = console.client.cookies.get("rejoinder_console")
@@ -317,6 +443,24 @@ async def test_signing_out_ends_the_session(console: Server) -> None:
     # Even the old cookie, sent again, is no session any more.
     console.client.cookies.set("rejoinder_console", cookie or "", domain="rejoinder.test", path="/dashboard")
     assert (await console.client.get("/dashboard")).status_code == 303
+
+
+async def test_a_console_session_never_reaches_the_logs(
+    console: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    signed = await sign_in(console.client, console.store, "owner@example.com")
+    secret = console.client.cookies.get("rejoinder_console")
+    assert secret is not None and secret.startswith("rjc_")
+    # Pasted where a path goes, the access log would carry it.
+    lost = await signed.client.get(f"/dashboard/conversations/{secret}")
+    assert lost.status_code == 404
+
+    lines = [
+        JsonFormatter().format(record) for record in caplog.records if not record.name.startswith("httpx")
+    ]
+    assert any("/dashboard/conversations/rjc_[redacted]" in line for line in lines)
+    assert not any(secret[len("rjc_") :] in line for line in lines)
 
 
 async def test_an_idle_session_ends(console: Server) -> None:

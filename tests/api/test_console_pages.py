@@ -83,6 +83,9 @@ async def test_each_page_renders_for_a_viewer_without_change_buttons(console: Co
     assert "where is my parcel" in page.text and 'class="message message-customer"' in page.text
     assert 'class="message message-bot"' in page.text
     assert console.token_id in page.text
+    assert "<dt>Started</dt><dd><time datetime=" in page.text
+    # Its tokens are this conversation's: no column says so.
+    assert 'data-label="Conversation"' not in page.text
     assert f'data-live="/dashboard/conversations/{cid}/messages"' in page.text
     for change in ("/revoke", "/erase", f'{cid}/tokens"', "Issue a token"):
         assert change not in page.text, change
@@ -92,6 +95,7 @@ async def test_each_page_renders_for_a_viewer_without_change_buttons(console: Co
 
     tokens = await http.get("/dashboard/tokens")
     assert tokens.status_code == 200 and console.token_id in tokens.text and "Revoke" not in tokens.text
+    assert f'<td data-label="Conversation"><a href="/dashboard/conversations/{cid}">' in tokens.text
     audit = await http.get("/dashboard/audit")
     assert audit.status_code == 200 and "Download CSV" in audit.text
     for path in ("/dashboard/static/records.css", "/dashboard/static/conversation.js"):

@@ -12,14 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, expect
+from playwright.sync_api import Browser, Dialog, Page, ViewportSize, expect
 
 from rejoinder.store import Store
 from tests.helpers.console import create_user, in_store, sign_in_page
 from tests.helpers.processes import ServeProcess
 
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 EDITOR = "editor-pages@example.com"
 VIEWER = "viewer-pages@example.com"
 
@@ -110,6 +110,15 @@ def accept_confirmations(page: Page) -> None:
 
 def sideways_overflow(page: Page) -> Any:
     return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
+
+def wider_than_their_cards(page: Page) -> Any:
+    """The values on a phone's record cards that reach past their card's edge (cut off by its scroll box)."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('.records td > *')]
+            .filter(value => value.getBoundingClientRect().right > value.closest('tr').getBoundingClientRect().right + 1)
+            .map(value => value.textContent)"""
+    )
 
 
 def test_an_editor_watches_revokes_issues_and_erases(
@@ -221,6 +230,7 @@ def test_the_pages_fit_a_phone_and_search_takes_the_keyboard(
         phone.goto(server.base + path)
         expect(phone.locator("h1")).to_be_visible()
         assert sideways_overflow(phone) == 0, f"{path} scrolls sideways by {sideways_overflow(phone)} px"
+        assert wider_than_their_cards(phone) == [], path
         shoot(phone, name)
 
     # The keyboard alone: in the search box, Enter searches.

@@ -78,6 +78,17 @@ def test_an_owner_rotates_a_key_and_the_old_one_works_during_the_overlap(
     expect(card).to_contain_text("retires")
     expect(card.get_by_role("button", name=f"Rotate {old_id}")).to_have_count(0)
     assert new_key not in page.content()  # shown once, never again
+    # Every key's Revoke is in the same place, at the end of its card, whether the key can be rotated or not.
+    gaps = page.evaluate(
+        """() => [...document.querySelectorAll('.key-card')].map(card => {
+            const revoke = card.querySelector('a.button-danger');
+            const style = getComputedStyle(card);
+            const end = card.getBoundingClientRect().right - parseFloat(style.borderRightWidth)
+                - parseFloat(style.paddingRight);
+            return revoke && Math.round(end - revoke.getBoundingClientRect().right);
+        }).filter(gap => gap !== null)"""
+    )
+    assert len(gaps) >= 3 and set(gaps) == {0}, gaps
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 

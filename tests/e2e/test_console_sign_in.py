@@ -1,18 +1,21 @@
-"""The console in a browser: signing in and out, the nav and the role, a phone, and the keyboard alone."""
+"""The console in a browser: signing in and out, the nav and the role, a phone, the keyboard alone, and the 404
+page. Screenshots of the sign-in and Users pages go to docs/images/."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from tests.helpers.console import PASSWORD, create_user_in, sign_in_page
 from tests.helpers.processes import ServeProcess
 from tests.helpers.site import ARTIFACTS, PageErrors
 
-PHONE = {"width": 390, "height": 844}
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+PHONE: ViewportSize = {"width": 390, "height": 844}
 # The first test also waits for the shared server to start: on a loaded machine, more than the default two minutes.
 pytestmark = pytest.mark.timeout(300)
 
@@ -109,3 +112,36 @@ def test_keyboard_only_sign_in(page: Page, server: ServeProcess, accounts: dict[
     assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") not in ("", "none")
     page.keyboard.press("Enter")
     expect(page.locator("main")).to_be_focused()
+
+
+def test_an_address_with_no_page_is_the_consoles_own_404_page(
+    page: Page, server: ServeProcess, accounts: dict[str, str], page_errors: PageErrors
+) -> None:
+    sign_in_page(page, server.base, accounts["viewer"])
+    answer = page.goto(f"{server.base}/dashboard/conversationz")
+    assert answer is not None and answer.status == 404
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    assert page.evaluate("getComputedStyle(document.body).margin") == "0px"  # the console's own stylesheet
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "console-404.png"))
+    page.get_by_role("link", name="Back to the console").click()
+    expect(page).to_have_url(f"{server.base}/dashboard")
+    assert page_errors.exceptions == []
+    assert [message for message in page_errors.console if "404" not in message] == []
+
+
+def test_the_sign_in_and_users_pages_for_the_docs(
+    page: Page, server: ServeProcess, accounts: dict[str, str], page_errors: PageErrors
+) -> None:
+    page.goto(f"{server.base}/dashboard/sign-in")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMAGES / "console-sign-in.png"))
+    sign_in_page(page, server.base, accounts["owner"])
+    page.goto(f"{server.base}/dashboard/users")
+    for email in accounts.values():
+        expect(page.locator(".user-card", has_text=email)).to_be_visible()
+    expect(page.get_by_role("button", name="Create user")).to_be_visible()
+    page.screenshot(path=str(IMAGES / "console-users.png"), full_page=True)
+    assert page_errors.exceptions == []

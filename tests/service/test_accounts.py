@@ -4,12 +4,14 @@ limited per account and per IP, and sessions that end (signed out, idle, too old
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import pytest
 from argon2 import PasswordHasher
 
-from rejoinder.service.accounts import CLI_ACTOR, Accounts, SignInLimits
+from rejoinder.service.accounts import CLI_ACTOR, Accounts, ConsoleSession, RecentSessions, SignInLimits
 from rejoinder.service.errors import (
     AccountExists,
     InvalidAccount,
@@ -18,6 +20,7 @@ from rejoinder.service.errors import (
     SignInThrottled,
 )
 from rejoinder.store import Store
+from rejoinder.store.records import ConsoleSessionRecord, ConsoleUserRecord
 from rejoinder.store.tables import audit_events
 from tests.helpers.console import FAST_HASHER, PASSWORD
 
@@ -90,7 +93,7 @@ async def test_wrong_password_unknown_email_and_disabled_account_are_refused_ali
     await accounts.create_user("ada@example.com", "owner", PASSWORD, CLI_ACTOR)
     gone = await accounts.create_user("bob@example.com", "viewer", PASSWORD, CLI_ACTOR)
     await accounts.disable_user(gone.id, CLI_ACTOR)
-    refusals = []
+    refusals: list[tuple[type[SignInRefused], str, str]] = []
     for email, password in [
         ("ada@example.com", "not the password"),
         ("nobody@example.com", PASSWORD),
@@ -206,11 +209,12 @@ async def test_hashes_run_off_the_event_loop_a_few_at_a_time(store: Store, clock
     most = 0
 
     class CountingHasher(PasswordHasher):
-        def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
             nonlocal running, most
             running += 1
             most = max(most, running)
             try:
+                time.sleep(0.2)  # long enough that the next in line overlaps it, however busy the machine
                 return super().verify(hash, password)
             finally:
                 running -= 1
@@ -236,3 +240,102 @@ async def test_hashes_run_off_the_event_loop_a_few_at_a_time(store: Store, clock
     assert all(isinstance(result, SignInRefused) for result in results)
     assert most == 2
     assert ticks > 0  # the loop went on while passwords were checked
+
+
+# ------------------------------------------------------------------------------------------ sessions kept a while
+
+
+def counting_session_reads(accounts: Accounts) -> list[str]:
+    """The hashes this service reads sessions from the store by, from now on."""
+    reads: list[str] = []
+    read = accounts.users.session
+
+    async def counted(session_hash: str) -> tuple[ConsoleSessionRecord, ConsoleUserRecord] | None:
+        reads.append(session_hash)
+        return await read(session_hash)
+
+    accounts.users.session = counted  # type: ignore[method-assign]
+    return reads
+
+
+async def test_a_session_is_read_from_the_store_once_per_recheck(store: Store, clock: Clock) -> None:
+    accounts = make_accounts(store, clock, session_recheck=5)
+    await accounts.create_user("ada@example.com", "owner", PASSWORD, CLI_ACTOR)
+    signed_in = await accounts.sign_in("ada@example.com", PASSWORD)
+    reads = counting_session_reads(accounts)
+    for _ in range(4):
+        assert await accounts.session(signed_in.secret) is not None
+        clock.advance(1)
+    assert reads == []  # kept since signing in
+    clock.advance(1)  # 5 s after signing in
+    assert await accounts.session(signed_in.secret) is not None
+    assert len(reads) == 1
+
+
+async def test_a_session_ended_by_another_worker_ends_here_within_the_recheck(
+    store: Store, clock: Clock
+) -> None:
+    here = make_accounts(store, clock, session_recheck=5)
+    elsewhere = make_accounts(store, clock, session_recheck=5)  # another worker, or the command line
+    await here.create_user("ada@example.com", "owner", PASSWORD, CLI_ACTOR)
+    bob = await here.create_user("bob@example.com", "editor", PASSWORD, CLI_ACTOR)
+
+    signed_out = await here.sign_in("ada@example.com", PASSWORD)
+    found = await elsewhere.session(signed_out.secret)
+    assert found is not None
+    await elsewhere.sign_out(found, CLI_ACTOR)
+    assert await elsewhere.session(signed_out.secret) is None  # at once where it was done
+    clock.advance(4.9)
+    assert await here.session(signed_out.secret) is not None  # kept here since signing in, 4.9 s ago
+    clock.advance(0.1)
+    assert await here.session(signed_out.secret) is None
+
+    before_reset = await here.sign_in("bob@example.com", PASSWORD)
+    await elsewhere.reset_password(bob.id, "a brand new password", CLI_ACTOR)
+    clock.advance(4.9)
+    assert await here.session(before_reset.secret) is not None
+    clock.advance(0.1)
+    assert await here.session(before_reset.secret) is None
+
+    before_disable = await here.sign_in("bob@example.com", "a brand new password")
+    await elsewhere.disable_user(bob.id, CLI_ACTOR)
+    clock.advance(4.9)
+    assert await here.session(before_disable.secret) is not None
+    clock.advance(0.1)
+    assert await here.session(before_disable.secret) is None
+
+
+async def test_a_kept_session_still_ends_when_idle_or_too_old(store: Store, clock: Clock) -> None:
+    accounts = make_accounts(store, clock, session_recheck=10_000)  # kept longer than it lives
+    await accounts.create_user("ada@example.com", "owner", PASSWORD, CLI_ACTOR)
+    idle = await accounts.sign_in("ada@example.com", PASSWORD)
+    clock.advance(601)
+    assert await accounts.session(idle.secret) is None
+
+    busy = await accounts.sign_in("ada@example.com", PASSWORD)
+    for _ in range(7):
+        clock.advance(500)
+        assert await accounts.session(busy.secret) is not None
+    clock.advance(101)  # 3601 s after signing in
+    assert await accounts.session(busy.secret) is None
+
+
+def test_recent_sessions_are_bounded_the_least_recently_used_dropped_first() -> None:
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    recent = RecentSessions(timedelta(seconds=5), size=2)
+    first, second, third = (console_session(n, now) for n in range(3))
+    recent.keep(first, now)
+    recent.keep(second, now)
+    assert recent.get(first.session.session_hash, now) == first  # now the most recently used
+    recent.keep(third, now)
+    assert len(recent) == 2
+    assert recent.get(second.session.session_hash, now) is None
+    assert recent.get(first.session.session_hash, now) == first
+    assert recent.get(third.session.session_hash, now + timedelta(seconds=5)) is None  # read 5 s ago
+
+
+def console_session(n: int, at: datetime) -> ConsoleSession:
+    user = ConsoleUserRecord(f"usr_{n}", f"u{n}@example.com", "hash", "viewer", at, at, None)
+    return ConsoleSession(
+        ConsoleSessionRecord(f"csn_{n}", f"{n:064x}", user.id, at, at, at + timedelta(hours=1), None), user
+    )

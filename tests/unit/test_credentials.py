@@ -9,6 +9,7 @@ import re
 import pytest
 
 from rejoinder.credentials import (
+    CONSOLE_SESSION_PREFIX,
     SDK_KEY_PREFIX,
     SECRET_KEY_PREFIX,
     SESSION_PREFIX,
@@ -20,7 +21,9 @@ from rejoinder.server.ops.logs import redact
 from rejoinder.tokens import is_well_formed, mint
 
 
-@pytest.mark.parametrize("prefix", [TOKEN_PREFIX, SDK_KEY_PREFIX, SECRET_KEY_PREFIX, SESSION_PREFIX])
+@pytest.mark.parametrize(
+    "prefix", [TOKEN_PREFIX, SDK_KEY_PREFIX, SECRET_KEY_PREFIX, SESSION_PREFIX, CONSOLE_SESSION_PREFIX]
+)
 def test_every_kind_of_credential_issued_is_redacted_from_logs(prefix: str) -> None:
     secret = new_secret(prefix)
 

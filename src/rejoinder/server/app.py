@@ -168,10 +168,12 @@ def create_app(
 
     # Added innermost first: the access log sees every answer, CORS headers reach even a 413 or a busy 503, and
     # a request takes an admission slot only once its whole body is in; the console's security headers are on
-    # every answer under /dashboard, the body limit's and admission's refusals included.
+    # every answer under /dashboard, the body limit's and admission's refusals included (a browser asking for a
+    # console page gets them as the console's HTML page).
     app.add_middleware(Admission, limit=settings.max_concurrent_requests, max_wait=settings.queue_timeout)
     app.add_middleware(BodyDeadline, timeout=settings.request_body_timeout)
     app.add_middleware(BodyLimit, limit=errors.MAX_BODY_BYTES)
+    app.add_middleware(console.ConsoleHtmlProblems)
     app.add_middleware(console.ConsoleHeaders)
     app.add_middleware(
         ServerCors, allowed_origins={origin for bot in bots.values() for origin in bot.config.allowed_origins}

@@ -13,6 +13,11 @@ A session is a random secret in the browser's cookie; the store keeps only its S
 signs out, after ``idle_timeout`` without a request, at ``lifetime`` after sign-in whatever happens, and when its
 user is disabled or has their password reset.
 
+A session found in the store is kept in this process for ``session_recheck`` seconds (5), so that a page makes one
+store read (its own), not two. Expiry is judged on every request all the same; signing out, disabling and resetting
+a password through this process end the session here at once; done by another worker or the command line, within
+``session_recheck`` seconds.
+
 Every change is written with its audit event, naming who made it (:class:`~rejoinder.service.resume.Actor`:
 ``console:<email>`` for a console user, ``cli`` for the command line).
 """
@@ -23,15 +28,23 @@ import asyncio
 import hashlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from rejoinder.credentials import hash_secret, new_public_id, new_secret
+from rejoinder.credentials import (
+    CONSOLE_SESSION_ID_PREFIX,
+    CONSOLE_SESSION_PREFIX,
+    CONSOLE_USER_ID_PREFIX,
+    hash_secret,
+    new_public_id,
+    new_secret,
+)
 from rejoinder.server.addresses import client_key
 from rejoinder.service.errors import (
     AccountExists,
@@ -51,9 +64,6 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # what a visitor may make the hasher read
 MAX_EMAIL_LENGTH = 254
 
-CONSOLE_SESSION_PREFIX = "rjc_"  # the secret in the browser's cookie
-CONSOLE_SESSION_ID_PREFIX = "csn_"
-CONSOLE_USER_ID_PREFIX = "usr_"
 # Console events concern no one bot: their audit events carry an empty bot id (the admin API, which lists a
 # bot's events, never shows them).
 CONSOLE_AUDIT_BOT = ""
@@ -61,6 +71,10 @@ CLI_ACTOR = Actor(key_id="cli")
 
 # How long a sign-in waits for the hasher before it is answered "busy".
 HASH_QUEUE_TIMEOUT = 10.0
+# How long a session read from the store is trusted in this process before it is read again: the longest a session
+# ended by another worker (or the command line) goes on working here. At most this many are kept.
+SESSION_RECHECK_SECONDS = 5.0
+RECENT_SESSIONS = 1000
 
 
 class FailureCounter(Protocol):
@@ -135,6 +149,7 @@ class Accounts:
         idle_timeout: float = 1800,
         lifetime: float = 12 * 3600,
         concurrent_hashes: int = 2,
+        session_recheck: float = SESSION_RECHECK_SECONDS,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.users = users
@@ -147,6 +162,7 @@ class Accounts:
         self.touch_every = min(timedelta(seconds=60), self.idle_timeout / 10)
         self._hashing = asyncio.Semaphore(concurrent_hashes)
         self._dummy_hash: str | None = None
+        self._recent = RecentSessions(timedelta(seconds=session_recheck), RECENT_SESSIONS)
 
     # ------------------------------------------------------------------------------------------ accounts
 
@@ -191,6 +207,7 @@ class Accounts:
             raise LastOwner(f"{user.email} is the only owner left: make another owner first.")
         audit = actor.audit("console_user_disabled", CONSOLE_AUDIT_BOT, self.clock(), user=user.email)
         disabled = await self.users.disable(user_id, audit)
+        self._recent.forget_user(user_id)
         if disabled is None:
             raise AccountNotFound("There is no such console user.")
         return disabled
@@ -202,6 +219,7 @@ class Accounts:
         now = self.clock()
         audit = actor.audit("console_password_reset", CONSOLE_AUDIT_BOT, now, user=user.email)
         changed = await self.users.set_password(user_id, await self._hash(password), now, audit)
+        self._recent.forget_user(user_id)
         if changed is None:
             raise AccountNotFound("There is no such console user.")
         return changed
@@ -251,6 +269,7 @@ class Accounts:
         await self.users.open_session(
             session, actor.audit("console_signed_in", CONSOLE_AUDIT_BOT, now, session_id=session.id)
         )
+        self._recent.keep(ConsoleSession(session, user), now)
         return SignedIn(secret, session, user)
 
     async def session(self, secret: str) -> ConsoleSession | None:
@@ -258,27 +277,41 @@ class Accounts:
         lifetime, or its user disabled."""
         if not secret.startswith(CONSOLE_SESSION_PREFIX) or len(secret) > 100:
             return None
-        found = await self.users.session(hash_secret(secret))
-        if found is None:
-            return None
-        session, user = found
+        session_hash = hash_secret(secret)
         now = self.clock()
-        if (
-            session.ended_at is not None
-            or user.disabled_at is not None
-            or now >= session.expires_at
-            or now - session.last_seen_at >= self.idle_timeout
-        ):
-            return None
-        if now - session.last_seen_at >= self.touch_every:
-            await self.users.touch_session(session.id, now)
-        return ConsoleSession(session, user)
+        found = self._recent.get(session_hash, now)
+        if found is None or not self._live(found, now):
+            # Only the store says a session is over: one kept here that looks over is read again.
+            stored = await self.users.session(session_hash)
+            if stored is None:
+                self._recent.forget(session_hash)
+                return None
+            found = ConsoleSession(*stored)
+            if not self._live(found, now):
+                self._recent.forget(session_hash)
+                return None
+            self._recent.keep(found, now)
+        if now - found.session.last_seen_at >= self.touch_every:
+            await self.users.touch_session(found.session.id, now)
+            found = ConsoleSession(replace(found.session, last_seen_at=now), found.user)
+            self._recent.update(found)
+        return found
+
+    def _live(self, found: ConsoleSession, now: datetime) -> bool:
+        session = found.session
+        return (
+            session.ended_at is None
+            and found.user.disabled_at is None
+            and now < session.expires_at
+            and now - session.last_seen_at < self.idle_timeout
+        )
 
     async def sign_out(self, found: ConsoleSession, actor: Actor) -> None:
         audit = actor.audit(
             "console_signed_out", CONSOLE_AUDIT_BOT, self.clock(), session_id=found.session.id
         )
         await self.users.end_session(found.session.id, audit)
+        self._recent.forget(found.session.session_hash)
 
     # ------------------------------------------------------------------------------------------ hashing
 
@@ -298,6 +331,53 @@ class Accounts:
 
     def _hasher_slot(self) -> _Slot:
         return _Slot(self._hashing)
+
+
+class RecentSessions:
+    """Sessions read from the store in the last ``recheck``, by hash: at most ``size``, the least recently used
+    dropped first."""
+
+    def __init__(self, recheck: timedelta, size: int) -> None:
+        self.recheck = recheck
+        self.size = size
+        self._kept: OrderedDict[str, tuple[ConsoleSession, datetime]] = OrderedDict()
+
+    def get(self, session_hash: str, now: datetime) -> ConsoleSession | None:
+        """The session kept for this hash, unless it was read ``recheck`` ago or more (or the clock went back)."""
+        kept = self._kept.get(session_hash)
+        if kept is None:
+            return None
+        found, read_at = kept
+        if not read_at <= now < read_at + self.recheck:
+            del self._kept[session_hash]
+            return None
+        self._kept.move_to_end(session_hash)
+        return found
+
+    def keep(self, found: ConsoleSession, read_at: datetime) -> None:
+        """Keep ``found``, just read from the store at ``read_at``."""
+        if self.recheck <= timedelta(0):
+            return
+        self._kept[found.session.session_hash] = (found, read_at)
+        self._kept.move_to_end(found.session.session_hash)
+        while len(self._kept) > self.size:
+            self._kept.popitem(last=False)
+
+    def update(self, found: ConsoleSession) -> None:
+        """Replace a kept session by a newer form of it, as old as the one replaced (a touch is no read)."""
+        kept = self._kept.get(found.session.session_hash)
+        if kept is not None:
+            self._kept[found.session.session_hash] = (found, kept[1])
+
+    def forget(self, session_hash: str) -> None:
+        self._kept.pop(session_hash, None)
+
+    def forget_user(self, user_id: str) -> None:
+        for session_hash in [h for h, (found, _) in self._kept.items() if found.user.id == user_id]:
+            del self._kept[session_hash]
+
+    def __len__(self) -> int:
+        return len(self._kept)
 
 
 class _Slot:

@@ -192,12 +192,16 @@ def _open_session(conn: sa.Connection, session_row: dict[str, Any], audit_row: d
     conn.execute(audit_events.insert(), audit_row)
 
 
+# A session and its user in one statement: the user's columns as account_<name>.
+_SESSION_WITH_USER = sa.select(
+    console_sessions, *(column.label(f"account_{column.key}") for column in console_users.c)
+).join(console_users, console_users.c.id == console_sessions.c.user_id)
+
+
 def _session_with_user(
     conn: sa.Connection, session_hash: str
 ) -> tuple[ConsoleSessionRecord, ConsoleUserRecord] | None:
-    row = conn.execute(
-        sa.select(console_sessions).where(console_sessions.c.session_hash == session_hash)
-    ).first()
+    row = conn.execute(_SESSION_WITH_USER.where(console_sessions.c.session_hash == session_hash)).first()
     if row is None:
         return None
     session = ConsoleSessionRecord(
@@ -209,8 +213,15 @@ def _session_with_user(
         expires_at=row.expires_at,
         ended_at=row.ended_at,
     )
-    user = _user_by_id(conn, row.user_id)
-    assert user is not None  # the foreign key holds it
+    user = ConsoleUserRecord(
+        id=row.user_id,
+        email=row.account_email,
+        password_hash=row.account_password_hash,
+        role=row.account_role,
+        created_at=row.account_created_at,
+        password_changed_at=row.account_password_changed_at,
+        disabled_at=row.account_disabled_at,
+    )
     return session, user
 
 

@@ -31,7 +31,9 @@ A page is a route on an ``APIRouter`` of its own module here, included in :data:
   Static files (CSS, JS) live in ``rejoinder/web/console/`` and are linked with ``{{ static("console.css") }}``.
 
 Every answer under ``/dashboard`` carries a strict Content-Security-Policy (nothing from another host, no inline
-script or style), ``nosniff``, ``Referrer-Policy: same-origin`` and, but for static files, ``no-store``.
+script or style), ``nosniff``, ``Referrer-Policy: same-origin`` and, but for static files, ``no-store``. A problem
+document the server answers there (an unknown page's 404, a 503 when the database is down or the server busy) is
+shown to a browser as ``error.html``; a script that asks for JSON gets the problem document.
 """
 
 from __future__ import annotations
@@ -41,7 +43,14 @@ from redis.asyncio import Redis
 
 from rejoinder.config import Settings
 from rejoinder.server.console import audit, conversations, keys, overview, sign_in, skills, tokens, users
-from rejoinder.server.console.pages import ConsoleHeaders, Flash, install_handlers, render, static_router
+from rejoinder.server.console.pages import (
+    ConsoleHeaders,
+    ConsoleHtmlProblems,
+    Flash,
+    install_handlers,
+    render,
+    static_router,
+)
 from rejoinder.server.console.session import (
     CSRF_FIELD,
     SESSION_COOKIE,
@@ -64,6 +73,7 @@ __all__ = [
     "CSRF_FIELD",
     "SESSION_COOKIE",
     "ConsoleHeaders",
+    "ConsoleHtmlProblems",
     "Editor",
     "Flash",
     "Owner",

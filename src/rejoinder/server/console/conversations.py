@@ -231,7 +231,6 @@ class ConversationRow:
     node_id: str | None
     user_id: str | None
     messages: int
-    created: ShownTime | None
     updated: ShownTime | None
     href: str
 
@@ -246,7 +245,6 @@ def _conversation_row(conversation: ConversationRecord | ConversationSummary) ->
         node_id=conversation.node_id,
         user_id=user_id if isinstance(user_id, str) else None,
         messages=conversation.last_seq,
-        created=shown_time(conversation.created_at),
         updated=shown_time(conversation.updated_at),
         href=f"{CONVERSATIONS}/{conversation.id}",
     )
@@ -258,6 +256,7 @@ def _view(view: ConversationView) -> dict[str, Any]:
     ]
     pending = view.pending or {}
     return {
+        "started": shown_time(view.conversation.created_at),
         "bot_version": view.bot_version,
         "waiting": view.waiting,
         "variables": variables,

@@ -1,9 +1,10 @@
 """How console pages are made and answered: the templates, ``render``, the security headers, the static files,
-and the HTML answers to refusals."""
+and the HTML answers to refusals and to the server's problem documents."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -13,10 +14,11 @@ from typing import Any
 import jinja2
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rejoinder.server.console.session import PREFIX, ConsoleRefused, SignInRequired, sign_in_url, signed_in
+from rejoinder.server.errors import PROBLEM_MEDIA_TYPE
 from rejoinder.service.accounts import role_allows
 
 # Nothing on a console page comes from another host, runs inline, or may be framed.
@@ -25,6 +27,13 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'self'; base-uri 'none'"
 )
 STATIC_CACHE_SECONDS = 300
+# A problem document longer than this is passed on as it is (the server's are a few hundred bytes).
+MAX_PROBLEM_BYTES = 16 * 1024
+# How a console page words the problems whose API wording speaks of the API; others keep their title and detail.
+_PAGE_PROBLEMS = {
+    404: ("Page not found", "There is no page at this address in the console."),
+    405: ("Not allowed here", "This address does not take this kind of request."),
+}
 _STATIC_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -60,6 +69,7 @@ class Flash:
 
 templates = jinja2.Environment(
     loader=jinja2.PackageLoader("rejoinder.server.console", "templates"),
+    auto_reload=False,  # the templates are the package's: no need to look at their files on every page
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
@@ -193,3 +203,72 @@ class ConsoleHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _in_console(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+class ConsoleHtmlProblems:
+    """ASGI middleware: a problem document answered under ``/dashboard`` to a browser's request for a page (one
+    that accepts ``text/html``) becomes the console's error page, with the same status and headers
+    (``Retry-After``, ``Allow``). Any other client, such as the live transcript's script, gets the problem
+    document."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or not _in_console(scope.get("path", ""))
+            or "text/html" not in Headers(scope=scope).get("accept", "")
+        ):
+            await self.app(scope, receive, send)
+            return
+        problem: Message | None = None  # a problem's start, held until its body is known
+        passing = False  # a problem too long to be one of ours: passed on as it is
+        body = bytearray()
+
+        async def send_problem_as_page(message: Message) -> None:
+            nonlocal problem, passing
+            if problem is None or passing:
+                if message["type"] == "http.response.start" and _is_problem(message):
+                    problem = message
+                else:
+                    await send(message)
+                return
+            body.extend(message.get("body", b""))
+            more = bool(message.get("more_body", False))
+            if len(body) > MAX_PROBLEM_BYTES:
+                passing = True
+                await send(problem)
+                await send({"type": "http.response.body", "body": bytes(body), "more_body": more})
+            elif not more:
+                await _send_page(scope, problem, bytes(body), send)
+
+        await self.app(scope, receive, send_problem_as_page)
+
+
+def _is_problem(start: Message) -> bool:
+    return Headers(raw=start["headers"]).get("content-type", "").startswith(PROBLEM_MEDIA_TYPE)
+
+
+async def _send_page(scope: Scope, start: Message, body: bytes, send: Send) -> None:
+    """The console's error page for the problem document ``body`` answered with ``start``; the document as it
+    is when it cannot be read."""
+    try:
+        problem = json.loads(body)
+        title, message = str(problem["title"]), str(problem["detail"])
+    except (ValueError, KeyError, TypeError):
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+        return
+    status = int(start["status"])
+    title, message = _PAGE_PROBLEMS.get(status, (title, message))
+    page = render(Request(scope), "error.html", {"title": title, "message": message}, status=status)
+    headers = MutableHeaders(raw=list(start["headers"]))
+    headers["content-type"] = "text/html; charset=utf-8"
+    headers["content-length"] = str(len(page.body))
+    await send({"type": "http.response.start", "status": status, "headers": headers.raw})
+    await send({"type": "http.response.body", "body": bytes(page.body)})

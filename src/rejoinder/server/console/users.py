@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from rejoinder.server.console.pages import Flash, render
 from rejoinder.server.console.session import PREFIX, Owner, accounts, actor, form_of
-from rejoinder.service.accounts import MIN_PASSWORD_LENGTH, ROLES
+from rejoinder.service.accounts import MIN_PASSWORD_LENGTH, ROLES, SESSION_RECHECK_SECONDS
 from rejoinder.service.errors import (
     AccountExists,
     AccountNotFound,
@@ -22,8 +22,10 @@ USERS = PREFIX + "/users"
 # What a change that worked says, after its redirect (by name: a query string never puts text on the page).
 NOTICES = {
     "created": "The user was created.",
-    "disabled": "The user was disabled and signed out everywhere.",
-    "password_reset": "The password was changed and the user signed out everywhere.",
+    "disabled": f"The user was disabled and signed out (on every server within {SESSION_RECHECK_SECONDS:g} s).",
+    "password_reset": (
+        f"The password was changed and the user signed out (on every server within {SESSION_RECHECK_SECONDS:g} s)."
+    ),
 }
 # A password is hashed by the same few hashers as sign-ins: a flood of those can keep a change waiting too long.
 _STATUS = {
@@ -39,8 +41,11 @@ async def _page(
     request: Request, flashes: list[Flash], *, status: int = 200, form: dict[str, str] | None = None
 ) -> Response:
     users = await accounts(request).list_users()
+    active_owners = [user.id for user in users if user.role == "owner" and user.disabled_at is None]
     context = {
         "users": users,
+        # The last owner who can sign in cannot be disabled (the service refuses): no button offers it.
+        "last_owner": active_owners[0] if len(active_owners) == 1 else None,
         "roles": list(reversed(ROLES)),
         "min_password_length": MIN_PASSWORD_LENGTH,
         "form": form or {"email": "", "role": "viewer"},

@@ -41,14 +41,25 @@ def create_engine(
     """
     if url.get_backend_name() == "sqlite":
         return create_sqlite_sync_engine(url, busy_timeout=busy_timeout)
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=POSTGRES_POOL_SIZE,
         max_overflow=POSTGRES_POOL_SIZE,
-        pool_pre_ping=True,
         pool_timeout=busy_timeout,
         connect_args={"timeout": connect_timeout, "command_timeout": command_timeout},
     )
+    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Hand out no pooled connection that the server closed (it restarted, or a proxy reset it).
+
+    Instead of a ping (a round trip on every checkout), ask the driver: its event loop has read the server's
+    goodbye or the reset already. The pool then opens a new connection in its place.
+    """
+    if dbapi_connection.driver_connection.is_closed():
+        raise sa.exc.DisconnectionError("the server closed this pooled connection")
 
 
 def create_sqlite_sync_engine(url: sa.URL, *, busy_timeout: float = 5.0) -> sa.Engine:

@@ -139,7 +139,9 @@ class CountingProxy:
             task.cancel()
         await asyncio.gather(*forwarding, return_exceptions=True)
 
-    async def _forward(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+    async def _forward(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -167,4 +169,3 @@ class CountingProxy:
                 await sink.drain()
         with contextlib.suppress(OSError):
             sink.close()
-

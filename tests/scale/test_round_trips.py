@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from rejoinder.config import Settings
 from rejoinder.server.app import create_app
 from rejoinder.service.keys import create_keys
-from rejoinder.skills import Bot, load_bot
+from rejoinder.skills import load_bot
 from rejoinder.store import Store
 from tests.helpers.bots import EXAMPLE_BOT
 from tests.helpers.pgwire import PLAIN, CountingProxy, RoundTrip

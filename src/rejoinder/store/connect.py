@@ -41,15 +41,34 @@ def create_engine(
     """
     if url.get_backend_name() == "sqlite":
         return create_sqlite_sync_engine(url, busy_timeout=busy_timeout)
+    connect_args: dict[str, Any] = {"timeout": connect_timeout, "command_timeout": command_timeout}
+    if behind_transaction_pooler(url):
+        # Unnamed statements only (a named one would stay on whichever server connection parsed it), none kept.
+        connect_args.update(statement_cache_size=0, prepared_statement_name_func=_unnamed)
     engine = create_async_engine(
         url,
         pool_size=POSTGRES_POOL_SIZE,
         max_overflow=POSTGRES_POOL_SIZE,
         pool_timeout=busy_timeout,
-        connect_args={"timeout": connect_timeout, "command_timeout": command_timeout},
+        connect_args=connect_args,
     )
     event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
     return engine
+
+
+def behind_transaction_pooler(url: sa.URL) -> bool:
+    """Whether the URL reaches PostgreSQL through a pooler in transaction mode (PgBouncer's ``pool_mode =
+    transaction``), which it says by turning the prepared statement cache off
+    (``?prepared_statement_cache_size=0``).
+
+    Such a pooler gives each transaction whichever server connection is free: a statement prepared in one
+    exchange and run in the next must be in one transaction, and nothing may be left on a server connection.
+    """
+    return url.get_backend_name() == "postgresql" and url.query.get("prepared_statement_cache_size") == "0"
+
+
+def _unnamed() -> str:
+    return ""
 
 
 def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

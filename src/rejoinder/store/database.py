@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rejoinder.store import migrate
-from rejoinder.store.connect import create_engine
+from rejoinder.store.connect import behind_transaction_pooler, create_engine
 from rejoinder.store.errors import StoreUnavailable, unavailable_as_store_error
 from rejoinder.store.sqlite_threads import SQLiteThreads
 from rejoinder.store.urls import normalize_url
@@ -65,8 +65,10 @@ class Database:
         self._postgres: AsyncEngine | None = None
         self._sqlite: SQLiteThreads | None = None
         self._write_failure: WriteFailure | None = None
+        self._statements_alone = True  # whether a call may run outside an explicit transaction
         if isinstance(engine, AsyncEngine):
             self._postgres = engine
+            self._statements_alone = not behind_transaction_pooler(engine.url)
         else:
             self._sqlite = SQLiteThreads(engine, busy_timeout=busy_timeout)
 
@@ -168,7 +170,14 @@ class Database:
         return result
 
     async def _autocommit(self, work: Callable[..., T], *args: Any) -> T:
-        """``work`` on a pooled PostgreSQL connection in autocommit mode: each statement is its own transaction."""
+        """``work`` on a pooled PostgreSQL connection in autocommit mode: each statement is its own transaction.
+
+        Behind a pooler in transaction mode, in a transaction instead: the statement must be prepared and run on
+        the same server connection (see :func:`~rejoinder.store.connect.behind_transaction_pooler`).
+        """
+        if not self._statements_alone:
+            async with self._postgres_engine().begin() as conn:
+                return await conn.run_sync(work, *args)
         async with self._postgres_engine().connect() as conn:
             autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
             return await autocommit.run_sync(work, *args)

@@ -101,7 +101,7 @@ async def test_a_turns_events_are_one_message_to_redis(redis_url: str, redis_pre
     pubsub = listener.pubsub()
     try:
         await pubsub.subscribe(redis_prefix + "c1")
-        assert (await pubsub.get_message(timeout=3))["type"] == "subscribe"  # type: ignore[index]
+        assert (await pubsub.get_message(timeout=3))["type"] == "subscribe"
         hub.publish_nowait("c1", {"seq": 1}, {"seq": 2}, {"type": "status"})
         assert await hub.flush()
         sent = await pubsub.get_message(timeout=3)

@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -305,14 +306,23 @@ async def recorded_sql(store: Store) -> AsyncIterator[list[str]]:
             await threads.write(trace(None))
         return
 
-    def listener(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        record(statement)
+    # PostgreSQL: the store sends the turn's statements straight to asyncpg, which logs every query it runs.
+    def log(query: Any) -> None:
+        record(query.query)
 
-    sa.event.listen(sa.Engine, "before_cursor_execute", listener)
+    def listen(dbapi_connection: Any, *_args: object) -> None:
+        dbapi_connection.driver_connection.add_query_logger(log)
+
+    def stop_listening(dbapi_connection: Any, *_args: object) -> None:
+        dbapi_connection.driver_connection.remove_query_logger(log)
+
+    sa.event.listen(sa.pool.Pool, "checkout", listen)
+    sa.event.listen(sa.pool.Pool, "checkin", stop_listening)
     try:
         yield statements
     finally:
-        sa.event.remove(sa.Engine, "before_cursor_execute", listener)
+        sa.event.remove(sa.pool.Pool, "checkout", listen)
+        sa.event.remove(sa.pool.Pool, "checkin", stop_listening)
 
 
 async def test_a_turn_in_a_long_conversation_runs_the_same_sql_as_in_a_short_one(store: Store) -> None:

@@ -16,7 +16,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-POSTGRES_POOL_SIZE = 10
+# Connections each worker keeps open to PostgreSQL. All of them are kept: connections opened for a burst and closed
+# after it (a pool's overflow) cost a new server process and a connection handshake at each burst, which under a
+# steady load of many conversations is most turns. A turn holds one only for its two statements.
+POSTGRES_POOL_SIZE = 20
 # Seconds a PostgreSQL statement may go unanswered before the server counts as unreachable (statements here take
 # milliseconds; a migration statement is held to it as well).
 POSTGRES_COMMAND_TIMEOUT = 5.0
@@ -48,7 +51,7 @@ def create_engine(
     engine = create_async_engine(
         url,
         pool_size=POSTGRES_POOL_SIZE,
-        max_overflow=POSTGRES_POOL_SIZE,
+        max_overflow=0,
         pool_timeout=busy_timeout,
         connect_args=connect_args,
     )

@@ -66,9 +66,12 @@ class Database:
         self._sqlite: SQLiteThreads | None = None
         self._write_failure: WriteFailure | None = None
         self._statements_alone = True  # whether a call may run outside an explicit transaction
+        self._postgres_autocommit: AsyncEngine | None = None
         if isinstance(engine, AsyncEngine):
             self._postgres = engine
             self._statements_alone = not behind_transaction_pooler(engine.url)
+            # The same pool, its connections in autocommit mode while checked out from here.
+            self._postgres_autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         else:
             self._sqlite = SQLiteThreads(engine, busy_timeout=busy_timeout)
 
@@ -178,9 +181,9 @@ class Database:
         if not self._statements_alone:
             async with self._postgres_engine().begin() as conn:
                 return await conn.run_sync(work, *args)
-        async with self._postgres_engine().connect() as conn:
-            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return await autocommit.run_sync(work, *args)
+        assert self._postgres_autocommit is not None
+        async with self._postgres_autocommit.connect() as conn:
+            return await conn.run_sync(work, *args)
 
     def _postgres_engine(self) -> AsyncEngine:
         assert self._postgres is not None  # either engine is set, never both

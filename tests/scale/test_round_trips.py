@@ -2,14 +2,17 @@
 
 The app talks to the shared PostgreSQL through :class:`~tests.helpers.pgwire.CountingProxy`, which reads the
 protocol and counts every exchange the client waits for. The first turn and resume warm the pool and the
-prepared statements; the next ones are counted.
+prepared statements; the next ones are counted. With no ping before each use of a pooled connection, the
+connections the server ended are still never handed to a call.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -21,7 +24,7 @@ from rejoinder.skills import load_bot
 from rejoinder.store import Store
 from tests.helpers.bots import EXAMPLE_BOT
 from tests.helpers.pgwire import PLAIN, CountingProxy, RoundTrip
-from tests.helpers.services import POSTGRES_PORT
+from tests.helpers.services import POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -95,3 +98,32 @@ async def test_a_resume_makes_at_most_three_round_trips_to_postgres(
         assert resumed.json()["conversation_id"] == conversation_id, number
     trips = proxy.trips()
     assert len(trips) <= RESUME_ROUND_TRIPS, _shown(trips)
+
+
+async def test_pooled_connections_the_server_ended_are_replaced_without_a_ping(
+    migrated_postgres_url: str, proxy: CountingProxy
+) -> None:
+    url = sa.make_url(migrated_postgres_url).set(port=proxy.port).render_as_string(hide_password=False)
+    store = Store.from_url(url + ("&" if "?" in url else "?") + PLAIN)
+    try:
+        # Several pooled connections, each used once.
+        await asyncio.gather(*(store.conversations.get("cnv_none") for _ in range(4)))
+        admin = await asyncpg.connect(
+            host=POSTGRES_HOST, port=POSTGRES_PORT, user=POSTGRES_USER, database="postgres", timeout=5
+        )
+        try:
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                sa.make_url(migrated_postgres_url).database,
+            )
+        finally:
+            await admin.close()
+        assert ended >= 1
+        for _ in range(3):
+            assert (
+                await asyncio.gather(*(store.conversations.get("cnv_none") for _ in range(4))) == [None] * 4
+            )
+        assert await store.ping()
+    finally:
+        await store.close()

@@ -320,6 +320,7 @@ async def recorded_sql(store: Store) -> AsyncIterator[list[str]]:
     sa.event.listen(sa.pool.Pool, "checkin", stop_listening)
     try:
         yield statements
+        await asyncio.sleep(0.05)  # asyncpg calls its query loggers soon after, from the event loop
     finally:
         sa.event.remove(sa.pool.Pool, "checkout", listen)
         sa.event.remove(sa.pool.Pool, "checkin", stop_listening)

@@ -2,7 +2,7 @@
 
 SQLite gets one synchronous engine, whose connections the store's own threads hold (see ``sqlite_threads``: they
 run every call, migrations included, and take the write lock at BEGIN); PostgreSQL an async engine whose pooled
-connections run each call through ``AsyncConnection.run_sync``.
+connections run each call in one greenlet (SQLAlchemy's bridge from async to synchronous code).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A store call is a plain function of a synchronous SQLAlchemy connection (``work(connection, *args)``). On SQLite it
 runs whole on the store's own threads (:mod:`rejoinder.store.sqlite_threads`: one hand-off per call, writes committed
 in groups) with a synchronous engine, migrations included; on PostgreSQL it runs on a pooled asyncpg connection
-through ``AsyncConnection.run_sync``. This module, :mod:`~rejoinder.store.connect`, :mod:`~rejoinder.store.prepared`
+in one greenlet (what ``AsyncConnection.run_sync`` does, with the checkout and checkin inside). This module, :mod:`~rejoinder.store.connect`, :mod:`~rejoinder.store.prepared`
 and :mod:`~rejoinder.store.migrate` are the only ones that know which database it is.
 """
 
@@ -190,8 +190,8 @@ class Database:
         return self._postgres
 
 
-# A PostgreSQL call runs whole (checkout, statements, checkin) in one greenlet, as ``run_sync`` runs the statements
-# alone: one switch to and from the event loop's side per call instead of three.
+# A PostgreSQL call runs whole (checkout, statements, checkin) in one greenlet, where ``run_sync`` runs only the
+# statements: one switch to and from the event loop's side per call instead of three.
 
 
 def _alone(engine: sa.Engine, work: Callable[..., T], args: tuple[Any, ...]) -> T:

@@ -139,7 +139,7 @@ def _on_asyncpg_alone(connection: sa.Connection) -> bool:
 
 
 def _on_asyncpg(connection: sa.Connection, sql: str, args: list[Any], call: Any) -> Any:
-    """Wait for an asyncpg call (from the synchronous code that SQLAlchemy's ``run_sync`` runs), its errors
+    """Wait for an asyncpg call (from the synchronous code that runs in SQLAlchemy's greenlet), its errors
     turned into SQLAlchemy's as its own asyncpg dialect turns them; a lost connection is invalidated."""
     adapted = connection.connection.dbapi_connection
     try:

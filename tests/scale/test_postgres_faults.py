@@ -347,8 +347,9 @@ async def test_a_turn_committed_as_the_connection_died_is_answered_once_when_sen
             customer = Customer("c", started.json())
             await customer.say(client, 0)
 
-            # The database commits the turn; the connection dies before the app hears so.
-            proxy.cut_after(b"COMMIT")
+            # The database commits the turn; the connection dies before the app hears so. The turn's write is
+            # the one message that carries the customer's text (its statement commits on its own).
+            proxy.cut_after(b"c says 1")
             assert_unavailable(await customer.send_once(client, 1))
             proxy.restore()
             stored = await transcript(client, customer.conversation_id, customer.session)

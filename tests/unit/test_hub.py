@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -84,6 +85,32 @@ async def test_an_event_published_right_after_subscribing_is_not_missed(hubs: Hu
         async with subscriber.subscribe(f"fresh{attempt}") as subscription:
             publisher.publish_nowait(f"fresh{attempt}", {"n": attempt})
             assert await _take(subscription, 1) == [{"n": attempt}]
+
+
+async def test_events_published_together_arrive_in_order(hubs: HubPair) -> None:
+    publisher, subscriber = hubs
+    async with subscriber.subscribe("c1") as subscription:
+        publisher.publish_nowait("c1", {"seq": 1}, {"seq": 2}, {"type": "status"})
+        publisher.publish_nowait("c1", {"seq": 3})
+        assert await _take(subscription, 4) == [{"seq": 1}, {"seq": 2}, {"type": "status"}, {"seq": 3}]
+
+
+async def test_a_turns_events_are_one_message_to_redis(redis_url: str, redis_prefix: str) -> None:
+    hub = RedisHub(redis_url, channel_prefix=redis_prefix)
+    listener = redis.asyncio.Redis.from_url(redis_url)
+    pubsub = listener.pubsub()
+    try:
+        await pubsub.subscribe(redis_prefix + "c1")
+        assert (await pubsub.get_message(timeout=3))["type"] == "subscribe"
+        hub.publish_nowait("c1", {"seq": 1}, {"seq": 2}, {"type": "status"})
+        assert await hub.flush()
+        sent = await pubsub.get_message(timeout=3)
+        assert sent is not None and json.loads(sent["data"]) == [{"seq": 1}, {"seq": 2}, {"type": "status"}]
+        assert await pubsub.get_message(timeout=0.2) is None
+    finally:
+        await pubsub.aclose()
+        await listener.aclose()
+        await hub.close()
 
 
 async def test_a_slow_subscriber_is_dropped_and_the_others_keep_receiving(hubs: HubPair) -> None:

@@ -131,8 +131,9 @@ class Hub(Protocol):
         """Send ``event`` to the conversation's subscribers; never waits for them."""
         ...
 
-    def publish_nowait(self, conversation_id: str, event: Event) -> None:
-        """The same as :meth:`publish`, from synchronous code (events of one caller keep their order)."""
+    def publish_nowait(self, conversation_id: str, *events: Event) -> None:
+        """The same as :meth:`publish`, from synchronous code (events of one caller keep their order); several
+        events (a turn's) are sent together, in order."""
         ...
 
     def subscribe(self, conversation_id: str) -> AbstractAsyncContextManager[Subscription]:
@@ -237,9 +238,10 @@ class MemoryHub:
     async def publish(self, conversation_id: str, event: Event) -> None:
         self.publish_nowait(conversation_id, event)
 
-    def publish_nowait(self, conversation_id: str, event: Event) -> None:
+    def publish_nowait(self, conversation_id: str, *events: Event) -> None:
         if not self._closed:
-            self._local.deliver(conversation_id, event)
+            for event in events:
+                self._local.deliver(conversation_id, event)
 
     def subscribe(self, conversation_id: str) -> AbstractAsyncContextManager[Subscription]:
         return Held(self._join, self._leave, conversation_id)

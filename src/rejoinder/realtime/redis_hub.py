@@ -96,11 +96,13 @@ class RedisHub:
     async def publish(self, conversation_id: str, event: Event) -> None:
         self.publish_nowait(conversation_id, event)
 
-    def publish_nowait(self, conversation_id: str, event: Event) -> None:
-        if self._closed:
+    def publish_nowait(self, conversation_id: str, *events: Event) -> None:
+        """Queue ``events`` for Redis as one message (a JSON array when there are several): one PUBLISH for a
+        turn's events, however many."""
+        if self._closed or not events:
             return
         try:
-            payload = json.dumps(event, separators=(",", ":"))
+            payload = json.dumps(events[0] if len(events) == 1 else events, separators=(",", ":"))
         except (TypeError, ValueError):
             # A publisher is never failed by its event (it has committed already): the event is only not sent.
             log.exception("an event for conversation %s is not JSON; it was not published", conversation_id)
@@ -251,11 +253,13 @@ class RedisHub:
         channel = _text(message["channel"]) if message.get("channel") is not None else ""
         if kind == "message" and channel.startswith(self._prefix):
             try:
-                event = json.loads(message["data"])
+                sent = json.loads(message["data"])
             except ValueError:
                 log.warning("ignored a malformed event on %s", channel)
                 return
-            self._local.deliver(channel[len(self._prefix) :], event)
+            conversation_id = channel[len(self._prefix) :]
+            for event in sent if isinstance(sent, list) else [sent]:
+                self._local.deliver(conversation_id, event)
         elif kind == "subscribe":
             waiting = self._confirmations.get(channel)
             if waiting:

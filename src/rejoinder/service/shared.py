@@ -73,9 +73,10 @@ class ServiceParts:
         # Turn statistics counted here until the app flushes them to the store.
         self.meter = TurnMeter(clock)
 
-    def publish(self, conversation_id: str, event: Event) -> None:
+    def publish(self, conversation_id: str, *events: Event) -> None:
+        """Send ``events`` to the conversation's subscribers, together (one message to Redis) and in order."""
         if self.hub is not None:
-            self.hub.publish_nowait(conversation_id, event)
+            self.hub.publish_nowait(conversation_id, *events)
 
     async def history(self, conversation_id: str, *, after: int = 0, limit: int = 100) -> list[MessageRecord]:
         """Up to ``limit`` of the conversation's messages with ``seq > after``, oldest first."""

@@ -141,6 +141,7 @@ class Turns(ServiceParts):
         committed = await self._commit(
             bot_id, conversation_id, None, result, inbound, ctx, now, user=dict(user or {}), session=opened
         )
+        self.publish(conversation_id, *(message_event(record) for record in committed.messages))
         self.meter.turn(bot_id, time.perf_counter() - began)
         return replace(_outcome(bot_id, conversation_id, committed, result), session=opened)
 
@@ -270,7 +271,9 @@ class Turns(ServiceParts):
             outcome = _outcome(conversation.bot_id, conversation_id, committed, result)
             if outcome.messages:
                 self.publish(
-                    conversation_id, status_event(outcome.status, outcome.pending, outcome.messages[-1].seq)
+                    conversation_id,
+                    *(message_event(record) for record in committed.messages),
+                    status_event(outcome.status, outcome.pending, outcome.messages[-1].seq),
                 )
             return outcome
         raise TurnConflict("the conversation is changing too fast; send the message again")
@@ -343,8 +346,6 @@ class Turns(ServiceParts):
         )
         for token in tokens:
             log.info("issued token %s for conversation %s", token.id, conversation_id)
-        for record in committed.messages:
-            self.publish(conversation_id, message_event(record))
         return committed
 
     async def _replay(

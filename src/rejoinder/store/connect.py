@@ -2,7 +2,7 @@
 
 SQLite gets one synchronous engine, whose connections the store's own threads hold (see ``sqlite_threads``: they
 run every call, migrations included, and take the write lock at BEGIN); PostgreSQL an async engine whose pooled
-connections run each call through ``AsyncConnection.run_sync``.
+connections run each call in one greenlet (SQLAlchemy's bridge from async to synchronous code).
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-POSTGRES_POOL_SIZE = 10
+# Connections each worker keeps open to PostgreSQL. All of them are kept: connections opened for a burst and closed
+# after it (a pool's overflow) cost a new server process and a connection handshake at each burst, which under a
+# steady load of many conversations is most turns. A turn holds one only for its two statements.
+POSTGRES_POOL_SIZE = 20
 # Seconds a PostgreSQL statement may go unanswered before the server counts as unreachable (statements here take
 # milliseconds; a migration statement is held to it as well).
 POSTGRES_COMMAND_TIMEOUT = 5.0
@@ -41,14 +44,44 @@ def create_engine(
     """
     if url.get_backend_name() == "sqlite":
         return create_sqlite_sync_engine(url, busy_timeout=busy_timeout)
-    return create_async_engine(
+    connect_args: dict[str, Any] = {"timeout": connect_timeout, "command_timeout": command_timeout}
+    if behind_transaction_pooler(url):
+        # Unnamed statements only (a named one would stay on whichever server connection parsed it), none kept.
+        connect_args.update(statement_cache_size=0, prepared_statement_name_func=_unnamed)
+    engine = create_async_engine(
         url,
         pool_size=POSTGRES_POOL_SIZE,
-        max_overflow=POSTGRES_POOL_SIZE,
-        pool_pre_ping=True,
+        max_overflow=0,
         pool_timeout=busy_timeout,
-        connect_args={"timeout": connect_timeout, "command_timeout": command_timeout},
+        connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def behind_transaction_pooler(url: sa.URL) -> bool:
+    """Whether the URL reaches PostgreSQL through a pooler in transaction mode (PgBouncer's ``pool_mode =
+    transaction``), which it says by turning the prepared statement cache off
+    (``?prepared_statement_cache_size=0``).
+
+    Such a pooler gives each transaction whichever server connection is free: a statement prepared in one
+    exchange and run in the next must be in one transaction, and nothing may be left on a server connection.
+    """
+    return url.get_backend_name() == "postgresql" and url.query.get("prepared_statement_cache_size") == "0"
+
+
+def _unnamed() -> str:
+    return ""
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Hand out no pooled connection that the server closed (it restarted, or a proxy reset it).
+
+    Instead of a ping (a round trip on every checkout), ask the driver: its event loop has read the server's
+    goodbye or the reset already. The pool then opens a new connection in its place.
+    """
+    if dbapi_connection.driver_connection.is_closed():
+        raise sa.exc.DisconnectionError("the server closed this pooled connection")
 
 
 def create_sqlite_sync_engine(url: sa.URL, *, busy_timeout: float = 5.0) -> sa.Engine:

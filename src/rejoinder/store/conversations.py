@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql
 
 from rejoinder.engine.types import STATE_VERSION_KEY
 from rejoinder.store.credentials import token_row
@@ -27,6 +29,7 @@ from rejoinder.store.records import (
     HourCount,
     MessageRecord,
     NewAudit,
+    NewMessage,
     TurnWrite,
     as_utc,
 )
@@ -43,6 +46,10 @@ _MESSAGE_COLUMNS = [
     messages.c.client_message_id,
     messages.c.created_at,
 ]
+
+
+# Every column but the serial id, which the database numbers.
+_MESSAGE_ROW_KEYS = [column.key for column in messages.c if column.key != "id"]
 
 
 def _advance_statement(*, with_user: bool) -> sa.Update:
@@ -71,8 +78,78 @@ def _advance_statement(*, with_user: bool) -> sa.Update:
 _ADVANCE = Prepared(_advance_statement(with_user=False))
 _ADVANCE_WITH_USER = Prepared(_advance_statement(with_user=True))
 
-# Every column but the serial id, which the database numbers.
-_MESSAGE_ROW_KEYS = [column.key for column in messages.c if column.key != "id"]
+
+def _rows_of(name: str, *columns: sa.ColumnClause[Any]) -> Any:
+    """The rows of a JSON array given as parameter ``name`` (``jsonb_to_recordset``), as a table ``name``."""
+    document = sa.bindparam(name, type_=postgresql.JSONB)
+    return (
+        sa.func.jsonb_to_recordset(document).table_valued(*columns).render_derived(name=name, with_types=True)
+    )
+
+
+def _turn_at_once_statement(*, with_user: bool) -> sa.Select[Any]:
+    """A turn's write as one statement (PostgreSQL's data-modifying common table expressions): the versioned
+    update, then its messages and tokens inserted only if the update found the conversation at its version.
+
+    Messages and tokens come as JSON arrays (parameters ``said`` and ``issued``), so any number of them is one
+    parameter each; a message's ``position`` is its offset in the turn.
+    """
+    advanced = _advance_statement(with_user=with_user).cte("advanced")
+    conversation = sa.bindparam("conversation", type_=sa.String)
+    now = sa.bindparam("updated_at", type_=messages.c.created_at.type)
+    said = _rows_of(
+        "said",
+        sa.column("position", sa.Integer),
+        sa.column("sender", sa.String),
+        sa.column("type", sa.String),
+        sa.column("payload", postgresql.JSONB),
+        sa.column("client_message_id", sa.String),
+        sa.column("pending", postgresql.JSONB),
+    )
+    # Constants written into the SQL: a bound constant used twice in one statement is not given a value twice.
+    first = advanced.c.last_seq - sa.bindparam("count", type_=sa.Integer) + sa.literal_column("1")
+    new_messages = messages.insert().from_select(
+        [*(key for key in _MESSAGE_ROW_KEYS)],
+        sa.select(
+            conversation,
+            first + said.c.position,
+            first,
+            said.c.sender,
+            said.c.type,
+            said.c.payload,
+            said.c.client_message_id,
+            said.c.pending,
+            now,
+        ).select_from(advanced.join(said, sa.true())),
+    )
+    issued = _rows_of(
+        "issued",
+        sa.column("id", sa.String),
+        sa.column("token_hash", sa.String),
+        sa.column("expires_at", sa.DateTime(timezone=True)),
+        sa.column("max_uses", sa.Integer),
+    )
+    new_tokens = tokens.insert().from_select(
+        ["id", "token_hash", "bot_id", "conversation_id", "created_at", "expires_at", "max_uses", "uses"],
+        sa.select(
+            issued.c.id,
+            issued.c.token_hash,
+            sa.bindparam("owner", type_=sa.String),
+            conversation,
+            now,
+            issued.c.expires_at,
+            issued.c.max_uses,
+            sa.literal_column("0"),
+        ).select_from(advanced.join(issued, sa.true())),
+    )
+    return sa.select(advanced.c.version, advanced.c.last_seq).add_cte(
+        new_messages.cte("new_messages"), new_tokens.cte("new_tokens")
+    )
+
+
+_TURN_AT_ONCE = Prepared(_turn_at_once_statement(with_user=False))
+_TURN_WITH_USER_AT_ONCE = Prepared(_turn_at_once_statement(with_user=True))
+
 # Built once: a fresh insert() per turn costs a cache-key computation every time.
 _INSERT_MESSAGES = Prepared(messages.insert(), column_keys=_MESSAGE_ROW_KEYS)
 _INSERT_TOKENS = tokens.insert()
@@ -121,7 +198,8 @@ class Conversations:
         :class:`VersionConflict`); new messages get the next ``seq`` numbers. Earlier history is never read.
         """
         now = as_utc(turn.now)  # a naive time is refused before anything is sent to the database
-        return await self._database.write(_commit_turn, turn, now)
+        at_once = None if turn.create else _commit_turn_at_once
+        return await self._database.write(_commit_turn, turn, now, at_once=at_once)
 
     async def get(self, conversation_id: str) -> ConversationRecord | None:
         return await self._database.read(_get_conversation, conversation_id)
@@ -265,8 +343,57 @@ def _commit_turn(conn: sa.Connection, turn: TurnWrite, now: datetime) -> Committ
         version, last_seq = _create_conversation(conn, turn, now, count)
     else:
         version, last_seq = _advance_conversation(conn, turn, now, count)
-    first_seq = last_seq - count + 1
-    records = [
+    records = _message_records(turn, now, last_seq)
+    if records:
+        _insert_messages(conn, records, turn.pending)
+    if turn.tokens:
+        conn.execute(
+            _INSERT_TOKENS,
+            [token_row(turn.bot_id, turn.conversation_id, token, now) for token in turn.tokens],
+        )
+    if turn.session is not None:
+        conn.execute(sessions.insert().values(asdict(turn.session)))
+    return CommittedTurn(version=version, messages=records)
+
+
+def _commit_turn_at_once(conn: sa.Connection, turn: TurnWrite, now: datetime) -> CommittedTurn:
+    """:func:`_commit_turn` of an existing conversation (no session to open) in one statement."""
+    params = _advance_params(turn, now)
+    params["owner"] = turn.bot_id  # not "bot_id": a parameter named as a column is SET by the nested UPDATE
+    params["said"] = [
+        {
+            "position": position,
+            "sender": message.sender,
+            "type": message.type,
+            "payload": message.payload,
+            "client_message_id": message.client_message_id,
+            "pending": turn.pending if position == 0 else None,
+        }
+        for position, message in enumerate(turn.messages)
+    ]
+    params["issued"] = [
+        {
+            "id": token.id,
+            "token_hash": token.token_hash,
+            "expires_at": as_utc(token.expires_at).isoformat(),
+            "max_uses": token.max_uses,
+        }
+        for token in turn.tokens
+    ]
+    try:
+        row = (_TURN_WITH_USER_AT_ONCE if turn.user is not None else _TURN_AT_ONCE).first(conn, params)
+    except sa_exc.IntegrityError as error:
+        _raise_duplicate(error, turn.messages, turn.conversation_id)
+        raise
+    if row is None:
+        raise _version_conflict(turn)
+    return CommittedTurn(version=row["version"], messages=_message_records(turn, now, row["last_seq"]))
+
+
+def _message_records(turn: TurnWrite, now: datetime, last_seq: int) -> list[MessageRecord]:
+    """The turn's messages as stored: numbered up to the conversation's new ``last_seq``."""
+    first_seq = last_seq - len(turn.messages) + 1
+    return [
         MessageRecord(
             conversation_id=turn.conversation_id,
             seq=first_seq + offset,
@@ -279,16 +406,6 @@ def _commit_turn(conn: sa.Connection, turn: TurnWrite, now: datetime) -> Committ
         )
         for offset, message in enumerate(turn.messages)
     ]
-    if records:
-        _insert_messages(conn, records, turn.pending)
-    if turn.tokens:
-        conn.execute(
-            _INSERT_TOKENS,
-            [token_row(turn.bot_id, turn.conversation_id, token, now) for token in turn.tokens],
-        )
-    if turn.session is not None:
-        conn.execute(sessions.insert().values(asdict(turn.session)))
-    return CommittedTurn(version=version, messages=records)
 
 
 def bot_version_of(state: dict[str, Any]) -> str | None:
@@ -322,11 +439,11 @@ def _create_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, co
     return 1, count
 
 
-def _advance_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, count: int) -> tuple[int, int]:
+def _advance_params(turn: TurnWrite, now: datetime) -> dict[str, Any]:
     params: dict[str, Any] = {
         "conversation": turn.conversation_id,
         "expected": turn.expected_version,
-        "count": count,
+        "count": len(turn.messages),
         "status": turn.status,
         "state": turn.state,
         "bot_version": bot_version_of(turn.state),
@@ -336,13 +453,21 @@ def _advance_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, c
     }
     if turn.user is not None:
         params["user"] = turn.user
-    row = (_ADVANCE_WITH_USER if turn.user is not None else _ADVANCE).first(conn, params)
+    return params
+
+
+def _advance_conversation(conn: sa.Connection, turn: TurnWrite, now: datetime, count: int) -> tuple[int, int]:
+    row = (_ADVANCE_WITH_USER if turn.user is not None else _ADVANCE).first(conn, _advance_params(turn, now))
     if row is None:
-        raise VersionConflict(
-            f"conversation {turn.conversation_id} is no longer at version {turn.expected_version} "
-            "(changed or erased since it was read)"
-        )
+        raise _version_conflict(turn)
     return row["version"], row["last_seq"]
+
+
+def _version_conflict(turn: TurnWrite) -> VersionConflict:
+    return VersionConflict(
+        f"conversation {turn.conversation_id} is no longer at version {turn.expected_version} "
+        "(changed or erased since it was read)"
+    )
 
 
 def _insert_messages(
@@ -365,13 +490,20 @@ def _insert_messages(
     try:
         _INSERT_MESSAGES.execute_many(conn, rows)
     except sa_exc.IntegrityError as error:
-        if "client_message_id" in str(error.orig):
-            ids = [record.client_message_id for record in records if record.client_message_id]
-            raise DuplicateClientMessage(
-                f"conversation {records[0].conversation_id} already has a message with "
-                f"client_message_id {', '.join(map(repr, ids))}"
-            ) from error
+        _raise_duplicate(error, records, records[0].conversation_id)
         raise
+
+
+def _raise_duplicate(
+    error: sa_exc.IntegrityError, said: Sequence[NewMessage | MessageRecord], conversation_id: str
+) -> None:
+    """Raise :class:`DuplicateClientMessage` when ``error`` is the unique index of client message ids."""
+    if "client_message_id" in str(error.orig):
+        ids = [message.client_message_id for message in said if message.client_message_id]
+        raise DuplicateClientMessage(
+            f"conversation {conversation_id} already has a message with "
+            f"client_message_id {', '.join(map(repr, ids))}"
+        ) from error
 
 
 def _get_conversation(conn: sa.Connection, conversation_id: str) -> ConversationRecord | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -112,7 +113,9 @@ class Credentials:
         params = {"token_id": token_id, "now": as_utc(now)}
         audit_row = audit.row() if audit is not None else None
         session_row = _as_row(session) if session is not None else None
-        return await self._database.write(_spend_token, params, audit_row, session_row)
+        return await self._database.write(
+            _spend_token, params, audit_row, session_row, at_once=_spend_token_at_once
+        )
 
     async def list_tokens(self, conversation_id: str) -> list[TokenRecord]:
         statement = (
@@ -375,6 +378,50 @@ def _spend_token(
     if session_row is not None:
         conn.execute(sessions.insert(), session_row)
     return True
+
+
+def _spend_token_at_once(
+    conn: sa.Connection,
+    params: dict[str, Any],
+    audit_row: dict[str, Any] | None,
+    session_row: dict[str, Any] | None,
+) -> bool:
+    """:func:`_spend_token` as one statement (data-modifying CTEs): the audit event and the session are inserted
+    only if the use was counted."""
+    statement = _spend_statement(
+        tuple(audit_row) if audit_row is not None else (),
+        tuple(session_row) if session_row is not None else (),
+    )
+    values = dict(params)
+    values.update({f"audit_{key}": value for key, value in (audit_row or {}).items()})
+    values.update({f"session_{key}": value for key, value in (session_row or {}).items()})
+    return statement.first(conn, values) is not None
+
+
+@functools.cache
+def _spend_statement(audit_keys: tuple[str, ...], session_keys: tuple[str, ...]) -> Prepared:
+    """The statement of :func:`_spend_token_at_once` for rows with these columns (built once per shape).
+
+    Its parameters are the rows' columns prefixed ``audit_`` and ``session_``: a parameter named as a column of
+    ``tokens`` would be SET by the nested UPDATE.
+    """
+    spent = _CONSUME_TOKEN.returning(tokens.c.id).cte("spent")
+    writes = [
+        table.insert()
+        .from_select(
+            list(keys),
+            sa.select(*(sa.bindparam(f"{prefix}{key}", type_=table.c[key].type) for key in keys)).select_from(
+                spent
+            ),
+        )
+        .cte(f"new_{prefix}row")
+        for table, prefix, keys in (
+            (audit_events, "audit_", audit_keys),
+            (sessions, "session_", session_keys),
+        )
+        if keys
+    ]
+    return Prepared(sa.select(spent.c.id).add_cte(*writes))
 
 
 def _revoke_token(conn: sa.Connection, token_id: str, now: datetime) -> sa.Row[Any] | None:

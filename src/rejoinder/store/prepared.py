@@ -1,14 +1,17 @@
-"""A statement for the calls every turn makes: straight to the driver on SQLite, through SQLAlchemy elsewhere.
+"""A statement for the calls every turn makes: straight to the driver, with SQLAlchemy's SQL and type processing.
 
 SQLAlchemy's execution path (cache lookup, execution context, result object) costs several times what SQLite
-spends on a lookup by key or on the few rows a turn writes. On SQLite a :class:`Prepared` statement is compiled
-once and run on the raw ``sqlite3`` connection, with SQLAlchemy's own SQL and type processors (JSON, UTC
-timestamps), so values go in and rows come out exactly as through SQLAlchemy, minus that path. Driver errors are
-wrapped as SQLAlchemy wraps them, so callers catch the same exceptions (``IntegrityError`` for a duplicate,
-"database is locked" as an operational error).
+spends on a lookup by key or on the few rows a turn writes, and on PostgreSQL more than the statement's own work
+in the worker. A :class:`Prepared` statement is compiled once per dialect and run on the raw connection (the
+``sqlite3`` one, or asyncpg's, whose own cache keeps it prepared on the server: one round trip a run), with
+SQLAlchemy's own SQL and type processors (JSON, UTC timestamps), so values go in and rows come out exactly as
+through SQLAlchemy, minus that path. Driver errors are wrapped as SQLAlchemy wraps them, so callers catch the same
+exceptions (``IntegrityError`` for a duplicate, "database is locked" as an operational error, a lost connection
+as one whose ``connection_invalidated`` is set).
 
-On any other database (PostgreSQL, where the network round trip dwarfs that path) the same statement goes through
-``connection.execute`` and gives the same answer, so a caller never asks which database it is on.
+On PostgreSQL only a connection in autocommit mode takes the short path: in a transaction the statement goes
+through ``connection.execute``, which begins it (and gives the same answer), so a caller never asks which
+database it is on.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
+from sqlalchemy.util import await_only
 
 Processor = Callable[[Any], Any] | None
 Statement = sa.Select[Any] | sa.Update | sa.Insert
@@ -73,11 +77,17 @@ class Prepared:
     def __init__(self, statement: Statement, *, column_keys: Sequence[str] | None = None) -> None:
         self.statement = statement
         self.column_keys = column_keys
-        self._compiled: _Compiled | None = None
+        self._compiled: dict[str, _Compiled] = {}
         self._lock = threading.Lock()
 
     def first(self, connection: sa.Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """Run once; the first row (selected or returned) as a dict by column key, or None."""
+        if _on_asyncpg_alone(connection):
+            compiled = self._compile(connection.dialect)
+            args = compiled.arguments(params)
+            driver = connection.connection.driver_connection
+            found = _on_asyncpg(connection, compiled.sql, args, driver.fetchrow(compiled.sql, *args))  # type: ignore[union-attr]
+            return None if found is None else compiled.row(tuple(found))
         if connection.dialect.name != "sqlite":
             row = connection.execute(self.statement, dict(params)).first()
             return None if row is None else dict(row._mapping)
@@ -110,13 +120,43 @@ class Prepared:
             raise _wrapped(compiled.sql, args, error) from error
 
     def _compile(self, dialect: Dialect) -> _Compiled:
-        if self._compiled is not None:
-            return self._compiled
+        compiled = self._compiled.get(dialect.name)
+        if compiled is not None:
+            return compiled
         with self._lock:
-            if self._compiled is None:
-                self._compiled = _Compiled(self.statement, dialect, self.column_keys)
-            return self._compiled
+            if dialect.name not in self._compiled:
+                self._compiled[dialect.name] = _Compiled(self.statement, dialect, self.column_keys)
+            return self._compiled[dialect.name]
 
 
 def _wrapped(sql: str, args: Any, error: sqlite3.Error) -> sa_exc.StatementError:
     return sa_exc.DBAPIError.instance(sql, args, error, sqlite3.Error)
+
+
+def _on_asyncpg_alone(connection: sa.Connection) -> bool:
+    """Whether ``connection`` is asyncpg's in autocommit mode: no transaction for SQLAlchemy to begin first."""
+    return connection.dialect.driver == "asyncpg" and bool(connection.connection.dbapi_connection.autocommit)  # type: ignore[union-attr]
+
+
+def _on_asyncpg(connection: sa.Connection, sql: str, args: list[Any], call: Any) -> Any:
+    """Wait for an asyncpg call (from the synchronous code that runs in SQLAlchemy's greenlet), its errors
+    turned into SQLAlchemy's as its own asyncpg dialect turns them; a lost connection is invalidated."""
+    adapted = connection.connection.dbapi_connection
+    try:
+        return await_only(call)
+    except Exception as error:
+        try:
+            adapted._handle_exception(error)  # type: ignore[union-attr]  # raises the DB-API error it stands for
+        except connection.dialect.loaded_dbapi.Error as translated:
+            lost = connection.dialect.is_disconnect(translated, adapted, None)
+            if lost:
+                connection.invalidate(translated)
+            raise sa_exc.DBAPIError.instance(
+                sql,
+                args,
+                translated,
+                connection.dialect.loaded_dbapi.Error,
+                connection_invalidated=lost,
+                dialect=connection.dialect,
+            ) from error
+        raise

@@ -240,7 +240,9 @@ class _Stream:
         return self._order.last_seq
 
     async def run(self, after: int) -> None:
-        self._order.last_seq = after  # what a refusal tells the client to reconnect with, if subscribing fails
+        self._order.last_seq = (
+            after  # what a refusal tells the client to reconnect with, if subscribing fails
+        )
         try:
             async with self.hub.subscribe(self.conversation_id) as subscription:
                 # Subscribed before reading the store: whatever is committed from now on is either in the replay

@@ -10,12 +10,24 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from rejoinder.store import MAX_SEQ
 from rejoinder.store.conversations import Conversations
 
 REPLAY_PAGE = 500  # messages read from the store at once
 
 # Sends one message item (the API's shape: ``{seq, sender, type, text, …, created_at}``).
 Write = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def parse_seq(text: str) -> int | None:
+    """A message seq written by a client (``?after=``, ``Last-Event-ID``): 0 to MAX_SEQ in ASCII digits, else None.
+
+    Checked before int(), which refuses other digits ("²") and numbers thousands of digits long.
+    """
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_SEQ)):
+        return None
+    seq = int(text)
+    return seq if seq <= MAX_SEQ else None
 
 
 class InOrder:

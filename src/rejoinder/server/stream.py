@@ -54,11 +54,11 @@ from rejoinder.server import state
 from rejoinder.server.addresses import client_key
 from rejoinder.server.auth import SessionCaller, authenticate_session, hash_secret
 from rejoinder.server.errors import Problem, problem_for
-from rejoinder.server.in_order import InOrder
+from rejoinder.server.in_order import InOrder, parse_seq
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.server.turn import SendRequest, take_turn
 from rejoinder.service import SessionRefused
-from rejoinder.store import MAX_SEQ, MessageRecord, StoreUnavailable
+from rejoinder.store import MessageRecord, StoreUnavailable
 
 log = logging.getLogger("rejoinder.stream")
 
@@ -139,9 +139,10 @@ router.add_websocket_route(
 def _after(raw: str | None) -> int:
     if raw is None:
         return 0
-    if not raw.isdigit() or int(raw) > MAX_SEQ:
+    after = parse_seq(raw)
+    if after is None:
         raise _Close(4400, "validation_error", "after must be a message seq (a whole number, 0 or more)")
-    return int(raw)
+    return after
 
 
 async def _authenticate(

@@ -28,6 +28,7 @@ from rejoinder.server.console.reading import (
 )
 from rejoinder.server.console.session import PREFIX, ConsoleRefused, Editor, Viewer, actor, form_of, signed_in
 from rejoinder.server.console.tokens import token_row
+from rejoinder.server.in_order import parse_seq
 from rejoinder.service import AuditFilters, ConversationFilters, ConversationView
 from rejoinder.service.accounts import role_allows
 from rejoinder.service.admin import audit_actor
@@ -316,10 +317,10 @@ def _shown_value(value: Any) -> str:
 def _seq(value: str | None) -> int:
     if not value:
         return 0
-    # ASCII digits, and few: int() refuses other digits ("²") and very long numbers.
-    if not (value.isascii() and value.isdigit()) or len(value) > 20 or int(value) > MAX_SEQ:
+    seq = parse_seq(value)
+    if seq is None:
         raise ConsoleRefused(400, "Unknown position", f"'after' is a message number, 0 to {MAX_SEQ}.")
-    return int(value)
+    return seq
 
 
 def _uses(value: str) -> int | None:

@@ -1,23 +1,30 @@
 """The console's live transcript (server-sent events), read with httpx from a real uvicorn server on 127.0.0.1: a
 customer's turn appears on it as it is committed, once and in order; signing out, a disabled account and an erased
 conversation end it with an event saying so; its lifetime ends it, and the browser's reconnection with
-Last-Event-ID goes on where it stopped; a session may hold only so many; two workers share turns through Redis."""
+Last-Event-ID goes on where it stopped, and so does a stopping worker; a session may hold only so many; two workers
+share turns through Redis."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
+from rejoinder.cli.serve import uvicorn_options
+from rejoinder.config import Settings
 from rejoinder.server.console.live import LiveSettings, LiveStreams
 from rejoinder.service.accounts import CLI_ACTOR
+from rejoinder.service.keys import create_keys
 from tests.api.test_stream import BOT_CONFIG, Server, make_app, run_server, two_workers
 from tests.helpers.bots import TALK_SKILL, write_bot
 from tests.helpers.console import FAST_HASHER, SignedInClient, create_user, sign_in
@@ -256,3 +263,35 @@ async def test_a_turn_on_one_worker_reaches_a_live_stream_on_another_through_red
             seen_on_b = await events.until("status")
         assert seqs(seen_on_b) == [3, 4, 5]
         assert texts(seen_on_b) == ["from A", "You said from A", "Say something"]
+
+
+async def test_a_stopping_worker_ends_its_streams_instead_of_waiting_for_them(tmp_path: Path) -> None:
+    grace = 60.0  # what uvicorn would wait for the stream, were it not told to end
+    app, store = make_app(write_bot(tmp_path / "bot", BOT_CONFIG, {"talk": TALK_SKILL}), tmp_path / "r.db")
+    app.state.accounts.hasher = FAST_HASHER
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    options = uvicorn_options("warning", grace, Settings())
+    del options["log_config"]
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **options))
+    serving = asyncio.create_task(uvicorn_server.serve(sockets=[listener]))
+    try:
+        while not uvicorn_server.started:
+            assert not serving.done(), "the server did not start"
+            await asyncio.sleep(0.005)
+        keys = await create_keys(store, "chat", now=datetime.now(UTC))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            server = Server(app=app, port=port, sdk_key=keys.sdk_key, secret_key=keys.secret_key, http=http)
+            conversation, _ = await server.start()
+            viewer = await signed_in(server, "viewer@example.com", "viewer")
+            async with aclosing(viewer.client), watching(viewer, conversation) as events:
+                await events.until("status")
+                uvicorn_server.should_exit = True
+                # Ended as a lifetime ends (no "end" event): the browser reconnects, to a worker still running.
+                assert await events.next() is None
+            await asyncio.wait_for(serving, grace / 4)
+    finally:
+        uvicorn_server.should_exit = True
+        await serving
+        listener.close()

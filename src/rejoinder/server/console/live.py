@@ -14,13 +14,14 @@ Bounds, for a page reachable from the internet: a stream lasts ``lifetime`` seco
 browser reconnects by itself, with ``Last-Event-ID``); the console session is read again every ``recheck``
 seconds, so a signed-out or disabled user's stream ends within seconds; a console session holds ``per_session``
 streams per worker at most (the next is answered ``429``) and a worker ``per_worker`` in all (``503``). When the
-hub drops the stream (too slow, Redis lost, the server stopping) it catches up from the store and ends, and the
-browser reconnects.
+hub drops the stream (too slow, Redis lost) it catches up from the store and ends, and the browser reconnects; so
+it does when the worker begins to stop (``rejoinder serve`` tells it: ``server/connections.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter
@@ -35,6 +36,7 @@ from starlette.types import Receive, Scope, Send
 from rejoinder.realtime import HubClosed, HubUnavailable, Subscription, SubscriptionLost
 from rejoinder.realtime.events import SESSIONS_ENDED
 from rejoinder.server import state
+from rejoinder.server.connections import SHUTDOWN_EXTENSION
 from rejoinder.server.console.reading import shown_iso
 from rejoinder.server.console.session import SESSION_COOKIE, ConsoleRefused, accounts, signed_in
 from rejoinder.server.in_order import InOrder
@@ -247,8 +249,9 @@ def _json(data: dict[str, Any]) -> str:
 
 
 class _EventStream(Response):
-    """A ``text/event-stream`` answer written by ``run``; it ends when ``run`` returns or the client leaves, and
-    ``release`` is called then whatever happened."""
+    """A ``text/event-stream`` answer written by ``run``. It ends when ``run`` returns, the client leaves or the
+    worker begins to stop (the browser reconnects, to a worker still running); ``release`` is called then,
+    whatever happened."""
 
     media_type = "text/event-stream"
 
@@ -257,17 +260,24 @@ class _EventStream(Response):
         del self.headers["content-length"]
         self._run = run
         self._release = release
+        self._open = False  # the answer has begun and not ended
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             streaming = asyncio.ensure_future(self._stream(send))
-            leaving = asyncio.ensure_future(_client_gone(receive))
+            waits: set[asyncio.Future[Any]] = {streaming, asyncio.ensure_future(_client_gone(receive))}
+            stopping = scope.get("extensions", {}).get(SHUTDOWN_EXTENSION, {}).get("event")
+            if isinstance(stopping, asyncio.Event):
+                waits.add(asyncio.ensure_future(stopping.wait()))
             try:
-                await asyncio.wait((streaming, leaving), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (streaming, leaving):
+                for task in waits:
                     task.cancel()
-                await asyncio.wait((streaming, leaving))
+                await asyncio.wait(waits)
+            if self._open and stopping is not None and stopping.is_set():
+                with contextlib.suppress(OSError):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
             if not streaming.cancelled() and streaming.exception() is not None:
                 error = streaming.exception()
                 if not isinstance(error, OSError):
@@ -277,11 +287,13 @@ class _EventStream(Response):
 
     async def _stream(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        self._open = True
 
         async def write(text: str) -> None:
             await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
 
         await self._run(write)
+        self._open = False
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

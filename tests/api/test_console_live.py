@@ -22,6 +22,7 @@ import uvicorn
 
 from rejoinder.cli.serve import uvicorn_options
 from rejoinder.config import Settings
+from rejoinder.realtime import MemoryHub
 from rejoinder.server.console.live import LiveSettings, LiveStreams
 from rejoinder.service.accounts import CLI_ACTOR
 from rejoinder.service.keys import create_keys
@@ -295,3 +296,21 @@ async def test_a_stopping_worker_ends_its_streams_instead_of_waiting_for_them(tm
         uvicorn_server.should_exit = True
         await serving
         listener.close()
+
+
+async def test_a_stream_the_hub_drops_catches_up_from_the_store_and_ends(tmp_path: Path) -> None:
+    async with serving(tmp_path) as server:
+        # An inbox of one event: a turn's five (typing, three messages, status) overflow it, as a slow reader's would.
+        tiny = MemoryHub(queue_size=1)
+        server.app.state.hub = server.app.state.service.hub = tiny
+        conversation, session = await server.start()
+        viewer = await signed_in(server, "viewer@example.com", "viewer")
+        async with aclosing(viewer.client), watching(viewer, conversation, after=2) as events:
+            await events.until("status")
+            await server.say(conversation, session, "hello", "m1")
+            caught_up = []
+            while (event := await events.next()) is not None:
+                caught_up.append(event)
+        assert seqs(caught_up) == [3, 4, 5]  # from the store, then the end: the browser reconnects
+        assert [e.name for e in caught_up] == ["message"] * 3
+        assert tiny.subscriber_count() == 0

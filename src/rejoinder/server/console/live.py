@@ -131,8 +131,8 @@ def open_stream(request: Request, conversation_id: str, after: int) -> Response:
         raise RuntimeError("open_stream() needs the viewer dependency on the route")
     streams = live_streams(request)
     session_id = signed.found.session.id
-    streams.take(session_id)
     transcript = _Transcript(request, conversation_id, after, streams.settings)
+    streams.take(session_id)
     return _EventStream(transcript.run, lambda: streams.give_back(session_id))
 
 

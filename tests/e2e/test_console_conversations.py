@@ -1,7 +1,7 @@
-"""The console's record pages in a browser: an editor watches a conversation live while the customer writes
-through the client API, revokes its token, issues one, erases the conversation behind its confirmation page; a
-viewer's pages have no change buttons; every page fits a 390 px phone. Screenshots go to docs/images/ for
-docs/console.md."""
+"""The console's record pages in a browser: an editor watches a conversation live (its event stream) while the
+customer writes through the client API, revokes its token, issues one, erases the conversation behind its
+confirmation page; a browser without EventSource polls instead; a viewer's pages have no change buttons; every
+page fits a 390 px phone. Screenshots go to docs/images/ for docs/console.md."""
 
 from __future__ import annotations
 
@@ -209,6 +209,27 @@ def test_an_editor_watches_revokes_issues_and_erases(
     transcript_paths = {path for path in requested if path and path.startswith(conversation_path + "/")}
     assert conversation_path + "/live" in transcript_paths
     assert conversation_path + "/messages" not in transcript_paths
+
+
+def test_a_browser_without_event_source_polls_for_new_messages(
+    page: Page, server: ServeProcess, accounts: None, customer: Customer
+) -> None:
+    page.add_init_script("delete window.EventSource;")
+    sign_in_page(page, server.base, VIEWER)
+    page.goto(f"{server.base}/dashboard/conversations/{customer.conversation_id}")
+    transcript = page.locator("#transcript")
+    expect(transcript).to_have_attribute("data-via", "polling")
+    customer.say("Is it polling?")
+    expect(transcript.locator(".message-customer .bubble").last).to_have_text(
+        "Is it polling?", timeout=30_000
+    )
+    page.goto(f"{server.base}/dashboard")  # the poll that brought it is logged once it is answered
+    conversation_path = f"/dashboard/conversations/{customer.conversation_id}"
+    requested = [
+        json.loads(line).get("path") for line in server.log_text().splitlines() if line.startswith("{")
+    ]
+    assert conversation_path + "/messages" in requested
+    assert conversation_path + "/live" not in requested
 
 
 def test_a_viewer_sees_no_change_buttons(

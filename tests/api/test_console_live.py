@@ -232,7 +232,7 @@ async def test_a_stream_ends_after_its_lifetime_with_heartbeats_meanwhile(tmp_pa
             assert "keep-alive" in events.comments
 
 
-async def test_refused_positions(tmp_path: Path) -> None:
+async def test_refused_positions_conversations_and_visitors(tmp_path: Path) -> None:
     async with serving(tmp_path) as server:
         conversation, _ = await server.start()
         viewer = await signed_in(server, "viewer@example.com", "viewer")
@@ -247,6 +247,8 @@ async def test_refused_positions(tmp_path: Path) -> None:
                 f"/dashboard/conversations/{conversation}/live", headers={"Last-Event-ID": "nope"}
             )
             assert bad_id.status_code == 400
+            unknown = await viewer.client.get("/dashboard/conversations/cnv_0000/live")
+            assert unknown.status_code == 404 and unknown.json()["error"] == "Conversation not found"
             anonymous = await server.http.get(f"/dashboard/conversations/{conversation}/live")
             assert anonymous.status_code == 303  # no session: to the sign-in form
 

@@ -87,6 +87,7 @@ async def test_each_page_renders_for_a_viewer_without_change_buttons(console: Co
     # Its tokens are this conversation's: no column says so.
     assert 'data-label="Conversation"' not in page.text
     assert f'data-live="/dashboard/conversations/{cid}/messages"' in page.text
+    assert f'data-stream="/dashboard/conversations/{cid}/live"' in page.text
     for change in ("/revoke", "/erase", f'{cid}/tokens"', "Issue a token"):
         assert change not in page.text, change
     assert page.headers["cache-control"] == "no-store"
@@ -195,6 +196,11 @@ async def test_an_editor_issues_and_revokes_a_token_audited_by_name(console: Con
     assert secret is not None
     record = await console.server.store.credentials.find_token_by_hash(hash_token(secret.group(1)))
     assert record is not None and record.max_uses == 3
+    # The page that answers the form (at …/tokens) keeps the conversation's transcript live all the same.
+    assert f'data-live="/dashboard/conversations/{cid}/messages"' in issued.text
+    assert f'data-stream="/dashboard/conversations/{cid}/live"' in issued.text
+    assert f'action="/dashboard/conversations/{cid}/tokens"' in issued.text
+    assert f'href="/dashboard/conversations/{cid}/erase"' in issued.text
     # Shown once: the conversation's page lists the token, never its secret.
     again = await editor.client.get(f"/dashboard/conversations/{cid}")
     assert record.id in again.text and secret.group(1) not in again.text

@@ -391,6 +391,9 @@ async def test_the_session_may_come_in_a_first_auth_frame(server: Server) -> Non
         ),
         ({}, "garbage", 4401, "unauthorized: send ?session="),
         ({"after": "-1"}, None, 4400, "validation_error: after must be a message seq"),
+        # Digits that int() refuses: a superscript two, and a number longer than it reads.
+        ({"after": "%C2%B2"}, None, 4400, "validation_error: after must be a message seq"),
+        ({"after": "9" * 5000}, None, 4400, "validation_error: after must be a message seq"),
     ],
 )
 async def test_refused_connections_close_with_a_code_and_a_reason(

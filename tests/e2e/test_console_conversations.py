@@ -1,10 +1,11 @@
-"""The console's record pages in a browser: an editor watches a conversation live while the customer writes
-through the client API, revokes its token, issues one, erases the conversation behind its confirmation page; a
-viewer's pages have no change buttons; every page fits a 390 px phone. Screenshots go to docs/images/ for
-docs/console.md."""
+"""The console's record pages in a browser: an editor watches a conversation live (its event stream) while the
+customer writes through the client API, revokes its token, issues one, erases the conversation behind its
+confirmation page; a browser without EventSource polls instead; a viewer's pages have no change buttons; every
+page fits a 390 px phone. Screenshots go to docs/images/ for docs/console.md."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,16 +139,20 @@ def test_an_editor_watches_revokes_issues_and_erases(
     shoot(page, "conversations")
 
     row_link.click()
+    conversation_path = f"/dashboard/conversations/{customer.conversation_id}"
     transcript = page.locator("#transcript")
     expect(transcript.locator(".message-customer")).to_contain_text(["Where is my order?"])
     expect(transcript.locator(".message-bot").first).to_be_visible()
 
-    # The customer writes while the page is open: the message appears without a reload.
+    # The customer writes while the page is open: the message appears without a reload, through the page's event
+    # stream (the page says when it listens to one, and the server is never polled for messages).
+    expect(transcript).to_have_attribute("data-via", "events", timeout=30_000)
     customer.say("Do you ship to Norway?")
     expect(transcript.locator(".message-customer .bubble").last).to_have_text(
         "Do you ship to Norway?", timeout=30_000
     )
     expect(page.locator("#live-note")).to_be_visible()
+    expect(transcript).to_have_attribute("data-via", "events")
     shoot(page, "conversation")
 
     # Revoke the token (the button asks first); the customer's token no longer resumes.
@@ -198,6 +203,33 @@ def test_an_editor_watches_revokes_issues_and_erases(
     assert gone is not None and gone.status == 404
     expect(page.get_by_role("heading", name="Conversation not found")).to_be_visible()
     assert customer.resume(fresh).status_code == 404
+    requested = [
+        json.loads(line).get("path") for line in server.log_text().splitlines() if line.startswith("{")
+    ]
+    transcript_paths = {path for path in requested if path and path.startswith(conversation_path + "/")}
+    assert conversation_path + "/live" in transcript_paths
+    assert conversation_path + "/messages" not in transcript_paths
+
+
+def test_a_browser_without_event_source_polls_for_new_messages(
+    page: Page, server: ServeProcess, accounts: None, customer: Customer
+) -> None:
+    page.add_init_script("delete window.EventSource;")
+    sign_in_page(page, server.base, VIEWER)
+    page.goto(f"{server.base}/dashboard/conversations/{customer.conversation_id}")
+    transcript = page.locator("#transcript")
+    expect(transcript).to_have_attribute("data-via", "polling")
+    customer.say("Is it polling?")
+    expect(transcript.locator(".message-customer .bubble").last).to_have_text(
+        "Is it polling?", timeout=30_000
+    )
+    page.goto(f"{server.base}/dashboard")  # the poll that brought it is logged once it is answered
+    conversation_path = f"/dashboard/conversations/{customer.conversation_id}"
+    requested = [
+        json.loads(line).get("path") for line in server.log_text().splitlines() if line.startswith("{")
+    ]
+    assert conversation_path + "/messages" in requested
+    assert conversation_path + "/live" not in requested
 
 
 def test_a_viewer_sees_no_change_buttons(

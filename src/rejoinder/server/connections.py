@@ -9,6 +9,9 @@ implementations, add two limits:
   is closed (idle keep-alive connections are closed by uvicorn's own ``timeout_keep_alive``);
 * a request line and headers take at most ``max_request_header_bytes``, give or take one read (httptools itself
   sets no bound); past that the client gets a ``431`` and the connection is closed;
+* a request's scope carries an :class:`asyncio.Event` at ``extensions[SHUTDOWN_EXTENSION]["event"]``, set when
+  the worker begins a graceful shutdown, so that an answer that would go on for minutes (the console's live
+  transcript) can end at once instead of holding the shutdown up;
 * one peer address holds at most ``max_connections_per_ip`` open connections, WebSockets included, per worker;
   the next one gets a ``429`` and is closed at once. An IPv6 client is counted by its /64, which one subscriber
   usually holds whole. Peers that uvicorn trusts to forward client addresses
@@ -32,6 +35,7 @@ from rejoinder.config import Settings, get_settings
 from rejoinder.server.addresses import client_key
 
 TOO_MANY_RETRY_AFTER = 10  # seconds
+SHUTDOWN_EXTENSION = "rejoinder.shutdown"
 # After a refusal, what the client still sends is read and dropped this long before the connection is closed:
 # closing with unread data would reset the connection, and the client might never see why.
 LINGER_SECONDS = 1.0
@@ -89,6 +93,15 @@ def _limits(config: Config) -> tuple[Settings, PeerConnections]:
     return _worker_limits
 
 
+def _shutdown_event(server_state: object) -> asyncio.Event:
+    """The event set when this server (one uvicorn ``Server``, whose connections share ``server_state``) stops."""
+    event = getattr(server_state, "rejoinder_shutdown", None)
+    if not isinstance(event, asyncio.Event):
+        event = asyncio.Event()
+        setattr(server_state, "rejoinder_shutdown", event)  # noqa: B010  (uvicorn's object has no such field)
+    return event
+
+
 def _problem(status: int, reason: str, kind: str, detail: str, extra: str = "") -> bytes:
     """A whole HTTP response carrying a problem document, for the protocol to write before it closes."""
     body = json.dumps({"type": kind, "title": reason, "status": status, "detail": detail}).encode()
@@ -143,6 +156,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope["extensions"] = {SHUTDOWN_EXTENSION: {"event": _shutdown_event(self.server_state)}}
         self._header_bytes = 0
         self._head_began = True
         if self._header_timer is None:  # the first request's deadline runs from the connection's opening
@@ -152,6 +166,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._disarm_header_timer()
         self._header_bytes = None
         super().on_headers_complete()
+
+    def shutdown(self) -> None:
+        _shutdown_event(self.server_state).set()
+        super().shutdown()
 
     def _arm_header_timer(self, seconds: float) -> None:
         self._header_timer = self.loop.call_later(seconds, self._headers_too_slow, seconds)

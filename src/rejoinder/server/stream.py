@@ -54,16 +54,16 @@ from rejoinder.server import state
 from rejoinder.server.addresses import client_key
 from rejoinder.server.auth import SessionCaller, authenticate_session, hash_secret
 from rejoinder.server.errors import Problem, problem_for
+from rejoinder.server.in_order import InOrder, parse_seq
 from rejoinder.server.socket_quota import SocketQuota
 from rejoinder.server.turn import SendRequest, take_turn
 from rejoinder.service import SessionRefused
-from rejoinder.store import MAX_SEQ, MessageRecord, StoreUnavailable
+from rejoinder.store import MessageRecord, StoreUnavailable
 
 log = logging.getLogger("rejoinder.stream")
 
 router = APIRouter(tags=["client"])
 
-REPLAY_PAGE = 500
 _MAX_REASON_BYTES = 123  # what a close frame can carry
 _CLOCK_SLACK = 0.05  # seconds: the loop's timer and the session clock are not the same clock
 _EXPIRED = "this session has expired; refresh or resume, then reconnect"
@@ -139,9 +139,10 @@ router.add_websocket_route(
 def _after(raw: str | None) -> int:
     if raw is None:
         return 0
-    if not raw.isdigit() or int(raw) > MAX_SEQ:
+    after = parse_seq(raw)
+    if after is None:
         raise _Close(4400, "validation_error", "after must be a message seq (a whole number, 0 or more)")
-    return int(raw)
+    return after
 
 
 async def _authenticate(
@@ -198,6 +199,7 @@ class _Stream:
     __slots__ = (
         "_closed",
         "_drainer",
+        "_order",
         "_send_lock",
         "_subscription",
         "_turn_task",
@@ -205,7 +207,6 @@ class _Stream:
         "caller",
         "conversation_id",
         "hub",
-        "last_seq",
         "service",
         "session_hash",
         "session_secret",
@@ -226,7 +227,7 @@ class _Stream:
         self.service = state.service(websocket)
         self.store = state.store(websocket)
         self.hub = state.hub(websocket)
-        self.last_seq = 0
+        self._order = InOrder(self.store.conversations, self.conversation_id)
         self._send_lock = asyncio.Lock()
         self._turns: list[SendRequest] = []
         self._turn_task: asyncio.Task[None] | None = None
@@ -234,8 +235,15 @@ class _Stream:
         self._drainer: asyncio.Task[None] | None = None
         self._closed = False
 
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last message sent (what a refusal tells the client to reconnect with)."""
+        return self._order.last_seq
+
     async def run(self, after: int) -> None:
-        self.last_seq = after  # what a refusal tells the client to reconnect with, if subscribing fails
+        self._order.last_seq = (
+            after  # what a refusal tells the client to reconnect with, if subscribing fails
+        )
         try:
             async with self.hub.subscribe(self.conversation_id) as subscription:
                 # Subscribed before reading the store: whatever is committed from now on is either in the replay
@@ -281,13 +289,8 @@ class _Stream:
     # ------------------------------------------------------------------------------------------ out
 
     async def _replay(self) -> None:
-        while True:
-            page = await self.store.conversations.messages_after(
-                self.conversation_id, self.last_seq, REPLAY_PAGE
-            )
-            await self._send_messages(page)
-            if len(page) < REPLAY_PAGE:
-                return
+        async with self._send_lock:
+            await self._order.replay(self._write_message)
 
     async def _status(self) -> Event:
         conversation = await self.store.conversations.get(self.conversation_id)
@@ -355,19 +358,10 @@ class _Stream:
     async def _send_items(self, items: list[dict[str, Any]]) -> None:
         """Send message items in seq order, each once: skip what was sent, fill gaps from the database."""
         async with self._send_lock:
-            for item in items:
-                seq = int(item["seq"])
-                if seq <= self.last_seq:
-                    continue
-                if seq > self.last_seq + 1:
-                    missing = await self.store.conversations.messages_after(
-                        self.conversation_id, self.last_seq, seq - 1 - self.last_seq
-                    )
-                    for record in missing:
-                        await self._write({"type": "message", "message": record.to_api()})
-                        self.last_seq = record.seq
-                await self._write({"type": "message", "message": item})
-                self.last_seq = seq
+            await self._order.send(items, self._write_message)
+
+    async def _write_message(self, item: dict[str, Any]) -> None:
+        await self._write({"type": "message", "message": item})
 
     async def _send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:

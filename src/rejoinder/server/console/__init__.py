@@ -43,6 +43,7 @@ from redis.asyncio import Redis
 
 from rejoinder.config import Settings
 from rejoinder.server.console import audit, conversations, keys, overview, sign_in, skills, tokens, users
+from rejoinder.server.console.live import LiveStreams
 from rejoinder.server.console.pages import (
     ConsoleHeaders,
     ConsoleHtmlProblems,
@@ -104,8 +105,9 @@ router.include_router(skills.router)
 
 
 def install(app: FastAPI) -> None:
-    """Add the console's routes and the HTML answers to its refusals to ``app``."""
+    """Add the console's routes, the HTML answers to its refusals and the count of live transcripts to ``app``."""
     app.include_router(router)
+    app.state.console_live = LiveStreams()
     install_handlers(app)
 
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from rejoinder.server import state
+from rejoinder.server.console.live import choice_text, drawn_message, open_stream
 from rejoinder.server.console.pages import Flash, render
 from rejoinder.server.console.reading import (
     Selection,
@@ -27,6 +28,7 @@ from rejoinder.server.console.reading import (
 )
 from rejoinder.server.console.session import PREFIX, ConsoleRefused, Editor, Viewer, actor, form_of, signed_in
 from rejoinder.server.console.tokens import token_row
+from rejoinder.server.in_order import parse_seq
 from rejoinder.service import AuditFilters, ConversationFilters, ConversationView
 from rejoinder.service.accounts import role_allows
 from rejoinder.service.admin import audit_actor
@@ -126,9 +128,29 @@ async def new_messages(
                 conversation.bot_id, conversation_id, after=_seq(after), limit=LIVE_BATCH
             )
     except ConsoleRefused as refused:
-        return JSONResponse({"error": refused.title, "detail": refused.message}, status_code=refused.status)
+        return _json_refusal(refused)
     drawn = [{**item, "at": asdict(item["at"])} for item in map(_message, messages)]
     return JSONResponse({"messages": drawn, "status": conversation.status})
+
+
+@router.get(CONVERSATIONS + "/{conversation_id}/live")
+async def live_transcript(
+    request: Request, conversation_id: str, _user: Viewer, after: str | None = None
+) -> Response:
+    """The messages after ``after`` (or the browser's ``Last-Event-ID``), then the new ones as they are sent, as
+    server-sent events (``live.py``)."""
+    try:
+        async with refusals_as_pages():
+            await _served_conversation(request, conversation_id)
+        return open_stream(request, conversation_id, _seq(request.headers.get("last-event-id") or after))
+    except ConsoleRefused as refused:
+        return _json_refusal(refused)
+
+
+def _json_refusal(refused: ConsoleRefused) -> JSONResponse:
+    """A refusal as the live transcript's script reads it."""
+    body = {"error": refused.title, "detail": refused.message}
+    return JSONResponse(body, status_code=refused.status, headers=refused.headers)
 
 
 @router.post(CONVERSATIONS + "/{conversation_id}/tokens")
@@ -198,7 +220,8 @@ async def _conversation_page(
         "audit": [audit_row(e) for e in trail.items],
         "more_audit": trail.next_cursor is not None,
         "issued": issued,
-        "here": request.url.path,
+        # The conversation's own address, also on the page that answers a form posted to …/tokens.
+        "here": f"{CONVERSATIONS}/{conversation_id}",
         "can_edit": _can_edit(request),
         "flashes": flashes or [],
     }
@@ -263,21 +286,13 @@ def _view(view: ConversationView) -> dict[str, Any]:
         "pending": view.pending is not None,
         "pending_node": pending.get("node"),
         "pending_input": pending.get("input"),
-        "pending_choices": [_choice_text(c) for c in pending.get("choices") or []],
+        "pending_choices": [choice_text(c) for c in pending.get("choices") or []],
     }
 
 
 def _message(message: MessageRecord) -> dict[str, Any]:
-    """A message as the page draws it (and the live endpoint sends it): who, what, the choices it offered, when."""
-    item = message.to_api()
-    buttons = item.get("buttons") or item.get("choices") or []
-    return {
-        "seq": message.seq,
-        "sender": message.sender,
-        "text": str(item.get("text") or ""),
-        "choices": [_choice_text(b) for b in buttons] if isinstance(buttons, list) else [],
-        "at": shown_time(message.created_at),
-    }
+    """A message as the page draws it (and the live endpoints send it)."""
+    return drawn_message(message.to_api())
 
 
 def audit_row(event: AuditRecord) -> dict[str, Any]:
@@ -294,14 +309,6 @@ def audit_row(event: AuditRecord) -> dict[str, Any]:
     }
 
 
-def _choice_text(choice: Any) -> str:
-    if isinstance(choice, dict):
-        return str(
-            choice.get("title") or choice.get("text") or choice.get("label") or choice.get("value") or ""
-        )
-    return str(choice)
-
-
 def _shown_value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS] + "…"
@@ -310,9 +317,10 @@ def _shown_value(value: Any) -> str:
 def _seq(value: str | None) -> int:
     if not value:
         return 0
-    if not value.isdigit() or int(value) > MAX_SEQ:
+    seq = parse_seq(value)
+    if seq is None:
         raise ConsoleRefused(400, "Unknown position", f"'after' is a message number, 0 to {MAX_SEQ}.")
-    return int(value)
+    return seq
 
 
 def _uses(value: str) -> int | None:

@@ -139,7 +139,11 @@ class ShownTime:
 def shown_time(moment: datetime | None) -> ShownTime | None:
     if moment is None:
         return None
-    iso = iso_z(moment)  # 2026-12-03T16:20:14.000Z: one formatting for all three
+    return shown_iso(iso_z(moment))
+
+
+def shown_iso(iso: str) -> ShownTime:
+    """A time as the API writes it (``2026-12-03T16:20:14.000Z``) as a page shows it: one formatting for all three."""
     return ShownTime(iso=iso, text=f"{iso[:10]} {iso[11:16]}", full=f"{iso[:10]} {iso[11:19]} UTC")
 
 

@@ -1,6 +1,8 @@
-// A conversation's page keeps its transcript live: it asks the console for the messages after the last one it
-// shows, every few seconds while the page is visible, and draws them as the server drew the others. Without
-// this script the page still shows the transcript as it was when loaded.
+// A conversation's page keeps its transcript live: it listens to the console's event stream of the conversation
+// (server-sent events: each message as it is sent, status changes, the end when the conversation is erased or the
+// user signed out) and draws the new messages as the server drew the others. Where EventSource is missing or
+// keeps failing, it asks for the messages after the last one it shows every few seconds instead, while the page
+// is visible. Without this script the page still shows the transcript as it was when loaded.
 (function () {
   "use strict";
   var list = document.getElementById("transcript");
@@ -8,7 +10,11 @@
     return;
   }
   var url = list.dataset.live;
+  var streamUrl = list.dataset.stream;
   var after = parseInt(list.dataset.after || "0", 10) || 0;
+  var failures = 0; // stream errors since it last opened
+  var mostFailures = 3;
+  var source = null;
   var every = 2000;
   var longest = 30000;
   var wait = every;
@@ -56,8 +62,30 @@
     list.appendChild(item);
   }
 
+  function add(message) {
+    if (message.seq > after) {
+      draw(message);
+      after = message.seq;
+      var empty = document.getElementById("transcript-empty");
+      if (empty) {
+        empty.remove();
+      }
+    }
+  }
+
+  function showStatus(status) {
+    var badge = document.querySelector(".conversation-title .badge");
+    if (badge && (status === "active" || status === "closed")) {
+      badge.className = "badge badge-" + status;
+      badge.textContent = status;
+    }
+  }
+
   function stop(text) {
     stopped = true;
+    if (source) {
+      source.close();
+    }
     if (note) {
       note.textContent = text;
       note.setAttribute("role", "status");
@@ -88,16 +116,8 @@
         if (!body) {
           return;
         }
-        body.messages.forEach(function (message) {
-          if (message.seq > after) {
-            draw(message);
-            after = message.seq;
-          }
-        });
-        var empty = document.getElementById("transcript-empty");
-        if (empty && body.messages.length) {
-          empty.remove();
-        }
+        body.messages.forEach(add);
+        showStatus(body.status);
         wait = body.messages.length ? 500 : every;
       })
       .catch(function () {
@@ -106,12 +126,53 @@
       .then(schedule);
   }
 
+  function startPolling() {
+    source = null;
+    list.dataset.via = "polling";
+    schedule();
+  }
+
+  // The stream reconnects by itself when it ends (it lasts a few minutes) or the network fails; once the server
+  // refuses it (too many open, erased, signed out) or it failed a few times in a row, the page polls instead.
+  function listen() {
+    source = new EventSource(streamUrl + "?after=" + after);
+    source.onopen = function () {
+      failures = 0;
+      list.dataset.via = "events";
+    };
+    source.onmessage = function (event) {
+      add(JSON.parse(event.data));
+    };
+    source.addEventListener("status", function (event) {
+      showStatus(JSON.parse(event.data).status);
+    });
+    source.addEventListener("end", function (event) {
+      var reason = JSON.parse(event.data).reason;
+      stop(
+        reason === "erased"
+          ? "This conversation was erased: nothing more will appear."
+          : "You are signed out: sign in again to see new messages."
+      );
+    });
+    source.onerror = function () {
+      failures += 1;
+      if (source.readyState === EventSource.CLOSED || failures >= mostFailures) {
+        source.close();
+        startPolling();
+      }
+    };
+  }
+
   document.addEventListener("visibilitychange", function () {
-    if (!document.hidden && timer === null && !stopped) {
+    if (!document.hidden && timer === null && !stopped && source === null) {
       wait = 0;
       schedule();
       wait = every;
     }
   });
-  schedule();
+  if (window.EventSource && streamUrl) {
+    listen();
+  } else {
+    startPolling();
+  }
 })();

@@ -1,4 +1,5 @@
-"""The app in this process on a temporary SQLite database (lifespan included), driven through httpx over ASGI."""
+"""The app in this process on a temporary SQLite database or a database URL (lifespan included), driven through
+httpx over ASGI."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ class Server:
 
 @asynccontextmanager
 async def running(
-    database: Path,
+    database: Path | str,
     bots: Mapping[str, Bot],
     *,
     keys: dict[str, IssuedKeys] | None = None,
@@ -81,11 +82,12 @@ async def running(
     client_ip: str = "127.0.0.1",
     **settings: Any,
 ) -> AsyncIterator[Server]:
-    """Start an app (lifespan included), create keys for its bots unless given, and stop it on exit.
+    """Start an app (lifespan included) on ``database``, a SQLite file or a database URL, create keys for its bots
+    unless given, and stop it on exit.
 
     ``settings`` are given to the app's :class:`Settings` (quotas, for instance).
     """
-    url = f"sqlite:///{database}"
+    url = database if isinstance(database, str) else f"sqlite:///{database}"
     app = create_app(
         bots,
         store=Store.from_url(url),

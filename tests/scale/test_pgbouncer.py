@@ -16,18 +16,14 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from rejoinder.config import Settings
-from rejoinder.server.app import create_app
-from rejoinder.service.keys import create_keys
 from rejoinder.skills import load_bot
-from rejoinder.store import Store
+from tests.helpers.app import running
 from tests.helpers.bots import EXAMPLE_BOT
 from tests.helpers.processes import free_port
 from tests.helpers.services import POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER, unavailable
@@ -125,18 +121,8 @@ async def client(
     url = direct.set(port=pgbouncer.port, query={"prepared_statement_cache_size": "0"}).render_as_string(
         hide_password=False
     )
-    store = Store.from_url(url)
-    app = create_app(
-        {"shop": load_bot(EXAMPLE_BOT)},
-        store=store,
-        settings=Settings(database_url=url, redis_url=None),
-        environ={"SHOP_BACKEND": "http://127.0.0.1:9"},
-    )
-    async with app.router.lifespan_context(app):
-        keys = await create_keys(store, "shop", now=datetime.now(UTC))
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rejoinder.test") as http:
-            yield http, {"Authorization": f"Bearer {keys.sdk_key}"}
+    async with running(url, {"shop": load_bot(EXAMPLE_BOT)}) as server:
+        yield server.client, server.sdk()
 
 
 async def _talk(http: httpx.AsyncClient, sdk: dict[str, str], number: int) -> str:

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 
 import asyncpg
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from rejoinder.config import Settings
-from rejoinder.server.app import create_app
-from rejoinder.service.keys import create_keys
 from rejoinder.skills import load_bot
 from rejoinder.store import Store
+from tests.helpers.app import running
 from tests.helpers.bots import EXAMPLE_BOT
 from tests.helpers.pgwire import PLAIN, CountingProxy, RoundTrip
 from tests.helpers.services import POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER
@@ -44,18 +41,8 @@ async def app(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], Store]]:
     url = sa.make_url(migrated_postgres_url).set(port=proxy.port).render_as_string(hide_password=False)
     url += ("&" if "?" in url else "?") + PLAIN
-    store = Store.from_url(url)
-    app = create_app(
-        {"shop": load_bot(EXAMPLE_BOT)},
-        store=store,
-        settings=Settings(database_url=url, redis_url=None),
-        environ={"SHOP_BACKEND": "http://127.0.0.1:9"},
-    )
-    async with app.router.lifespan_context(app):
-        keys = await create_keys(store, "shop", now=datetime.now(UTC))
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rejoinder.test") as client:
-            yield client, {"Authorization": f"Bearer {keys.sdk_key}"}, store
+    async with running(url, {"shop": load_bot(EXAMPLE_BOT)}) as server:
+        yield server.client, server.sdk(), server.store
 
 
 def _shown(trips: list[RoundTrip]) -> str:

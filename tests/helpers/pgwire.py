@@ -8,17 +8,13 @@ carried, so a test can say which statements a call made as well as how many exch
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import struct
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Self, TypeVar
+from typing import Self
 
-from tests.helpers.processes import free_port
-
-T = TypeVar("T")
+from tests.helpers.proxy import TcpProxy
 
 # Add to a connection URL so that the client never starts TLS, which the proxy could not read.
 PLAIN = "ssl=disable"
@@ -86,31 +82,24 @@ class _FrontendParser:
 
 
 class CountingProxy:
-    """A proxy from a free port of 127.0.0.1 to PostgreSQL, on a thread (and event loop) of its own, that counts
-    the round trips of every connection made through it.
+    """A :class:`~tests.helpers.proxy.TcpProxy` to PostgreSQL that counts the round trips of every connection made
+    through it.
 
     Use as a context manager; :meth:`trips` (all connections) since the last :meth:`reset`.
     """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
-        self.target = (target_host, target_port)
-        self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="pgwire-proxy", daemon=True)
-        self._server: asyncio.Server | None = None
         self._trips: list[RoundTrip] = []
         self._lock = threading.Lock()
+        self._proxy = TcpProxy(target_port, target_host, watch=lambda: _FrontendParser(self._record).feed)
+        self.port = self._proxy.port
 
     def __enter__(self) -> Self:
-        self._thread.start()
-        self._call(self._listen())
+        self._proxy.__enter__()
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self._call(self._shut_down())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
+    def __exit__(self, *exc: object) -> None:
+        self._proxy.__exit__(*exc)
 
     def trips(self) -> list[RoundTrip]:
         """The round trips made since the last :meth:`reset`, in the order the proxy saw them."""
@@ -124,48 +113,3 @@ class CountingProxy:
     def _record(self, trip: RoundTrip) -> None:
         with self._lock:
             self._trips.append(trip)
-
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
-
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port, reuse_address=True)
-
-    async def _shut_down(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        forwarding = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in forwarding:
-            task.cancel()
-        await asyncio.gather(*forwarding, return_exceptions=True)
-
-    async def _forward(
-        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            client_writer.transport.abort()
-            return
-        parser = _FrontendParser(self._record)
-        try:
-            await asyncio.gather(
-                self._pipe(client_reader, upstream_writer, parser),
-                self._pipe(upstream_reader, client_writer, None),
-            )
-        finally:
-            client_writer.transport.abort()
-            upstream_writer.transport.abort()
-
-    @staticmethod
-    async def _pipe(
-        source: asyncio.StreamReader, sink: asyncio.StreamWriter, parser: _FrontendParser | None
-    ) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while data := await source.read(65536):
-                if parser is not None:
-                    parser.feed(data)
-                sink.write(data)
-                await sink.drain()
-        with contextlib.suppress(OSError):
-            sink.close()

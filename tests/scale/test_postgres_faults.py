@@ -38,10 +38,10 @@ from rejoinder.store.database import Database
 from rejoinder.store.urls import normalize_url
 from tests.helpers.bots import EXAMPLE_BOT
 from tests.helpers.processes import ServeProcess, create_keys, serve_environment
+from tests.helpers.proxy import TcpProxy
 from tests.helpers.services import POSTGRES_PORT
 from tests.scale.faults import (
     PostgresCluster,
-    TcpProxy,
     assert_unavailable,
     transcript,
 )

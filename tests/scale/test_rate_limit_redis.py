@@ -29,7 +29,7 @@ from rejoinder.skills import load_bot
 from rejoinder.store import Store
 from tests.helpers.bots import EXAMPLE_BOT
 from tests.helpers.processes import free_port
-from tests.scale.faults import TcpProxy
+from tests.helpers.proxy import TcpProxy
 
 pytestmark = pytest.mark.timeout(60)
 

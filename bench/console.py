@@ -27,7 +27,6 @@ import json
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-from echo_server import REJOINDER, SHOP, ServerProcess, environment, serve_shop
+from echo_server import ServerProcess, create_keys, environment, serve_shop
 from rejoinder.service.accounts import CLI_ACTOR, Accounts, SignInLimits
 from rejoinder.store import Store
 from rejoinder.store.connect import create_sqlite_sync_engine
@@ -146,20 +145,6 @@ def upgrade(url: str) -> None:
         await store.close()
 
     asyncio.run(migrate())
-
-
-def create_keys(env: dict[str, str]) -> tuple[str, str]:
-    created = subprocess.run(
-        [REJOINDER, "keys", "create", str(SHOP), "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if created.returncode != 0:
-        raise RuntimeError(f"rejoinder keys create failed: {created.stderr}")
-    keys = json.loads(created.stdout)
-    return keys["sdk_key"], keys["secret_key"]
 
 
 def create_viewer(url: str, email: str, password: str) -> None:

@@ -159,8 +159,8 @@ def environment(workdir: Path, log_level: str = "info") -> dict[str, str]:
     }
 
 
-def create_keys(env: dict[str, str]) -> str:
-    """The SDK key from ``rejoinder keys create --json``."""
+def create_keys(env: dict[str, str]) -> tuple[str, str]:
+    """The SDK key and the secret (admin) key from ``rejoinder keys create --json``."""
     created = subprocess.run(
         [REJOINDER, "keys", "create", str(SHOP), "--json"],
         env=env,
@@ -170,8 +170,8 @@ def create_keys(env: dict[str, str]) -> str:
     )
     if created.returncode != 0:
         raise RuntimeError(f"rejoinder keys create failed: {created.stderr}")
-    sdk_key: str = json.loads(created.stdout)["sdk_key"]
-    return sdk_key
+    keys = json.loads(created.stdout)
+    return keys["sdk_key"], keys["secret_key"]
 
 
 @contextmanager
@@ -190,7 +190,7 @@ def serve_shop(
     env = environment(workdir, log_level)
     if profile is not None:
         env[PROFILE_ENV] = str(profile)
-    key = sdk_key or create_keys(env)
+    key = sdk_key or create_keys(env)[0]
     port = free_port()
     log = workdir / f"server-{port}.log"
     with log.open("wb") as log_file:

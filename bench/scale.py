@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import multiprocessing
 import os
@@ -49,7 +48,7 @@ import asyncpg
 import httpx
 import redis
 
-from echo_server import NO_QUOTAS, PROFILE_ENV, ROOT, SHOP, ServerProcess, free_port, stop_server
+from echo_server import NO_QUOTAS, PROFILE_ENV, ROOT, SHOP, ServerProcess, create_keys, free_port, stop_server
 from http_turns import Bench, Phase, _ready, report_profile, start_conversations
 
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
@@ -150,21 +149,6 @@ def redis_cpu(url: str | None) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
-def create_both_keys(env: dict[str, str]) -> tuple[str, str]:
-    """The SDK key and the secret (admin) key from ``rejoinder keys create --json``."""
-    created = subprocess.run(
-        [str(Path(sys.executable).with_name("rejoinder")), "keys", "create", str(SHOP), "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if created.returncode != 0:
-        raise RuntimeError(f"rejoinder keys create failed: {created.stderr}")
-    keys = json.loads(created.stdout)
-    return keys["sdk_key"], keys["secret_key"]
-
-
 @dataclass
 class Running:
     server: Served
@@ -185,7 +169,7 @@ def serve(setup: Setup, workdir: Path, profile: Path | None = None) -> Iterator[
         env["REJOINDER_REDIS_URL"] = setup.redis_url
     if profile is not None:
         env[PROFILE_ENV] = str(profile)
-    sdk_key, secret_key = create_both_keys(env)
+    sdk_key, secret_key = create_keys(env)
     port = free_port()
     log = workdir / f"{setup.label.replace(' ', '-')}.log"
     command = [sys.executable, str(ROOT / "bench" / "echo_server.py"), str(SHOP), "--port", str(port)]

@@ -148,7 +148,7 @@ async def websocket_streams(workdir: Path, sdk_key: str, count: int, deflate: bo
 async def run(count: int, deflate: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="rejoinder-bench-") as tmp:
         workdir = Path(tmp)
-        sdk_key = create_keys(environment(workdir))
+        sdk_key = create_keys(environment(workdir))[0]
         per_tcp = await tcp_baseline(workdir, sdk_key, count)
         per_socket, extensions = await websocket_streams(workdir, sdk_key, count, deflate)
     verdict = "ok" if per_socket <= TARGET_KB else "MISSED"
